@@ -1,0 +1,19 @@
+"""pxt_assets: Pixeltable-style media storage (destinations, file cache, fileurls) as Dagster assets.
+
+    import pxt_assets as pxt
+    media = pxt.MediaTable("blob_storage_demo/media", {"source_image": pxt.Image})
+    media.add_computed_column(rotated=media.source_image.rotate(90), destination="/data/rotated")
+    defs = pxt.definitions(media)
+"""
+
+from pxt_assets.api import InsertResult, MediaTable, Query, definitions
+from pxt_assets.config import ConfigError, Settings, load_settings
+from pxt_assets.io_managers.destinations import DestinationError
+from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
+from pxt_assets.spec import SpecError
+
+__all__ = [
+    "MediaTable", "Query", "InsertResult", "definitions",
+    "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
+    "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
+]

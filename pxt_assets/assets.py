@@ -1,0 +1,286 @@
+"""Building Dagster assets, jobs and partitions from a table spec.
+
+Per table `dir/name` (slug `dir__name`):
+- partitions `dir__name__batches`: one dynamic partition per ingest batch (an insert, a sensor tick);
+- `dir__name__source`: a multi-asset with one asset per source column; it reads the batch manifest and
+  stores each inserted value (media referenced in place, copied or uploaded by the media IO manager);
+- `dir__name__computed`: a multi-asset with one asset per computed column, each with lineage edges to the
+  columns its expression reads; columns are computed in one pass per row, so a source is fetched and
+  decoded once however many columns read it; it can be subset (one column, e.g. a backfill);
+- job `dir__name__batch_job`: materializes one batch partition of the table;
+- job `dir__name_job`: inserts a batch from run config (files or URLs) and materializes it.
+"""
+
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import PIL.Image
+
+from pxt_assets import stores
+from pxt_assets.evaluate import Row, RowError, error_kind
+from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager, empty_frame
+from pxt_assets.io_managers.table_store import row_id
+from pxt_assets.media import suffix_of
+from pxt_assets.spec import ColumnSpec, TableSpec
+
+TABLE_IO = "pxt_table_io"
+MEDIA_IO = "pxt_media_io"
+
+_WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))
+_PROGRESS_EVERY_S = 5.0
+
+
+def partitions_name(spec: TableSpec) -> str:
+    return f"{spec.slug}__batches"
+
+
+def batch_job_name(spec: TableSpec) -> str:
+    return f"{spec.slug}__batch_job"
+
+
+def insert_job_name(spec: TableSpec) -> str:
+    return f"{spec.slug}_job"
+
+
+def asset_key(spec: TableSpec, column: str) -> dg.AssetKey:
+    return dg.AssetKey([*spec.path, column])
+
+
+def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool) -> dg.AssetOut:
+    metadata: dict[str, Any] = {META_TABLE: spec.to_dict(), META_COLUMN: col.name}
+    if col.is_media:
+        metadata[META_DESTINATION] = col.destination or "referenced in place"
+    if col.expr is not None:
+        metadata["expression"] = repr(col.expr)
+    kinds = {"pxt", col.col_type.name.lower()}
+    if col.destination:
+        kinds.add(stores.store_for(col.destination).provider)
+    return dg.AssetOut(
+        key=asset_key(spec, col.name),
+        io_manager_key=MEDIA_IO if col.is_media else TABLE_IO,
+        is_required=required,
+        group_name=spec.slug,
+        metadata=metadata,
+        kinds=kinds,
+        code_version=col.expr.code_version() if col.expr is not None else "source",
+        description=(f"{spec.display_path}.{col.name} = {col.expr!r}" if col.expr is not None
+                     else f"{spec.display_path}.{col.name}: inserted {col.col_type!r} values"),
+    )
+
+
+class _Progress:
+    """Logs 'k/n rows' at most every few seconds, so long batches show they are moving."""
+
+    def __init__(self, log, what: str, total: int) -> None:
+        self.log, self.what, self.total = log, what, total
+        self.done, self.last = 0, time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= _PROGRESS_EVERY_S and self.done < self.total:
+            self.last = now
+            self.log.info(f"{self.what}: {self.done}/{self.total} rows")
+
+
+def _map_rows(fn: Callable[[int], Any], n: int, progress: _Progress) -> list[Any]:
+    """fn(i) for every row on a bounded thread pool (Pillow and I/O release the GIL), in row order."""
+    results: list[Any] = [None] * n
+    with concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="pxt-row") as pool:
+        futures = {pool.submit(fn, i): i for i in range(n)}
+        for fut in concurrent.futures.as_completed(futures):
+            results[futures[fut]] = fut.result()
+            progress.step()
+    return results
+
+
+def _frame(records: list[dict[str, Any]], media: bool) -> pd.DataFrame:
+    if not records:
+        return empty_frame(media)
+    frame = pd.DataFrame.from_records(records)
+    return frame[list(empty_frame(media).columns)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# source columns
+
+
+def _ingest_value(col: ColumnSpec, writer, reader, rid: str, value: Any) -> dict[str, Any]:
+    """One inserted value -> its stored record (see the seeds' 'Where do my files go?' table)."""
+    record: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None}
+    if col.is_media:
+        record.update(destination=col.destination, owned=False)
+    try:
+        if value is None:
+            return record
+        if not col.is_media:
+            record["value"] = _check_scalar(col, value)
+            return record
+        uri = stores.normalize_uri(str(value))
+        store = stores.store_for(uri)
+        local = store.local_path(uri)
+        if local is not None:
+            if not local.is_file():
+                raise RowError(f"file not found: {local}", "not_found")
+            if col.col_type.name == "Image":
+                _check_image(local)
+            if writer is not None:  # input_media_dest set: keep our own copy there
+                uri = writer.copy_file(rid, local, suffix_of(uri))
+                record["owned"] = True
+        # URLs are stored exactly as given (query string kept) and fetched lazily through the cache.
+        record["value"] = uri
+    except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
+        record["error"], record["errortype"] = str(e), error_kind(e)
+        if col.is_media:
+            record["value"] = None
+    return record
+
+
+def _check_scalar(col: ColumnSpec, value: Any) -> Any:
+    expected = col.col_type.python_type
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is not None and not isinstance(value, expected):
+        raise RowError(f"expected {col.col_type!r}, got {type(value).__name__} {value!r}", "type_error")
+    return value
+
+
+def _check_image(path) -> None:
+    try:
+        with PIL.Image.open(path) as img:
+            img.verify()
+    except (PIL.UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise RowError(f"not a readable image: {path}: {e}", "decode_error") from None
+
+
+def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    columns = spec.source_columns()
+
+    @dg.multi_asset(
+        name=f"{spec.slug}__source",
+        outs={c.name: _out(spec, c, pdef, required=True) for c in columns},
+        partitions_def=pdef,
+        required_resource_keys={MEDIA_IO},
+    )
+    def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
+        media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
+        batch = context.partition_key
+        manifest = media_io.table_store().read_manifest(spec, batch)
+        rows: list[dict[str, Any]] = manifest["rows"]
+        reader = media_io.reader()
+        bad_rows: set[int] = set()
+        for col in columns:
+            writer = media_io.writer_for(spec, col) if col.is_media and col.destination else None
+            progress = _Progress(context.log, col.name, len(rows))
+            records = _map_rows(
+                lambda i: _ingest_value(col, writer, reader, row_id(batch, i), rows[i].get(col.name)),
+                len(rows), progress,
+            )
+            for i, r in enumerate(records):
+                if r["error"] is not None:
+                    bad_rows.add(i)
+                    context.log.warning(f"row {r['row_id']} {col.name}: {r['error']}")
+            yield dg.Output(_frame(records, col.is_media), output_name=col.name)
+        context.log.info(f"{spec.display_path}: {len(rows)} rows inserted with {len(bad_rows)} errors")
+
+    return source
+
+
+# ---------------------------------------------------------------------------------------------------------
+# computed columns
+
+
+def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition | None:
+    columns = spec.computed_columns()
+    if not columns:
+        return None
+    sources = spec.source_columns()
+
+    @dg.multi_asset(
+        name=f"{spec.slug}__computed",
+        outs={c.name: _out(spec, c, pdef, required=False) for c in columns},
+        deps=[asset_key(spec, c.name) for c in sources],
+        internal_asset_deps={c.name: {asset_key(spec, n) for n in c.expr.columns()} for c in columns},
+        partitions_def=pdef,
+        can_subset=True,
+        required_resource_keys={MEDIA_IO},
+    )
+    def computed(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
+        media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
+        selected = [c for c in columns if c.name in context.selected_output_names]
+        frames = compute_batch(spec, selected, context.partition_key, media_io, context.log)
+        for col in selected:  # definition order is topological: a column only reads earlier ones
+            yield dg.Output(frames[col.name], output_name=col.name)
+
+    return computed
+
+
+def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager, log) -> dict[str, pd.DataFrame]:
+    """Compute `selected` columns for every row of `batch` in one pass per row; returns each column's frame.
+
+    Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
+    read from storage. Each row's files are written through the media IO manager's column writers.
+    """
+    selected_names = {c.name for c in selected}
+    needed: set[str] = set()
+    for col in selected:
+        needed |= col.expr.columns()
+    # Row ids come from the first source column, which every batch has.
+    stored_cols = sorted((needed - selected_names) | {spec.source_columns()[0].name})
+    store = media_io.table_store()
+    stored = {}
+    for name in stored_cols:
+        frame = store.read_column(spec, name, batch)
+        if frame is None:
+            raise FileNotFoundError(
+                f"{spec.display_path}: column {name!r} has no data for batch {batch!r}; materialize it first"
+            )
+        stored[name] = frame
+    row_ids = list(stored[spec.source_columns()[0].name]["row_id"])
+    writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.is_media}
+    reader = media_io.reader()
+    by_col = {name: f.set_index("row_id") for name, f in stored.items()}
+
+    def process(i: int) -> dict[str, dict[str, Any]]:
+        rid = row_ids[i]
+        values, errors, errortypes = {}, {}, {}
+        for name, f in by_col.items():
+            rec = f.loc[rid]
+            values[name] = None if pd.isna(rec["value"]) else rec["value"]
+            if rec["error"] is not None and not pd.isna(rec["error"]):
+                errors[name], errortypes[name] = rec["error"], rec["errortype"]
+        row = Row(spec, reader, rid, values, errors, errortypes)
+        out: dict[str, dict[str, Any]] = {}
+        for col in selected:
+            rec: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None}
+            if col.is_media:
+                rec.update(destination=col.destination, owned=False)
+            try:
+                result = row.evaluate(col.expr)
+                if col.is_media:
+                    if not isinstance(result, PIL.Image.Image):
+                        raise RowError(f"expected an image, got {type(result).__name__}", "type_error")
+                    rec["value"], rec["owned"] = writers[col.name].write_image(rid, result), True
+                    row.set_result(col.name, result, rec["value"])
+                else:
+                    rec["value"] = result
+                    row.set_result(col.name, result, result)
+            except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
+                row.set_error(col.name, e)
+                rec["error"], rec["errortype"] = str(e), error_kind(e)
+            out[col.name] = rec
+        return out
+
+    progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
+    results = _map_rows(process, len(row_ids), progress)
+    frames = {c.name: _frame([r[c.name] for r in results], c.is_media) for c in selected}
+    for col in selected:
+        errs = int(frames[col.name]["error"].notna().sum())
+        log.info(f"{spec.display_path}.{col.name}: added {len(row_ids)} column values with {errs} errors")
+    return frames

@@ -1,0 +1,559 @@
+"""The local file cache for remote media: bounded, LRU, pinned while read, shared by threads and processes.
+
+Layout under the cache directory (``$PIXELTABLE_HOME/file_cache``)::
+
+    index.db            SQLite index (WAL): entries (key, url, path, size, last_used), pins, running byte total
+    index.db.lock       serialises creation of the schema
+    files/<key><suffix> cached files; key = sha256 of the full URL
+    tmp/<pid>-...       files being written (fetch or put), renamed into files/ when complete
+    locks/<key>.lock    one lock per URL, held while it is fetched, so it is downloaded only once
+
+The index is the only source of truth for sizes and recency, so evicting never lists the directory. Every
+change to the index happens in a ``BEGIN IMMEDIATE`` transaction, and files are deleted and renamed into
+place inside that transaction: a reader that sees an entry in the index therefore finds its file, and a file
+evicted from the index is gone before anyone can miss on it and fetch it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import shutil
+import socket
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import filelock
+
+_logger = logging.getLogger(__name__)
+
+#: eviction frees space down to this fraction of the bound, so that adding files one at a time to a full
+#: cache does not run an eviction for every file
+LOW_WATER_FRACTION = 0.9
+
+# Generous: a writer holds the index only for a few small statements and some unlinks, never during a fetch.
+_BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    path TEXT NOT NULL,          -- relative to the cache directory
+    size INTEGER NOT NULL,
+    last_used REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_last_used ON entries (last_used);
+CREATE TABLE IF NOT EXISTS pins (
+    token TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    proc_start INTEGER,          -- the process's start time (Linux), so a recycled pid does not keep a pin alive
+    proc_ns TEXT NOT NULL        -- host and pid namespace: a pid only means something within its namespace
+);
+CREATE INDEX IF NOT EXISTS pins_by_key ON pins (key);
+-- The running total makes the bound check O(1); triggers keep it right whatever statement changes entries.
+CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
+INSERT OR IGNORE INTO totals (id, bytes) VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS entries_total_insert AFTER INSERT ON entries
+    BEGIN UPDATE totals SET bytes = bytes + NEW.size WHERE id = 0; END;
+CREATE TRIGGER IF NOT EXISTS entries_total_delete AFTER DELETE ON entries
+    BEGIN UPDATE totals SET bytes = bytes - OLD.size WHERE id = 0; END;
+CREATE TRIGGER IF NOT EXISTS entries_total_update AFTER UPDATE OF size ON entries
+    BEGIN UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 0; END;
+"""
+
+
+def cache_key(url: str) -> str:
+    """The cache key of `url`: sha256 hex of the full URL, query string included."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    """Counters of one FileCache object (this process only)."""
+
+    hits: int = 0
+    misses: int = 0
+    bytes_downloaded: int = 0  # bytes fetched into the cache by fetch callbacks
+    bytes_added: int = 0  # bytes added by put() (write-through)
+    evictions: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return dataclasses.asdict(self)
+
+
+# --- process identity, for pins -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Process:
+    pid: int
+    start: int | None
+    ns: str
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) of `pid` from /proc, or None if unavailable or gone."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces and parentheses.
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _pid_namespace() -> str:
+    try:
+        ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        ns = ""
+    # The initial pid namespace has the same inode on every Linux host, so the host name is part of it.
+    return f"{socket.gethostname()}/{ns}"
+
+
+_current: _Process | None = None
+
+
+def _current_process() -> _Process:
+    global _current
+    pid = os.getpid()
+    # Recomputed after a fork: the child is a different process and must not pin under its parent's pid.
+    if _current is None or _current.pid != pid:
+        stat = _proc_stat(pid)
+        _current = _Process(pid, stat[1] if stat else None, _pid_namespace())
+    return _current
+
+
+def _pin_owner_alive(pid: int, start: int | None, ns: str) -> bool:
+    """Whether the process that took a pin may still be using the file. Errs on the side of 'alive'."""
+    me = _current_process()
+    if ns != me.ns:
+        return True  # a pid from another host or container says nothing here
+    if pid == me.pid:
+        return start is None or start == me.start
+    if sys.platform == "win32":
+        return True  # os.kill(pid, 0) would send CTRL_C_EVENT there; stale pins need clear() by hand
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    if start is None:
+        return True
+    stat = _proc_stat(pid)
+    # A zombie (killed, not yet reaped) still answers kill(0) but will never unpin; another start time means
+    # the pid was recycled.
+    return stat is not None and stat[0] != "Z" and stat[1] == start
+
+
+# --- the cache ----------------------------------------------------------------------------------------
+
+
+class FileCache:
+    """A bounded, LRU-evicted cache of remote files in a local directory, shared by threads and processes.
+
+    Files are keyed by the sha256 of their URL. `pinned()` hands out a path that is not evicted until the
+    block exits; a URL missing from the cache is fetched exactly once however many threads and processes
+    ask for it at the same time. When adding a file takes the cache over `max_bytes`, the least recently
+    used unpinned files are evicted down to 90% of the bound.
+    """
+
+    def __init__(self, directory: str | os.PathLike, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.directory = pathlib.Path(directory).absolute()
+        self.max_bytes = int(max_bytes)
+        self.stats = CacheStats()
+        self._files_dir = self.directory / "files"
+        self._tmp_dir = self.directory / "tmp"
+        self._locks_dir = self.directory / "locks"
+        self._db_path = self.directory / "index.db"
+        for d in (self._files_dir, self._tmp_dir, self._locks_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._stats_lock = threading.Lock()
+        # Per-URL locks within this process: waiting threads block on a threading.Lock instead of each polling
+        # the file lock, which is still taken after it to exclude other processes.
+        self._key_locks: dict[str, tuple[threading.Lock, list[int]]] = {}
+        self._key_locks_guard = threading.Lock()
+        self._pool: list[sqlite3.Connection] = []
+        self._pool_pid = os.getpid()
+        self._pool_lock = threading.Lock()
+        self._init_index()
+        self._remove_orphan_temp_files()
+
+    def __reduce__(self) -> tuple[type[FileCache], tuple[pathlib.Path, int]]:
+        # Connections and locks do not cross processes; the other side opens its own (counters start at 0).
+        return (FileCache, (self.directory, self.max_bytes))
+
+    def __repr__(self) -> str:
+        return f"FileCache({str(self.directory)!r}, max_bytes={self.max_bytes})"
+
+    # --- public API ---------------------------------------------------------------------------------
+
+    @property
+    def low_water_bytes(self) -> int:
+        """The size eviction frees space down to (90% of `max_bytes`)."""
+        return int(self.max_bytes * LOW_WATER_FRACTION)
+
+    def path_for(self, url: str, suffix: str = "") -> pathlib.Path:
+        """Where the file for `url` lives (or would live) in the cache."""
+        _check_suffix(suffix)
+        return self._files_dir / f"{cache_key(url)}{suffix}"
+
+    @contextlib.contextmanager
+    def pinned(self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = "") -> Iterator[pathlib.Path]:
+        """Yield a local path holding the file for `url`, pinned (not evictable) until the block exits.
+
+        On a miss, calls ``fetch(tmp_path)``, which must write the file's bytes to `tmp_path` (an existing
+        empty file in the cache directory); the temp file is then renamed into place. If fetch raises,
+        nothing is left in the cache and the exception propagates. `suffix` (e.g. ".jpg") is appended to the
+        cached file name so tools that sniff extensions work; a URL already cached keeps the name it was
+        first stored under.
+        """
+        _check_suffix(suffix)
+        key = cache_key(url)
+        token = uuid.uuid4().hex
+        path = self._pin_existing(key, token)
+        if path is not None:
+            self._count(hits=1)
+        else:
+            path = self._fetch_pinned(url, key, token, fetch, suffix)
+        try:
+            yield path
+        finally:
+            self._unpin(key, token)
+
+    def get(self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = "") -> pathlib.Path:
+        """Like `pinned()` but unpinned: returns the path after ensuring it's present (may later be evicted)."""
+        with self.pinned(url, fetch, suffix=suffix) as path:
+            return path
+
+    def put(self, url: str, src: pathlib.Path | bytes, *, suffix: str = "", move: bool = False) -> pathlib.Path:
+        """Write-through: store a file we already have (just uploaded) under `url`'s key without fetching.
+
+        `src` may be a path (copied, or moved when `move=True`) or bytes. The file appears atomically, replaces
+        any cached file for `url`, and may trigger eviction of other files. Returns the cached path.
+        """
+        _check_suffix(suffix)
+        key = cache_key(url)
+        tmp = self._new_temp_path(suffix)
+        moved = False
+        try:
+            if isinstance(src, (bytes, bytearray, memoryview)):
+                tmp.write_bytes(src)
+            elif move:
+                # shutil.move falls back to copy + delete when src is on another filesystem.
+                shutil.move(os.fspath(src), tmp)
+                moved = True
+            else:
+                shutil.copyfile(src, tmp)
+            size = tmp.stat().st_size
+            with self._fetch_lock(key):
+                with self._transaction() as conn:
+                    row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
+                    # Keep an existing entry's name: readers may hold that path, and a second name would leak.
+                    rel = row[0] if row else self._relpath(key, suffix)
+                    path = self.directory / rel
+                    os.replace(tmp, path)
+                    conn.execute(
+                        "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
+                        (key, url, rel, size, _next_use_time(conn)),
+                    )
+                    total = _total(conn)
+        except BaseException:
+            if moved:
+                # Give the caller's file back rather than destroy it.
+                with contextlib.suppress(OSError):
+                    shutil.move(tmp, os.fspath(src))
+            tmp.unlink(missing_ok=True)
+            raise
+        self._count(bytes_added=size)
+        _logger.debug("cache put %s (%d bytes) -> %s", url, size, path.name)
+        if total > self.max_bytes:
+            self._evict(self.low_water_bytes, protect=key)
+        return path
+
+    def contains(self, url: str) -> bool:
+        """Whether the file for `url` is in the cache now (it may be evicted right after, unless pinned)."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT path FROM entries WHERE key = ?", (cache_key(url),)).fetchone()
+        return row is not None and (self.directory / row[0]).is_file()
+
+    def total_bytes(self) -> int:
+        """Bytes of all files in the cache, as recorded in the index (pinned ones included)."""
+        with self._connection() as conn:
+            return _total(conn)
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        """Evict least recently used unpinned files until the cache holds at most `target_bytes`.
+
+        `target_bytes` defaults to the low-water mark (90% of the bound). Pins of processes that no longer
+        exist are dropped first. Returns the number of bytes freed.
+        """
+        return self._evict(self.low_water_bytes if target_bytes is None else target_bytes)
+
+    def clear(self) -> None:
+        """Remove all unpinned files from the cache."""
+        self._evict(0)
+
+    def close(self) -> None:
+        """Close this object's index connections (it reopens them if used again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
+            conn.close()
+
+    # --- hit, miss, unpin --------------------------------------------------------------------------
+
+    def _pin_existing(self, key: str, token: str) -> pathlib.Path | None:
+        """Pin `key` and return its path if it is cached; None on a miss."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            path = self.directory / row[0]
+            if not path.is_file():
+                # Deleted behind our back: forget it, so it is fetched again.
+                _logger.debug("cache entry %s lost its file; fetching again", key)
+                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                return None
+            conn.execute("UPDATE entries SET last_used = ? WHERE key = ?", (_next_use_time(conn), key))
+            self._insert_pin(conn, key, token)
+            return path
+
+    def _fetch_pinned(
+        self, url: str, key: str, token: str, fetch: Callable[[pathlib.Path], None], suffix: str
+    ) -> pathlib.Path:
+        """The miss path: fetch `url` under its lock (or find it fetched by whoever held the lock) and pin it."""
+        with self._fetch_lock(key):
+            path = self._pin_existing(key, token)
+            if path is not None:
+                self._count(hits=1)  # someone else fetched it while we waited
+                return path
+            self._count(misses=1)
+            tmp = self._new_temp_path(suffix)
+            try:
+                fetch(tmp)
+                size = tmp.stat().st_size
+                rel = self._relpath(key, suffix)
+                with self._transaction() as conn:
+                    os.replace(tmp, self.directory / rel)
+                    try:
+                        conn.execute(
+                            "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)",
+                            (key, url, rel, size, _next_use_time(conn)),
+                        )
+                        self._insert_pin(conn, key, token)
+                        total = _total(conn)
+                    except BaseException:
+                        # Rolled back: a file the index does not know of would never be evicted. We hold the
+                        # URL's lock and it had no entry, so nobody else is using this path.
+                        (self.directory / rel).unlink(missing_ok=True)
+                        raise
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        self._count(bytes_downloaded=size)
+        _logger.debug("cache miss %s: fetched %d bytes -> %s", url, size, rel)
+        if total > self.max_bytes:
+            # Our own file is pinned, so this cannot take it away from under the caller.
+            self._evict(self.low_water_bytes)
+        return self.directory / rel
+
+    def _insert_pin(self, conn: sqlite3.Connection, key: str, token: str) -> None:
+        me = _current_process()
+        conn.execute(
+            "INSERT INTO pins (token, key, pid, proc_start, proc_ns) VALUES (?, ?, ?, ?, ?)",
+            (token, key, me.pid, me.start, me.ns),
+        )
+
+    def _unpin(self, key: str, token: str) -> None:
+        # Unpinning counts as a use: a file read for a long time is not the first to go once released.
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM pins WHERE token = ?", (token,))
+            conn.execute("UPDATE entries SET last_used = ? WHERE key = ?", (_next_use_time(conn), key))
+
+    # --- eviction ----------------------------------------------------------------------------------
+
+    def _evict(self, target_bytes: int, protect: str | None = None) -> int:
+        """Evict LRU unpinned entries (never `protect`) until the total is at most `target_bytes`."""
+        evicted: list[tuple[str, int]] = []
+        with self._transaction() as conn:
+            total = _total(conn)
+            if total <= target_bytes:
+                return 0
+            self._drop_stale_pins(conn)
+            candidates = conn.execute(
+                "SELECT key, path, size FROM entries e"
+                " WHERE NOT EXISTS (SELECT 1 FROM pins p WHERE p.key = e.key) AND e.key IS NOT ?"
+                " ORDER BY last_used",
+                (protect,),
+            )
+            victims: list[tuple[str, str, int]] = []
+            for key, rel, size in candidates:
+                if total <= target_bytes:
+                    break
+                victims.append((key, rel, size))
+                total -= size
+            candidates.close()
+            for key, rel, size in victims:
+                try:
+                    (self.directory / rel).unlink(missing_ok=True)
+                except OSError as e:
+                    # E.g. open elsewhere on Windows: keep the entry, it stays accounted for.
+                    _logger.debug("cannot evict %s: %s", rel, e)
+                    continue
+                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                evicted.append((key, size))
+        freed = sum(size for _, size in evicted)
+        if evicted:
+            self._count(evictions=len(evicted))
+            _logger.debug("cache evicted %d files, %d bytes", len(evicted), freed)
+        return freed
+
+    def _drop_stale_pins(self, conn: sqlite3.Connection) -> None:
+        owners = conn.execute("SELECT DISTINCT pid, proc_start, proc_ns FROM pins").fetchall()
+        for pid, start, ns in owners:
+            if not _pin_owner_alive(pid, start, ns):
+                _logger.debug("dropping pins of dead process %d", pid)
+                conn.execute(
+                    "DELETE FROM pins WHERE pid = ? AND proc_start IS ? AND proc_ns = ?", (pid, start, ns)
+                )
+
+    # --- files and locks ---------------------------------------------------------------------------
+
+    def _relpath(self, key: str, suffix: str) -> str:
+        return f"{self._files_dir.name}/{key}{suffix}"
+
+    def _new_temp_path(self, suffix: str) -> pathlib.Path:
+        # In the cache directory, so the final rename is atomic. The owner prefix lets a later process remove
+        # what a crashed one left. The suffix is kept for fetchers that pick a format from the name.
+        fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix=_temp_prefix(), suffix=suffix)
+        os.close(fd)
+        return pathlib.Path(name)
+
+    def _remove_orphan_temp_files(self) -> None:
+        # Only tmp/ is listed (small: files being written right now), never the cached files.
+        me = _current_process()
+        ns_tag = _namespace_tag(me.ns)
+        for tmp in self._tmp_dir.iterdir():
+            tag, _, rest = tmp.name.partition("-")
+            pid_text = rest.partition("-")[0]
+            # Files of another host or container are left alone: their pids cannot be checked from here.
+            if tag == ns_tag and pid_text.isdigit() and not _pin_owner_alive(int(pid_text), None, me.ns):
+                _logger.debug("removing temp file %s left by dead process %s", tmp.name, pid_text)
+                tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _fetch_lock(self, key: str) -> Iterator[None]:
+        """Hold the lock of one URL across threads (threading.Lock) and processes (file lock)."""
+        with self._key_locks_guard:
+            lock, users = self._key_locks.setdefault(key, (threading.Lock(), [0]))
+            users[0] += 1
+        try:
+            with lock, filelock.FileLock(self._locks_dir / f"{key}.lock"):
+                yield
+        finally:
+            with self._key_locks_guard:
+                users[0] -= 1
+                if users[0] == 0:
+                    del self._key_locks[key]
+
+    def _count(self, **deltas: int) -> None:
+        with self._stats_lock:
+            for name, delta in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + delta)
+
+    # --- the index ---------------------------------------------------------------------------------
+
+    def _init_index(self) -> None:
+        # Switching to WAL and creating tables from several processes at once can fail with SQLITE_BUSY
+        # outside the busy handler; a file lock makes the first process do it alone.
+        with filelock.FileLock(self.directory / "index.db.lock"), self._connection() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != _SCHEMA_VERSION:
+                conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        # WAL + NORMAL survives process crashes; only an OS crash can lose the last transactions, which for a
+        # cache means refetching a file.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection from this object's pool; threads take turns, so no two use one at the same time."""
+        with self._pool_lock:
+            if self._pool_pid != os.getpid():
+                # Forked: the parent's connections must not be used (or closed) here.
+                self._pool, self._pool_pid = [], os.getpid()
+            conn = self._pool.pop() if self._pool else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            with self._pool_lock:
+                if self._pool_pid == os.getpid():
+                    self._pool.append(conn)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front (waiting up to the busy timeout); a deferred transaction
+        # that later upgrades to write fails with SQLITE_BUSY at once instead of waiting.
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                # SQLite has already rolled back after some errors (e.g. SQLITE_FULL); a second ROLLBACK
+                # would raise and hide the original error.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+def _namespace_tag(ns: str) -> str:
+    return hashlib.sha256(ns.encode()).hexdigest()[:8]
+
+
+def _temp_prefix() -> str:
+    me = _current_process()
+    return f"{_namespace_tag(me.ns)}-{me.pid}-"
+
+
+def _check_suffix(suffix: str) -> None:
+    if "/" in suffix or os.sep in suffix or "\0" in suffix or suffix in (".", ".."):
+        raise ValueError(f"invalid cache file suffix {suffix!r}")
+
+
+def _total(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()[0]
+
+
+def _next_use_time(conn: sqlite3.Connection) -> float:
+    # Strictly after every recorded use, so LRU order is the order of uses even when the clock is coarse or
+    # steps back. Called inside a write transaction, so no other process can interleave.
+    latest = conn.execute("SELECT MAX(last_used) FROM entries").fetchone()[0]
+    now = time.time()
+    return now if latest is None or now > latest else latest + 1e-6

@@ -1,0 +1,283 @@
+"""Settings from ``config.toml``, environment variables and explicit overrides.
+
+Precedence, highest first: explicit keyword argument > environment variable > config file > default.
+
+Layout of the config file (``$PIXELTABLE_CONFIG``, else ``$PIXELTABLE_HOME/config.toml``)::
+
+    [pixeltable]
+    input_media_dest = "s3://bucket/in"
+    output_media_dest = "s3://bucket/out"
+    file_cache_size_g = 20
+    s3_profile = "default"
+    r2_profile = "r2"
+    b2_profile = "b2"
+    tigris_profile = "tigris"
+
+    [azure]
+    storage_account_name = "acct"
+    storage_account_key = "..."
+
+Destinations stay plain strings here; checking that they are usable URIs is another module's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import tomllib
+import types
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ['ConfigError', 'Settings', 'load_settings']
+
+DEFAULT_FILE_CACHE_SIZE_G = 20.0
+
+# Keys of [pixeltable] that Pixeltable itself uses but this package does not: they are legitimate in a
+# shared config.toml, so warning about them would be noise.
+_FOREIGN_PIXELTABLE_KEYS = frozenset({'api_key', 'verbosity', 'hide_warnings', 'log_level', 'time_zone'})
+
+SOURCE_DEFAULT = 'default'
+SOURCE_ARGUMENT = 'argument'
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value, or the config file cannot be read or parsed.
+
+    The message names the offending key (if any) and where the value came from; ``key`` and ``source``
+    carry the same information for callers that want it programmatically.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.source = source
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :func:`load_settings` rather than directly."""
+
+    home: pathlib.Path
+    config_path: pathlib.Path
+    input_media_dest: str | None = None
+    output_media_dest: str | None = None
+    file_cache_size_g: float = DEFAULT_FILE_CACHE_SIZE_G
+    s3_profile: str | None = None
+    r2_profile: str | None = None
+    b2_profile: str | None = None
+    tigris_profile: str | None = None
+    azure_storage_account_name: str | None = None
+    # repr=False: Settings get logged and shown in tracebacks; the account key is a secret.
+    azure_storage_account_key: str | None = field(default=None, repr=False)
+    # Provenance, not part of a setting's value: two Settings with equal values are equal whatever their
+    # origin, and leaving it out of comparison keeps the frozen dataclass hashable.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def media_dir(self) -> pathlib.Path:
+        """Directory for locally stored media files."""
+        return self.home / 'media'
+
+    @property
+    def file_cache_dir(self) -> pathlib.Path:
+        """Directory of the file cache for downloaded remote media."""
+        return self.home / 'file_cache'
+
+    @property
+    def tables_dir(self) -> pathlib.Path:
+        """Directory for table data."""
+        return self.home / 'tables'
+
+    @property
+    def file_cache_bytes(self) -> int:
+        """The file cache limit in bytes (``file_cache_size_g`` is in GiB)."""
+        return int(self.file_cache_size_g * 2**30)
+
+
+@dataclass(frozen=True)
+class _Key:
+    """One setting: its Settings field, where it lives in the file, and its environment variable."""
+
+    field: str
+    section: str
+    file_key: str
+    env_var: str
+    parse: Callable[[Any, str, str], Any]  # (raw value, key name, source) -> value; raises ConfigError
+
+
+def _parse_str(raw: Any, key: str, source: str) -> str | None:
+    if not isinstance(raw, str):
+        raise ConfigError(
+            f'{key} must be a string, got {raw!r} ({type(raw).__name__}) (from {source})',
+            key=key,
+            source=source,
+        )
+    # Whitespace around a URI or profile name is never meaningful, and "" is how a user blanks out a
+    # value set at a lower precedence level.
+    return raw.strip() or None
+
+
+def _parse_size_g(raw: Any, key: str, source: str) -> float:
+    # bool is an int subclass; `file_cache_size_g = true` is a mistake, not 1 GiB.
+    value: float | None = None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = None
+    # inf/nan parse as floats but are not a usable cache size (int(inf) would blow up in file_cache_bytes).
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f'{key} must be a positive number of GiB, got {raw!r} (from {source})', key=key, source=source
+        )
+    return value
+
+
+def _pixeltable_key(name: str, parse: Callable[[Any, str, str], Any] = _parse_str) -> _Key:
+    return _Key(name, 'pixeltable', name, f'PIXELTABLE_{name.upper()}', parse)
+
+
+_KEYS: tuple[_Key, ...] = (
+    _pixeltable_key('input_media_dest'),
+    _pixeltable_key('output_media_dest'),
+    _pixeltable_key('file_cache_size_g', _parse_size_g),
+    _pixeltable_key('s3_profile'),
+    _pixeltable_key('r2_profile'),
+    _pixeltable_key('b2_profile'),
+    _pixeltable_key('tigris_profile'),
+    _Key('azure_storage_account_name', 'azure', 'storage_account_name', 'AZURE_STORAGE_ACCOUNT_NAME',
+         _parse_str),
+    _Key('azure_storage_account_key', 'azure', 'storage_account_key', 'AZURE_STORAGE_ACCOUNT_KEY',
+         _parse_str),
+)
+
+_OVERRIDABLE = frozenset({'home', 'config_path'} | {k.field for k in _KEYS})
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, or None if it is unset or blank (so `export X=` does not mask the file)."""
+    value = environ.get(name)
+    if value is None or not value.strip():
+        return None
+    return value
+
+
+def _as_path(raw: Any, key: str, source: str) -> pathlib.Path:
+    if not isinstance(raw, (str, os.PathLike)) or not os.fspath(raw):
+        raise ConfigError(
+            f'{key} must be a non-empty path, got {raw!r} (from {source})', key=key, source=source
+        )
+    return pathlib.Path(raw).expanduser()
+
+
+def _read_config_file(path: pathlib.Path) -> dict[str, Any]:
+    """Parse the config file; a missing file means "all defaults"."""
+    try:
+        with path.open('rb') as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f'{path}: invalid TOML: {e}', source=str(path)) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f'{path}: invalid TOML: file is not UTF-8 ({e})', source=str(path)) from e
+    except OSError as e:
+        # e.g. the path is a directory or unreadable: the user pointed us at it, so say so rather than
+        # silently running with defaults.
+        raise ConfigError(f'{path}: cannot read config file: {e}', source=str(path)) from e
+
+
+def _section(doc: Mapping[str, Any], name: str, path: pathlib.Path) -> Mapping[str, Any]:
+    section = doc.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f'{path}: [{name}] must be a table, got {type(section).__name__} {section!r}',
+            key=name,
+            source=str(path),
+        )
+    return section
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the config file and environment, applying explicit overrides on top.
+
+    Args:
+        environ: Environment variables to consult; defaults to ``os.environ``.
+        **overrides: Explicit values, named as the :class:`Settings` fields (``home`` and ``config_path``
+            included). They take precedence over everything else. ``None`` means "not given" (so callers can
+            pass optional CLI arguments straight through); to force a string setting to unset, pass ``""``.
+
+    Returns:
+        The resolved :class:`Settings`; ``sources`` maps every field to where its value came from.
+
+    Raises:
+        TypeError: An override name is not a setting.
+        ConfigError: A value is invalid, or the config file is unreadable or not valid TOML.
+    """
+    unknown = sorted(set(overrides) - _OVERRIDABLE)
+    if unknown:
+        names = ', '.join(map(repr, unknown))
+        raise TypeError(f'load_settings() got unexpected keyword argument(s): {names}')
+    if environ is None:
+        environ = os.environ
+    given = {name: value for name, value in overrides.items() if value is not None}
+
+    sources: dict[str, str] = {}
+    values: dict[str, Any] = {}
+
+    # home and config_path decide which file is read, so they come from arguments and the environment only.
+    if 'home' in given:
+        home, sources['home'] = _as_path(given['home'], 'home', SOURCE_ARGUMENT), SOURCE_ARGUMENT
+    elif (env_home := _env(environ, 'PIXELTABLE_HOME')) is not None:
+        source = 'environment variable PIXELTABLE_HOME'
+        home, sources['home'] = _as_path(env_home.strip(), 'home', source), source
+    else:
+        home, sources['home'] = pathlib.Path('~/.pixeltable').expanduser(), SOURCE_DEFAULT
+
+    if 'config_path' in given:
+        config_path = _as_path(given['config_path'], 'config_path', SOURCE_ARGUMENT)
+        sources['config_path'] = SOURCE_ARGUMENT
+    elif (env_config := _env(environ, 'PIXELTABLE_CONFIG')) is not None:
+        source = 'environment variable PIXELTABLE_CONFIG'
+        config_path, sources['config_path'] = _as_path(env_config.strip(), 'config_path', source), source
+    else:
+        # Follows home, so relocating home relocates the config file with it.
+        config_path, sources['config_path'] = home / 'config.toml', SOURCE_DEFAULT
+
+    doc = _read_config_file(config_path)
+    sections = {name: _section(doc, name, config_path) for name in ('pixeltable', 'azure')}
+
+    for key in _KEYS:
+        if key.field in given:
+            source = SOURCE_ARGUMENT
+            value = key.parse(given[key.field], key.field, source)
+        elif (env_value := _env(environ, key.env_var)) is not None:
+            source = f'environment variable {key.env_var}'
+            value = key.parse(env_value, key.field, source)
+        elif key.file_key in sections[key.section]:
+            source = f'{config_path} [{key.section}]'
+            value = key.parse(sections[key.section][key.file_key], key.file_key, source)
+        else:
+            continue  # dataclass default; recorded below
+        values[key.field] = value
+        sources[key.field] = source
+
+    # Only [pixeltable] is checked: [azure] may be shared with other Azure tooling.
+    known = {k.file_key for k in _KEYS if k.section == 'pixeltable'} | _FOREIGN_PIXELTABLE_KEYS
+    for name in sections['pixeltable']:
+        if name not in known:
+            warnings.warn(
+                f'{config_path} [pixeltable]: unknown key {name!r} ignored', UserWarning, stacklevel=2
+            )
+
+    for f in dataclasses.fields(Settings):
+        sources.setdefault(f.name, SOURCE_DEFAULT)
+    del sources['sources']
+    return Settings(home=home, config_path=config_path, **values, sources=types.MappingProxyType(sources))

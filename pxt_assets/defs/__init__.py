@@ -1,0 +1,1 @@
+"""The project's tables, one module each."""

@@ -1,0 +1,113 @@
+"""Evaluating expressions on one row.
+
+A row's media are decoded at most once however many columns read them (the decoded image is memoised in
+the row), and released when the row is done, so a step never holds a batch of decoded images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import PIL.Image
+
+from pxt_assets.functions import registry
+from pxt_assets.media import MediaReader
+from pxt_assets.spec import Call, ColumnRef, Expr, Literal, Prop, TableSpec
+
+
+class RowError(Exception):
+    """A value could not be computed for a row. `kind` is stable: upstream_error, not_found, decode_error, ..."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def error_kind(exc: BaseException) -> str:
+    """A stable error kind for a row's failure, for the `errortype` field."""
+    if isinstance(exc, RowError):
+        return exc.kind
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    if isinstance(exc, PIL.UnidentifiedImageError):
+        return "decode_error"
+    if isinstance(exc, FileNotFoundError):
+        return "not_found"
+    if isinstance(exc, PermissionError):
+        return "access_denied"
+    return type(exc).__name__
+
+
+class Row:
+    """One row while it is evaluated: stored values, this step's results, errors and decoded media."""
+
+    def __init__(self, table: TableSpec, reader: MediaReader, row_id: str, stored: dict[str, Any],
+                 errors: dict[str, str] | None = None, errortypes: dict[str, str] | None = None) -> None:
+        self.table = table
+        self.reader = reader
+        self.row_id = row_id
+        self.stored = stored  # column -> stored value (a URI for media columns)
+        self.errors: dict[str, str] = dict(errors or {})
+        self.errortypes: dict[str, str] = dict(errortypes or {})
+        self.objects: dict[str, Any] = {}  # column -> in-memory value (decoded or just computed image)
+
+    def set_result(self, column: str, obj: Any, stored: Any) -> None:
+        self.objects[column] = obj
+        self.stored[column] = stored
+
+    def set_error(self, column: str, exc: BaseException) -> None:
+        self.errors[column] = str(exc)
+        self.errortypes[column] = error_kind(exc)
+
+    def media(self, column: str) -> PIL.Image.Image:
+        """The decoded image of a media column (decoded on first use, then shared)."""
+        if column in self.objects:
+            return self.objects[column]
+        uri = self.stored.get(column)
+        if uri is None:
+            raise RowError(f"{column} has no value", "missing_value")
+        with self.reader.open(uri) as path:
+            try:
+                with PIL.Image.open(path) as img:
+                    img.load()
+                    decoded = img
+            except (PIL.UnidentifiedImageError, OSError) as e:
+                raise RowError(f"cannot decode {uri}: {e}", "decode_error") from None
+        self.objects[column] = decoded
+        return decoded
+
+    def evaluate(self, expr: Expr) -> Any:
+        if isinstance(expr, Literal):
+            return expr.value
+        if isinstance(expr, ColumnRef):
+            if expr.name in self.errors:
+                raise RowError(f"{expr.name}: {self.errors[expr.name]}", "upstream_error")
+            col = self.table.columns[expr.name]
+            if col.is_media:
+                return self.media(expr.name)
+            return self.objects.get(expr.name, self.stored.get(expr.name))
+        if isinstance(expr, Prop):
+            return self._prop(expr)
+        if isinstance(expr, Call):
+            fn = registry.get(expr.fn)
+            args = [self.evaluate(a) for a in expr.args]
+            kwargs = {k: self.evaluate(v) for k, v in expr.kwargs.items()}
+            return fn.fn(*args, **kwargs)
+        raise TypeError(f"cannot evaluate {expr!r}")
+
+    def _prop(self, expr: Prop) -> Any:
+        if expr.prop in ("errormsg", "errortype"):
+            name = next(iter(expr.of.columns()))
+            return (self.errors if expr.prop == "errormsg" else self.errortypes).get(name)
+        if not isinstance(expr.of, ColumnRef):
+            raise RowError(f".{expr.prop} needs a stored column, not {expr.of!r}", "invalid_expression")
+        name = expr.of.name
+        if name in self.errors:
+            return None
+        uri = self.stored.get(name)
+        if uri is None:
+            return None
+        if expr.prop == "fileurl":
+            return uri
+        return self.reader.localpath(uri)

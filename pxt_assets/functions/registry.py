@@ -1,0 +1,64 @@
+"""The functions expressions may call, by stable name ('image.rotate'), so expressions stay plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pxt_assets.media import ColumnType
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # stable, serialised: 'image.rotate'
+    fn: Callable[..., Any]
+    applies_to: ColumnType | None  # type of the first argument, for method syntax (`t.img.rotate(90)`)
+    returns: ColumnType | Callable[[Sequence[ColumnType | None]], ColumnType | None] | None
+    is_property: bool = False  # `t.img.width` rather than `t.img.width()`
+    #: receives the MediaRef-like value (uri) rather than the decoded image; e.g. presigned_url
+    raw_args: bool = False
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    def result_type(self, arg_types: Sequence[ColumnType | None]) -> ColumnType | None:
+        return self.returns(arg_types) if callable(self.returns) and not isinstance(self.returns, ColumnType) else self.returns
+
+
+_FUNCTIONS: dict[str, Function] = {}
+
+
+def register(name: str, *, applies_to: ColumnType | None, returns: Any, is_property: bool = False, raw_args: bool = False):
+    """Decorator: make a plain Python function callable from expressions under `name`."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _FUNCTIONS:
+            raise ValueError(f"function {name!r} registered twice")
+        _FUNCTIONS[name] = Function(name, fn, applies_to, returns, is_property, raw_args)
+        return fn
+
+    return wrap
+
+
+def get(name: str) -> Function:
+    _load_builtins()
+    try:
+        return _FUNCTIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown function {name!r}") from None
+
+
+def method_for(col_type: ColumnType | None, short_name: str) -> Function | None:
+    """The function called as `<expr of col_type>.short_name`, if any."""
+    _load_builtins()
+    for f in _FUNCTIONS.values():
+        if f.applies_to is not None and f.applies_to == col_type and f.short_name == short_name:
+            return f
+    return None
+
+
+def _load_builtins() -> None:
+    # Imported lazily: the function modules import this registry.
+    from pxt_assets.functions import image  # noqa: F401

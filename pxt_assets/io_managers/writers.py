@@ -1,0 +1,93 @@
+"""Column writers: how a computed (or copied) file gets its name and reaches its destination.
+
+A writer is handed to the computing step by the media IO manager, so the destination rules stay in the IO
+layer while a fused step writes several columns' files in one pass (see DESIGN.md, "Memory stays bounded").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pathlib
+import shutil
+import tempfile
+
+import PIL.Image
+
+from pxt_assets import stores
+from pxt_assets.cache import FileCache
+from pxt_assets.spec import ColumnSpec, TableSpec
+
+_HASH_CHUNK = 1 << 20
+
+
+def image_format(img: PIL.Image.Image) -> tuple[str, str]:
+    """(PIL format, extension) to store a computed image: JPEG for photo modes, PNG where JPEG would lose data."""
+    if img.mode in ("RGB", "L", "CMYK"):
+        return "JPEG", ".jpg"
+    return "PNG", ".png"
+
+
+class ColumnWriter:
+    """Writes one column's files under its resolved destination.
+
+    Names are deterministic per (table, column, row, content): re-running a batch rewrites the same objects
+    instead of leaving orphans, different tables or columns never collide, and a changed file gets a new
+    name, so no cache ever serves stale bytes under an old URL.
+    """
+
+    def __init__(self, table: TableSpec, column: ColumnSpec, cache: FileCache | None) -> None:
+        if column.destination is None:
+            raise ValueError(f"Column {column.name!r} of {table.display_path!r} has no destination")
+        self.table = table
+        self.column = column
+        self.destination = column.destination
+        self.store = stores.store_for(self.destination)
+        self.cache = cache
+
+    def object_name(self, row_id: str, digest: str, ext: str) -> str:
+        shard = hashlib.sha1(row_id.encode()).hexdigest()
+        slug, col = self.table.slug, self.column.name
+        return f"{slug}/{col}/{shard[:2]}/{shard[2:4]}/{slug}_{col}_{row_id}_{digest[:16]}{ext}"
+
+    def write_image(self, row_id: str, img: PIL.Image.Image) -> str:
+        """Encode and store a computed image; returns its fileurl."""
+        fmt, ext = image_format(img)
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        return self.write_bytes(row_id, buf.getvalue(), ext)
+
+    def write_bytes(self, row_id: str, data: bytes, ext: str) -> str:
+        uri = self.store.join(self.destination, self.object_name(row_id, hashlib.sha256(data).hexdigest(), ext))
+        if self.store.remote:
+            with tempfile.NamedTemporaryFile(suffix=ext, delete=False) as tmp:
+                tmp.write(data)
+            self._upload_and_cache(pathlib.Path(tmp.name), uri)
+        else:
+            self.store.write_bytes(data, uri)  # type: ignore[attr-defined]
+        return uri
+
+    def copy_file(self, row_id: str, src: pathlib.Path, ext: str) -> str:
+        """Store a copy of the local file `src` (an inserted file going to input_media_dest)."""
+        digest = hashlib.sha256()
+        with open(src, "rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                digest.update(chunk)
+        uri = self.store.join(self.destination, self.object_name(row_id, digest.hexdigest(), ext))
+        if self.store.remote:
+            with tempfile.NamedTemporaryFile(suffix=ext, delete=False) as tmp:
+                shutil.copyfile(src, tmp.name)
+            self._upload_and_cache(pathlib.Path(tmp.name), uri)
+        else:
+            self.store.upload(src, uri, content_type=stores.content_type_for(uri))
+        return uri
+
+    def _upload_and_cache(self, local: pathlib.Path, uri: str) -> None:
+        # Write-through: the bytes we just uploaded become the cached copy, so reading the column later
+        # never downloads what this process already had.
+        try:
+            self.store.upload(local, uri, content_type=stores.content_type_for(uri))
+            if self.cache is not None:
+                self.cache.put(uri, local, suffix=pathlib.Path(uri).suffix, move=True)
+        finally:
+            local.unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""Column types, and how a stored media URI becomes a local file to read.
+
+A media value is stored as a URI (its `.fileurl`). Reading it goes through `MediaReader`: local files are
+read in place; remote ones (http, and cloud stores) through the shared file cache, pinned while read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pxt_assets import stores
+from pxt_assets.cache import FileCache
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A column's type. Media types hold files; the others hold plain values."""
+
+    name: str
+    is_media: bool = False
+    python_type: type | None = None
+
+    def __repr__(self) -> str:
+        return f"pxt.{self.name}"
+
+
+Image = ColumnType("Image", is_media=True)
+Video = ColumnType("Video", is_media=True)
+Audio = ColumnType("Audio", is_media=True)
+Document = ColumnType("Document", is_media=True)
+String = ColumnType("String", python_type=str)
+Int = ColumnType("Int", python_type=int)
+Float = ColumnType("Float", python_type=float)
+Bool = ColumnType("Bool", python_type=bool)
+Json = ColumnType("Json")
+
+TYPES: dict[str, ColumnType] = {t.name: t for t in (Image, Video, Audio, Document, String, Int, Float, Bool, Json)}
+
+
+def type_named(name: str) -> ColumnType:
+    """The ColumnType called `name` ('Image', 'pxt.Image', ...)."""
+    key = name.removeprefix("pxt.")
+    if key not in TYPES:
+        raise ValueError(f"unknown column type {name!r}; known: {', '.join(TYPES)}")
+    return TYPES[key]
+
+
+def suffix_of(uri: str) -> str:
+    """The file extension of a URI's path (query string ignored), e.g. '.jpg', or ''."""
+    import urllib.parse
+
+    path = urllib.parse.urlparse(uri).path if "://" in uri else uri
+    suffix = pathlib.PurePosixPath(path).suffix
+    return suffix.lower() if 1 < len(suffix) <= 6 else ""
+
+
+_CACHES: dict[tuple[str, int], FileCache] = {}
+_CACHES_LOCK = threading.Lock()
+
+
+def shared_cache(directory: pathlib.Path, max_bytes: int) -> FileCache:
+    """One FileCache object per (directory, bound) in a process, so counters and locks are shared."""
+    key = (str(directory), max_bytes)
+    with _CACHES_LOCK:
+        cache = _CACHES.get(key)
+        if cache is None:
+            cache = _CACHES[key] = FileCache(directory, max_bytes)
+    return cache
+
+
+class MediaReader:
+    """Turns stored URIs into local paths: in place for local files, through the file cache otherwise."""
+
+    def __init__(self, cache: FileCache) -> None:
+        self.cache = cache
+
+    @contextlib.contextmanager
+    def open(self, uri: str) -> Iterator[pathlib.Path]:
+        """A local path for `uri`, valid (pinned in the cache if remote) until the block exits."""
+        store = stores.store_for(uri)
+        local = store.local_path(uri)
+        if local is not None:
+            if not local.is_file():
+                raise stores.StoreError(f"file not found: {local}", kind="not_found")
+            yield local
+            return
+        with self.cache.pinned(uri, lambda tmp: store.download(uri, tmp), suffix=suffix_of(uri)) as path:
+            yield path
+
+    def localpath(self, uri: str) -> str:
+        """The path of a local copy of `uri` (downloaded to the cache if needed), as `.localpath` reports."""
+        store = stores.store_for(uri)
+        local = store.local_path(uri)
+        if local is not None:
+            return str(local)
+        return str(self.cache.get(uri, lambda tmp: store.download(uri, tmp), suffix=suffix_of(uri)))

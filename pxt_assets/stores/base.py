@@ -1,0 +1,74 @@
+"""The one interface every storage provider implements.
+
+Only modules under `stores/` talk to a storage SDK (or the filesystem / HTTP for media bytes). Everything
+above works with URIs and this interface, the way fsspec's implementations sit behind one abstract class.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import pathlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+
+class StoreError(Exception):
+    """A storage operation failed. `kind` is a stable error kind (not_found, access_denied, unsupported, ...)."""
+
+    def __init__(self, message: str, *, kind: str = "store_error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class UnsupportedURIError(StoreError, ValueError):
+    """A URI whose scheme or host no store handles."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="unsupported")
+
+
+def content_type_for(name: str) -> str:
+    """The Content-Type to store an object under, from its file name."""
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+class ObjectStore(ABC):
+    """Read (and, unless read-only, write) files addressed by URI."""
+
+    #: a short provider name shown in messages and metadata ("local", "http", "s3", ...)
+    provider: str = ""
+    #: whether files can be written here (a destination) or only read (a source)
+    writable: bool = True
+    #: whether reading a file needs a local copy through the file cache (False for local files)
+    remote: bool = True
+
+    @abstractmethod
+    def download(self, uri: str, dest: pathlib.Path) -> None:
+        """Write the bytes at `uri` to the local file `dest`, streaming (never the whole file in memory)."""
+
+    def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
+        """Store the local file `src` at `uri` (atomically where the provider allows)."""
+        raise StoreError(f"{self.provider} URIs are read-only: cannot write {uri}", kind="read_only")
+
+    def exists(self, uri: str) -> bool:
+        raise StoreError(f"{self.provider} URIs cannot be checked for existence: {uri}", kind="unsupported")
+
+    def delete(self, uri: str) -> None:
+        raise StoreError(f"{self.provider} URIs are read-only: cannot delete {uri}", kind="read_only")
+
+    def list(self, prefix_uri: str) -> Iterator[str]:
+        raise StoreError(f"{self.provider} URIs cannot be listed: {prefix_uri}", kind="unsupported")
+
+    def validate_destination(self, uri: str) -> None:
+        """Raise StoreError if files cannot be written under `uri` (missing bucket/folder, denied access)."""
+        if not self.writable:
+            raise StoreError(f"{self.provider} URIs are read-only and cannot be a destination", kind="read_only")
+
+    def join(self, prefix_uri: str, name: str) -> str:
+        """The URI of object `name` under destination prefix `prefix_uri`."""
+        return prefix_uri.rstrip("/") + "/" + name.lstrip("/")
+
+    def local_path(self, uri: str) -> pathlib.Path | None:
+        """The file's path when it is directly readable on this machine (no cache needed), else None."""
+        return None
