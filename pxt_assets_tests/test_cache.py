@@ -18,7 +18,7 @@ import pytest
 import pxt_assets.cache as cache_module
 from pxt_assets.cache import CacheStats, FileCache, cache_key
 
-REPO_ROOT = pathlib.Path(cache_module.__file__).resolve().parents[1]
+CACHE_SOURCE = pathlib.Path(cache_module.__file__).resolve()
 
 
 def payload(url: str, size: int) -> bytes:
@@ -184,9 +184,13 @@ def test_file_larger_than_bound_is_kept_while_pinned_and_evicted_later(tmp_path:
         cache.put("https://h/small", b"s" * 10)
         assert path.is_file()
     assert cache.contains(big)  # unpinning alone evicts nothing
-    cache.put("https://h/small2", b"s" * 10)  # space is needed: the big file goes
+    # Space is needed: least recently used first, so "small" (used before the big file was released) and then
+    # the big file go, and the new file stays even though the cache is still far from full.
+    cache.put("https://h/small2", b"s" * 10)
     assert not cache.contains(big)
-    assert cache.contains("https://h/small") and cache.contains("https://h/small2")
+    assert not cache.contains("https://h/small")
+    assert cache.contains("https://h/small2")
+    assert cache.total_bytes() == 10
     assert_consistent(cache)
 
 
@@ -319,11 +323,18 @@ def test_cache_reopened_from_the_same_directory_keeps_its_entries(tmp_path: path
 
 # A worker process using its own FileCache on a shared directory. It prints one JSON line per step and, where
 # it says so, waits for a line on stdin before going on, so the test controls the interleaving.
+# It loads cache.py from its file rather than `import pxt_assets.cache`: the package __init__ imports Dagster,
+# which costs seconds per process and has nothing to do with the cache.
 WORKER = r"""
-import hashlib, json, os, pathlib, sys, time
-from pxt_assets.cache import FileCache
+import hashlib, importlib.util, json, os, pathlib, sys, time
 
-mode, directory, max_bytes, url, size, log = sys.argv[1:7]
+source, mode, directory, max_bytes, url, size, log = sys.argv[1:8]
+spec = importlib.util.spec_from_file_location("pxt_assets_cache_under_test", source)
+cache_module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = cache_module  # dataclasses look their module up while the class is created
+spec.loader.exec_module(cache_module)
+FileCache = cache_module.FileCache
+
 max_bytes, size = int(max_bytes), int(size)
 
 def payload(url, size):
@@ -339,7 +350,8 @@ def fetch(tmp):
     if mode == "die-in-fetch":
         say("fetching")
         time.sleep(60)
-    time.sleep(0.5)
+    if mode == "fetch":
+        time.sleep(0.5)  # long enough for the other process to ask while this fetch runs
     tmp.write_bytes(payload(url, size))
     # One short O_APPEND write per fetch: lines from several processes do not interleave.
     with open(log, "a") as f:
@@ -366,13 +378,12 @@ class Worker:
     """A child process running WORKER with the venv's python."""
 
     def __init__(self, mode: str, cache_dir: pathlib.Path, max_bytes: int, url: str, size: int, log: pathlib.Path):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER, mode, str(cache_dir), str(max_bytes), url, str(size), str(log)],
+            [sys.executable, "-c", WORKER, str(CACHE_SOURCE), mode, str(cache_dir), str(max_bytes), url, str(size),
+             str(log)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=env,
         )
 
     @property

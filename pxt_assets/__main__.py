@@ -1,0 +1,81 @@
+"""Command line: `python -m pxt_assets demo | insert | show`.
+
+    python -m pxt_assets demo                               # the seed walkthrough on the embedded default
+    python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
+    python -m pxt_assets show blob_storage_demo/media
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import pandas as pd
+
+from pxt_assets.api import MediaTable
+from pxt_assets.spec import parse_table_path
+
+
+def _tables(module: str) -> dict[tuple[str, ...], MediaTable]:
+    mod = importlib.import_module(module)
+    return {v.spec.path: v for v in vars(mod).values() if isinstance(v, MediaTable)} | {
+        v.spec.path: v for v in getattr(mod, "tables", [])
+    }
+
+
+def _table(module: str, path: str) -> MediaTable:
+    tables = _tables(module)
+    key = parse_table_path(path)
+    if key not in tables:
+        known = ", ".join("/".join(k) for k in tables) or "none"
+        raise SystemExit(f"no table {path!r} in {module}; tables there: {known}")
+    return tables[key]
+
+
+def _print(frame: pd.DataFrame) -> None:
+    with pd.option_context("display.max_colwidth", None, "display.width", 10_000, "display.max_columns", None):
+        print(frame.to_string() if len(frame) else "(no rows)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pxt_assets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", "--module", default="pxt_assets.definitions",
+                        help="module declaring the tables (default: pxt_assets.definitions)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="run the seed's blob storage walkthrough on the demo table")
+    ins = sub.add_parser("insert", help="insert files or URLs as one new batch and materialize it")
+    ins.add_argument("table")
+    ins.add_argument("files", nargs="+", help="local paths, file:// or http(s):// URLs")
+    ins.add_argument("--column", help="media column to insert into (default: the first media column)")
+    show = sub.add_parser("show", help="print a table's rows: the fileurl of each media column, other values")
+    show.add_argument("table")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from pxt_assets import demo
+
+        demo.run()
+        return 0
+    table = _table(args.module, args.table)
+    if args.command == "insert":
+        media_cols = [c.name for c in table.spec.source_columns() if c.is_media]
+        column = args.column or (media_cols[0] if media_cols else None)
+        if column is None:
+            raise SystemExit(f"table {table.path!r} has no media column")
+        result = table.insert([{column: f} for f in args.files])
+        print(f"batch {result.batch}, run {result.run_id}")
+        return 0 if result.num_errors == 0 else 1
+    if args.command == "show":
+        exprs = {c.name: (table[c.name].fileurl if c.is_media else table[c.name]) for c in table.spec.columns.values()}
+        frame = table.select(**exprs).collect()
+        errors = table.select(*[table[c].errormsg for c in table.spec.columns]).collect()
+        frame["errors"] = errors.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str)) or "", axis=1)
+        _print(frame)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
