@@ -189,7 +189,7 @@ class MediaTable:
         result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags, raise_on_error=False)
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
-            detail = failure.event_specific_data.error.message.strip() if failure else "see the run's logs"
+            detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
             raise RuntimeError(f"insert into {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}")
         frame = self._read_batch(batch)
         errors = int(frame["_errors"].notna().sum()) if len(frame) else 0
@@ -317,6 +317,13 @@ class Query:
         if self.with_errors:
             frame["errors"] = list(stored["_errors"]) if len(stored) else []
         return frame
+
+
+def _root_message(error: Any) -> str:
+    """The innermost cause of a Dagster step error: the user's exception, not Dagster's wrapper."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def _isna(v: Any) -> bool:

@@ -205,7 +205,7 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.A
     @dg.multi_asset(
         name=f"{spec.slug}__computed",
         outs={c.name: _out(spec, c, pdef, required=False) for c in columns},
-        deps=[asset_key(spec, c.name) for c in sources],
+        deps=[asset_key(spec, c.name) for c in sources if any(c.name in x.expr.columns() for x in columns)],
         internal_asset_deps={c.name: {asset_key(spec, n) for n in c.expr.columns()} for c in columns},
         partitions_def=pdef,
         can_subset=True,

@@ -2,7 +2,7 @@
 
 Layout under the cache directory (``$PIXELTABLE_HOME/file_cache``)::
 
-    index.db            SQLite index (WAL): entries (key, url, path, size, last_used), pins, running byte total
+    index.db            SQLite index (WAL): entries (key, url, path, size, last_used), pins, byte total
     index.db.lock       serialises creation of the schema
     files/<key><suffix> cached files; key = sha256 of the full URL
     tmp/<pid>-...       files being written (fetch or put), renamed into files/ when complete
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS pins (
     token TEXT PRIMARY KEY,
     key TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    proc_start INTEGER,          -- the process's start time (Linux), so a recycled pid does not keep a pin alive
+    proc_start INTEGER,          -- process start time (Linux): a recycled pid must not keep a pin alive
     proc_ns TEXT NOT NULL        -- host and pid namespace: a pid only means something within its namespace
 );
 CREATE INDEX IF NOT EXISTS pins_by_key ON pins (key);
@@ -215,7 +215,9 @@ class FileCache:
         return self._files_dir / f"{cache_key(url)}{suffix}"
 
     @contextlib.contextmanager
-    def pinned(self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = "") -> Iterator[pathlib.Path]:
+    def pinned(
+        self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = ""
+    ) -> Iterator[pathlib.Path]:
         """Yield a local path holding the file for `url`, pinned (not evictable) until the block exits.
 
         On a miss, calls ``fetch(tmp_path)``, which must write the file's bytes to `tmp_path` (an existing
@@ -238,15 +240,17 @@ class FileCache:
             self._unpin(key, token)
 
     def get(self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = "") -> pathlib.Path:
-        """Like `pinned()` but unpinned: returns the path after ensuring it's present (may later be evicted)."""
+        """Like `pinned()` but unpinned: the path once the file is present (it may be evicted later)."""
         with self.pinned(url, fetch, suffix=suffix) as path:
             return path
 
-    def put(self, url: str, src: pathlib.Path | bytes, *, suffix: str = "", move: bool = False) -> pathlib.Path:
+    def put(
+        self, url: str, src: pathlib.Path | bytes, *, suffix: str = "", move: bool = False
+    ) -> pathlib.Path:
         """Write-through: store a file we already have (just uploaded) under `url`'s key without fetching.
 
-        `src` may be a path (copied, or moved when `move=True`) or bytes. The file appears atomically, replaces
-        any cached file for `url`, and may trigger eviction of other files. Returns the cached path.
+        `src` may be a path (copied, or moved when `move=True`) or bytes. The file appears atomically,
+        replaces any cached file for `url`, and may trigger eviction of other files. Returns the cached path.
         """
         _check_suffix(suffix)
         key = cache_key(url)
@@ -262,19 +266,18 @@ class FileCache:
             else:
                 shutil.copyfile(src, tmp)
             size = tmp.stat().st_size
-            with self._fetch_lock(key):
-                with self._transaction() as conn:
-                    row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
-                    # Keep an existing entry's name: readers may hold that path, and a second name would leak.
-                    rel = row[0] if row else self._relpath(key, suffix)
-                    path = self.directory / rel
-                    os.replace(tmp, path)
-                    conn.execute(
-                        "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
-                        " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
-                        (key, url, rel, size, _next_use_time(conn)),
-                    )
-                    total = _total(conn)
+            with self._fetch_lock(key), self._publishing(tmp) as publish:
+                conn = publish.conn
+                row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
+                # Keep an existing entry's name: readers may hold that path, and a second name would leak.
+                rel = row[0] if row else self._relpath(key, suffix)
+                conn.execute(
+                    "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
+                    (key, url, rel, size, _next_use_time(conn)),
+                )
+                total = _total(conn)
+                path = publish.to(self.directory / rel)
         except BaseException:
             if moved:
                 # Give the caller's file back rather than destroy it.
@@ -339,7 +342,7 @@ class FileCache:
     def _fetch_pinned(
         self, url: str, key: str, token: str, fetch: Callable[[pathlib.Path], None], suffix: str
     ) -> pathlib.Path:
-        """The miss path: fetch `url` under its lock (or find it fetched by whoever held the lock) and pin it."""
+        """The miss path: fetch `url` under its lock (or find it fetched by the lock's holder) and pin it."""
         with self._fetch_lock(key):
             path = self._pin_existing(key, token)
             if path is not None:
@@ -351,20 +354,15 @@ class FileCache:
                 fetch(tmp)
                 size = tmp.stat().st_size
                 rel = self._relpath(key, suffix)
-                with self._transaction() as conn:
-                    os.replace(tmp, self.directory / rel)
-                    try:
-                        conn.execute(
-                            "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)",
-                            (key, url, rel, size, _next_use_time(conn)),
-                        )
-                        self._insert_pin(conn, key, token)
-                        total = _total(conn)
-                    except BaseException:
-                        # Rolled back: a file the index does not know of would never be evicted. We hold the
-                        # URL's lock and it had no entry, so nobody else is using this path.
-                        (self.directory / rel).unlink(missing_ok=True)
-                        raise
+                with self._publishing(tmp) as publish:
+                    conn = publish.conn
+                    conn.execute(
+                        "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)",
+                        (key, url, rel, size, _next_use_time(conn)),
+                    )
+                    self._insert_pin(conn, key, token)
+                    total = _total(conn)
+                    publish.to(self.directory / rel)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -436,6 +434,25 @@ class FileCache:
                 )
 
     # --- files and locks ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _publishing(self, tmp: pathlib.Path) -> Iterator[_Publish]:
+        """A write transaction that ends by renaming `tmp` into the cache (call ``.to(path)`` last in it).
+
+        The rename happens while the index is write-locked, so no reader sees the entry without its file
+        and no evictor sees the file without its entry. If the transaction then fails to commit, the renamed
+        file is removed: the index must not miss a file (it would never be evicted), and a missing file is
+        just fetched again.
+        """
+        publish: _Publish | None = None
+        try:
+            with self._transaction() as conn:
+                publish = _Publish(conn, tmp)
+                yield publish
+        except BaseException:  # the body's error, or a failed COMMIT
+            if publish is not None:
+                publish.undo()
+            raise
 
     def _relpath(self, key: str, suffix: str) -> str:
         return f"{self._files_dir.name}/{key}{suffix}"
@@ -531,6 +548,24 @@ class FileCache:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+
+class _Publish:
+    """The final rename of a file into the cache, undone if its transaction does not commit."""
+
+    def __init__(self, conn: sqlite3.Connection, tmp: pathlib.Path) -> None:
+        self.conn = conn
+        self._tmp = tmp
+        self._dest: pathlib.Path | None = None
+
+    def to(self, dest: pathlib.Path) -> pathlib.Path:
+        os.replace(self._tmp, dest)
+        self._dest = dest
+        return dest
+
+    def undo(self) -> None:
+        if self._dest is not None:
+            self._dest.unlink(missing_ok=True)
 
 
 def _namespace_tag(ns: str) -> str:

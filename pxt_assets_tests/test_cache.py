@@ -377,10 +377,12 @@ elif mode == "die-in-fetch":
 class Worker:
     """A child process running WORKER with the venv's python."""
 
-    def __init__(self, mode: str, cache_dir: pathlib.Path, max_bytes: int, url: str, size: int, log: pathlib.Path):
+    def __init__(
+        self, mode: str, cache_dir: pathlib.Path, max_bytes: int, url: str, size: int, log: pathlib.Path
+    ) -> None:
+        args = [str(CACHE_SOURCE), mode, str(cache_dir), str(max_bytes), url, str(size), str(log)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(CACHE_SOURCE), mode, str(cache_dir), str(max_bytes), url, str(size),
-             str(log)],
+            [sys.executable, "-c", WORKER, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -141,6 +141,9 @@ class MediaIOManager(TableIOManager):
         return meta
 
     def _preview(self, uri: str) -> str | None:
+        # Only from bytes already on this machine: a preview must not download a lazily referenced URL.
+        if stores.store_for(uri).remote and not self.cache().contains(uri):
+            return None
         try:
             with self.reader().open(uri) as path, PIL.Image.open(path) as img:
                 img.thumbnail((_PREVIEW_PX, _PREVIEW_PX))

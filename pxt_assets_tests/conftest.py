@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated PIXELTABLE_HOME, a real Dagster instance, a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import collections
+import http.server
+import pathlib
+import shutil
+import threading
+
+import dagster as dg
+import PIL.Image
+import pytest
+
+SAMPLES = sorted((pathlib.Path(__file__).parent.parent / "pxt_assets" / "sample_data").glob("*.jpg"))
+
+
+@pytest.fixture
+def pxt_home(tmp_path, monkeypatch) -> pathlib.Path:
+    """A fresh $PIXELTABLE_HOME with no config file, and no destination settings from the environment."""
+    home = tmp_path / "pxt_home"
+    home.mkdir()
+    monkeypatch.setenv("PIXELTABLE_HOME", str(home))
+    for var in ("PIXELTABLE_CONFIG", "PIXELTABLE_INPUT_MEDIA_DEST", "PIXELTABLE_OUTPUT_MEDIA_DEST",
+                "PIXELTABLE_FILE_CACHE_SIZE_G"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def instance(tmp_path):
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as inst:
+        yield inst
+
+
+@pytest.fixture
+def images(tmp_path) -> list[pathlib.Path]:
+    """Copies of the three sample photos in a folder of the test's own."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    out = []
+    for src in SAMPLES:
+        dst = folder / src.name
+        shutil.copyfile(src, dst)
+        out.append(dst)
+    return out
+
+
+def make_image(path: pathlib.Path, size=(64, 48), color=(200, 30, 30)) -> pathlib.Path:
+    PIL.Image.new("RGB", size, color).save(path, format="JPEG")
+    return path
+
+
+class CountingHTTPServer:
+    """Serves a folder on 127.0.0.1 and counts GET requests per path (query strings recorded too)."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.full_requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self):  # noqa: N802
+                outer.full_requests.append(self.path)
+                outer.requests[self.path.split("?")[0]] += 1
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path, images):
+    root = tmp_path / "served"
+    root.mkdir()
+    for img in images:
+        shutil.copyfile(img, root / img.name)
+    (root / "corrupt.jpg").write_bytes(b"this is not a jpeg")
+    server = CountingHTTPServer(root)
+    yield server
+    server.close()
