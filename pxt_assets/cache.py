@@ -126,6 +126,27 @@ def _pid_namespace() -> str:
 
 _current: _Process | None = None
 
+# One writer at a time per index file within this process. SQLite's busy handler makes waiting connections
+# sleep and retry (up to 100 ms a try); threads queued on a lock are woken as soon as the writer is done.
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(db_path: pathlib.Path) -> threading.Lock:
+    with _write_locks_guard:
+        return _write_locks.setdefault(str(db_path), threading.Lock())
+
+
+def _reset_write_locks_in_child() -> None:
+    # A lock held by another thread at fork() would never be released in the child.
+    global _write_locks_guard
+    _write_locks_guard = threading.Lock()
+    _write_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_write_locks_in_child)
+
 
 def _current_process() -> _Process:
     global _current
@@ -537,7 +558,7 @@ class FileCache:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front (waiting up to the busy timeout); a deferred transaction
         # that later upgrades to write fails with SQLITE_BUSY at once instead of waiting.
-        with self._connection() as conn:
+        with _write_lock(self._db_path), self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
