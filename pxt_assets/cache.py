@@ -5,7 +5,7 @@ Layout under the cache directory (``$PIXELTABLE_HOME/file_cache``)::
     index.db            SQLite index (WAL): entries (key, url, path, size, last_used), pins, byte total
     index.db.lock       serialises creation of the schema
     files/<key><suffix> cached files; key = sha256 of the full URL
-    tmp/<pid>-...       files being written (fetch or put), renamed into files/ when complete
+    tmp/<ns>-<pid>-...  files being written (fetch or put), renamed into files/ when complete
     locks/<key>.lock    one lock per URL, held while it is fetched, so it is downloaded only once
 
 The index is the only source of truth for sizes and recency, so evicting never lists the directory. Every

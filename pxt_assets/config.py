@@ -74,6 +74,9 @@ class Settings:
     azure_storage_account_name: str | None = None
     # repr=False: Settings get logged and shown in tracebacks; the account key is a secret.
     azure_storage_account_key: str | None = field(default=None, repr=False)
+    # Where the account's blob service answers, when not https://<account>.blob.core.windows.net
+    # (Azurite, sovereign clouds, private endpoints).
+    azure_storage_account_url: str | None = None
     # Provenance, not part of a setting's value: two Settings with equal values are equal whatever their
     # origin, and leaving it out of comparison keeps the frozen dataclass hashable.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -155,6 +158,8 @@ _KEYS: tuple[_Key, ...] = (
     _Key('azure_storage_account_name', 'azure', 'storage_account_name', 'AZURE_STORAGE_ACCOUNT_NAME',
          _parse_str),
     _Key('azure_storage_account_key', 'azure', 'storage_account_key', 'AZURE_STORAGE_ACCOUNT_KEY',
+         _parse_str),
+    _Key('azure_storage_account_url', 'azure', 'storage_account_url', 'AZURE_STORAGE_ACCOUNT_URL',
          _parse_str),
 )
 

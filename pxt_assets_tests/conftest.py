@@ -99,3 +99,65 @@ def http_server(tmp_path, images):
     server = CountingHTTPServer(root)
     yield server
     server.close()
+
+
+# -- storage emulators (real servers on 127.0.0.1, one per test session) ---------------------------------
+
+from pxt_assets_tests import emulators  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = emulators.MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    server = emulators.GcsEmulator()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory):
+    if emulators.azurite_binary() is None:
+        pytest.skip("Azurite (npm) is not installed: the Azure provider is not available here")
+    server = emulators.Azurite(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch, s3_server):
+    """Point every S3 client at moto (AWS_ENDPOINT_URL) with dummy credentials."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws_config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws_credentials")
+    return s3_server
+
+
+@pytest.fixture
+def gcs_env(monkeypatch, gcs_server):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test")
+    return gcs_server
+
+
+@pytest.fixture
+def azure_env(monkeypatch, azurite_server):
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", emulators.AZURITE_ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", emulators.AZURITE_KEY)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", azurite_server.account_url)
+    return azurite_server
+
+
+def unique_bucket(prefix: str = "bkt") -> str:
+    """A fresh, valid bucket/container name (3-63 lowercase letters, digits, dashes)."""
+    import uuid
+
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -31,7 +31,7 @@ class Resolved:
 
 def _normalize(uri: str, column: str) -> str:
     try:
-        if stores.provider_of(uri) == "file":
+        if stores.provider_of(uri) == "local":
             path = stores.path_of(uri)
             # A relative path would mean different places for different working directories (Pixeltable
             # validates it, then fails at write time): make it absolute now, once.

@@ -65,6 +65,10 @@ class ObjectStore(ABC):
         if not self.writable:
             raise StoreError(f"{self.provider} URIs are read-only and cannot be a destination", kind="read_only")
 
+    def presign(self, uri: str, expiration_seconds: int) -> str:
+        """A time-limited HTTP(S) URL that reads `uri` without credentials. Computed locally: no network call."""
+        raise StoreError(f"cannot generate a presigned URL for {self.provider} URI {uri}", kind="unsupported")
+
     def join(self, prefix_uri: str, name: str) -> str:
         """The URI of object `name` under destination prefix `prefix_uri`."""
         return prefix_uri.rstrip("/") + "/" + name.lstrip("/")

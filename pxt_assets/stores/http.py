@@ -39,6 +39,9 @@ class HttpStore(ObjectStore):
         with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp, open(dest, "wb") as out:
             shutil.copyfileobj(resp, out, _CHUNK)
 
+    def presign(self, uri: str, expiration_seconds: int) -> str:
+        return uri  # already an HTTP URL: nothing to sign
+
     def download(self, uri: str, dest: pathlib.Path) -> None:
         try:
             self._fetch(uri, dest)

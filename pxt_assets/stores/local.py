@@ -98,3 +98,9 @@ class LocalStore(ObjectStore):
 
     def local_path(self, uri: str) -> pathlib.Path | None:
         return path_of(uri)
+
+    def presign(self, uri: str, expiration_seconds: int) -> str:
+        raise StoreError(
+            f"Cannot generate presigned URL for local file:// URLs ({uri}): presigned URLs need cloud storage "
+            "(S3, GCS, Azure, R2, B2, Tigris); set a cloud destination for the column", kind="local_file"
+        )
