@@ -6,6 +6,7 @@
     defs = pxt.definitions(media)
 """
 
+from pxt_assets import functions
 from pxt_assets.api import InsertResult, MediaTable, Query, definitions
 from pxt_assets.config import ConfigError, Settings, load_settings
 from pxt_assets.io_managers.destinations import DestinationError
@@ -13,7 +14,7 @@ from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, In
 from pxt_assets.spec import SpecError
 
 __all__ = [
-    "MediaTable", "Query", "InsertResult", "definitions",
+    "functions", "MediaTable", "Query", "InsertResult", "definitions",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
     "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
 ]

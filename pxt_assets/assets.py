@@ -133,7 +133,11 @@ def _ingest_value(col: ColumnSpec, writer, reader, rid: str, value: Any) -> dict
             if writer is not None:  # input_media_dest set: keep our own copy there
                 uri = writer.copy_file(rid, local, suffix_of(uri))
                 record["owned"] = True
-        # URLs are stored exactly as given (query string kept) and fetched lazily through the cache.
+        elif writer is not None and writer.store.remote:
+            # A URL with a cloud input_media_dest: downloaded once now, uploaded, cached.
+            uri = writer.copy_remote(rid, uri, suffix_of(uri))
+            record["owned"] = True
+        # Otherwise a URL is stored exactly as given (query string kept) and fetched lazily through the cache.
         record["value"] = uri
     except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
         record["error"], record["errortype"] = str(e), error_kind(e)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 import pathlib
 import tomllib
 import types
@@ -286,3 +287,32 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         sources.setdefault(f.name, SOURCE_DEFAULT)
     del sources['sources']
     return Settings(home=home, config_path=config_path, **values, sources=types.MappingProxyType(sources))
+
+
+_CURRENT: tuple[tuple[Any, ...], Settings] | None = None
+_CURRENT_LOCK = threading.Lock()
+
+
+def current_settings() -> Settings:
+    """The settings for the current environment and config file, re-read only when either changes.
+
+    Storage code asks for settings on every operation; this keeps that to an environment scan and one
+    stat() of the config file instead of parsing TOML each time.
+    """
+    global _CURRENT
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(('PIXELTABLE_', 'AZURE_STORAGE_'))))
+    home = os.environ.get('PIXELTABLE_HOME') or '~/.pixeltable'
+    config = os.environ.get('PIXELTABLE_CONFIG') or str(pathlib.Path(home).expanduser() / 'config.toml')
+    try:
+        stat = os.stat(config)
+        stamp: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except OSError:
+        stamp = ()
+    key = (env, config, stamp)
+    with _CURRENT_LOCK:
+        if _CURRENT is not None and _CURRENT[0] == key:
+            return _CURRENT[1]
+    settings = load_settings()
+    with _CURRENT_LOCK:
+        _CURRENT = (key, settings)
+    return settings

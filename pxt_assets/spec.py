@@ -135,8 +135,11 @@ class Call(Expr):
     def __repr__(self) -> str:
         from pxt_assets.functions import registry
 
-        head, *rest = self.args
         fn = registry.get(self.fn)
+        if fn.applies_to is None:  # a plain function: net.presigned_url(img.fileurl, 3600)
+            params = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+            return f"{fn.name}({', '.join(params)})"
+        head, *rest = self.args
         if fn.is_property:
             return f"{head!r}.{fn.short_name}"
         params = [repr(a) for a in rest] + [f"{k}={v!r}" for k, v in self.kwargs.items()]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pathlib
-import shutil
 import tempfile
 
 import PIL.Image
@@ -58,36 +58,57 @@ class ColumnWriter:
         return self.write_bytes(row_id, buf.getvalue(), ext)
 
     def write_bytes(self, row_id: str, data: bytes, ext: str) -> str:
+        """Store bytes produced in memory (an encoded image); returns the fileurl."""
         uri = self.store.join(self.destination, self.object_name(row_id, hashlib.sha256(data).hexdigest(), ext))
         if self.store.remote:
             with tempfile.NamedTemporaryFile(suffix=ext, delete=False) as tmp:
                 tmp.write(data)
-            self._upload_and_cache(pathlib.Path(tmp.name), uri)
+            self._upload_and_cache(pathlib.Path(tmp.name), uri, owned_tmp=True)
         else:
             self.store.write_bytes(data, uri)  # type: ignore[attr-defined]
         return uri
 
     def copy_file(self, row_id: str, src: pathlib.Path, ext: str) -> str:
         """Store a copy of the local file `src` (an inserted file going to input_media_dest)."""
-        digest = hashlib.sha256()
-        with open(src, "rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                digest.update(chunk)
-        uri = self.store.join(self.destination, self.object_name(row_id, digest.hexdigest(), ext))
+        uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(src), ext))
         if self.store.remote:
-            with tempfile.NamedTemporaryFile(suffix=ext, delete=False) as tmp:
-                shutil.copyfile(src, tmp.name)
-            self._upload_and_cache(pathlib.Path(tmp.name), uri)
+            self._upload_and_cache(src, uri, owned_tmp=False)
         else:
             self.store.upload(src, uri, content_type=stores.content_type_for(uri))
         return uri
 
-    def _upload_and_cache(self, local: pathlib.Path, uri: str) -> None:
-        # Write-through: the bytes we just uploaded become the cached copy, so reading the column later
+    def copy_remote(self, row_id: str, source_uri: str, ext: str) -> str:
+        """Store a copy of a remote file (a URL inserted with a cloud input_media_dest): downloaded once,
+        that same download uploaded and kept in the cache, so nothing is uploaded and downloaded again."""
+        fd, tmp_name = tempfile.mkstemp(suffix=ext)
+        os.close(fd)
+        tmp = pathlib.Path(tmp_name)
+        try:
+            stores.store_for(source_uri).download(source_uri, tmp)
+            uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(tmp), ext))
+            if self.store.remote:
+                self._upload_and_cache(tmp, uri, owned_tmp=True)
+            else:
+                self.store.upload(tmp, uri, content_type=stores.content_type_for(uri))
+            return uri
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _upload_and_cache(self, local: pathlib.Path, uri: str, *, owned_tmp: bool) -> None:
+        # Write-through: the bytes just uploaded become the cached copy, so reading the column later
         # never downloads what this process already had.
         try:
             self.store.upload(local, uri, content_type=stores.content_type_for(uri))
             if self.cache is not None:
-                self.cache.put(uri, local, suffix=pathlib.Path(uri).suffix, move=True)
+                self.cache.put(uri, local, suffix=pathlib.Path(uri).suffix, move=owned_tmp)
         finally:
-            local.unlink(missing_ok=True)
+            if owned_tmp:
+                local.unlink(missing_ok=True)
+
+
+def _file_digest(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

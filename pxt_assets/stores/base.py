@@ -10,6 +10,7 @@ import mimetypes
 import pathlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Any
 
 
 class StoreError(Exception):
@@ -31,6 +32,20 @@ def content_type_for(name: str) -> str:
     """The Content-Type to store an object under, from its file name."""
     guessed, _ = mimetypes.guess_type(name)
     return guessed or "application/octet-stream"
+
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+def check_expiration(expiration_seconds: Any) -> None:
+    """Presigned URLs live between 1 s and 7 days (the S3 and GCS maximum)."""
+    if isinstance(expiration_seconds, bool) or not isinstance(expiration_seconds, (int, float)):
+        raise StoreError(f"expiration_seconds must be a number of seconds, got {expiration_seconds!r}", kind="invalid")
+    if not 1 <= expiration_seconds <= MAX_PRESIGN_SECONDS:
+        raise StoreError(
+            f"expiration_seconds must be between 1 and {MAX_PRESIGN_SECONDS} (7 days), got {expiration_seconds}",
+            kind="invalid",
+        )
 
 
 class ObjectStore(ABC):

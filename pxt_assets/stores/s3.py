@@ -1,0 +1,222 @@
+"""Amazon S3 and the S3-compatible services: Cloudflare R2, Backblaze B2, Tigris.
+
+    s3://bucket/key                                          profile: s3_profile
+    https://<account-id>.r2.cloudflarestorage.com/bucket/key profile: r2_profile     region 'auto'
+    https://s3.<region>.backblazeb2.com/bucket/key           profile: b2_profile     region from the host
+    https://fly.storage.tigris.dev/bucket/key                profile: tigris_profile region 'auto'
+    https://t3.storage.dev/bucket/key                        profile: tigris_profile region 'auto'
+
+Endpoints: for s3:// botocore's own resolution applies (AWS_ENDPOINT_URL, a profile's endpoint_url, AWS);
+for the https forms the URI's host is the endpoint unless the profile sets endpoint_url (how tests and
+proxies reach them). Data clients come from dagster-aws's S3Resource (standard retry mode: backoff on
+throttling and 5xx); presigning uses a SigV4 client of the same session, since S3Resource's client signs
+with SigV2. Clients are built once per (endpoint, profile, region) and shared by all threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import botocore.session
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from pxt_assets.config import current_settings
+from pxt_assets.stores.base import ObjectStore, StoreError, check_expiration, content_type_for
+
+log = logging.getLogger(__name__)
+
+_MAX_ATTEMPTS = 6
+# Several files move at once on our own thread pool; a few parts per file is enough on top of that.
+_TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
+
+_R2 = re.compile(r"^[a-z0-9-]+\.r2\.cloudflarestorage\.com$")
+_B2 = re.compile(r"^s3\.([a-z0-9-]+)\.backblazeb2\.com$")
+_TIGRIS = re.compile(r"^(fly\.storage\.tigris\.dev|t3\.storage\.dev)$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,62}$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    flavor: str  # s3, r2, b2, tigris
+    bucket: str
+    key: str
+    base: str  # what precedes the bucket: 's3://' or 'https://host/'
+    endpoint: str | None  # endpoint named by the URI (https forms)
+    region: str | None
+
+    def uri(self, key: str) -> str:
+        return f"{self.base}{self.bucket}/{key}"
+
+
+def parse(uri: str) -> S3Location:
+    """Split an S3-family URI; a malformed one raises StoreError(kind='invalid') naming it."""
+    parsed = urllib.parse.urlparse(uri)
+    scheme, host = parsed.scheme.lower(), (parsed.hostname or "").lower()
+    if scheme == "s3":
+        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+        flavor, base, endpoint, region = "s3", "s3://", None, None
+    elif scheme == "https":
+        bucket, _, key = parsed.path.lstrip("/").partition("/")
+        base, endpoint = f"https://{parsed.netloc}/", f"https://{parsed.netloc}"
+        if _R2.match(host):
+            flavor, region = "r2", "auto"
+        elif m := _B2.match(host):
+            flavor, region = "b2", m.group(1)
+        elif _TIGRIS.match(host):
+            flavor, region = "tigris", "auto"
+        else:
+            raise StoreError(f"{uri!r} is not an R2, B2 or Tigris URL", kind="invalid")
+    else:
+        raise StoreError(f"{uri!r} is not an S3 URI", kind="invalid")
+    if not bucket or not _BUCKET.match(bucket):
+        raise StoreError(f"invalid bucket name {bucket!r} in {uri!r}: expected {base}bucket/prefix/", kind="invalid")
+    return S3Location(flavor, bucket, key, base, endpoint, region)
+
+
+def _profile_endpoint(profile: str) -> str | None:
+    """The endpoint_url a named profile sets (top level or in its `s3 =` section), if any."""
+    try:
+        scoped = botocore.session.Session(profile=profile).get_scoped_config()
+    except botocore.exceptions.ProfileNotFound:
+        raise StoreError(f"AWS profile {profile!r} not found in the AWS config files", kind="invalid") from None
+    s3_section = scoped.get("s3") if isinstance(scoped.get("s3"), dict) else {}
+    return s3_section.get("endpoint_url") or scoped.get("endpoint_url")
+
+
+@dataclass
+class _Clients:
+    data: Any
+    presign: Any
+
+
+def _error_kind(e: botocore.exceptions.ClientError) -> str:
+    code = str(e.response.get("Error", {}).get("Code", ""))
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound") or status == 404:
+        return "not_found"
+    if code in ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
+        return "access_denied"
+    return "store_error"
+
+
+class S3Store(ObjectStore):
+    provider = "s3"
+    writable = True
+    remote = True
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[Any, ...], _Clients] = {}
+        self._lock = threading.Lock()
+
+    # -- clients ----------------------------------------------------------------------------------------
+    def clients_for(self, loc: S3Location) -> _Clients:
+        """The (shared) data and presign clients for a location's endpoint and profile."""
+        settings = current_settings()
+        profile = getattr(settings, f"{loc.flavor}_profile")
+        endpoint = loc.endpoint
+        if profile and loc.flavor != "s3":
+            endpoint = _profile_endpoint(profile) or endpoint
+        key = (loc.flavor, endpoint, profile, loc.region)
+        with self._lock:
+            clients = self._clients.get(key)
+            if clients is None:
+                clients = self._clients[key] = self._make_clients(profile, endpoint, loc.region)
+        return clients
+
+    @staticmethod
+    def _make_clients(profile: str | None, endpoint: str | None, region: str | None) -> _Clients:
+        from dagster_aws.s3 import S3Resource
+
+        try:
+            data = S3Resource(profile_name=profile, endpoint_url=endpoint, region_name=region,
+                              max_attempts=_MAX_ATTEMPTS).get_client()
+            session = boto3.session.Session(profile_name=profile)
+        except botocore.exceptions.ProfileNotFound:
+            raise StoreError(f"AWS profile {profile!r} not found in the AWS config files", kind="invalid") from None
+        presign = session.client(
+            "s3", endpoint_url=endpoint, region_name=region or data.meta.region_name or "us-east-1",
+            config=Config(signature_version="s3v4"),
+        )
+        log.debug("S3 clients for endpoint=%s profile=%s region=%s", endpoint, profile, region)
+        return _Clients(data, presign)
+
+    def _call(self, what: str, uri: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except botocore.exceptions.ClientError as e:
+            kind = _error_kind(e)
+            detail = "not found" if kind == "not_found" else e.response.get("Error", {}).get("Message") or str(e)
+            raise StoreError(f"{what} {uri}: {detail}", kind=kind) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise StoreError(f"{what} {uri}: no AWS credentials found (environment, profile or role)",
+                             kind="access_denied") from None
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError) as e:
+            raise StoreError(f"{what} {uri}: cannot reach the endpoint: {e}", kind="unreachable") from None
+
+    # -- ObjectStore ------------------------------------------------------------------------------------
+    def download(self, uri: str, dest: pathlib.Path) -> None:
+        loc = parse(uri)
+        client = self.clients_for(loc).data
+        # download_file streams to disk in parts (never the whole object in memory).
+        self._call("cannot download", uri, client.download_file, loc.bucket, loc.key, str(dest), Config=_TRANSFER)
+
+    def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
+        loc = parse(uri)
+        client = self.clients_for(loc).data
+        extra = {"ContentType": content_type or content_type_for(uri)}
+        self._call("cannot upload to", uri, client.upload_file, str(src), loc.bucket, loc.key,
+                   ExtraArgs=extra, Config=_TRANSFER)
+
+    def exists(self, uri: str) -> bool:
+        loc = parse(uri)
+        try:
+            self._call("cannot check", uri, self.clients_for(loc).data.head_object, Bucket=loc.bucket, Key=loc.key)
+        except StoreError as e:
+            if e.kind == "not_found":
+                return False
+            raise
+        return True
+
+    def delete(self, uri: str) -> None:
+        loc = parse(uri)
+        self._call("cannot delete", uri, self.clients_for(loc).data.delete_object, Bucket=loc.bucket, Key=loc.key)
+
+    def list(self, prefix_uri: str) -> Iterator[str]:
+        loc = parse(prefix_uri)
+        paginator = self.clients_for(loc).data.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=loc.bucket, Prefix=loc.key)
+        try:
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield loc.uri(obj["Key"])
+        except botocore.exceptions.ClientError as e:
+            raise StoreError(f"cannot list {prefix_uri}: {e}", kind=_error_kind(e)) from None
+
+    def validate_destination(self, uri: str) -> None:
+        loc = parse(uri)
+        try:
+            self._call("cannot use", uri, self.clients_for(loc).data.head_bucket, Bucket=loc.bucket)
+        except StoreError as e:
+            if e.kind == "not_found":
+                raise StoreError(f"Bucket '{loc.bucket}' not found", kind="not_found") from None
+            if e.kind == "access_denied":
+                raise StoreError(f"Access denied to bucket '{loc.bucket}'", kind="access_denied") from None
+            raise
+
+    def presign(self, uri: str, expiration_seconds: int) -> str:
+        check_expiration(expiration_seconds)
+        loc = parse(uri)
+        # SigV4 query signing is pure computation: no request is made.
+        return self.clients_for(loc).presign.generate_presigned_url(
+            "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=int(expiration_seconds)
+        )
