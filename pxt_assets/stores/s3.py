@@ -27,8 +27,10 @@ from typing import Any
 import boto3
 import botocore.exceptions
 import botocore.session
+import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pxt_assets.config import current_settings
 from pxt_assets.stores.base import ObjectStore, StoreError, check_expiration, content_type_for
@@ -36,6 +38,7 @@ from pxt_assets.stores.base import ObjectStore, StoreError, check_expiration, co
 log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS = 6
+_CHUNK = 1 << 20
 # Several files move at once on our own thread pool; a few parts per file is enough on top of that.
 _TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
 
@@ -97,6 +100,19 @@ def _profile_endpoint(profile: str) -> str | None:
 class _Clients:
     data: Any
     presign: Any
+
+
+@retry(
+    retry=retry_if_exception_type((botocore.exceptions.ReadTimeoutError, botocore.exceptions.ResponseStreamingError,
+                                   urllib3.exceptions.ProtocolError)),
+    stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
+)
+def _get_to_file(client: Any, bucket: str, key: str, dest: pathlib.Path) -> None:
+    # botocore retries the request (throttling, 5xx); this retries a body cut off while streaming.
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    with open(dest, "wb") as out:
+        for chunk in body.iter_chunks(_CHUNK):
+            out.write(chunk)
 
 
 def _error_kind(e: botocore.exceptions.ClientError) -> str:
@@ -167,8 +183,8 @@ class S3Store(ObjectStore):
     def download(self, uri: str, dest: pathlib.Path) -> None:
         loc = parse(uri)
         client = self.clients_for(loc).data
-        # download_file streams to disk in parts (never the whole object in memory).
-        self._call("cannot download", uri, client.download_file, loc.bucket, loc.key, str(dest), Config=_TRANSFER)
+        # One streamed GET (download_file would HEAD first): copied to disk in chunks, never whole in memory.
+        self._call("cannot download", uri, _get_to_file, client, loc.bucket, loc.key, dest)
 
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
         loc = parse(uri)

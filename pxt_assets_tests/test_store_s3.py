@@ -1,0 +1,203 @@
+"""The S3 family (S3, R2, B2, Tigris) against moto's S3 server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import pathlib
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from pxt_assets import stores
+from pxt_assets.stores.s3 import S3Store, parse
+from pxt_assets_tests.conftest import unique_bucket
+
+
+@pytest.fixture
+def bucket(s3_env):
+    name = unique_bucket()
+    s3_env.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def profiles(tmp_path, monkeypatch, s3_env):
+    """R2, B2 and Tigris profiles whose endpoint_url reaches moto, as a user would point them at a proxy."""
+    config = tmp_path / "aws_config"
+    config.write_text("".join(
+        f"[profile {p}]\nendpoint_url = {s3_env.endpoint}\naws_access_key_id = k_{p}\naws_secret_access_key = s\n\n"
+        for p in ("r2test", "b2test", "tigristest")
+    ))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIXELTABLE_R2_PROFILE", "r2test")
+    monkeypatch.setenv("PIXELTABLE_B2_PROFILE", "b2test")
+    monkeypatch.setenv("PIXELTABLE_TIGRIS_PROFILE", "tigristest")
+    # profile credentials must be the ones used, not the environment's
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    return s3_env
+
+
+def _file(tmp_path: pathlib.Path, name: str, size: int) -> pathlib.Path:
+    p = tmp_path / name
+    p.write_bytes(os.urandom(size))
+    return p
+
+
+def _query(url: str) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(url).query))
+
+
+def test_upload_download_round_trip_with_content_type(s3_env, bucket, tmp_path):
+    store = stores.store_for(f"s3://{bucket}/x/")
+    src = _file(tmp_path, "a.jpg", 3 << 20)
+    store.upload(src, f"s3://{bucket}/dir/a.jpg")
+    store.upload(_file(tmp_path, "b.png", 100), f"s3://{bucket}/dir/b.png")
+    head = s3_env.client().head_object(Bucket=bucket, Key="dir/a.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert s3_env.client().head_object(Bucket=bucket, Key="dir/b.png")["ContentType"] == "image/png"
+    out = tmp_path / "back.jpg"
+    store.download(f"s3://{bucket}/dir/a.jpg", out)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_exists_delete_and_list_see_only_the_prefix(s3_env, bucket, tmp_path):
+    store = stores.store_for(f"s3://{bucket}/")
+    for key in ("p/one.jpg", "p/sub/two.jpg", "other/three.jpg"):
+        store.upload(_file(tmp_path, "f.jpg", 10), f"s3://{bucket}/{key}")
+    assert sorted(store.list(f"s3://{bucket}/p/")) == [f"s3://{bucket}/p/one.jpg", f"s3://{bucket}/p/sub/two.jpg"]
+    assert store.exists(f"s3://{bucket}/p/one.jpg")
+    store.delete(f"s3://{bucket}/p/one.jpg")
+    assert not store.exists(f"s3://{bucket}/p/one.jpg")
+    store.delete(f"s3://{bucket}/p/one.jpg")  # deleting twice is fine
+
+
+def test_listing_pages_through_many_objects(s3_env, bucket):
+    client = s3_env.client()
+    for i in range(1005):  # more than one page of 1000
+        client.put_object(Bucket=bucket, Key=f"many/{i:05d}.txt", Body=b"x")
+    assert len(list(stores.store_for(f"s3://{bucket}/").list(f"s3://{bucket}/many/"))) == 1005
+
+
+def test_missing_bucket_and_missing_object_are_clear_errors(s3_env, bucket, tmp_path):
+    store = stores.store_for("s3://x/")
+    with pytest.raises(stores.StoreError) as e:
+        store.validate_destination("s3://no-such-bucket-here/out/")
+    assert str(e.value) == "Bucket 'no-such-bucket-here' not found" and e.value.kind == "not_found"
+    store.validate_destination(f"s3://{bucket}/out/")
+    with pytest.raises(stores.StoreError) as e:
+        store.download(f"s3://{bucket}/missing.jpg", tmp_path / "m.jpg")
+    assert e.value.kind == "not_found" and f"s3://{bucket}/missing.jpg" in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["s3://", "s3:///key", "s3://UPPER/key", "https://s3.backblazeb2.com/b/k"])
+def test_malformed_s3_uris_are_refused(bad):
+    with pytest.raises(stores.StoreError) as e:
+        parse(bad)
+    assert e.value.kind == "invalid"
+
+
+def test_one_store_serves_many_threads(s3_env, bucket, tmp_path):
+    store = stores.store_for(f"s3://{bucket}/")
+    assert store is stores.store_for("s3://other/") and isinstance(store, S3Store)
+    files = [_file(tmp_path, f"t{i}.jpg", 50_000) for i in range(16)]
+
+    def roundtrip(i: int) -> bool:
+        uri = f"s3://{bucket}/threads/{i}.jpg"
+        store.upload(files[i], uri)
+        out = tmp_path / f"back{i}.jpg"
+        store.download(uri, out)
+        return out.read_bytes() == files[i].read_bytes()
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(roundtrip, range(16)))
+
+
+def test_s3_presigned_url_is_sigv4_and_fetches_the_file(s3_env, bucket, tmp_path):
+    store = stores.store_for(f"s3://{bucket}/")
+    src = _file(tmp_path, "p.jpg", 20_000)
+    store.upload(src, f"s3://{bucket}/pre/p.jpg")
+    url = store.presign(f"s3://{bucket}/pre/p.jpg", 3600)
+    q = _query(url)
+    assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert q["X-Amz-Expires"] == "3600"
+    key_id, date, region, service, term = q["X-Amz-Credential"].split("/")
+    assert (key_id, region, service, term) == ("testing", "us-east-1", "s3", "aws4_request")
+    assert date == time.strftime("%Y%m%d", time.gmtime())
+    assert q["X-Amz-SignedHeaders"] == "host" and len(q["X-Amz-Signature"]) == 64
+    # moto does not check signatures: fetching proves the URL addresses the object
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == src.read_bytes() and resp.headers["Content-Type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize("seconds", [0, 0.5, 604801, -5, "3600"])
+def test_presign_expiration_outside_one_second_to_seven_days_is_refused(s3_env, bucket, seconds):
+    with pytest.raises(stores.StoreError, match="expiration_seconds"):
+        stores.store_for("s3://x/").presign(f"s3://{bucket}/k.jpg", seconds)
+
+
+def test_presigning_makes_no_network_call(monkeypatch, s3_env):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    store = S3Store()
+    started = time.monotonic()
+    urls = [store.presign(f"s3://bucket-{i % 3}/k{i}.jpg", 60) for i in range(500)]
+    assert time.monotonic() - started < 5 and len(set(urls)) == 500
+
+
+FLAVORS = {
+    "r2": ("https://abc123.r2.cloudflarestorage.com", "auto", "k_r2test"),
+    "b2": ("https://s3.us-west-004.backblazeb2.com", "us-west-004", "k_b2test"),
+    "tigris_fly": ("https://fly.storage.tigris.dev", "auto", "k_tigristest"),
+    "tigris_t3": ("https://t3.storage.dev", "auto", "k_tigristest"),
+}
+
+
+@pytest.mark.parametrize("flavor", sorted(FLAVORS))
+def test_s3_compatible_https_forms_use_their_profile(profiles, bucket, tmp_path, flavor):
+    host, region, key_id = FLAVORS[flavor]
+    uri = f"{host}/{bucket}/media/x.jpg"
+    assert stores.provider_of(uri) == "s3"
+    store = stores.store_for(uri)
+    store.validate_destination(f"{host}/{bucket}/media/")
+    src = _file(tmp_path, "x.jpg", 5000)
+    store.upload(src, uri)
+    assert profiles.client().get_object(Bucket=bucket, Key="media/x.jpg")["Body"].read() == src.read_bytes()
+    assert list(store.list(f"{host}/{bucket}/media/")) == [uri]  # listed in the form given
+    url = store.presign(uri, 600)
+    q = _query(url)
+    assert q["X-Amz-Credential"].split("/")[0] == key_id  # the profile's credentials signed it
+    assert q["X-Amz-Credential"].split("/")[2] == region
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == src.read_bytes()
+
+
+def test_r2_without_endpoint_override_signs_for_its_own_host(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "r2key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "r2secret")
+    for var in ("PIXELTABLE_R2_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    url = S3Store().presign("https://acct9.r2.cloudflarestorage.com/media/a/b.jpg", 120)
+    parsed = urllib.parse.urlparse(url)
+    assert parsed.hostname in ("acct9.r2.cloudflarestorage.com", "media.acct9.r2.cloudflarestorage.com")
+    assert _query(url)["X-Amz-Credential"].split("/")[2] == "auto"
+
+
+def test_unknown_profile_is_a_clear_error(monkeypatch, s3_env, tmp_path):
+    monkeypatch.setenv("PIXELTABLE_B2_PROFILE", "no-such-profile")
+    with pytest.raises(stores.StoreError, match="no-such-profile"):
+        S3Store().validate_destination("https://s3.us-east-005.backblazeb2.com/b2bucket/x/")
+
+
+def test_requests_are_counted_at_the_client(s3_env, bucket, tmp_path):
+    store = S3Store()
+    loc = parse(f"s3://{bucket}/c.jpg")
+    calls: collections.Counter[str] = collections.Counter()
+    store.clients_for(loc).data.meta.events.register("before-send.s3", lambda **kw: calls.update([kw["request"].method]))
+    store.upload(_file(tmp_path, "c.jpg", 100), f"s3://{bucket}/c.jpg")
+    store.download(f"s3://{bucket}/c.jpg", tmp_path / "c2.jpg")
+    assert calls == {"PUT": 1, "GET": 1}  # no region look-ups, no HEAD before GET
