@@ -161,3 +161,24 @@ def unique_bucket(prefix: str = "bkt") -> str:
     import uuid
 
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def gcs_signing_key(tmp_path, monkeypatch):
+    """A service-account key made here (an RSA key of our own), as GOOGLE_APPLICATION_CREDENTIALS."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path = tmp_path / "service_account.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "test", "private_key_id": "k1", "private_key": pem,
+        "client_email": "signer@test.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    return key

@@ -16,6 +16,7 @@ import PIL.Image
 
 from pxt_assets import stores
 from pxt_assets.cache import FileCache
+from pxt_assets.media import suffix_of
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 _HASH_CHUNK = 1 << 20
@@ -100,7 +101,7 @@ class ColumnWriter:
         try:
             self.store.upload(local, uri, content_type=stores.content_type_for(uri))
             if self.cache is not None:
-                self.cache.put(uri, local, suffix=pathlib.Path(uri).suffix, move=owned_tmp)
+                self.cache.put(uri, local, suffix=suffix_of(uri), move=owned_tmp)
         finally:
             if owned_tmp:
                 local.unlink(missing_ok=True)
