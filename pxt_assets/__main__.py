@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-m", "--module", default="pxt_assets.definitions",
                         help="module declaring the tables (default: pxt_assets.definitions)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the seed's blob storage walkthrough on the demo table")
+    demo_p = sub.add_parser("demo", help="run the seed's blob storage walkthrough on the demo table")
+    demo_p.add_argument("--dest", help="bucket prefix for rotated/thumbnail (s3://, gs://, wasbs://, R2/B2/Tigris "
+                                       "https); default: local folders. Same as $PXT_DEMO_DEST")
     ins = sub.add_parser("insert", help="insert files or URLs as one new batch and materialize it")
     ins.add_argument("table")
     ins.add_argument("files", nargs="+", help="local paths, file:// or http(s):// URLs")
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
+        import os
+
+        if args.dest:
+            os.environ["PXT_DEMO_DEST"] = args.dest
         from pxt_assets import demo
 
         demo.run()

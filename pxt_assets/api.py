@@ -209,12 +209,14 @@ class MediaTable:
 
         store = self.table_store()
         deleted = 0
+        # Files first, rows after: if a delete fails, the rows still say where the remaining files are.
         for col in self.spec.columns.values():
             frame = store.read_column(self.spec, col.name, batch)
             if frame is not None and "owned" in frame:
                 for uri in frame.loc[frame["owned"].fillna(False).astype(bool), "value"].dropna():
                     stores.store_for(uri).delete(uri)
                     deleted += 1
+        for col in self.spec.columns.values():
             store.column_path(self.spec, col.name, batch).unlink(missing_ok=True)
         store.manifest_path(self.spec, batch).unlink(missing_ok=True)
         if instance is None:

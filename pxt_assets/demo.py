@@ -31,7 +31,10 @@ def run() -> None:
     print(f"Dagster instance: {instance.root_directory}")
     # Clean slate, as the seed's drop_dir: delete earlier batches and the files written for them.
     for batch in media.batches():
-        media.delete(batch=batch, instance=instance)
+        try:
+            media.delete(batch=batch, instance=instance)
+        except Exception as e:  # noqa: BLE001 - e.g. an emulator bucket of an earlier run is gone
+            print(f"(could not delete earlier batch {batch}: {e})")
 
     print(f"\n>>> the table and where each column's files go\n{media!r}")
 
@@ -50,6 +53,12 @@ def run() -> None:
           media.select(media.rotated.fileurl).collect())
     _show("t.select(t.thumbnail.fileurl, t.width, t.height).collect()",
           media.select(media.thumbnail.fileurl, media.width, media.height).collect())
+    if "serving_url" in media.spec.columns:
+        from pxt_assets.functions import net
+
+        _show("t.select(t.thumbnail.fileurl, presigned_url=net.presigned_url(t.thumbnail.fileurl, 3600)).collect()",
+              media.select(media.thumbnail.fileurl,
+                           presigned_url=net.presigned_url(media.thumbnail.fileurl, 3600)).collect())
     _show(
         "t.select(source=t.source_image.fileurl, rotated=t.rotated.fileurl, flipped=t.flipped.fileurl).collect()",
         media.select(source=media.source_image.fileurl, rotated=media.rotated.fileurl,

@@ -1,8 +1,11 @@
 """The seeds' demo table (seed 001): `blob_storage_demo/media`.
 
-flipped has no destination, so it lands in `$PIXELTABLE_HOME/media`; rotated and thumbnail go to explicit
-local folders (the seed uses ~/Desktop/pixeltable_outputs; here `$PIXELTABLE_HOME/demo_outputs`, or
-`$PXT_DEMO_OUTPUTS`). Any of them could be a bucket URI instead.
+flipped has no destination, so it lands in output_media_dest or `$PIXELTABLE_HOME/media`; rotated and
+thumbnail go to explicit destinations. Locally (the default) those are folders under
+`$PIXELTABLE_HOME/demo_outputs` (the seed uses ~/Desktop/pixeltable_outputs; `$PXT_DEMO_OUTPUTS` moves them).
+With `$PXT_DEMO_DEST` set to a bucket prefix (`s3://bucket/demo/`, `gs://...`, `wasbs://...`, R2/B2/Tigris
+https forms) they go to `<dest>rotated/` and `<dest>thumbnails/`, and a `serving_url` column holds presigned
+URLs of the thumbnails, as in the seed's presigned URL section.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import pathlib
 
 import pxt_assets as pxt
+from pxt_assets.functions import net
 
 
 def outputs_dir() -> pathlib.Path:
@@ -18,24 +22,32 @@ def outputs_dir() -> pathlib.Path:
     return pathlib.Path(base).expanduser() if base else pxt.load_settings().home / "demo_outputs"
 
 
+def cloud_dest() -> str | None:
+    dest = os.environ.get("PXT_DEMO_DEST", "").strip()
+    return (dest.rstrip("/") + "/") if dest else None
+
+
 def build_media_table() -> pxt.MediaTable:
     """The seed's table, step by step: source image, flipped (default destination), rotated and thumbnail
-    (explicit local destinations), width and height."""
-    base = outputs_dir()
-    dest_rotated = base / "rotated"
-    dest_thumbnails = base / "thumbnails"
-    # As in the seed, local destination folders are created by the user before they are used.
-    dest_rotated.mkdir(parents=True, exist_ok=True)
-    dest_thumbnails.mkdir(parents=True, exist_ok=True)
+    (explicit destinations), width and height; plus serving_url when the destinations are in the cloud."""
+    cloud = cloud_dest()
+    if cloud:
+        dest_rotated, dest_thumbnails = cloud + "rotated/", cloud + "thumbnails/"
+    else:
+        base = outputs_dir()
+        # As in the seed, local destination folders are created by the user before they are used.
+        for sub in ("rotated", "thumbnails"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        dest_rotated, dest_thumbnails = str(base / "rotated"), str(base / "thumbnails")
 
     media = pxt.MediaTable("blob_storage_demo/media", {"source_image": pxt.Image})
     media.add_computed_column(flipped=media.source_image.transpose(0))
-    media.add_computed_column(rotated=media.source_image.rotate(90), destination=str(dest_rotated))
-    media.add_computed_column(
-        thumbnail=media.source_image.thumbnail((128, 128)), destination=str(dest_thumbnails)
-    )
+    media.add_computed_column(rotated=media.source_image.rotate(90), destination=dest_rotated)
+    media.add_computed_column(thumbnail=media.source_image.thumbnail((128, 128)), destination=dest_thumbnails)
     media.add_computed_column(width=media.source_image.width)
     media.add_computed_column(height=media.source_image.height)
+    if cloud:
+        media.add_computed_column(serving_url=net.presigned_url(media.thumbnail.fileurl, 3600))
     return media
 
 
