@@ -1,0 +1,519 @@
+"""Azure Blob Storage: wasb(s)://, abfs(s):// and https://<account>.blob.core.windows.net URIs.
+
+All three URI forms name the same thing, a blob in a container of a storage account, and all are read and
+written through the Blob API. `abfs(s)://` names an ADLS Gen2 (hierarchical namespace) account by its `dfs`
+host; such accounts also serve the Blob API at their `blob` host, so one client type covers every form (and
+Azurite, which only emulates blob, can stand in for all of them).
+
+Settings (``[azure]`` in config.toml or ``AZURE_STORAGE_ACCOUNT_NAME/KEY/URL``) are re-read on every call, so
+a changed key or endpoint takes effect without a restart; clients are cached per (endpoint, account, key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email.utils
+import logging
+import os
+import pathlib
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import requests.adapters
+import urllib3.util
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import (
+    BlobClient,
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    ExponentialRetry,
+    generate_blob_sas,
+)
+
+from pxt_assets.config import Settings, load_settings
+from pxt_assets.stores.base import ObjectStore, StoreError, content_type_for
+
+logger = logging.getLogger(__name__)
+
+#: The URI forms this store accepts, shown in every "invalid URI" message.
+URI_FORMS = (
+    "wasbs://container@account.blob.core.windows.net/prefix/key (or wasb://)",
+    "abfss://container@account.dfs.core.windows.net/prefix/key (or abfs://)",
+    "https://account.blob.core.windows.net/container/prefix/key",
+)
+
+_BLOB_SUFFIX = ".blob.core.windows.net"
+_DFS_SUFFIX = ".dfs.core.windows.net"
+_HOST_SUFFIX = {"wasb": _BLOB_SUFFIX, "wasbs": _BLOB_SUFFIX, "abfs": _DFS_SUFFIX, "abfss": _DFS_SUFFIX}
+# Azure's naming rules: accounts are 3-24 lowercase letters/digits; containers are 3-63 lowercase letters,
+# digits and single dashes, starting and ending alphanumeric ($root, $web and $logs are system containers).
+_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+_CONTAINER_RE = re.compile(r"^(?:\$root|\$web|\$logs|[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62})$")
+# Characters left unescaped when a blob name is written back into a URI: RFC 3986 path characters, so
+# `unquote(quote(name)) == name` for every name while ordinary names stay readable.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+
+_MAX_PRESIGN_S = 7 * 24 * 3600  # the 7-day ceiling the S3 and GCS stores use too
+# A SAS start is backdated, so a server whose clock is a little behind still accepts a fresh URL.
+_SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
+_MAX_CONCURRENCY = 4  # parallel range requests per large blob transfer (callers already run many transfers)
+_POOL_SIZE = 64  # connections kept per host: 16 threads x 4 parallel range requests, without churn
+_MAX_RETRY_AFTER_S = 60.0  # a Retry-After longer than this is capped: a stuck transfer is worse than a retry
+
+
+@dataclasses.dataclass(frozen=True)
+class AzureURI:
+    """A parsed Azure URI: where the blob lives, and enough of the original to write URIs in its form."""
+
+    uri: str
+    scheme: str  # wasb, wasbs, abfs, abfss or https
+    netloc: str  # as given: "container@account.blob.core.windows.net" or "account.blob.core.windows.net"
+    account: str
+    container: str
+    blob: str  # decoded blob name; "" for a container (or a prefix naming the container root)
+    sas: str  # a SAS query string carried by an https URI ("" if none); only used for reading
+
+    def with_blob(self, name: str) -> str:
+        """The URI of blob `name` in the same container, written in this URI's form."""
+        quoted = urllib.parse.quote(name, safe=_PATH_SAFE)
+        if self.scheme == "https":
+            return f"https://{self.netloc}/{self.container}/{quoted}"
+        return f"{self.scheme}://{self.netloc}/{quoted}"
+
+
+def _invalid(uri: str, why: str) -> StoreError:
+    forms = "; ".join(URI_FORMS)
+    return StoreError(f"invalid Azure URI {uri!r}: {why}; expected one of: {forms}", kind="invalid")
+
+
+def parse(uri: str) -> AzureURI:
+    """Split an Azure URI into account, container and blob name. Raises StoreError(kind="invalid")."""
+    try:
+        parsed = urllib.parse.urlsplit(uri)
+    except ValueError as e:  # e.g. an unbalanced '[' in the host
+        raise _invalid(uri, str(e)) from None
+    scheme = parsed.scheme.lower()
+    if parsed.fragment or uri.endswith("#"):
+        raise _invalid(uri, "'#' is not allowed (percent-encode it as %23 in a blob name)")
+    path = urllib.parse.unquote(parsed.path)
+
+    if scheme in _HOST_SUFFIX:
+        suffix = _HOST_SUFFIX[scheme]
+        if parsed.query:
+            raise _invalid(uri, f"{scheme}:// URIs take no query string")
+        container, at, host = parsed.netloc.rpartition("@")
+        if not at or not container:
+            raise _invalid(uri, f"no container (expected {scheme}://container@account{suffix}/...)")
+        blob = path[1:] if path.startswith("/") else path
+    elif scheme == "https":
+        suffix = _BLOB_SUFFIX
+        if "@" in parsed.netloc:
+            raise _invalid(uri, "https URIs name the container in the path, not before '@'")
+        host = parsed.netloc
+        container, _, blob = path.lstrip("/").partition("/")
+        if not container:
+            raise _invalid(uri, "no container (expected https://account.blob.core.windows.net/container/...)")
+    else:
+        raise _invalid(uri, f"scheme {scheme + '://'!r} is not an Azure scheme")
+
+    host = host.lower()
+    if not host.endswith(suffix):
+        raise _invalid(uri, f"host {host!r} is not <account>{suffix}")
+    account = host[: -len(suffix)]
+    if not account:
+        raise _invalid(uri, "no storage account")
+    if not _ACCOUNT_RE.match(account):
+        raise _invalid(uri, f"{account!r} is not a storage account name (3-24 lowercase letters and digits)")
+    if not _CONTAINER_RE.match(container):
+        raise _invalid(uri, f"{container!r} is not a container name (3-63 lowercase letters, digits, dashes)")
+    return AzureURI(uri=uri, scheme=scheme, netloc=parsed.netloc, account=account, container=container,
+                    blob=blob, sas=parsed.query if scheme == "https" else "")
+
+
+def _parse_blob(uri: str) -> AzureURI:
+    """parse(), requiring a blob name (a file, not a container or folder)."""
+    ref = parse(uri)
+    if not ref.blob or ref.blob.endswith("/"):
+        raise _invalid(uri, "it names a container or folder, not a blob")
+    return ref
+
+
+def _parse_for_write(uri: str) -> AzureURI:
+    """parse(), refusing a SAS query string: writes and listings always use the configured credentials."""
+    ref = parse(uri)
+    if ref.sas:
+        raise _invalid(uri, "a query string (SAS token) is only used for reading a single blob")
+    return ref
+
+
+class _StorageRetry(ExponentialRetry):
+    """The SDK's ExponentialRetry, plus two things it lacks: it retries 429 and it honours Retry-After.
+
+    ExponentialRetry already retries 5xx (except 501/505), 408, and connection/read errors, rewinding a
+    streamed upload body. Blob storage signals throttling with 503 ServerBusy (retried by the base class);
+    429 is not retried by the storage policy, but proxies, private endpoints and other front-ends send it.
+    """
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        """The server's Retry-After when the last response had one (capped), else exponential backoff."""
+        history = settings.get("history") or []
+        response = history[-1].http_response if history else None
+        delay = _retry_after_s(response)
+        return delay if delay is not None else super().get_backoff_time(settings)
+
+    def send(self, request):  # noqa: ANN001, ANN201 - azure-core pipeline types
+        # The base loop returns a 429 as final. Wrap it so a 429 is retried too, with one budget shared by all
+        # retries: each pass of the base loop is given what is left (it reads "retry_total" from the options)
+        # and reports the retries it made in context["history"].
+        body = request.http_request.body
+        position = None
+        if hasattr(body, "read"):
+            try:
+                position = body.tell()
+            except (AttributeError, OSError, ValueError):
+                position = None  # not rewindable: a 429 then cannot be retried (as in the base class)
+        remaining = request.context.options.pop("retry_total", self.total_retries)
+        while True:
+            request.context.options["retry_total"] = remaining
+            request.context.pop("history", None)
+            response = super().send(request)
+            remaining -= len(response.context.get("history") or [])
+            if response.http_response.status_code != 429 or remaining <= 0:
+                return response
+            if hasattr(body, "read"):
+                if position is None:
+                    return response
+                body.seek(position)
+            remaining -= 1
+            delay = _retry_after_s(response.http_response)
+            if delay is None:
+                delay = self.get_backoff_time({"count": self.total_retries - remaining - 1, "history": []})
+            logger.debug("HTTP 429 from %s; retrying in %.1f s (%d retries left)", request.http_request.url,
+                         delay, remaining)
+            if delay > 0:
+                request.context.transport.sleep(delay)
+
+
+def _retry_after_s(response: Any) -> float | None:
+    """Seconds to wait from a response's Retry-After header (delta-seconds or HTTP date), or None."""
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
+
+
+def _retry_policy() -> _StorageRetry:
+    # ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=5): waits ~1, 3, 5, 9, 17 s (about
+    # 35 s in all) instead of the SDK default 15/18/24 s. Jitter is narrowed to +-1 s: the default +-3 s
+    # would swamp a 1 s first backoff.
+    return _StorageRetry(initial_backoff=1, increment_base=2, retry_total=5, random_jitter_range=1)
+
+
+def _transport() -> RequestsTransport:
+    # The SDK's default session keeps 10 connections per host; with many threads sharing one client, the rest
+    # are opened and thrown away on every request ("Connection pool is full, discarding connection").
+    # Otherwise as the SDK sets it up: urllib3's own retries off, since the retry policy above does that.
+    try:  # the SDK's adapter reads sockets in 32 KiB blocks (faster downloads); a private module, so optional
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import (
+            BiggerBlockSizeHTTPAdapter as Adapter,
+        )
+    except ImportError:
+        Adapter = requests.adapters.HTTPAdapter  # noqa: N806
+    session = requests.Session()
+    adapter = Adapter(pool_maxsize=_POOL_SIZE,
+                      max_retries=urllib3.util.Retry(total=False, redirect=False, raise_on_status=False))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=True)  # closed with the client
+
+
+def _status_of(e: AzureError) -> int | None:
+    return getattr(e, "status_code", None)
+
+
+def _error(e: AzureError, what: str, ref: AzureURI) -> StoreError:
+    """A StoreError with a stable kind for an SDK error raised while doing `what` (a phrase with the URI)."""
+    status = _status_of(e)
+    code = getattr(e, "error_code", None)
+    if isinstance(e, ResourceNotFoundError) or status == 404:
+        if code == "ContainerNotFound":
+            return StoreError(f"Container '{ref.container}' not found in account '{ref.account}' ({what})",
+                              kind="not_found")
+        return StoreError(f"Azure blob not found: {what}", kind="not_found")
+    if isinstance(e, ClientAuthenticationError) or status in (401, 403):
+        detail = f" ({code})" if code else ""
+        return StoreError(f"access denied{detail} {what}; check AZURE_STORAGE_ACCOUNT_NAME/KEY or the "
+                          "identity's role on the account", kind="access_denied")
+    if status in (429, 503):
+        return StoreError(f"Azure kept throttling (HTTP {status}) after retries {what}", kind="throttled")
+    if isinstance(e, ServiceRequestError):
+        return StoreError(f"cannot reach Azure storage {what}: {e.message}", kind="unreachable")
+    if isinstance(e, HttpResponseError):
+        detail = f" {code}" if code else ""
+        return StoreError(f"Azure error HTTP {status}{detail} {what}", kind="store_error")
+    return StoreError(f"Azure error {what}: {e}", kind="store_error")
+
+
+def _default_credential() -> Any:
+    """What AzureBlobStorageDefaultCredential resolves to (DefaultAzureCredential), or None (anonymous)."""
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        return None
+    return DefaultAzureCredential()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    """Where and as whom to reach one account, resolved from the current settings."""
+
+    account: str
+    url: str  # blob service: https://acct.blob.core.windows.net, or e.g. Azurite's http://127.0.0.1:N/acct
+    key: str | None = dataclasses.field(repr=False)  # the account key, when configured for this account
+
+    def blob_url(self, ref: AzureURI) -> str:
+        return f"{self.url}/{ref.container}/{urllib.parse.quote(ref.blob, safe=_PATH_SAFE)}"
+
+
+def _endpoint(account: str, settings: Settings) -> _Endpoint:
+    # The configured URL and key belong to the configured account; with no account name configured they
+    # apply to whatever account a URI names (a single-account setup, or Azurite).
+    configured = settings.azure_storage_account_name
+    ours = configured is None or configured.lower() == account
+    url = (settings.azure_storage_account_url if ours else None) or f"https://{account}{_BLOB_SUFFIX}"
+    key = settings.azure_storage_account_key if ours else None
+    return _Endpoint(account=account, url=url.rstrip("/"), key=key)
+
+
+class AzureStore(ObjectStore):
+    """Blobs in Azure Storage (and ADLS Gen2 through its Blob API), one instance shared by all threads."""
+
+    provider = "azure"
+    writable = True
+    remote = True
+    #: blobs per listing page (the service maximum); a test lowers it to exercise paging
+    list_page_size: int = 5000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str, str | None], BlobServiceClient] = {}
+
+    # -- clients -------------------------------------------------------------------------------------------
+
+    def _resolve(self, ref: AzureURI) -> _Endpoint:
+        return _endpoint(ref.account, load_settings())
+
+    def _service(self, ep: _Endpoint) -> BlobServiceClient:
+        """The cached client for this endpoint and key, created on first use (thread-safe)."""
+        cache_key = (ep.url, ep.account, ep.key)
+        client = self._clients.get(cache_key)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(cache_key)
+            if client is None:
+                client = self._clients[cache_key] = self._new_client(ep)
+        return client
+
+    def _new_client(self, ep: _Endpoint) -> BlobServiceClient:
+        # Built as dagster_azure's AzureBlobStorageResource.get_client() builds it: BlobServiceClient with
+        # the account URL and a key / DefaultAzureCredential / anonymous credential. Built directly, because
+        # get_client() passes no client options (so neither the retry policy nor the transport below could be
+        # set), and it is a context manager closing the client on exit, while this store keeps its clients
+        # for the life of the process.
+        if ep.key:
+            # An explicit account name, not the bare key the resource passes: the SDK can only infer the name
+            # from *.blob.core.windows.net or localhost URLs, not from a private endpoint's custom host.
+            credential: Any = {"account_name": ep.account, "account_key": ep.key}
+            how = "account key"
+        elif ep.url.startswith("https://"):
+            credential = _default_credential()
+            how = "DefaultAzureCredential" if credential is not None else "anonymous"
+        else:
+            credential, how = None, "anonymous"  # token credentials need https (an emulator without a key)
+        logger.debug("new Azure blob client for %s (account %s, %s)", ep.url, ep.account, how)
+        return BlobServiceClient(account_url=ep.url, credential=credential, retry_policy=_retry_policy(),
+                                 transport=_transport())
+
+    def _blob(self, ref: AzureURI) -> tuple[BlobClient, bool]:
+        """A client for the blob (True when it is a one-off client for a SAS URL, which the caller closes)."""
+        ep = self._resolve(ref)
+        if ref.sas:
+            # An https URL carrying its own SAS (e.g. a presigned URL used as input media): read with that
+            # token, whatever credentials are configured, at the endpoint the account resolves to.
+            url = f"{ep.blob_url(ref)}?{ref.sas}"
+            return BlobClient.from_blob_url(url, retry_policy=_retry_policy()), True
+        return self._service(ep).get_blob_client(ref.container, ref.blob), False
+
+    def close(self) -> None:
+        """Close every cached client (their HTTP sessions); the store creates new ones if used again."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    # -- ObjectStore -----------------------------------------------------------------------------------
+
+    def download(self, uri: str, dest: pathlib.Path) -> None:
+        """Stream the blob at `uri` into the local file `dest` (4 parallel range reads for a large blob)."""
+        ref = _parse_blob(uri)
+        blob, one_off = self._blob(ref)
+        try:
+            # download_blob() makes the first request, so a missing blob fails before `dest` is touched.
+            downloader = blob.download_blob(max_concurrency=_MAX_CONCURRENCY)
+            try:
+                with open(dest, "wb") as f:
+                    size = downloader.readinto(f)
+            except BaseException:
+                pathlib.Path(dest).unlink(missing_ok=True)  # no truncated file left looking like a download
+                raise
+        except AzureError as e:
+            raise _error(e, f"reading {uri}", ref) from None
+        finally:
+            if one_off:
+                blob.close()
+        logger.debug("downloaded %s (%d bytes) to %s", uri, size, dest)
+
+    def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
+        """Store the local file `src` at `uri`, replacing any blob there, streamed from the file.
+
+        Large files go up as blocks committed in one final call, so readers see the old blob or the new one,
+        never a mix. `content_type` defaults to one guessed from the blob name.
+        """
+        ref = _parse_for_write(uri)
+        if not ref.blob or ref.blob.endswith("/"):
+            raise _invalid(uri, "it names a container or folder, not a blob")
+        blob, _ = self._blob(ref)
+        settings = ContentSettings(content_type=content_type or content_type_for(ref.blob))
+        try:
+            with open(src, "rb") as f:
+                blob.upload_blob(f, length=os.fstat(f.fileno()).st_size, overwrite=True,
+                                 content_settings=settings, max_concurrency=_MAX_CONCURRENCY)
+        except AzureError as e:
+            raise _error(e, f"writing {uri}", ref) from None
+        logger.debug("uploaded %s to %s as %s", src, uri, settings.content_type)
+
+    def exists(self, uri: str) -> bool:
+        """Whether a blob exists at `uri` (False also when its container does not exist)."""
+        ref = _parse_blob(uri)
+        blob, one_off = self._blob(ref)
+        try:
+            return blob.exists()
+        except AzureError as e:
+            raise _error(e, f"checking {uri}", ref) from None
+        finally:
+            if one_off:
+                blob.close()
+
+    def delete(self, uri: str) -> None:
+        """Delete the blob at `uri` with its snapshots; a blob that is already gone is not an error."""
+        ref = _parse_for_write(uri)
+        if not ref.blob or ref.blob.endswith("/"):
+            raise _invalid(uri, "it names a container or folder, not a blob")
+        blob, _ = self._blob(ref)
+        try:
+            # "include": a blob with snapshots cannot be deleted alone (409 SnapshotsPresent).
+            blob.delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError:
+            logger.debug("delete %s: already absent", uri)
+        except AzureError as e:
+            raise _error(e, f"deleting {uri}", ref) from None
+
+    def list(self, prefix_uri: str) -> Iterator[str]:
+        """URIs of the blobs under the folder `prefix_uri`, in the same form (wasbs/abfss/https) as given.
+
+        A prefix is a folder: `.../dir` lists `dir/a.jpg` but not `dirx/b.jpg`. Pages are fetched lazily.
+        """
+        # Parsed here, not in the generator, so a malformed URI fails at the call rather than at first use.
+        ref = _parse_for_write(prefix_uri)
+        prefix = ref.blob if not ref.blob or ref.blob.endswith("/") else ref.blob + "/"
+        container = self._service(self._resolve(ref)).get_container_client(ref.container)
+        return self._iter_blobs(container, ref, prefix, prefix_uri)
+
+    def _iter_blobs(self, container: Any, ref: AzureURI, prefix: str, prefix_uri: str) -> Iterator[str]:
+        try:
+            # metadata is included to skip ADLS Gen2 directory markers (hdi_isfolder), which are not files.
+            for item in container.list_blobs(name_starts_with=prefix or None, include=["metadata"],
+                                             results_per_page=self.list_page_size):
+                if (item.metadata or {}).get("hdi_isfolder") == "true":
+                    continue
+                yield ref.with_blob(item.name)
+        except AzureError as e:
+            raise _error(e, f"listing {prefix_uri}", ref) from None
+
+    def validate_destination(self, uri: str) -> None:
+        """Check that the container of `uri` exists and is reachable with the configured credentials.
+
+        Reads the container's properties only: nothing is written.
+        """
+        ref = _parse_for_write(uri)
+        container = self._service(self._resolve(ref)).get_container_client(ref.container)
+        try:
+            container.get_container_properties()
+        except AzureError as e:
+            status = _status_of(e)
+            if isinstance(e, ResourceNotFoundError) or status == 404:
+                raise StoreError(f"Container '{ref.container}' not found in account '{ref.account}'",
+                                 kind="not_found") from None
+            if isinstance(e, ClientAuthenticationError) or status in (401, 403):
+                raise StoreError(f"Access denied to container '{ref.container}'",
+                                 kind="access_denied") from None
+            raise _error(e, f"checking destination {uri}", ref) from None
+
+    def presign(self, uri: str, expiration_seconds: int) -> str:
+        """A read-only SAS URL for the blob, valid for `expiration_seconds` (1 s to 7 days).
+
+        Signed locally with the account key (no network call). The URL points at the account URL in use,
+        so with Azurite or a private endpoint it is that host.
+        """
+        ref = _parse_blob(uri)
+        if (isinstance(expiration_seconds, bool) or not isinstance(expiration_seconds, (int, float))
+                or not 1 <= expiration_seconds <= _MAX_PRESIGN_S):
+            raise StoreError(f"presign expiration must be between 1 and {_MAX_PRESIGN_S} seconds (7 days), "
+                             f"got {expiration_seconds!r}", kind="invalid")
+        ep = self._resolve(ref)
+        if not ep.key:
+            raise StoreError(
+                f"cannot presign {uri}: no account key for storage account '{ref.account}'. Set "
+                f"AZURE_STORAGE_ACCOUNT_KEY (with AZURE_STORAGE_ACCOUNT_NAME={ref.account}) or "
+                "storage_account_key in [azure] of config.toml; user-delegation SAS (signing as an Entra ID "
+                "identity) is not supported",
+                kind="no_signing_credentials")
+        now = dt.datetime.now(dt.timezone.utc)
+        sas = generate_blob_sas(
+            account_name=ref.account, container_name=ref.container, blob_name=ref.blob, account_key=ep.key,
+            permission=BlobSasPermissions(read=True),
+            expiry=now + dt.timedelta(seconds=expiration_seconds), start=now - _SAS_CLOCK_SKEW,
+            # https-only on real endpoints; an emulator at http:// must still be able to serve it
+            protocol="https" if ep.url.startswith("https://") else None,
+        )
+        logger.debug("presigned %s for %s s", uri, expiration_seconds)
+        return f"{ep.blob_url(ref)}?{sas}"
+
+    def join(self, prefix_uri: str, name: str) -> str:
+        """The URI of blob `name` under `prefix_uri`: exactly one '/' between them, `name` percent-encoded."""
+        return prefix_uri.rstrip("/") + "/" + urllib.parse.quote(name.lstrip("/"), safe=_PATH_SAFE)

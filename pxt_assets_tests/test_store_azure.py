@@ -1,0 +1,477 @@
+"""Azure Blob Storage (wasbs://, abfss://, https://<account>.blob.core.windows.net) against Azurite."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import concurrent.futures
+import http.client
+import http.server
+import os
+import pathlib
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from pxt_assets import stores
+from pxt_assets.stores.azure import AzureStore
+from pxt_assets_tests.conftest import unique_bucket
+from pxt_assets_tests.emulators import AZURITE_ACCOUNT
+
+# Each form, as a user writes it, for container `c` and blob name `key` (Azurite's account in the host).
+FORMS = {
+    "wasbs": lambda c, key: f"wasbs://{c}@{AZURITE_ACCOUNT}.blob.core.windows.net/{key}",
+    "abfss": lambda c, key: f"abfss://{c}@{AZURITE_ACCOUNT}.dfs.core.windows.net/{key}",
+    "https": lambda c, key: f"https://{AZURITE_ACCOUNT}.blob.core.windows.net/{c}/{key}",
+}
+LEGACY_FORMS = {
+    "wasb": lambda c, key: f"wasb://{c}@{AZURITE_ACCOUNT}.blob.core.windows.net/{key}",
+    "abfs": lambda c, key: f"abfs://{c}@{AZURITE_ACCOUNT}.dfs.core.windows.net/{key}",
+}
+ALL_FORMS = {**FORMS, **LEGACY_FORMS}
+
+
+@pytest.fixture
+def azure(pxt_home, azure_env):
+    """Azurite, with the AZURE_STORAGE_ACCOUNT_* variables pointing at it and no config file in the way."""
+    return azure_env
+
+
+@pytest.fixture
+def container(azure):
+    name = unique_bucket("az")
+    azure.client().create_container(name)
+    return name
+
+
+@pytest.fixture
+def store(azure):
+    s = AzureStore()
+    yield s
+    s.close()
+
+
+def _file(tmp_path: pathlib.Path, name: str, size: int) -> pathlib.Path:
+    p = tmp_path / name
+    p.write_bytes(os.urandom(size))
+    return p
+
+
+def _query(url: str) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+def _fetch(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None):
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read(), resp.headers
+
+
+def _http_status(url: str, **kwargs) -> int:
+    try:
+        _fetch(url, **kwargs)
+    except urllib.error.HTTPError as e:
+        return e.code
+    return 200
+
+
+# -- routing and parsing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_every_azure_form_is_routed_to_the_azure_store(form):
+    assert isinstance(stores.store_for(ALL_FORMS[form]("photos", "dir/a.jpg")), AzureStore)
+
+
+@pytest.mark.parametrize("bad", [
+    "wasbs://devstoreaccount1.blob.core.windows.net/dir/a.jpg",        # no container
+    "wasbs://@devstoreaccount1.blob.core.windows.net/dir/a.jpg",       # empty container
+    "wasbs://photos@.blob.core.windows.net/dir/a.jpg",                 # no account
+    "wasbs://photos@/dir/a.jpg",                                       # no host at all
+    "wasbs://photos@devstoreaccount1.example.com/dir/a.jpg",           # wrong host suffix
+    "wasbs://photos@devstoreaccount1.dfs.core.windows.net/dir/a.jpg",  # wasbs wants the blob host
+    "abfss://photos@devstoreaccount1.blob.core.windows.net/dir/a.jpg", # abfss wants the dfs host
+    "abfss://devstoreaccount1.dfs.core.windows.net/dir/a.jpg",         # no container
+    "https://devstoreaccount1.blob.core.windows.net/",                 # no container
+    "https://devstoreaccount1.blob.core.windows.net",                  # no container
+    "https://.blob.core.windows.net/photos/a.jpg",                     # no account
+    "https://devstoreaccount1.blob.core.windows.org/photos/a.jpg",     # wrong host suffix
+    "wasbs://Bad_Container@devstoreaccount1.blob.core.windows.net/a.jpg",  # not a container name
+    "s3://photos/a.jpg",                                               # not Azure at all
+])
+def test_malformed_azure_uris_are_refused_as_invalid_naming_the_uri_and_the_forms(bad, tmp_path):
+    store = AzureStore()  # refused before any settings or network are needed
+    src = _file(tmp_path, "a.jpg", 10)
+    calls = [
+        lambda: store.download(bad, tmp_path / "out.jpg"),
+        lambda: store.upload(src, bad),
+        lambda: store.exists(bad),
+        lambda: store.delete(bad),
+        lambda: store.list(bad),
+        lambda: store.validate_destination(bad),
+        lambda: store.presign(bad, 60),
+    ]
+    for call in calls:
+        with pytest.raises(stores.StoreError) as e:
+            call()
+        assert e.value.kind == "invalid"
+        assert repr(bad) in str(e.value)
+        assert "wasbs://container@account.blob.core.windows.net" in str(e.value)
+        assert "abfss://container@account.dfs.core.windows.net" in str(e.value)
+        assert "https://account.blob.core.windows.net/container" in str(e.value)
+    assert not (tmp_path / "out.jpg").exists()
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_a_container_or_folder_uri_is_not_a_blob(form, tmp_path):
+    folder = FORMS[form]("photos", "dir/")
+    with pytest.raises(stores.StoreError) as e:
+        AzureStore().download(folder, tmp_path / "x")
+    assert e.value.kind == "invalid"
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_join_puts_exactly_one_slash_between_prefix_and_name(form):
+    store = AzureStore()
+    expected = ALL_FORMS[form]("photos", "out/t/ab/x.jpg")
+    for prefix in (ALL_FORMS[form]("photos", "out"), ALL_FORMS[form]("photos", "out/"),
+                   ALL_FORMS[form]("photos", "out//")):
+        assert store.join(prefix, "t/ab/x.jpg") == expected
+        assert store.join(prefix, "/t/ab/x.jpg") == expected
+
+
+# -- reading and writing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_upload_download_round_trip_keeps_bytes_and_sets_content_type(form, azure, container, store,
+                                                                      tmp_path):
+    uri = ALL_FORMS[form](container, "dir/a.jpg")
+    src = _file(tmp_path, "a.jpg", 3 << 20)
+    store.upload(src, uri)
+    store.upload(_file(tmp_path, "b.png", 100), ALL_FORMS[form](container, "dir/b.png"))
+    store.upload(_file(tmp_path, "c.bin", 10), ALL_FORMS[form](container, "dir/c"), content_type="image/webp")
+
+    dest = tmp_path / "back.jpg"
+    store.download(uri, dest)
+    assert dest.read_bytes() == src.read_bytes()
+
+    blobs = azure.client().get_container_client(container)
+    def stored_type(name: str) -> str:
+        return blobs.get_blob_client(name).get_blob_properties().content_settings.content_type
+
+    assert stored_type("dir/a.jpg") == "image/jpeg"
+    assert stored_type("dir/b.png") == "image/png"
+    assert stored_type("dir/c") == "image/webp"
+
+
+def test_the_three_forms_name_the_same_blob(container, store, tmp_path):
+    src = _file(tmp_path, "a.jpg", 1000)
+    store.upload(src, FORMS["wasbs"](container, "same/a.jpg"))
+    for form in ("abfss", "https"):
+        dest = tmp_path / f"{form}.jpg"
+        store.download(FORMS[form](container, "same/a.jpg"), dest)
+        assert dest.read_bytes() == src.read_bytes()
+
+
+def test_upload_replaces_an_existing_blob(container, store, tmp_path):
+    uri = FORMS["wasbs"](container, "a.jpg")
+    store.upload(_file(tmp_path, "old.jpg", 500), uri)
+    new = _file(tmp_path, "new.jpg", 700)
+    store.upload(new, uri)
+    store.download(uri, tmp_path / "back.jpg")
+    assert (tmp_path / "back.jpg").read_bytes() == new.read_bytes()
+
+
+def test_percent_encoded_names_round_trip_through_list(container, store, tmp_path):
+    uri = FORMS["https"](container, "my%20dir/100%25%20sure.jpg")
+    store.upload(_file(tmp_path, "a.jpg", 10), uri)
+    assert list(store.list(FORMS["https"](container, "my%20dir/"))) == [uri]
+    assert store.exists(uri)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_exists_delete_and_list_see_only_the_prefix_in_the_form_given(form, container, store, tmp_path):
+    f = _file(tmp_path, "x.jpg", 10)
+    for key in ("dir/a.jpg", "dir/sub/b.png", "dirx/c.jpg", "other/d.jpg"):
+        store.upload(f, FORMS[form](container, key))
+
+    want = [FORMS[form](container, "dir/a.jpg"), FORMS[form](container, "dir/sub/b.png")]
+    assert sorted(store.list(FORMS[form](container, "dir/"))) == want
+    assert sorted(store.list(FORMS[form](container, "dir"))) == want  # a prefix is a folder, not "dir*"
+    assert len(list(store.list(FORMS[form](container, "")))) == 4
+    assert list(store.list(FORMS[form](container, "nothing/"))) == []
+
+    uri = FORMS[form](container, "dir/a.jpg")
+    assert store.exists(uri)
+    assert not store.exists(FORMS[form](container, "dir/missing.jpg"))
+    store.delete(uri)
+    assert not store.exists(uri)
+    store.delete(uri)  # already gone: fine
+    assert sorted(store.list(FORMS[form](container, "dir/"))) == want[1:]
+
+
+def test_listing_pages_through_many_blobs(container, store, tmp_path):
+    f = _file(tmp_path, "x.jpg", 1)
+    for i in range(11):
+        store.upload(f, FORMS["wasbs"](container, f"many/{i:02}.jpg"))
+    store.list_page_size = 3  # four pages
+    got = list(store.list(FORMS["wasbs"](container, "many/")))
+    assert got == [FORMS["wasbs"](container, f"many/{i:02}.jpg") for i in range(11)]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_missing_blob_and_missing_container_are_not_found(form, container, store, tmp_path):
+    dest = tmp_path / "out.jpg"
+    missing = FORMS[form](container, "dir/missing.jpg")
+    with pytest.raises(stores.StoreError) as e:
+        store.download(missing, dest)
+    assert e.value.kind == "not_found" and missing in str(e.value)
+    assert not dest.exists()
+
+    no_container = FORMS[form]("no-such-container", "a.jpg")
+    with pytest.raises(stores.StoreError) as e:
+        store.download(no_container, dest)
+    assert e.value.kind == "not_found" and "'no-such-container'" in str(e.value)
+    assert not store.exists(no_container)
+    with pytest.raises(stores.StoreError) as e:
+        list(store.list(FORMS[form]("no-such-container", "")))
+    assert e.value.kind == "not_found"
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_validate_destination_accepts_an_existing_container_and_writes_nothing(form, azure, container, store):
+    store.validate_destination(FORMS[form](container, "out/"))
+    store.validate_destination(FORMS[form](container, ""))
+    assert list(azure.client().get_container_client(container).list_blobs()) == []
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_validate_destination_names_a_missing_container(form, store):
+    name = unique_bucket("gone")
+    with pytest.raises(stores.StoreError) as e:
+        store.validate_destination(FORMS[form](name, "out/"))
+    assert e.value.kind == "not_found"
+    assert str(e.value) == f"Container '{name}' not found in account '{AZURITE_ACCOUNT}'"
+
+
+def test_a_wrong_account_key_is_access_denied(monkeypatch, container, store, tmp_path):
+    store.upload(_file(tmp_path, "a.jpg", 10), FORMS["wasbs"](container, "a.jpg"))
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", base64.b64encode(b"not the key" * 6).decode())
+    with pytest.raises(stores.StoreError) as e:
+        store.validate_destination(FORMS["wasbs"](container, "out/"))
+    assert e.value.kind == "access_denied"
+    assert str(e.value) == f"Access denied to container '{container}'"
+    with pytest.raises(stores.StoreError) as e:
+        store.download(FORMS["wasbs"](container, "a.jpg"), tmp_path / "out.jpg")
+    assert e.value.kind == "access_denied"
+
+
+def test_one_store_serves_sixteen_threads_at_once(azure, container, store, tmp_path):
+    forms = list(FORMS.values())
+
+    def work(i: int) -> bool:
+        uri = forms[i % 3](container, f"threads/{i:02}.jpg")
+        src = _file(tmp_path, f"src{i}.jpg", 256 << 10)
+        store.upload(src, uri)
+        dest = tmp_path / f"dest{i}.jpg"
+        store.download(uri, dest)
+        return dest.read_bytes() == src.read_bytes() and store.exists(uri)
+
+    barrier = threading.Barrier(16)
+
+    def start_together(i: int) -> bool:
+        barrier.wait(10)  # all 16 threads hit the (not yet created) client at the same moment
+        return work(i)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(start_together, range(16)))
+    assert len(list(store.list(FORMS["wasbs"](container, "threads/")))) == 16
+
+
+# -- presigned URLs -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photo(container, store, tmp_path):
+    """A JPEG-named blob in the container: (its wasbs URI, its bytes)."""
+    src = _file(tmp_path, "p.jpg", 50_000)
+    uri = FORMS["wasbs"](container, "dir/p.jpg")
+    store.upload(src, uri)
+    return uri, src.read_bytes()
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_presigned_url_fetches_the_blob_from_the_account_url_in_use(form, azure, container, store, photo):
+    _, data = photo
+    url = store.presign(FORMS[form](container, "dir/p.jpg"), 300)
+    assert url.startswith(f"{azure.account_url}/{container}/dir/p.jpg?")
+    body, headers = _fetch(url)
+    assert body == data
+    assert headers["Content-Type"] == "image/jpeg"
+
+
+def test_a_tampered_sas_signature_is_refused_by_azurite(store, photo):
+    url = store.presign(photo[0], 300)
+    at = url.index("sig=") + len("sig=")
+    width = 3 if url[at] == "%" else 1  # the first character may be percent-encoded ('+' as %2B)
+    tampered = url[:at] + ("B" if url[at] == "A" else "A") + url[at + width:]
+    assert _query(tampered)["sig"] != _query(url)["sig"]
+    assert _http_status(tampered) == 403
+
+
+def test_an_expired_sas_is_refused_by_azurite(store, photo):
+    url = store.presign(photo[0], 1)
+    assert _http_status(url) == 200  # start is backdated 5 minutes, so it is valid at once
+    time.sleep(2.5)
+    assert _http_status(url) == 403
+
+
+def test_the_sas_grants_read_only(azure, container, store, photo):
+    url = store.presign(photo[0], 300)
+    assert _query(url)["sp"] == "r"
+    status = _http_status(url, method="PUT", data=b"overwritten",
+                          headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "image/jpeg"})
+    assert status == 403
+    stored = azure.client().get_blob_client(container, "dir/p.jpg").download_blob().readall()
+    assert stored == photo[1]
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 604801, True, "60"])
+def test_presign_expiration_outside_one_second_to_seven_days_is_refused(seconds, store, photo):
+    with pytest.raises(stores.StoreError) as e:
+        store.presign(photo[0], seconds)
+    assert e.value.kind == "invalid"
+
+
+def test_presign_accepts_the_full_seven_days(store, photo):
+    assert _http_status(store.presign(photo[0], 604800)) == 200
+
+
+def test_presign_without_an_account_key_says_which_setting_to_set(monkeypatch, store, photo):
+    assert store.presign(photo[0], 60)  # works with the key...
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_KEY")  # ...and the store notices it is gone
+    with pytest.raises(stores.StoreError) as e:
+        store.presign(photo[0], 60)
+    assert e.value.kind == "no_signing_credentials"
+    assert "AZURE_STORAGE_ACCOUNT_KEY" in str(e.value) and "user-delegation" in str(e.value)
+
+
+def test_presigning_makes_no_network_call(monkeypatch, store):
+    # An endpoint where nothing listens, and a container that does not exist: signing still succeeds.
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", f"http://127.0.0.1:1/{AZURITE_ACCOUNT}")
+    url = store.presign(FORMS["abfss"]("no-such-container", "x.jpg"), 60)
+    assert url.startswith(f"http://127.0.0.1:1/{AZURITE_ACCOUNT}/no-such-container/x.jpg?")
+
+
+def test_an_https_url_carrying_a_sas_is_read_with_that_sas(monkeypatch, container, store, photo, tmp_path):
+    sas = urllib.parse.urlsplit(store.presign(photo[0], 300)).query
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_KEY")  # only the SAS can grant access now
+    uri = FORMS["https"](container, "dir/p.jpg") + "?" + sas
+    assert store.exists(uri)
+    store.download(uri, tmp_path / "via_sas.jpg")
+    assert (tmp_path / "via_sas.jpg").read_bytes() == photo[1]
+    with pytest.raises(stores.StoreError) as e:
+        store.upload(tmp_path / "via_sas.jpg", uri)  # a SAS URL is for reading only
+    assert e.value.kind == "invalid"
+
+
+# -- retries ------------------------------------------------------------------------------------------
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of Azurite that answers the first requests with scripted errors."""
+
+    def __init__(self, upstream_port: int, faults: list[tuple[int, str | None]]) -> None:
+        self.faults = collections.deque(faults)  # (status, Retry-After or None), consumed in order
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests.append(f"{self.command} {self.path}")
+                if outer.faults:
+                    status, retry_after = outer.faults.popleft()
+                    self.send_response(status)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", retry_after)
+                    self.send_header("x-ms-error-code", "ServerBusy")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _handle  # noqa: N815
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.account_url = f"http://127.0.0.1:{self.server.server_address[1]}/{AZURITE_ACCOUNT}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def faulty(monkeypatch, azure):
+    proxies = []
+
+    def start(faults):
+        proxy = FaultyProxy(azure.port, faults)
+        proxies.append(proxy)
+        monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", proxy.account_url)
+        return proxy
+
+    yield start
+    for p in proxies:
+        p.close()
+
+
+def test_throttling_and_server_errors_are_retried_with_backoff(faulty, container, store, tmp_path):
+    # The one fault without Retry-After comes first, where the exponential backoff is shortest (0-2 s).
+    proxy = faulty([(500, None), (429, "0"), (503, "0"), (429, "0")])
+    src = _file(tmp_path, "a.jpg", 100_000)
+    uri = FORMS["abfss"](container, "retried/a.jpg")
+    store.upload(src, uri)
+    assert [r.split()[0] for r in proxy.requests] == ["PUT"] * 5
+    store.download(uri, tmp_path / "back.jpg")
+    assert (tmp_path / "back.jpg").read_bytes() == src.read_bytes()  # the rewound body was sent whole
+
+
+def test_a_429_without_retry_after_backs_off_exponentially(faulty, container, store):
+    proxy = faulty([(429, None)])
+    started = time.monotonic()
+    store.validate_destination(FORMS["wasbs"](container, "out/"))
+    assert len(proxy.requests) == 2
+    assert time.monotonic() - started < 5  # first backoff: 1 s +- 1 s of jitter
+
+
+def test_throttling_that_never_stops_gives_up_after_five_retries(faulty, container, store):
+    proxy = faulty([(429, "0")] * 50)
+    with pytest.raises(stores.StoreError) as e:
+        store.exists(FORMS["wasbs"](container, "a.jpg"))
+    assert e.value.kind == "throttled"
+    assert len(proxy.requests) == 6  # the first try and five retries
