@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import http.server
+import os
 import pathlib
 import shutil
 import threading
@@ -45,6 +46,23 @@ def images(tmp_path) -> list[pathlib.Path]:
         shutil.copyfile(src, dst)
         out.append(dst)
     return out
+
+
+def files_under(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Every file below `folder` (none if it does not exist), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def random_file(folder: pathlib.Path, name: str, size: int) -> pathlib.Path:
+    path = folder / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def query_params(url: str) -> dict[str, str]:
+    import urllib.parse
+
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
 def make_image(path: pathlib.Path, size=(64, 48), color=(200, 30, 30)) -> pathlib.Path:

@@ -280,7 +280,7 @@ def test_put_bytes_copy_and_move_are_served_without_fetching(tmp_path: pathlib.P
     p3 = cache.put("https://h/moved", src_move, move=True)
 
     assert src_copy.read_bytes() == b"c" * 20  # copied: the original stays
-    assert not src_move.exists()  # moved
+    assert not src_move.exists() and p3.read_bytes() == b"m" * 30  # moved into the cache
     assert (p1.suffix, p2.suffix) == (".jpg", ".png")
     with cache.pinned("https://h/bytes.jpg", no_fetch, suffix=".jpg") as path:
         assert path == p1 and path.read_bytes() == b"b" * 10

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import pathlib
 
 import pandas as pd
 import pytest
 
 import pxt_assets as pxt
+from pxt_assets_tests.conftest import files_under
 from pxt_assets.io_managers.table_store import TableStore
 from pxt_assets.stores import path_of
 
-
-def _files(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def test_column_destination_beats_output_media_dest_which_beats_default(pxt_home, tmp_path, instance, images):
@@ -35,8 +32,8 @@ def test_column_destination_beats_output_media_dest_which_beats_default(pxt_home
     row = t.select(t.flipped.fileurl, t.rotated.fileurl).collect().iloc[0]
     assert path_of(row["flipped_fileurl"]).is_relative_to(configured)
     assert path_of(row["rotated_fileurl"]).is_relative_to(explicit)
-    assert len(_files(configured)) == 1 and len(_files(explicit)) == 1
-    assert not (pxt_home / "media").exists() or _files(pxt_home / "media") == []
+    assert len(files_under(configured)) == 1 and len(files_under(explicit)) == 1
+    assert not (pxt_home / "media").exists() or files_under(pxt_home / "media") == []
 
 
 def test_environment_output_media_dest_beats_config_file(pxt_home, tmp_path, monkeypatch):
@@ -67,7 +64,7 @@ def test_relative_destination_is_made_absolute_when_the_table_is_defined(pxt_hom
     assert t.spec.columns["rotated"].destination == (tmp_path / "rel_out").as_uri()
     monkeypatch.chdir(pxt_home)  # a later working directory must not change where files go
     t.insert(img=str(images[0]), instance=instance)
-    assert len(_files(tmp_path / "rel_out")) == 1
+    assert len(files_under(tmp_path / "rel_out")) == 1
 
 
 @pytest.mark.parametrize("bad", ["ftp://host/dir/", "foo://bucket/x/"])

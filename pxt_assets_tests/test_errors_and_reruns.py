@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import pathlib
 
 import dagster as dg
 import pytest
 
 import pxt_assets as pxt
 from pxt_assets.assets import batch_job_name
-from pxt_assets_tests.conftest import make_image
+from pxt_assets_tests.conftest import files_under, make_image
 
-
-def _files(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 @pytest.fixture
@@ -72,16 +68,16 @@ def test_wrong_scalar_type_is_a_row_error(table, instance, images):
     assert "expected pxt.String" in frame["errors"][0] and frame["errors"][1] is None
 
 
-def test_rerunning_a_batch_rewrites_the_same_files(table, tmp_path, pxt_home, instance, images):
+def test_rerunning_a_batch_rewrites_the_samefiles_under(table, tmp_path, pxt_home, instance, images):
     result = table.insert([{"img": str(p), "label": p.name} for p in images], instance=instance)
     out = tmp_path / "out"
-    first = {p: p.read_bytes() for p in _files(out)}
+    first = {p: p.read_bytes() for p in files_under(out)}
     assert len(first) == 3
     before = table.select(table.rotated.fileurl).collect()
 
     job = table.definitions().resolve_job_def(batch_job_name(table.spec))
     assert job.execute_in_process(instance=instance, partition_key=result.batch).success
-    assert {p: p.read_bytes() for p in _files(out)} == first  # same names, same bytes, nothing added
+    assert {p: p.read_bytes() for p in files_under(out)} == first  # same names, same bytes, nothing added
     assert table.select(table.rotated.fileurl).collect().equals(before)
     assert table.count() == 3
 
@@ -93,11 +89,11 @@ def test_changed_output_replaces_the_old_file_instead_of_orphaning_it(pxt_home, 
     t = pxt.MediaTable("err/replace", {"img": pxt.Image})
     t.add_computed_column(rotated=t.img.rotate(90), destination=str(out))
     result = t.insert(img=str(src), instance=instance)
-    (old,) = _files(out)
+    (old,) = files_under(out)
     make_image(src, color=(10, 10, 200))  # the referenced source changes; re-run the batch
     job = t.definitions().resolve_job_def(batch_job_name(t.spec))
     assert job.execute_in_process(instance=instance, partition_key=result.batch).success
-    (new,) = _files(out)
+    (new,) = files_under(out)
     assert new != old and not old.exists()
 
 
@@ -111,7 +107,7 @@ def test_two_tables_writing_to_one_destination_never_collide(pxt_home, tmp_path,
         t.add_computed_column(rotated2=t.img.rotate(90), destination=str(shared))
         t.insert(img=str(images[0]), instance=instance)
         tables.append(t)
-    assert len(_files(shared)) == 4  # same content, four columns: four files
+    assert len(files_under(shared)) == 4  # same content, four columns: four files
 
 
 def test_materialization_metadata_shows_counts_destination_fileurls_and_preview(table, tmp_path, instance, images):

@@ -8,15 +8,13 @@ import pathlib
 import pytest
 
 import pxt_assets as pxt
+from pxt_assets_tests.conftest import files_under
 from pxt_assets.stores import path_of
 
 
 def _digest(path) -> str:
     return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
 
-
-def _files(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def test_local_file_without_input_media_dest_is_referenced_in_place(pxt_home, instance, images):
@@ -25,8 +23,8 @@ def test_local_file_without_input_media_dest_is_referenced_in_place(pxt_home, in
     assert t.select(t.img.fileurl).collect().iloc[0, 0] == images[0].as_uri()
     assert t.select(t.img.localpath).collect().iloc[0, 0] == str(images[0])
     # no copy anywhere: nothing in the media folder, no image in the cache
-    assert _files(pxt_home / "media") == []
-    assert [p for p in _files(pxt_home / "file_cache") if p.suffix == ".jpg"] == []
+    assert files_under(pxt_home / "media") == []
+    assert [p for p in files_under(pxt_home / "file_cache") if p.suffix == ".jpg"] == []
 
 
 def test_local_file_with_local_input_media_dest_is_copied_there(pxt_home, tmp_path, monkeypatch, instance, images):
@@ -70,7 +68,7 @@ def test_url_is_stored_as_given_and_downloaded_lazily_on_first_access(pxt_home, 
     t.select(t.img.localpath).collect()
     assert http_server.requests["/000000000036.jpg"] == 1  # second access is a cache hit
     if input_dest == "local":
-        assert _files(tmp_path / "in_dest") == []  # URLs are not copied to a local input_media_dest
+        assert files_under(tmp_path / "in_dest") == []  # URLs are not copied to a local input_media_dest
 
 
 def test_url_query_string_is_kept_and_sent(pxt_home, instance, http_server):

@@ -7,8 +7,6 @@ import collections
 import concurrent.futures
 import http.client
 import http.server
-import os
-import pathlib
 import threading
 import time
 import urllib.error
@@ -19,7 +17,7 @@ import pytest
 
 from pxt_assets import stores
 from pxt_assets.stores.azure import AzureStore
-from pxt_assets_tests.conftest import unique_bucket
+from pxt_assets_tests.conftest import query_params, random_file, unique_bucket
 from pxt_assets_tests.emulators import AZURITE_ACCOUNT
 
 # Each form, as a user writes it, for container `c` and blob name `key` (Azurite's account in the host).
@@ -55,14 +53,6 @@ def store(azure):
     s.close()
 
 
-def _file(tmp_path: pathlib.Path, name: str, size: int) -> pathlib.Path:
-    p = tmp_path / name
-    p.write_bytes(os.urandom(size))
-    return p
-
-
-def _query(url: str) -> dict[str, str]:
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
 def _fetch(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None):
@@ -105,7 +95,7 @@ def test_every_azure_form_is_routed_to_the_azure_store(form):
 ])
 def test_malformed_azure_uris_are_refused_as_invalid_naming_the_uri_and_the_forms(bad, tmp_path):
     store = AzureStore()  # refused before any settings or network are needed
-    src = _file(tmp_path, "a.jpg", 10)
+    src = random_file(tmp_path, "a.jpg", 10)
     calls = [
         lambda: store.download(bad, tmp_path / "out.jpg"),
         lambda: store.upload(src, bad),
@@ -151,10 +141,10 @@ def test_join_puts_exactly_one_slash_between_prefix_and_name(form):
 def test_upload_download_round_trip_keeps_bytes_and_sets_content_type(form, azure, container, store,
                                                                       tmp_path):
     uri = ALL_FORMS[form](container, "dir/a.jpg")
-    src = _file(tmp_path, "a.jpg", 3 << 20)
+    src = random_file(tmp_path, "a.jpg", 3 << 20)
     store.upload(src, uri)
-    store.upload(_file(tmp_path, "b.png", 100), ALL_FORMS[form](container, "dir/b.png"))
-    store.upload(_file(tmp_path, "c.bin", 10), ALL_FORMS[form](container, "dir/c"), content_type="image/webp")
+    store.upload(random_file(tmp_path, "b.png", 100), ALL_FORMS[form](container, "dir/b.png"))
+    store.upload(random_file(tmp_path, "c.bin", 10), ALL_FORMS[form](container, "dir/c"), content_type="image/webp")
 
     dest = tmp_path / "back.jpg"
     store.download(uri, dest)
@@ -170,7 +160,7 @@ def test_upload_download_round_trip_keeps_bytes_and_sets_content_type(form, azur
 
 
 def test_the_three_forms_name_the_same_blob(container, store, tmp_path):
-    src = _file(tmp_path, "a.jpg", 1000)
+    src = random_file(tmp_path, "a.jpg", 1000)
     store.upload(src, FORMS["wasbs"](container, "same/a.jpg"))
     for form in ("abfss", "https"):
         dest = tmp_path / f"{form}.jpg"
@@ -180,8 +170,8 @@ def test_the_three_forms_name_the_same_blob(container, store, tmp_path):
 
 def test_upload_replaces_an_existing_blob(container, store, tmp_path):
     uri = FORMS["wasbs"](container, "a.jpg")
-    store.upload(_file(tmp_path, "old.jpg", 500), uri)
-    new = _file(tmp_path, "new.jpg", 700)
+    store.upload(random_file(tmp_path, "old.jpg", 500), uri)
+    new = random_file(tmp_path, "new.jpg", 700)
     store.upload(new, uri)
     store.download(uri, tmp_path / "back.jpg")
     assert (tmp_path / "back.jpg").read_bytes() == new.read_bytes()
@@ -189,14 +179,14 @@ def test_upload_replaces_an_existing_blob(container, store, tmp_path):
 
 def test_percent_encoded_names_round_trip_through_list(container, store, tmp_path):
     uri = FORMS["https"](container, "my%20dir/100%25%20sure.jpg")
-    store.upload(_file(tmp_path, "a.jpg", 10), uri)
+    store.upload(random_file(tmp_path, "a.jpg", 10), uri)
     assert list(store.list(FORMS["https"](container, "my%20dir/"))) == [uri]
     assert store.exists(uri)
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_exists_delete_and_list_see_only_the_prefix_in_the_form_given(form, container, store, tmp_path):
-    f = _file(tmp_path, "x.jpg", 10)
+    f = random_file(tmp_path, "x.jpg", 10)
     for key in ("dir/a.jpg", "dir/sub/b.png", "dirx/c.jpg", "other/d.jpg"):
         store.upload(f, FORMS[form](container, key))
 
@@ -216,7 +206,7 @@ def test_exists_delete_and_list_see_only_the_prefix_in_the_form_given(form, cont
 
 
 def test_listing_pages_through_many_blobs(container, store, tmp_path):
-    f = _file(tmp_path, "x.jpg", 1)
+    f = random_file(tmp_path, "x.jpg", 1)
     for i in range(11):
         store.upload(f, FORMS["wasbs"](container, f"many/{i:02}.jpg"))
     store.list_page_size = 3  # four pages
@@ -260,7 +250,7 @@ def test_validate_destination_names_a_missing_container(form, store):
 
 
 def test_a_wrong_account_key_is_access_denied(monkeypatch, container, store, tmp_path):
-    store.upload(_file(tmp_path, "a.jpg", 10), FORMS["wasbs"](container, "a.jpg"))
+    store.upload(random_file(tmp_path, "a.jpg", 10), FORMS["wasbs"](container, "a.jpg"))
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", base64.b64encode(b"not the key" * 6).decode())
     with pytest.raises(stores.StoreError) as e:
         store.validate_destination(FORMS["wasbs"](container, "out/"))
@@ -276,7 +266,7 @@ def test_one_store_serves_sixteen_threads_at_once(azure, container, store, tmp_p
 
     def work(i: int) -> bool:
         uri = forms[i % 3](container, f"threads/{i:02}.jpg")
-        src = _file(tmp_path, f"src{i}.jpg", 256 << 10)
+        src = random_file(tmp_path, f"src{i}.jpg", 256 << 10)
         store.upload(src, uri)
         dest = tmp_path / f"dest{i}.jpg"
         store.download(uri, dest)
@@ -299,7 +289,7 @@ def test_one_store_serves_sixteen_threads_at_once(azure, container, store, tmp_p
 @pytest.fixture
 def photo(container, store, tmp_path):
     """A JPEG-named blob in the container: (its wasbs URI, its bytes)."""
-    src = _file(tmp_path, "p.jpg", 50_000)
+    src = random_file(tmp_path, "p.jpg", 50_000)
     uri = FORMS["wasbs"](container, "dir/p.jpg")
     store.upload(src, uri)
     return uri, src.read_bytes()
@@ -320,7 +310,7 @@ def test_a_tampered_sas_signature_is_refused_by_azurite(store, photo):
     at = url.index("sig=") + len("sig=")
     width = 3 if url[at] == "%" else 1  # the first character may be percent-encoded ('+' as %2B)
     tampered = url[:at] + ("B" if url[at] == "A" else "A") + url[at + width:]
-    assert _query(tampered)["sig"] != _query(url)["sig"]
+    assert query_params(tampered)["sig"] != query_params(url)["sig"]
     assert _http_status(tampered) == 403
 
 
@@ -333,7 +323,7 @@ def test_an_expired_sas_is_refused_by_azurite(store, photo):
 
 def test_the_sas_grants_read_only(azure, container, store, photo):
     url = store.presign(photo[0], 300)
-    assert _query(url)["sp"] == "r"
+    assert query_params(url)["sp"] == "r"
     status = _http_status(url, method="PUT", data=b"overwritten",
                           headers={"x-ms-blob-type": "BlockBlob", "Content-Type": "image/jpeg"})
     assert status == 403
@@ -453,7 +443,7 @@ def faulty(monkeypatch, azure):
 def test_throttling_and_server_errors_are_retried_with_backoff(faulty, container, store, tmp_path):
     # The one fault without Retry-After comes first, where the exponential backoff is shortest (0-2 s).
     proxy = faulty([(500, None), (429, "0"), (503, "0"), (429, "0")])
-    src = _file(tmp_path, "a.jpg", 100_000)
+    src = random_file(tmp_path, "a.jpg", 100_000)
     uri = FORMS["abfss"](container, "retried/a.jpg")
     store.upload(src, uri)
     assert [r.split()[0] for r in proxy.requests] == ["PUT"] * 5

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import os
-import pathlib
 import time
 import urllib.parse
 import urllib.request
@@ -14,7 +12,7 @@ import pytest
 
 from pxt_assets import stores
 from pxt_assets.stores.s3 import S3Store, parse
-from pxt_assets_tests.conftest import unique_bucket
+from pxt_assets_tests.conftest import query_params, random_file, unique_bucket
 
 
 @pytest.fixture
@@ -42,21 +40,13 @@ def profiles(tmp_path, monkeypatch, s3_env):
     return s3_env
 
 
-def _file(tmp_path: pathlib.Path, name: str, size: int) -> pathlib.Path:
-    p = tmp_path / name
-    p.write_bytes(os.urandom(size))
-    return p
-
-
-def _query(url: str) -> dict[str, str]:
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(url).query))
 
 
 def test_upload_download_round_trip_with_content_type(s3_env, bucket, tmp_path):
     store = stores.store_for(f"s3://{bucket}/x/")
-    src = _file(tmp_path, "a.jpg", 3 << 20)
+    src = random_file(tmp_path, "a.jpg", 3 << 20)
     store.upload(src, f"s3://{bucket}/dir/a.jpg")
-    store.upload(_file(tmp_path, "b.png", 100), f"s3://{bucket}/dir/b.png")
+    store.upload(random_file(tmp_path, "b.png", 100), f"s3://{bucket}/dir/b.png")
     head = s3_env.client().head_object(Bucket=bucket, Key="dir/a.jpg")
     assert head["ContentType"] == "image/jpeg"
     assert s3_env.client().head_object(Bucket=bucket, Key="dir/b.png")["ContentType"] == "image/png"
@@ -68,7 +58,7 @@ def test_upload_download_round_trip_with_content_type(s3_env, bucket, tmp_path):
 def test_exists_delete_and_list_see_only_the_prefix(s3_env, bucket, tmp_path):
     store = stores.store_for(f"s3://{bucket}/")
     for key in ("p/one.jpg", "p/sub/two.jpg", "other/three.jpg"):
-        store.upload(_file(tmp_path, "f.jpg", 10), f"s3://{bucket}/{key}")
+        store.upload(random_file(tmp_path, "f.jpg", 10), f"s3://{bucket}/{key}")
     assert sorted(store.list(f"s3://{bucket}/p/")) == [f"s3://{bucket}/p/one.jpg", f"s3://{bucket}/p/sub/two.jpg"]
     assert store.exists(f"s3://{bucket}/p/one.jpg")
     store.delete(f"s3://{bucket}/p/one.jpg")
@@ -104,7 +94,7 @@ def test_malformed_s3_uris_are_refused(bad):
 def test_one_store_serves_many_threads(s3_env, bucket, tmp_path):
     store = stores.store_for(f"s3://{bucket}/")
     assert store is stores.store_for("s3://other/") and isinstance(store, S3Store)
-    files = [_file(tmp_path, f"t{i}.jpg", 50_000) for i in range(16)]
+    files = [random_file(tmp_path, f"t{i}.jpg", 50_000) for i in range(16)]
 
     def roundtrip(i: int) -> bool:
         uri = f"s3://{bucket}/threads/{i}.jpg"
@@ -117,12 +107,12 @@ def test_one_store_serves_many_threads(s3_env, bucket, tmp_path):
         assert all(pool.map(roundtrip, range(16)))
 
 
-def test_s3_presigned_url_is_sigv4_and_fetches_the_file(s3_env, bucket, tmp_path):
+def test_s3_presigned_url_is_sigv4_and_fetches_therandom_file(s3_env, bucket, tmp_path):
     store = stores.store_for(f"s3://{bucket}/")
-    src = _file(tmp_path, "p.jpg", 20_000)
+    src = random_file(tmp_path, "p.jpg", 20_000)
     store.upload(src, f"s3://{bucket}/pre/p.jpg")
     url = store.presign(f"s3://{bucket}/pre/p.jpg", 3600)
-    q = _query(url)
+    q = query_params(url)
     assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
     assert q["X-Amz-Expires"] == "3600"
     key_id, date, region, service, term = q["X-Amz-Credential"].split("/")
@@ -163,12 +153,12 @@ def test_s3_compatible_https_forms_use_their_profile(profiles, bucket, tmp_path,
     assert stores.provider_of(uri) == "s3"
     store = stores.store_for(uri)
     store.validate_destination(f"{host}/{bucket}/media/")
-    src = _file(tmp_path, "x.jpg", 5000)
+    src = random_file(tmp_path, "x.jpg", 5000)
     store.upload(src, uri)
     assert profiles.client().get_object(Bucket=bucket, Key="media/x.jpg")["Body"].read() == src.read_bytes()
     assert list(store.list(f"{host}/{bucket}/media/")) == [uri]  # listed in the form given
     url = store.presign(uri, 600)
-    q = _query(url)
+    q = query_params(url)
     assert q["X-Amz-Credential"].split("/")[0] == key_id  # the profile's credentials signed it
     assert q["X-Amz-Credential"].split("/")[2] == region
     with urllib.request.urlopen(url) as resp:
@@ -184,7 +174,7 @@ def test_r2_without_endpoint_override_signs_for_its_own_host(monkeypatch, tmp_pa
     url = S3Store().presign("https://acct9.r2.cloudflarestorage.com/media/a/b.jpg", 120)
     parsed = urllib.parse.urlparse(url)
     assert parsed.hostname in ("acct9.r2.cloudflarestorage.com", "media.acct9.r2.cloudflarestorage.com")
-    assert _query(url)["X-Amz-Credential"].split("/")[2] == "auto"
+    assert query_params(url)["X-Amz-Credential"].split("/")[2] == "auto"
 
 
 def test_unknown_profile_is_a_clear_error(monkeypatch, s3_env, tmp_path):
@@ -198,6 +188,6 @@ def test_requests_are_counted_at_the_client(s3_env, bucket, tmp_path):
     loc = parse(f"s3://{bucket}/c.jpg")
     calls: collections.Counter[str] = collections.Counter()
     store.clients_for(loc).data.meta.events.register("before-send.s3", lambda **kw: calls.update([kw["request"].method]))
-    store.upload(_file(tmp_path, "c.jpg", 100), f"s3://{bucket}/c.jpg")
+    store.upload(random_file(tmp_path, "c.jpg", 100), f"s3://{bucket}/c.jpg")
     store.download(f"s3://{bucket}/c.jpg", tmp_path / "c2.jpg")
     assert calls == {"PUT": 1, "GET": 1}  # no region look-ups, no HEAD before GET

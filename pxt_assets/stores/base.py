@@ -48,6 +48,15 @@ def check_expiration(expiration_seconds: Any) -> None:
         )
 
 
+def bucket_error(error: StoreError, bucket: str) -> StoreError:
+    """The message users see when a destination's bucket fails validation (as Pixeltable words it)."""
+    if error.kind == "not_found":
+        return StoreError(f"Bucket '{bucket}' not found", kind="not_found")
+    if error.kind == "access_denied":
+        return StoreError(f"Access denied to bucket '{bucket}'", kind="access_denied")
+    return error
+
+
 class ObjectStore(ABC):
     """Read (and, unless read-only, write) files addressed by URI."""
 

@@ -29,7 +29,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
-from pxt_assets.stores.base import ObjectStore, StoreError, check_expiration, content_type_for
+from pxt_assets.stores.base import ObjectStore, StoreError, bucket_error, check_expiration, content_type_for
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +195,7 @@ class GcsStore(ObjectStore):
             with _translated("cannot use destination", uri):
                 self.client().get_bucket(bucket, retry=DEFAULT_RETRY)
         except StoreError as e:
-            if e.kind == "not_found":
-                raise StoreError(f"Bucket '{bucket}' not found", kind="not_found") from None
-            if e.kind == "access_denied":
-                raise StoreError(f"Access denied to bucket '{bucket}'", kind="access_denied") from None
-            raise
+            raise bucket_error(e, bucket) from None
 
     def presign(self, uri: str, expiration_seconds: int) -> str:
         """A V4 signed GET URL for `uri`, valid `expiration_seconds` (1 s to 7 days), computed locally.

@@ -33,7 +33,7 @@ from botocore.config import Config
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pxt_assets.config import current_settings
-from pxt_assets.stores.base import ObjectStore, StoreError, check_expiration, content_type_for
+from pxt_assets.stores.base import ObjectStore, StoreError, bucket_error, check_expiration, content_type_for
 
 log = logging.getLogger(__name__)
 
@@ -223,11 +223,7 @@ class S3Store(ObjectStore):
         try:
             self._call("cannot use", uri, self.clients_for(loc).data.head_bucket, Bucket=loc.bucket)
         except StoreError as e:
-            if e.kind == "not_found":
-                raise StoreError(f"Bucket '{loc.bucket}' not found", kind="not_found") from None
-            if e.kind == "access_denied":
-                raise StoreError(f"Access denied to bucket '{loc.bucket}'", kind="access_denied") from None
-            raise
+            raise bucket_error(e, loc.bucket) from None
 
     def presign(self, uri: str, expiration_seconds: int) -> str:
         check_expiration(expiration_seconds)
