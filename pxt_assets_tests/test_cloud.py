@@ -228,3 +228,34 @@ def test_bad_cloud_uri_forms_are_refused_when_the_column_is_defined(pxt_home, ba
     with pytest.raises(pxt.DestinationError) as e:
         t.add_computed_column(rotated=t.img.rotate(90), destination=bad)
     assert "'rotated'" in str(e.value) and bad in str(e.value)
+
+
+def test_denied_access_is_an_error_naming_column_and_destination(pxt_home, azure_env, monkeypatch):
+    container = Provider("azure", azure_env)
+    # Azurite checks the shared key: a wrong key is refused with 403, as a real account would.
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==")
+    t = pxt.MediaTable("cloud/denied", {"img": pxt.Image})
+    with pytest.raises(pxt.DestinationError) as e:
+        t.add_computed_column(rotated=t.img.rotate(90), destination=container.prefix + "out/")
+    assert e.value.kind == "access_denied"
+    assert "'rotated'" in str(e.value) and container.prefix + "out/" in str(e.value)
+    assert "Access denied" in str(e.value)
+
+
+def test_s3_profile_chooses_the_credentials_and_endpoint(pxt_home, s3_env, tmp_path, monkeypatch, instance, images):
+    bucket = Provider("s3", s3_env)
+    config = tmp_path / "aws_config"
+    config.write_text(f"[profile media]\nendpoint_url = {s3_env.endpoint}\nregion = eu-west-3\n"
+                      "aws_access_key_id = profile-key\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIXELTABLE_S3_PROFILE", "media")
+    for var in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var)
+    t = pxt.MediaTable("cloud/s3_profile", {"img": pxt.Image})
+    t.add_computed_column(rotated=t.img.rotate(90), destination=bucket.prefix + "p/")
+    t.add_computed_column(url=net.presigned_url(t.rotated.fileurl, 60))
+    t.insert(img=str(images[0]), instance=instance)
+    url = t.select(t.url).collect()["url"][0]
+    assert url.startswith(s3_env.endpoint)
+    assert "profile-key%2F" in url and "%2Feu-west-3%2Fs3%2Faws4_request" in url
+    assert len(bucket.objects("p/")) == 1
