@@ -201,32 +201,21 @@ class MediaTable:
         """Batch keys (partitions) of this table, oldest first."""
         return self.table_store().batches(self.spec)
 
+    # -- lifecycle (implemented in pxt_assets.lifecycle) -------------------------------------------------
     def delete(self, *, batch: str, instance: dg.DagsterInstance | None = None) -> int:
         """Delete one batch: its rows, every file the project wrote for them (from the locations recorded
         when they were written), and its partition. Files the user only referenced are kept. Returns the
         number of files deleted."""
-        from pxt_assets import stores
+        from pxt_assets import lifecycle
 
-        store = self.table_store()
-        deleted = 0
-        # Files first, rows after: if a delete fails, the rows still say where the remaining files are.
-        for col in self.spec.columns.values():
-            frame = store.read_column(self.spec, col.name, batch)
-            if frame is not None and "owned" in frame:
-                for uri in frame.loc[frame["owned"].fillna(False).astype(bool), "value"].dropna():
-                    stores.store_for(uri).delete(uri)
-                    deleted += 1
-        for col in self.spec.columns.values():
-            store.column_path(self.spec, col.name, batch).unlink(missing_ok=True)
-        store.manifest_path(self.spec, batch).unlink(missing_ok=True)
-        if instance is None:
-            from pxt_assets.instance import get_instance
+        return lifecycle.delete_batch(self, batch, instance=instance)
 
-            instance = get_instance()
-        name = asset_builder.partitions_name(self.spec)
-        if instance.has_dynamic_partition(name, batch):
-            instance.delete_dynamic_partition(name, batch)
-        return deleted
+    def drop_column(self, name: str, *, instance: dg.DagsterInstance | None = None) -> int:
+        """Drop a computed column: every file it wrote (in every batch, from the recorded locations) and its
+        stored values. Returns the number of files deleted."""
+        from pxt_assets import lifecycle
+
+        return lifecycle.drop_column(self, name, instance=instance)
 
     def _read_batch(self, batch: str) -> pd.DataFrame:
         store = self.table_store()
