@@ -13,7 +13,10 @@ Per table `dir/name` (slug `dir__name`):
 
 
 import concurrent.futures
+import hashlib
+import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -113,7 +116,7 @@ def _frame(records: list[dict[str, Any]], media: bool) -> pd.DataFrame:
 
 def _ingest_value(col: ColumnSpec, writer, reader, rid: str, value: Any) -> dict[str, Any]:
     """One inserted value -> its stored record (see the seeds' 'Where do my files go?' table)."""
-    record: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None}
+    record: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None, "version": None}
     if col.is_media:
         record.update(destination=col.destination, owned=False)
     try:
@@ -130,6 +133,8 @@ def _ingest_value(col: ColumnSpec, writer, reader, rid: str, value: Any) -> dict
                 raise RowError(f"file not found: {local}", "not_found")
             if col.col_type.name == "Image":
                 _check_image(local)
+            stat = local.stat()
+            record["version"] = f"{stat.st_mtime_ns}:{stat.st_size}"  # a file edited in place is a new input
             if writer is not None:  # input_media_dest set: keep our own copy there
                 uri = writer.copy_file(rid, local, suffix_of(uri))
                 record["owned"] = True
@@ -139,6 +144,8 @@ def _ingest_value(col: ColumnSpec, writer, reader, rid: str, value: Any) -> dict
             record["owned"] = True
         # Otherwise a URL is stored exactly as given (query string kept) and fetched lazily through the cache.
         record["value"] = uri
+        if record["version"] is None or record["owned"]:
+            record["version"] = uri  # remote and copied files are immutable under their URI
     except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
         record["error"], record["errortype"] = str(e), error_kind(e)
         if col.is_media:
@@ -229,7 +236,9 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     """Compute `selected` columns for every row of `batch` in one pass per row; returns each column's frame.
 
     Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
-    read from storage. Each row's files are written through the media IO manager's column writers.
+    read from storage. Each row's files are written through the media IO manager's column writers. On a
+    re-run, a row whose previous value had no error and whose inputs (fingerprinted with the expression)
+    are unchanged is kept as it was: nothing is fetched, decoded or written for it.
     """
     selected_names = {c.name for c in selected}
     needed: set[str] = set()
@@ -250,19 +259,40 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.is_media}
     reader = media_io.reader()
     by_col = {name: f.set_index("row_id") for name, f in stored.items()}
+    previous = {}
+    for col in selected:
+        frame = store.read_column(spec, col.name, batch)
+        if frame is not None and "version" in frame:
+            previous[col.name] = frame.set_index("row_id")
+    skipped = {c.name: 0 for c in selected}
+    skipped_lock = threading.Lock()
 
     def process(i: int) -> dict[str, dict[str, Any]]:
         rid = row_ids[i]
-        values, errors, errortypes = {}, {}, {}
+        values, errors, errortypes, versions = {}, {}, {}, {}
         for name, f in by_col.items():
             rec = f.loc[rid]
-            values[name] = None if pd.isna(rec["value"]) else rec["value"]
-            if rec["error"] is not None and not pd.isna(rec["error"]):
+            values[name] = None if _isna(rec["value"]) else rec["value"]
+            versions[name] = None if _isna(rec.get("version")) else rec.get("version")
+            if not _isna(rec["error"]):
                 errors[name], errortypes[name] = rec["error"], rec["errortype"]
         row = Row(spec, reader, rid, values, errors, errortypes)
         out: dict[str, dict[str, Any]] = {}
         for col in selected:
-            rec: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None}
+            fingerprint = _fingerprint(col, row, versions)
+            versions[col.name] = fingerprint
+            before = previous.get(col.name)
+            if before is not None and rid in before.index:
+                old = before.loc[rid]
+                if old["version"] == fingerprint and _isna(old["error"]):
+                    rec = {k: (None if _isna(v) else v) for k, v in old.items()} | {"row_id": rid}
+                    row.stored[col.name] = rec["value"]
+                    out[col.name] = rec
+                    with skipped_lock:
+                        skipped[col.name] += 1
+                    continue
+            rec: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None,
+                                   "version": fingerprint}
             if col.is_media:
                 rec.update(destination=col.destination, owned=False)
             try:
@@ -286,5 +316,19 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     frames = {c.name: _frame([r[c.name] for r in results], c.is_media) for c in selected}
     for col in selected:
         errs = int(frames[col.name]["error"].notna().sum())
-        log.info(f"{spec.display_path}.{col.name}: added {len(row_ids)} column values with {errs} errors")
+        done = len(row_ids) - skipped[col.name]
+        log.info(f"{spec.display_path}.{col.name}: added {done} column values with {errs} errors; "
+                 f"skipped {skipped[col.name]} unchanged rows")
     return frames
+
+
+def _isna(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _fingerprint(col: ColumnSpec, row: Row, versions: dict[str, Any]) -> str:
+    """What a computed value depends on: its expression, and each input's stored value, version and error."""
+    parts = [col.expr.code_version()]
+    for name in sorted(col.expr.columns()):
+        parts.append([name, str(row.stored.get(name)), versions.get(name), row.errors.get(name)])
+    return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:20]

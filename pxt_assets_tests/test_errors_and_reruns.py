@@ -121,3 +121,45 @@ def test_materialization_metadata_shows_counts_destination_fileurls_and_preview(
     assert md["preview"].value.startswith("![preview](data:image/png;base64,")
     width_md = instance.get_latest_materialization_event(dg.AssetKey(["err", "media", "width"])).asset_materialization.metadata
     assert width_md["rows"].value == 2 and "preview" not in width_md
+
+
+def _rerun(t, batch, instance):
+    job = t.definitions().resolve_job_def(batch_job_name(t.spec))
+    run = job.execute_in_process(instance=instance, partition_key=batch)
+    assert run.success
+    return [e.user_message for e in instance.all_logs(run.run_id)]
+
+
+def test_rerun_recomputes_only_failed_rows_and_says_how_many_it_skipped(pxt_home, tmp_path, instance, images):
+    out = tmp_path / "out3"
+    out.mkdir()
+    late = tmp_path / "late.jpg"
+    t = pxt.MediaTable("rerun/failed", {"img": pxt.Image})
+    t.add_computed_column(rotated=t.img.rotate(90), destination=str(out))
+    t.add_computed_column(width=t.img.width)
+    result = t.insert([{"img": str(p)} for p in images] + [{"img": str(late)}], instance=instance)
+    assert result.num_errors == 1
+    before = {p: p.stat().st_mtime_ns for p in files_under(out)}
+    assert len(before) == 3
+
+    make_image(late, size=(30, 20))  # the missing file appears; re-materialize the batch
+    logs = _rerun(t, result.batch, instance)
+    assert any("rotated: added 1 column values with 0 errors; skipped 3 unchanged rows" in m for m in logs)
+    assert any("width: added 1 column values with 0 errors; skipped 3 unchanged rows" in m for m in logs)
+    after = {p: p.stat().st_mtime_ns for p in files_under(out)}
+    assert len(after) == 4 and all(after[p] == m for p, m in before.items())  # untouched
+    assert list(t.select(t.width).collect()["width"]) == [481, 640, 640, 30]
+    assert t.collect()["errors"].isna().all()
+
+
+def test_rerun_recomputes_rows_whose_inputs_changed(pxt_home, tmp_path, instance):
+    srcs = [make_image(tmp_path / f"s{i}.jpg", size=(40 + i, 30)) for i in range(3)]
+    t = pxt.MediaTable("rerun/changed", {"img": pxt.Image})
+    t.add_computed_column(width=t.img.width)
+    result = t.insert([{"img": str(p)} for p in srcs], instance=instance)
+    logs = _rerun(t, result.batch, instance)
+    assert any("width: added 0 column values with 0 errors; skipped 3 unchanged rows" in m for m in logs)
+    make_image(srcs[1], size=(99, 30))
+    logs = _rerun(t, result.batch, instance)
+    assert any("width: added 1 column values with 0 errors; skipped 2 unchanged rows" in m for m in logs)
+    assert list(t.select(t.width).collect()["width"]) == [40, 99, 42]

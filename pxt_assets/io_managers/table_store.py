@@ -20,7 +20,9 @@ import pandas as pd
 
 from pxt_assets.spec import TableSpec
 
-ROW_FRAME_COLUMNS = ["row_id", "value", "error", "errortype"]
+# version: for inserted media, the identity of the stored file (so a changed file is noticed); for computed
+# values, a fingerprint of the expression and of every input it read (so unchanged rows can be skipped).
+ROW_FRAME_COLUMNS = ["row_id", "value", "error", "errortype", "version"]
 MEDIA_FRAME_COLUMNS = ROW_FRAME_COLUMNS + ["destination", "owned"]
 
 
