@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from pxt_assets import assets as asset_builder
+from pxt_assets import stores
 from pxt_assets.config import Settings, load_settings
 from pxt_assets.evaluate import Row
 from pxt_assets.io_managers import MediaIOManager, TableIOManager, destinations
@@ -41,8 +42,13 @@ class MediaTable:
     >>> media.add_computed_column(rotated=media.source_image.rotate(90), destination="/data/rotated")
     """
 
-    def __init__(self, path: str, schema: dict[str, ColumnType], *, settings: Settings | None = None) -> None:
+    def __init__(self, path: str, schema: dict[str, ColumnType], *, settings: Settings | None = None,
+                 automation: bool = True) -> None:
+        """`automation`: computed columns follow each new batch of their sources automatically (Dagster
+        declarative automation, evaluated by a running automation sensor)."""
         self._settings = settings
+        self.automation = automation
+        self._watch = None
         self.spec = TableSpec(parse_table_path(path))
         if not schema:
             raise SpecError(f"table {path!r}: the schema needs at least one column")
@@ -108,6 +114,35 @@ class MediaTable:
         self.spec.columns[name] = ColumnSpec(name, col_type, expr, destination, resolved.uri, resolved.rule)
         self._defs = None
 
+    def watch(self, prefix: str, *, minimum_interval_seconds: int = 30, max_batch_rows: int = 1000,
+              max_batches_per_tick: int = 10, column: str | None = None, cron_schedule: str | None = None,
+              suffixes: tuple[str, ...] | None = None, lookback_seconds: float = 300.0) -> None:
+        """Watch `prefix` (s3://, gs://, Azure, R2/B2/Tigris, or a local folder) for new objects.
+
+        `pxt.definitions(t)` then contains a sensor `<dir>__<name>_sensor` (running by default): each tick
+        turns unseen objects into new batches of at most `max_batch_rows` rows, inserted into `column`
+        (default: the first media column) and materialized. With `cron_schedule`, a schedule
+        `<dir>__<name>_schedule` does the same on a fixed cadence instead. `suffixes` limits the objects
+        taken (default for Image columns: common image extensions).
+        """
+        from pxt_assets.watch import IMAGE_SUFFIXES, WatchSpec
+
+        media_cols = [c for c in self.spec.source_columns() if c.is_media]
+        name = column or (media_cols[0].name if media_cols else None)
+        if name is None or name not in self.spec.columns or self.spec.columns[name].is_computed:
+            raise SpecError(f"watch: {self.path!r} needs an inserted media column to fill, got {column!r}")
+        if max_batch_rows < 1 or max_batches_per_tick < 1 or minimum_interval_seconds < 1:
+            raise SpecError("watch: max_batch_rows, max_batches_per_tick and minimum_interval_seconds must be >= 1")
+        provider = stores.provider_of(prefix)
+        if provider == "http":
+            raise SpecError(f"watch: {prefix!r} cannot be listed; watch a bucket prefix or a local folder")
+        prefix = stores.normalize_uri(prefix)
+        if suffixes is None and self.spec.columns[name].col_type.name == "Image":
+            suffixes = IMAGE_SUFFIXES
+        self._watch = WatchSpec(prefix, name, minimum_interval_seconds, max_batch_rows, max_batches_per_tick,
+                                lookback_seconds, cron_schedule, tuple(suffixes) if suffixes else None)
+        self._defs = None
+
     def _check_new(self, name: str) -> None:
         check_column_name(name)
         if name in self.spec.columns:
@@ -136,7 +171,7 @@ class MediaTable:
     def assets_definitions(self) -> list[dg.AssetsDefinition]:
         pdef = dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(self.spec))
         out = [asset_builder.build_source_asset(self.spec, pdef)]
-        computed = asset_builder.build_computed_asset(self.spec, pdef)
+        computed = asset_builder.build_computed_asset(self.spec, pdef, automation=self.automation)
         if computed is not None:
             out.append(computed)
         return out
@@ -323,8 +358,12 @@ def _isna(v: Any) -> bool:
 
 def definitions(*tables: MediaTable, resources: dict[str, Any] | None = None) -> dg.Definitions:
     """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers."""
+    from pxt_assets import watch as watching
+
     all_assets: list[dg.AssetsDefinition] = []
     jobs: list[Any] = []
+    sensors: list[dg.SensorDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
     seen: set[str] = set()
     for table in tables:
         if table.spec.slug in seen:
@@ -332,16 +371,30 @@ def definitions(*tables: MediaTable, resources: dict[str, Any] | None = None) ->
         seen.add(table.spec.slug)
         table_assets = table.assets_definitions()
         all_assets.extend(table_assets)
+        batch_job = asset_builder.batch_job_name(table.spec)
         jobs.append(dg.define_asset_job(
-            asset_builder.batch_job_name(table.spec),
+            batch_job,
             selection=dg.AssetSelection.assets(*table_assets),
             partitions_def=table.partitions_def,
             description=f"Materialize one batch (partition) of table {table.path!r}: every column.",
         ))
         jobs.append(_insert_job(table))
+        w = table._watch
+        if w is not None:
+            build = watching.build_schedule if w.cron_schedule else watching.build_sensor
+            target = schedules if w.cron_schedule else sensors
+            target.append(build(table.spec, w, batch_job, table.partitions_def, table.table_store))
+    if any(t.automation and t.spec.computed_columns() for t in tables):
+        # Dagster's default automation sensor starts stopped; this one runs, so columns follow new batches.
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            "pxt_assets_automation_sensor", target=dg.AssetSelection.all(),
+            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
+        ))
     return dg.Definitions(
         assets=all_assets,
         jobs=jobs,
+        sensors=sensors,
+        schedules=schedules,
         resources={asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager(),
                    **(resources or {})},
     )

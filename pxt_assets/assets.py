@@ -55,7 +55,7 @@ def asset_key(spec: TableSpec, column: str) -> dg.AssetKey:
     return dg.AssetKey([*spec.path, column])
 
 
-def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool) -> dg.AssetOut:
+def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automation: bool = False) -> dg.AssetOut:
     metadata: dict[str, Any] = {META_TABLE: spec.to_dict(), META_COLUMN: col.name}
     if col.is_media:
         metadata[META_DESTINATION] = col.destination or "referenced in place"
@@ -72,6 +72,8 @@ def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool) -> dg.AssetOut:
         metadata=metadata,
         kinds=kinds,
         code_version=col.expr.code_version() if col.expr is not None else "source",
+        # eager: a new batch's columns follow its source; a column added later is not backfilled on its own
+        automation_condition=dg.AutomationCondition.eager() if automation else None,
         description=(f"{spec.display_path}.{col.name} = {col.expr!r}" if col.expr is not None
                      else f"{spec.display_path}.{col.name}: inserted {col.col_type!r} values"),
     )
@@ -207,7 +209,7 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
 # computed columns
 
 
-def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition | None:
+def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automation: bool = True) -> dg.AssetsDefinition | None:
     columns = spec.computed_columns()
     if not columns:
         return None
@@ -215,7 +217,7 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.A
 
     @dg.multi_asset(
         name=f"{spec.slug}__computed",
-        outs={c.name: _out(spec, c, pdef, required=False) for c in columns},
+        outs={c.name: _out(spec, c, pdef, required=False, automation=automation) for c in columns},
         deps=[asset_key(spec, c.name) for c in sources if any(c.name in x.expr.columns() for x in columns)],
         internal_asset_deps={c.name: {asset_key(spec, n) for n in c.expr.columns()} for c in columns},
         partitions_def=pdef,

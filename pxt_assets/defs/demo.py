@@ -5,7 +5,9 @@ thumbnail go to explicit destinations. Locally (the default) those are folders u
 `$PIXELTABLE_HOME/demo_outputs` (the seed uses ~/Desktop/pixeltable_outputs; `$PXT_DEMO_OUTPUTS` moves them).
 With `$PXT_DEMO_DEST` set to a bucket prefix (`s3://bucket/demo/`, `gs://...`, `wasbs://...`, R2/B2/Tigris
 https forms) they go to `<dest>rotated/` and `<dest>thumbnails/`, and a `serving_url` column holds presigned
-URLs of the thumbnails, as in the seed's presigned URL section.
+URLs of the thumbnails, as in the seed's presigned URL section. With `$PXT_DEMO_WATCH` set to a prefix, the
+sensor `blob_storage_demo__media_sensor` turns new images there into rows (every
+`$PXT_DEMO_WATCH_INTERVAL` seconds, default 30).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def build_media_table() -> pxt.MediaTable:
     media.add_computed_column(height=media.source_image.height)
     if cloud:
         media.add_computed_column(serving_url=net.presigned_url(media.thumbnail.fileurl, 3600))
+    watched = os.environ.get("PXT_DEMO_WATCH", "").strip()
+    if watched:  # e.g. s3://bucket/incoming/ or a local folder: new images become rows on their own
+        media.watch(watched, minimum_interval_seconds=int(os.environ.get("PXT_DEMO_WATCH_INTERVAL", "30")))
     return media
 
 
