@@ -43,7 +43,15 @@ from azure.storage.blob import (
 )
 
 from pxt_assets.config import Settings, load_settings
-from pxt_assets.stores.base import ObjectStore, StoreError, content_type_for
+from pxt_assets.stores.base import (
+    ObjectInfo,
+    ObjectStore,
+    StoreError,
+    check_page_size,
+    content_type_for,
+    epoch_seconds,
+    folder_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -443,25 +451,29 @@ class AzureStore(ObjectStore):
         except AzureError as e:
             raise _error(e, f"deleting {uri}", ref) from None
 
-    def list(self, prefix_uri: str) -> Iterator[str]:
-        """URIs of the blobs under the folder `prefix_uri`, in the same form (wasbs/abfss/https) as given.
+    def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """Blobs under the folder `prefix_uri`, with URIs in the same form (wasbs/abfss/https) as given.
 
-        A prefix is a folder: `.../dir` lists `dir/a.jpg` but not `dirx/b.jpg`. Pages are fetched lazily.
+        A prefix is a folder: `.../dir` lists `dir/a.jpg` but not `dirx/b.jpg`. Pages of `page_size` blobs
+        (default `list_page_size`) are fetched lazily. ADLS Gen2 directory markers are skipped.
         """
+        check_page_size(page_size)
         # Parsed here, not in the generator, so a malformed URI fails at the call rather than at first use.
         ref = _parse_for_write(prefix_uri)
-        prefix = ref.blob if not ref.blob or ref.blob.endswith("/") else ref.blob + "/"
         container = self._service(self._resolve(ref)).get_container_client(ref.container)
-        return self._iter_blobs(container, ref, prefix, prefix_uri)
+        return self._iter_blobs(container, ref, folder_prefix(ref.blob), prefix_uri,
+                                page_size or self.list_page_size)
 
-    def _iter_blobs(self, container: Any, ref: AzureURI, prefix: str, prefix_uri: str) -> Iterator[str]:
+    def _iter_blobs(self, container: Any, ref: AzureURI, prefix: str, prefix_uri: str,
+                    page_size: int) -> Iterator[ObjectInfo]:
         try:
             # metadata is included to skip ADLS Gen2 directory markers (hdi_isfolder), which are not files.
             for item in container.list_blobs(name_starts_with=prefix or None, include=["metadata"],
-                                             results_per_page=self.list_page_size):
+                                             results_per_page=page_size):
                 if (item.metadata or {}).get("hdi_isfolder") == "true":
                     continue
-                yield ref.with_blob(item.name)
+                yield ObjectInfo(uri=ref.with_blob(item.name), mtime=epoch_seconds(item.last_modified),
+                                 size=int(item.size))
         except AzureError as e:
             raise _error(e, f"listing {prefix_uri}", ref) from None
 

@@ -6,10 +6,12 @@ above works with URIs and this interface, the way fsspec's implementations sit b
 
 from __future__ import annotations
 
+import datetime as dt
 import mimetypes
 import pathlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -48,6 +50,39 @@ def check_expiration(expiration_seconds: Any) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object found by `ObjectStore.list_objects`."""
+
+    #: the object's URI, in the same form as the listed prefix (a file:// URL for local files)
+    uri: str
+    #: last modified, in seconds since the epoch (UTC), as precise as the provider reports it: whole
+    #: seconds for S3 and Azure, microseconds for GCS, the filesystem's resolution for local files
+    mtime: float
+    #: size in bytes
+    size: int
+
+
+def check_page_size(page_size: Any) -> None:
+    """A listing page size is None (the provider's default) or a positive int."""
+    if page_size is None:
+        return
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise StoreError(f"page_size must be a positive integer or None, got {page_size!r}", kind="invalid")
+
+
+def folder_prefix(key: str) -> str:
+    """A listing prefix names a folder: "dir" lists "dir/...", never the sibling "dir2/..." or "dirx.jpg"."""
+    return key if not key or key.endswith("/") else key + "/"
+
+
+def epoch_seconds(when: dt.datetime) -> float:
+    """Seconds since the epoch of an SDK timestamp (a naive one is taken as UTC, as the providers mean it)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
 def bucket_error(error: StoreError, bucket: str) -> StoreError:
     """The message users see when a destination's bucket fails validation (as Pixeltable words it)."""
     if error.kind == "not_found":
@@ -81,8 +116,22 @@ class ObjectStore(ABC):
     def delete(self, uri: str) -> None:
         raise StoreError(f"{self.provider} URIs are read-only: cannot delete {uri}", kind="read_only")
 
-    def list(self, prefix_uri: str) -> Iterator[str]:
+    def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """Objects under the folder `prefix_uri` (recursively), with their modification time and size.
+
+        Paged lazily: pages of `page_size` objects (None: the provider's default) are requested as the
+        iterator is consumed, so a listing of millions never sits in memory. The prefix names a folder:
+        `.../dir` and `.../dir/` both list `dir/...`, never a sibling `dir2/...`. Folder markers are skipped.
+        Order is the provider's: lexicographic by name for S3, GCS and Azure, sorted for local files.
+
+        A malformed URI or page size raises StoreError at the call; errors from the provider (a missing
+        bucket or container: kind 'not_found', naming it) are raised while iterating.
+        """
         raise StoreError(f"{self.provider} URIs cannot be listed: {prefix_uri}", kind="unsupported")
+
+    def list(self, prefix_uri: str) -> Iterator[str]:
+        """The URIs of the objects under `prefix_uri`: `list_objects` without the details."""
+        return (info.uri for info in self.list_objects(prefix_uri))
 
     def validate_destination(self, uri: str) -> None:
         """Raise StoreError if files cannot be written under `uri` (missing bucket/folder, denied access)."""

@@ -29,7 +29,17 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
-from pxt_assets.stores.base import ObjectStore, StoreError, bucket_error, check_expiration, content_type_for
+from pxt_assets.stores.base import (
+    ObjectInfo,
+    ObjectStore,
+    StoreError,
+    bucket_error,
+    check_expiration,
+    check_page_size,
+    content_type_for,
+    epoch_seconds,
+    folder_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,8 @@ _SCHEME = "gs://"
 # 3-63 characters, or up to 222 when made of dot-separated parts of at most 63.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+# A partial response for listings: just what ObjectInfo needs, and the token of the next page.
+_LIST_FIELDS = "items(name,size,updated),nextPageToken"
 _KEY_HINT = "set GOOGLE_APPLICATION_CREDENTIALS to the path of a service-account key file (JSON)"
 
 
@@ -172,20 +184,34 @@ class GcsStore(ObjectStore):
             except api_exceptions.NotFound:
                 pass
 
-    def list(self, prefix_uri: str) -> Iterator[str]:
-        """The gs:// URIs of all objects under the folder `prefix_uri`, fetched page by page.
+    def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """Objects under the folder `prefix_uri`, fetched a page (`page_size` objects) at a time.
 
         A prefix is a folder: `gs://b/dir` lists `gs://b/dir/...`, never a sibling such as `gs://b/dir2/x`.
         Zero-byte folder placeholders (names ending in '/', made by the console) are not files: skipped.
+        `mtime` is the object's `updated` time (microseconds).
         """
+        check_page_size(page_size)
         bucket, key = parse(prefix_uri, object_required=False)
-        prefix = key if not key or key.endswith("/") else key + "/"
-        log.debug("GCS list gs://%s/%s", bucket, prefix)
-        # The iterator requests pages lazily, so errors surface while iterating: translate around the loop.
-        with _translated("cannot list", prefix_uri):
-            for blob in self.client().list_blobs(bucket, prefix=prefix, retry=DEFAULT_RETRY):
-                if not blob.name.endswith("/"):
-                    yield f"{_SCHEME}{bucket}/{blob.name}"
+        return self._iter_blobs(bucket, folder_prefix(key), prefix_uri, page_size)
+
+    def _iter_blobs(self, bucket: str, prefix: str, prefix_uri: str,
+                    page_size: int | None) -> Iterator[ObjectInfo]:
+        log.debug("GCS list gs://%s/%s (page size %s)", bucket, prefix, page_size)
+        try:
+            # The iterator requests pages lazily, so errors surface while iterating: translate around it.
+            with _translated("cannot list", prefix_uri):
+                blobs = self.client().list_blobs(bucket, prefix=prefix, page_size=page_size,
+                                                 fields=_LIST_FIELDS, retry=DEFAULT_RETRY)
+                for blob in blobs:
+                    if not blob.name.endswith("/"):
+                        yield ObjectInfo(uri=f"{_SCHEME}{bucket}/{blob.name}",
+                                         mtime=epoch_seconds(blob.updated), size=int(blob.size))
+        except StoreError as e:
+            if e.kind == "not_found":  # a missing prefix lists nothing: only the bucket can be missing
+                raise StoreError(f"cannot list {prefix_uri}: bucket '{bucket}' not found",
+                                 kind="not_found") from None
+            raise
 
     def validate_destination(self, uri: str) -> None:
         """Check that the bucket of `uri` exists and is reachable with our credentials; writes nothing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import shutil
@@ -10,7 +11,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
-from pxt_assets.stores.base import ObjectStore, StoreError
+from pxt_assets.stores.base import ObjectInfo, ObjectStore, StoreError, check_page_size
+
+log = logging.getLogger(__name__)
 
 
 def path_of(uri: str) -> pathlib.Path:
@@ -75,12 +78,48 @@ class LocalStore(ObjectStore):
     def delete(self, uri: str) -> None:
         path_of(uri).unlink(missing_ok=True)
 
+    def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """Files below the folder `prefix_uri` (a path or file:// URL, with or without a trailing slash).
+
+        Yields file:// URLs in lexicographic order of their path below the folder (as S3 orders keys), walking
+        one directory at a time. Hidden files and folders (names starting with '.', which includes our
+        `.tmp-*` files of writes in progress) are skipped; symlinked files are listed, symlinked folders
+        not followed. `page_size` is accepted for symmetry and ignored. A folder that does not exist raises
+        kind 'not_found', at the call.
+        """
+        check_page_size(page_size)
+        root = path_of(prefix_uri).absolute()
+        if not root.exists():
+            raise StoreError(f"local folder {str(root)!r} does not exist (listing {prefix_uri})",
+                             kind="not_found")
+        if not root.is_dir():
+            raise StoreError(f"{str(root)!r} is not a folder (listing {prefix_uri})", kind="invalid")
+        return self._walk(root, prefix_uri)
+
     def list(self, prefix_uri: str) -> Iterator[str]:
-        root = path_of(prefix_uri)
-        if root.is_dir():
-            for p in sorted(root.rglob("*")):
-                if p.is_file() and not p.name.startswith(".tmp-"):
-                    yield file_url(p)
+        """file:// URLs of the files below `prefix_uri`; nothing (not an error) when it is not a folder."""
+        if not path_of(prefix_uri).is_dir():
+            return iter(())
+        return super().list(prefix_uri)
+
+    @staticmethod
+    def _walk(root: pathlib.Path, prefix_uri: str) -> Iterator[ObjectInfo]:
+        stack = [iter(_sorted_entries(root, prefix_uri, is_root=True))]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                continue
+            if _is_dir(entry):
+                stack.append(iter(_sorted_entries(entry.path, prefix_uri)))
+                continue
+            try:
+                if not entry.is_file():  # sockets, fifos, broken symlinks
+                    continue
+                st = entry.stat()
+            except FileNotFoundError:  # removed since the folder was read
+                continue
+            yield ObjectInfo(uri=file_url(entry.path), mtime=st.st_mtime_ns / 1e9, size=st.st_size)
 
     def validate_destination(self, uri: str) -> None:
         path = path_of(uri)
@@ -104,3 +143,32 @@ class LocalStore(ObjectStore):
             f"Cannot generate presigned URL for local file:// URLs ({uri}): presigned URLs need cloud storage "
             "(S3, GCS, Azure, R2, B2, Tigris); set a cloud destination for the column", kind="local_file"
         )
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _sorted_entries(folder: str | os.PathLike, prefix_uri: str, *,
+                    is_root: bool = False) -> list[os.DirEntry]:
+    """The visible entries of one folder, sorted so that a depth-first walk yields paths in lexicographic
+    order: a folder sorts as its name plus '/', as its files' keys would (so "a.txt" < "a/x" < "a0")."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not e.name.startswith(".")]
+    except FileNotFoundError:
+        if is_root:
+            raise StoreError(f"local folder {os.fspath(folder)!r} does not exist (listing {prefix_uri})",
+                             kind="not_found") from None
+        return []  # removed while the walk was under way
+    except PermissionError:
+        if is_root:
+            raise StoreError(f"permission denied listing {os.fspath(folder)!r} ({prefix_uri})",
+                             kind="access_denied") from None
+        log.warning("listing %s: skipping %s (permission denied)", prefix_uri, os.fspath(folder))
+        return []
+    entries.sort(key=lambda e: e.name + "/" if _is_dir(e) else e.name)
+    return entries

@@ -15,6 +15,7 @@ with SigV2. Clients are built once per (endpoint, profile, region) and shared by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
 import re
@@ -33,7 +34,17 @@ from botocore.config import Config
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pxt_assets.config import current_settings
-from pxt_assets.stores.base import ObjectStore, StoreError, bucket_error, check_expiration, content_type_for
+from pxt_assets.stores.base import (
+    ObjectInfo,
+    ObjectStore,
+    StoreError,
+    bucket_error,
+    check_expiration,
+    check_page_size,
+    content_type_for,
+    epoch_seconds,
+    folder_prefix,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +178,15 @@ class S3Store(ObjectStore):
         return _Clients(data, presign)
 
     def _call(self, what: str, uri: str, fn, *args, **kwargs):
-        try:
+        with self._translated(what, uri):
             return fn(*args, **kwargs)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _translated(what: str, uri: str) -> Iterator[None]:
+        """Turn botocore exceptions into StoreErrors with a stable kind and a message naming the URI."""
+        try:
+            yield
         except botocore.exceptions.ClientError as e:
             kind = _error_kind(e)
             detail = "not found" if kind == "not_found" else e.response.get("Error", {}).get("Message") or str(e)
@@ -207,16 +225,33 @@ class S3Store(ObjectStore):
         loc = parse(uri)
         self._call("cannot delete", uri, self.clients_for(loc).data.delete_object, Bucket=loc.bucket, Key=loc.key)
 
-    def list(self, prefix_uri: str) -> Iterator[str]:
+    def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
+        """Objects under the folder `prefix_uri`, one ListObjectsV2 page (`page_size` keys, at most 1000)
+        at a time, in the URI form given. Keys ending in '/' (folder markers) are skipped."""
+        check_page_size(page_size)
         loc = parse(prefix_uri)
-        paginator = self.clients_for(loc).data.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=loc.bucket, Prefix=loc.key)
+        client = self.clients_for(loc).data
+        return self._iter_objects(client, loc, folder_prefix(loc.key), prefix_uri, page_size)
+
+    def _iter_objects(self, client: Any, loc: S3Location, prefix: str, prefix_uri: str,
+                      page_size: int | None) -> Iterator[ObjectInfo]:
+        paging = {"PageSize": page_size} if page_size else {}
         try:
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    yield loc.uri(obj["Key"])
-        except botocore.exceptions.ClientError as e:
-            raise StoreError(f"cannot list {prefix_uri}: {e}", kind=_error_kind(e)) from None
+            with self._translated("cannot list", prefix_uri):
+                pages = client.get_paginator("list_objects_v2").paginate(
+                    Bucket=loc.bucket, Prefix=prefix, PaginationConfig=paging)
+                for page in pages:  # each page is requested when the previous one is used up
+                    for obj in page.get("Contents", ()):
+                        key = obj["Key"]
+                        if key.endswith("/"):
+                            continue
+                        yield ObjectInfo(uri=loc.uri(key), mtime=epoch_seconds(obj["LastModified"]),
+                                         size=int(obj["Size"]))
+        except StoreError as e:
+            if e.kind == "not_found":  # a missing prefix lists nothing: only the bucket can be missing
+                raise StoreError(f"cannot list {prefix_uri}: bucket '{loc.bucket}' not found",
+                                 kind="not_found") from None
+            raise
 
     def validate_destination(self, uri: str) -> None:
         loc = parse(uri)
