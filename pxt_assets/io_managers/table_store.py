@@ -92,7 +92,9 @@ class TableStore:
         path = self.column_path(spec, column, batch)
         if not path.is_file():
             return None
-        return pd.read_parquet(path)
+        # use_threads=False: pyarrow's reader thread pool can abort the interpreter at exit ("terminate
+        # called without an active exception"); row frames are small, threads buy nothing here.
+        return pd.read_parquet(path, use_threads=False)
 
     def materialized_batches(self, spec: TableSpec, column: str) -> list[str]:
         folder = self.table_dir(spec) / column
