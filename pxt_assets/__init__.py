@@ -7,14 +7,27 @@
 """
 
 from pxt_assets import functions
-from pxt_assets.api import InsertResult, MediaTable, Query, definitions
+from pxt_assets.api import (
+    InsertResult,
+    MediaTable,
+    Query,
+    ResultSet,
+    create_dir,
+    create_table,
+    definitions,
+    drop_dir,
+    drop_table,
+    get_table,
+    list_tables,
+)
 from pxt_assets.config import ConfigError, Settings, load_settings
 from pxt_assets.io_managers.destinations import DestinationError
 from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
 from pxt_assets.spec import SpecError
 
 __all__ = [
-    "functions", "MediaTable", "Query", "InsertResult", "definitions",
+    "functions", "MediaTable", "Query", "ResultSet", "InsertResult", "definitions",
+    "create_dir", "drop_dir", "create_table", "get_table", "list_tables", "drop_table",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
     "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
 ]

@@ -32,7 +32,7 @@ class InsertResult:
     def __str__(self) -> str:
         rate = self.num_rows / self.seconds if self.seconds > 0 else float("inf")
         noun = "row" if self.num_rows == 1 else "rows"
-        return f"Inserted {self.num_rows} {noun} with {self.num_errors} errors in {self.seconds:.2f} s ({rate:.1f} rows/s)"
+        return f"Inserted {self.num_rows} {noun} with {self.num_errors} errors in {self.seconds:.2f} s ({rate:.2f} rows/s)"
 
 
 class MediaTable:
@@ -49,6 +49,7 @@ class MediaTable:
         self._settings = settings
         self.automation = automation
         self._watch = None
+        self._persistent = False  # a catalog table: every change is saved for other processes
         self.spec = TableSpec(parse_table_path(path))
         if not schema:
             raise SpecError(f"table {path!r}: the schema needs at least one column")
@@ -78,8 +79,11 @@ class MediaTable:
                                         settings=self.settings)
         self.spec.columns[name] = ColumnSpec(name, col_type, None, destination, resolved.uri, resolved.rule)
         self._defs = None
+        if getattr(self, "_persistent", False):
+            self._save()
 
-    def add_computed_column(self, *, destination: str | None = None, if_exists: str = "error", **column: Expr) -> None:
+    def add_computed_column(self, *, destination: str | None = None, if_exists: str = "error",
+                            instance: dg.DagsterInstance | None = None, **column: Expr) -> None:
         """Add a column computed from others, e.g. `rotated=t.source_image.rotate(90)`.
 
         `destination` (media columns only) wins over output_media_dest and the default
@@ -95,7 +99,10 @@ class MediaTable:
                 return
             if if_exists == "error":
                 raise SpecError(f"table {self.path!r} already has a column {name!r}")
-            self.spec.columns.pop(name)
+            if self._persistent and self.batches():
+                self.drop_column(name, instance=instance)  # its files and values go with it
+            else:
+                self.spec.columns.pop(name)
         self._check_new(name)
         if not isinstance(expr, Expr):
             raise SpecError(f"Column {name!r}: expected an expression over {self.path!r}'s columns, got {expr!r}")
@@ -113,6 +120,10 @@ class MediaTable:
                                         settings=self.settings)
         self.spec.columns[name] = ColumnSpec(name, col_type, expr, destination, resolved.uri, resolved.rule)
         self._defs = None
+        if self._persistent:
+            self._save()
+            if self.batches():
+                self._backfill(name, instance)
 
     def watch(self, prefix: str, *, minimum_interval_seconds: int = 30, max_batch_rows: int = 1000,
               max_batches_per_tick: int = 10, column: str | None = None, cron_schedule: str | None = None,
@@ -142,6 +153,71 @@ class MediaTable:
         self._watch = WatchSpec(prefix, name, minimum_interval_seconds, max_batch_rows, max_batches_per_tick,
                                 lookback_seconds, cron_schedule, tuple(suffixes) if suffixes else None)
         self._defs = None
+        self._save()
+
+    # -- catalog ----------------------------------------------------------------------------------------
+    def _doc(self) -> dict[str, Any]:
+        return {**self.spec.to_dict(), "automation": self.automation,
+                "watch": self._watch.to_dict() if self._watch is not None else None}
+
+    def _save(self) -> None:
+        if self._persistent:
+            from pxt_assets import catalog
+
+            catalog.save(self._doc())
+
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any]) -> "MediaTable":
+        """A catalog table as recorded: destinations are not resolved again (the config may have changed)."""
+        from pxt_assets.watch import WatchSpec
+
+        table = cls.__new__(cls)
+        table._settings = None
+        table.automation = bool(doc.get("automation", True))
+        table.spec = TableSpec.from_dict(doc)
+        w = doc.get("watch")
+        table._watch = WatchSpec(**{**w, "suffixes": tuple(w["suffixes"]) if w.get("suffixes") else None}) if w else None
+        table._defs = None
+        table._persistent = True
+        return table
+
+    def _backfill(self, column: str, instance: dg.DagsterInstance | None) -> None:
+        """Compute `column` for every existing batch (what Pixeltable does before add_computed_column returns)."""
+        if instance is None:
+            from pxt_assets.instance import get_instance
+
+            instance = get_instance()
+        started = time.monotonic()
+        key = asset_builder.asset_key(self.spec, column)
+        job = self.definitions().resolve_job_def(asset_builder.batch_job_name(self.spec)).get_subset(
+            asset_selection={key})
+        rows = errors = 0
+        for batch in self.batches():
+            if self.table_store().read_column(self.spec, self.spec.source_columns()[0].name, batch) is None:
+                continue  # a batch that never materialized has no rows to compute
+            result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
+            if not result.success:
+                failure = next((e for e in result.all_events if e.is_step_failure), None)
+                detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
+                raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
+            frame = self.table_store().read_column(self.spec, column, batch)
+            rows += len(frame)
+            errors += int(frame["error"].notna().sum())
+        seconds = time.monotonic() - started
+        noun = "value" if rows == 1 else "values"
+        print(f"Added {rows} column {noun} with {errors} errors in {seconds:.2f} s ({rows / max(seconds, 1e-9):.2f} rows/s)")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(
+            f"<tr><td>{html.escape(c.name)}</td><td>{html.escape(repr(c.col_type))}</td>"
+            f"<td>{html.escape(repr(c.expr)) if c.expr is not None else ''}</td>"
+            f"<td>{html.escape(c.destination or ('referenced in place' if c.is_media else ''))}</td></tr>"
+            for c in self.spec.columns.values()
+        )
+        return (f"<b>table {html.escape(self.path)!r}</b><table><tr><th>Column</th><th>Type</th>"
+                f"<th>Computed with</th><th>Destination</th></tr>{rows}</table>")
 
     def _check_new(self, name: str) -> None:
         check_column_name(name)
@@ -250,7 +326,9 @@ class MediaTable:
         stored values. Returns the number of files deleted."""
         from pxt_assets import lifecycle
 
-        return lifecycle.drop_column(self, name, instance=instance)
+        deleted = lifecycle.drop_column(self, name, instance=instance)
+        self._save()
+        return deleted
 
     def _read_batch(self, batch: str) -> pd.DataFrame:
         store = self.table_store()
@@ -290,6 +368,37 @@ class MediaTable:
     def collect(self) -> pd.DataFrame:
         """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
         return self.select().collect()
+
+
+class ResultSet(pd.DataFrame):
+    """A query result: a pandas DataFrame that shows media as small inline previews in Jupyter."""
+
+    _PREVIEW_PX = 96
+
+    @property
+    def _constructor(self):
+        return ResultSet
+
+    def _repr_html_(self) -> str:  # type: ignore[override]
+        import base64
+        import html
+        import io
+
+        import PIL.Image
+
+        def cell(v: Any) -> str:
+            if isinstance(v, PIL.Image.Image):
+                img = v.copy()
+                img.thumbnail((self._PREVIEW_PX, self._PREVIEW_PX))
+                buf = io.BytesIO()
+                img.convert("RGB").save(buf, format="JPEG", quality=80)
+                return f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
+            return html.escape("" if v is None else str(v))
+
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
+                       for row in self.itertuples(index=False))
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _name_for(expr: Expr) -> str:
@@ -336,7 +445,7 @@ class Query:
                     out[name].append(row.evaluate(e))
                 except Exception:  # noqa: BLE001 - an unreadable value shows as None, its error in `errors`
                     out[name].append(None)
-        frame = pd.DataFrame(out)
+        frame = ResultSet(out)
         for name, e in self.items:
             if e.col_type is not None and e.col_type.name == "Int":
                 frame[name] = frame[name].astype("Int64")  # nullable: a row in error stays an integer column
@@ -398,6 +507,122 @@ def definitions(*tables: MediaTable, resources: dict[str, Any] | None = None) ->
         resources={asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager(),
                    **(resources or {})},
     )
+
+
+# -- the catalog: Pixeltable's module-level calls ------------------------------------------------------------
+
+
+def create_dir(path: str, *, if_exists: str = "error", parents: bool = False) -> None:
+    """Create a directory for tables (`pxt.create_dir('blob_storage_demo')`)."""
+    from pxt_assets import catalog
+
+    if catalog.create_dir(path, if_exists=if_exists, parents=parents):
+        print(f"Created directory {parse_table_path(path)[-1]!r}.")
+
+
+def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "error",
+                 instance: dg.DagsterInstance | None = None) -> MediaTable:
+    """Create a table in the persistent catalog; every process (and `dagster dev`) sees it.
+
+    if_exists: 'error' (default), 'ignore' (return the existing table) or 'replace' (drop it, files and
+    all, then create it anew).
+    """
+    from pxt_assets import catalog
+
+    if if_exists not in ("error", "ignore", "replace"):
+        raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+    parts = parse_table_path(path)
+    if catalog.table_exists(parts):
+        if if_exists == "error":
+            raise SpecError(f"table {path!r} already exists")
+        if if_exists == "ignore":
+            return get_table(path)
+        drop_table(path, instance=instance)
+    if not catalog.dir_exists(parts[:-1]):
+        raise SpecError(f"directory {'/'.join(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    table = MediaTable(path, schema)
+    table._persistent = True
+    table._save()
+    print(f"Created table {parts[-1]!r}.")
+    return table
+
+
+def get_table(path: str) -> MediaTable:
+    """A table of the catalog, as recorded (with the destinations resolved when its columns were added)."""
+    from pxt_assets import catalog
+
+    doc = catalog.load(path)
+    if doc is None:
+        raise SpecError(f"table {path!r} does not exist")
+    return MediaTable._from_doc(doc)
+
+
+def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
+    """Paths of the catalog's tables (under `dir_path`)."""
+    from pxt_assets import catalog
+
+    return catalog.list_tables(dir_path, recursive=recursive)
+
+
+def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
+               instance: dg.DagsterInstance | None = None) -> int:
+    """Drop a table: every file it wrote (from the recorded locations), its rows, partitions and catalog
+    entry. Files a user only referenced are kept. Returns the number of files deleted."""
+    from pxt_assets import catalog, lifecycle
+
+    parts = parse_table_path(path)
+    in_catalog = catalog.table_exists(parts)
+    deleted = lifecycle.drop_table(path, if_not_exists="ignore" if in_catalog else if_not_exists,
+                                   instance=instance)
+    catalog.remove_table(path)
+    return deleted
+
+
+def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
+             instance: dg.DagsterInstance | None = None) -> None:
+    """Drop a directory. With force=True its tables are dropped too (files and all), and a missing
+    directory is not an error (the seeds' clean slate)."""
+    from pxt_assets import catalog
+
+    parts = parse_table_path(path)
+    if not catalog.dir_exists(parts):
+        if force or if_not_exists == "ignore":
+            return
+        raise SpecError(f"directory {path!r} does not exist")
+    tables = catalog.list_tables(path)
+    if tables and not force:
+        raise SpecError(f"directory {path!r} is not empty ({len(tables)} tables); use force=True")
+    for t in tables:
+        drop_table(t, instance=instance)
+    catalog.remove_dir(path)
+
+
+def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, str]]]:
+    """Every catalog table, and (file, error) for those that could not be read."""
+    from pxt_assets import catalog
+
+    docs, errors = catalog.load_all()
+    return [MediaTable._from_doc(d) for d in docs], errors
+
+
+def merge_tables(code: list[MediaTable], catalog_tables: list[MediaTable]) -> list[MediaTable]:
+    """Tables declared in code and in the catalog, side by side. The same path in both must have the same
+    columns (the code one is used); otherwise it is an error naming the path and both column lists."""
+    by_path = {t.spec.path: t for t in code}
+    out = list(code)
+    for t in catalog_tables:
+        other = by_path.get(t.spec.path)
+        if other is None:
+            out.append(t)
+            continue
+        mine = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in other.spec.columns.values()]
+        theirs = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in t.spec.columns.values()]
+        if mine != theirs:
+            raise SpecError(
+                f"table {t.path!r} is declared twice with different columns: in code {[m[0] for m in mine]}, "
+                f"in the catalog {[x[0] for x in theirs]}; drop one (pxt.drop_table) or make them agree"
+            )
+    return out
 
 
 class InsertConfig(dg.Config):

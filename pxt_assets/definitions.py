@@ -1,6 +1,17 @@
-"""The Definitions that `workspace.yaml` and `dagster job execute -m pxt_assets.definitions` load."""
+"""The Definitions that `workspace.yaml` and `dagster job execute -m pxt_assets.definitions` load: the
+tables declared in code (pxt_assets/defs/) and the tables of the persistent catalog (made from Python with
+pxt.create_table), side by side. A catalog file that cannot be read is reported and skipped, so one bad file
+does not take the code location down; reload the location in the UI to pick up new catalog tables."""
+
+import warnings
 
 import pxt_assets as pxt
+from pxt_assets.api import catalog_tables, merge_tables
 from pxt_assets.defs.demo import media
 
-defs = pxt.definitions(media)
+_catalog, _errors = catalog_tables()
+for _file, _error in _errors:
+    warnings.warn(f"pxt_assets: skipped catalog file {_file}: {_error}", stacklevel=1)
+
+tables = merge_tables([media], _catalog)
+defs = pxt.definitions(*tables)

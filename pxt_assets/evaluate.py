@@ -84,8 +84,11 @@ class Row:
             if expr.name in self.errors:
                 raise RowError(f"{expr.name}: {self.errors[expr.name]}", "upstream_error")
             col = self.table.columns[expr.name]
-            if col.is_media:
+            if col.is_media and col.col_type.name == "Image":
                 return self.media(expr.name)
+            if col.is_media:  # video, audio, documents: a local file to open, as Pixeltable gives them
+                uri = self.stored.get(expr.name)
+                return None if uri is None else self.reader.localpath(uri)
             return self.objects.get(expr.name, self.stored.get(expr.name))
         if isinstance(expr, Prop):
             return self._prop(expr)

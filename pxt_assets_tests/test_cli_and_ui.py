@@ -88,8 +88,8 @@ class PxtEnv:
 
     def run(self, *args: str | os.PathLike) -> subprocess.CompletedProcess:
         """Run a command from the repository root with this environment; stdout and stderr captured."""
-        return subprocess.run([str(a) for a in args], cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=SUBPROCESS_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        return subprocess.run([str(a) for a in args], check=False, cwd=REPO, env=self.env, capture_output=True,
+                              text=True, timeout=SUBPROCESS_TIMEOUT_S, stdin=subprocess.DEVNULL)
 
     def cli(self, *args: str | os.PathLike) -> subprocess.CompletedProcess:
         return self.run(sys.executable, "-m", "pxt_assets", *args)
@@ -104,7 +104,9 @@ class PxtEnv:
     def column(self, column: str, batch: str) -> pd.DataFrame:
         path = self.tables / column / f"{batch}.parquet"
         assert path.is_file(), f"column {column} was not materialized for batch {batch}: no {path}"
-        return pd.read_parquet(path).sort_values("row_id").reset_index(drop=True)
+        # use_threads=False, as TableStore.read_column: pyarrow's threaded reader can abort the process
+        # at exit ("terminate called without an active exception"); row frames are tiny.
+        return pd.read_parquet(path, use_threads=False).sort_values("row_id").reset_index(drop=True)
 
     def owned_files(self) -> list[pathlib.Path]:
         """Every file the project wrote for computed media columns."""
@@ -312,7 +314,7 @@ def test_insert_cli_and_show(pxt_env: PxtEnv) -> None:
     sample = SAMPLES[1]
     proc = pxt_env.cli("insert", TABLE, sample)
     assert proc.returncode == 0, output_of(proc)
-    match = re.search(r"^batch (\S+), run ([0-9a-f-]{36})$", proc.stdout, re.M)
+    match = re.search(r"^batch (\S+), run ([0-9a-f-]{36})$", proc.stdout, re.MULTILINE)
     assert match, output_of(proc)
     batch = match.group(1)
     assert pxt_env.batches() == [batch]
