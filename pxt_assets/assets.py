@@ -105,11 +105,14 @@ def _map_rows(fn: Callable[[int], Any], n: int, progress: _Progress) -> list[Any
     return results
 
 
-def _frame(records: list[dict[str, Any]], media: bool) -> pd.DataFrame:
+def _frame(records: list[dict[str, Any]], col: ColumnSpec) -> pd.DataFrame:
     if not records:
-        return empty_frame(media)
-    frame = pd.DataFrame.from_records(records)
-    return frame[list(empty_frame(media).columns)]
+        return empty_frame(col.is_media)
+    frame = pd.DataFrame.from_records(records)[list(empty_frame(col.is_media).columns)]
+    if col.col_type.name == "Int":
+        # nullable integers: a row in error must not turn the column into floats (481 -> 481.0) on disk
+        frame["value"] = frame["value"].astype("Int64")
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -199,7 +202,7 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
                 if r["error"] is not None:
                     bad_rows.add(i)
                     context.log.warning(f"row {r['row_id']} {col.name}: {r['error']}")
-            yield dg.Output(_frame(records, col.is_media), output_name=col.name)
+            yield dg.Output(_frame(records, col), output_name=col.name)
         context.log.info(f"{spec.display_path}: {len(rows)} rows inserted with {len(bad_rows)} errors")
 
     return source
@@ -315,7 +318,7 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
 
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
     results = _map_rows(process, len(row_ids), progress)
-    frames = {c.name: _frame([r[c.name] for r in results], c.is_media) for c in selected}
+    frames = {c.name: _frame([r[c.name] for r in results], c) for c in selected}
     for col in selected:
         errs = int(frames[col.name]["error"].notna().sum())
         done = len(row_ids) - skipped[col.name]

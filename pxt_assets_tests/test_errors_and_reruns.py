@@ -163,3 +163,12 @@ def test_rerun_recomputes_rows_whose_inputs_changed(pxt_home, tmp_path, instance
     logs = _rerun(t, result.batch, instance)
     assert any("width: added 1 column values with 0 errors; skipped 2 unchanged rows" in m for m in logs)
     assert list(t.select(t.width).collect()["width"]) == [40, 99, 42]
+
+
+def test_integer_columns_stay_integers_on_disk_when_a_row_fails(table, pxt_home, tmp_path, instance, images):
+    from pxt_assets.io_managers.table_store import TableStore
+
+    result = table.insert([{"img": str(images[0]), "label": "a"}, {"img": str(tmp_path / "gone.jpg"), "label": "b"}],
+                          instance=instance)
+    frame = TableStore(pxt_home / "tables").read_column(table.spec, "width", result.batch)
+    assert str(frame["value"].dtype) == "Int64" and frame["value"][0] == 481 and frame["value"].isna()[1]
