@@ -1,0 +1,106 @@
+"""The persistent catalog: tables made in one process are found by others and by the code location."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import pxt_assets as pxt
+from pxt_assets.api import merge_tables
+from pxt_assets_tests.conftest import SAMPLES
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, env_home: pathlib.Path, **extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "PXT_", "DAGSTER_"))}
+    env.update(PIXELTABLE_HOME=str(env_home), **extra)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_table_made_in_one_process_is_found_by_another_and_by_the_code_location(pxt_home, tmp_path, monkeypatch):
+    out = tmp_path / "thumbs"
+    out.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    (tmp_path / "dh").mkdir()
+    pxt.create_dir("nb")
+    t = pxt.create_table("nb/photos", {"photo": pxt.Image, "caption": pxt.String})
+    t.add_computed_column(thumb=t.photo.thumbnail((32, 32)), destination=str(out))
+    t.insert([{"photo": str(SAMPLES[0]), "caption": "a"}])
+
+    code = ("import pxt_assets as pxt; t = pxt.get_table('nb/photos'); "
+            "print(t.count(), t.spec.columns['thumb'].destination, pxt.list_tables())")
+    done = _python(code, pxt_home, DAGSTER_HOME=str(tmp_path / "dh"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", out.as_uri(), "['nb/photos']"]
+
+    code = ("from pxt_assets.definitions import defs; "
+            "print(sorted('/'.join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys() "
+            "if k.path[0] == 'nb'))")
+    done = _python(code, pxt_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['nb/photos/caption', 'nb/photos/photo', 'nb/photos/thumb']"
+
+
+def test_a_corrupt_catalog_file_is_reported_and_the_rest_still_load(pxt_home):
+    pxt.create_dir("ok")
+    pxt.create_table("ok/good", {"img": pxt.Image})
+    bad = pxt_home / "catalog" / "ok" / "broken.table.json"
+    bad.write_text("{ not json")
+    code = "from pxt_assets.definitions import defs, tables; print(sorted(t.path for t in tables))"
+    done = _python(code, pxt_home)
+    assert done.returncode == 0, done.stderr
+    assert "ok/good" in done.stdout and "broken.table.json" in done.stderr
+
+
+def test_same_path_in_code_and_catalog_with_different_columns_is_a_clear_error(pxt_home):
+    code_table = pxt.MediaTable("dup/media", {"img": pxt.Image})
+    code_table.add_computed_column(w=code_table.img.width)
+    pxt.create_dir("dup")
+    same = pxt.create_table("dup/media", {"img": pxt.Image})
+    same.add_computed_column(w=same.img.width)
+    assert merge_tables([code_table], [pxt.get_table("dup/media")]) == [code_table]
+    same.add_computed_column(h=same.img.height)
+    with pytest.raises(pxt.SpecError, match=r"'dup/media' is declared twice with different columns"):
+        merge_tables([code_table], [pxt.get_table("dup/media")])
+
+
+def test_without_dagster_home_runs_are_recorded_under_pixeltable_home(pxt_home, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    code = ("import pxt_assets as pxt; pxt.create_dir('solo'); "
+            f"t = pxt.create_table('solo/t', {{'img': pxt.Image}}); t.insert(img={str(SAMPLES[1])!r})")
+    done = _python(code, pxt_home)
+    assert done.returncode == 0, done.stderr
+    assert "Inserted 1 row with 0 errors" in done.stdout
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(pxt_home / "dagster"))
+    assert instance.get_dynamic_partitions("solo__t__batches") and instance.get_run_records()
+
+
+def test_catalog_rules_create_drop_and_list(pxt_home, capsys):
+    with pytest.raises(pxt.SpecError, match="does not exist"):
+        pxt.create_table("nowhere/t", {"img": pxt.Image})
+    pxt.create_dir("d1")
+    assert "Created directory 'd1'." in capsys.readouterr().out
+    pxt.create_table("d1/t", {"img": pxt.Image})
+    with pytest.raises(pxt.SpecError, match="already exists"):
+        pxt.create_table("d1/t", {"img": pxt.Image})
+    again = pxt.create_table("d1/t", {"img": pxt.Image, "n": pxt.Int}, if_exists="ignore")
+    assert list(again.spec.columns) == ["img"]
+    replaced = pxt.create_table("d1/t", {"img": pxt.Image, "n": pxt.Int}, if_exists="replace")
+    assert list(pxt.get_table("d1/t").spec.columns) == ["img", "n"] and replaced.path == "d1/t"
+    with pytest.raises(pxt.SpecError, match="not empty"):
+        pxt.drop_dir("d1")
+    pxt.drop_dir("d1", force=True)
+    assert pxt.list_tables() == []
+    with pytest.raises(pxt.SpecError, match="does not exist"):
+        pxt.get_table("d1/t")
+    doc = json.loads(json.dumps(again._doc()))
+    assert doc["path"] == "d1/t" and doc["columns"][0]["type"] == "Image"
