@@ -1,8 +1,9 @@
-"""Command line: `python -m pxt_assets demo | insert | show`.
+"""Command line: `python -m pxt_assets demo | insert | show | gc`.
 
     python -m pxt_assets demo                               # the seed walkthrough on the embedded default
     python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
     python -m pxt_assets show blob_storage_demo/media
+    python -m pxt_assets gc s3://bucket/prefix/ [--delete]  # files we wrote that no row refers to
 """
 
 from __future__ import annotations
@@ -53,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("--column", help="media column to insert into (default: the first media column)")
     show = sub.add_parser("show", help="print a table's rows: the fileurl of each media column, other values")
     show.add_argument("table")
+    gc = sub.add_parser(
+        "gc", help="list (or --delete) orphaned files under a destination: files we wrote that no row refers to",
+        description="List the orphaned files under DESTINATION, one URI a line, then a count line. An orphan "
+                    "is a file whose name follows the naming scheme of the files this project writes "
+                    "(<dir>__<table>_<column>_<batch>-<row>_<hash16>.<ext>) and that no row of any table under "
+                    "$PIXELTABLE_HOME/tables refers to. Files whose names do not follow the scheme (your own "
+                    "files in the same folder or bucket) are never listed nor deleted. Only this "
+                    "$PIXELTABLE_HOME's tables count: run it from the home that wrote into DESTINATION, and "
+                    "not while an insert is running (its files are not referenced until its rows are stored).")
+    gc.add_argument("destination", metavar="DESTINATION",
+                    help="a local folder, file:// URL or bucket URI (s3://, gs://, wasbs://, abfss://, https)")
+    gc.add_argument("--delete", action="store_true", help="delete the orphaned files (default: only list them)")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -63,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         from pxt_assets import demo
 
         demo.run()
+        return 0
+    if args.command == "gc":
+        from pxt_assets import lifecycle, stores
+
+        try:
+            orphans = lifecycle.collect_garbage(args.destination, delete=args.delete)
+        except (stores.StoreError, OSError, RuntimeError, ValueError) as e:
+            print(f"gc: {e}", file=sys.stderr)
+            return 1
+        for uri in orphans:
+            print(uri)
+        noun = "orphaned file" if len(orphans) == 1 else "orphaned files"
+        print(f"{len(orphans)} {noun}" + (" deleted" if args.delete else ""))
         return 0
     table = _table(args.module, args.table)
     if args.command == "insert":
