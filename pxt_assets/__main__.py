@@ -102,8 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         exprs = {c.name: (table[c.name].fileurl if c.is_media else table[c.name]) for c in table.spec.columns.values()}
         frame = table.select(**exprs).collect()
-        errors = table.select(*[table[c].errormsg for c in table.spec.columns]).collect()
-        frame["errors"] = errors.apply(lambda r: "; ".join(str(v) for v in r if isinstance(v, str)) or "", axis=1)
+        names = list(table.spec.columns)
+        errs = table.select(**{f"m{i}": table[c].errormsg for i, c in enumerate(names)},
+                            **{f"k{i}": table[c].errortype for i, c in enumerate(names)}).collect()
+
+        def root_errors(r) -> str:
+            # a failed source fails every column computed from it: show the cause once, not once per column
+            return "; ".join(f"{c}: {r[f'm{i}']}" for i, c in enumerate(names)
+                             if isinstance(r[f"m{i}"], str) and r[f"k{i}"] != "upstream_error")
+
+        frame["errors"] = errs.apply(root_errors, axis=1) if len(errs) else []
         _print(frame)
         return 0
     return 2

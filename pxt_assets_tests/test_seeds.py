@@ -4,7 +4,6 @@ servers instead of public URLs, emulator buckets instead of real ones. Each asse
 from __future__ import annotations
 
 import pathlib
-import shutil
 import urllib.request
 
 import pytest
@@ -41,7 +40,6 @@ def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_
     monkeypatch.setenv("PIXELTABLE_B2_PROFILE", "b2")
 
     # --- the seed's cells, import changed ---
-    import pxt_assets as pxt
     from pathlib import Path
 
     pxt.drop_dir('blob_storage_demo', force=True)
@@ -114,7 +112,6 @@ def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_
 
 
 def test_seed_000_dot_paths_and_resize(notebook, pxt_home, http_server, capsys):
-    import pxt_assets as pxt
     from pathlib import Path
 
     pxt.drop_dir('blob_storage_demo', force=True)
@@ -149,7 +146,6 @@ def test_seed_003_load_media_from_cloud_storage(notebook, pxt_home, http_server,
     for key in ("data/videos/mp4/ffe/ffb/a.mp4", "data/videos/mp4/ffe/feb/b.mp4"):
         s3_env.client().put_object(Bucket=bucket, Key=key, Body=video_bytes, ContentType="video/mp4")
 
-    import pxt_assets as pxt
 
     pxt.drop_dir('cloud_demo', force=True)
     pxt.create_dir('cloud_demo')
