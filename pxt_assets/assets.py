@@ -35,7 +35,8 @@ from pxt_assets.spec import ColumnSpec, TableSpec
 TABLE_IO = "pxt_table_io"
 MEDIA_IO = "pxt_media_io"
 
-_WORKERS = max(2, min(8, (os.cpu_count() or 2) * 2))
+# Rows wait on storage most of the time (downloads, uploads): more threads than cores keep both busy.
+_WORKERS = max(8, min(16, (os.cpu_count() or 2) * 4))
 _PROGRESS_EVERY_S = 5.0
 
 

@@ -207,9 +207,15 @@ class S3Store(ObjectStore):
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
         loc = parse(uri)
         client = self.clients_for(loc).data
-        extra = {"ContentType": content_type or content_type_for(uri)}
+        ctype = content_type or content_type_for(uri)
+        if src.stat().st_size < _TRANSFER.multipart_threshold:
+            # One streamed PUT: upload_file would build a transfer manager (and its threads) per file.
+            with open(src, "rb") as body:
+                self._call("cannot upload to", uri, client.put_object, Bucket=loc.bucket, Key=loc.key, Body=body,
+                           ContentType=ctype)
+            return
         self._call("cannot upload to", uri, client.upload_file, str(src), loc.bucket, loc.key,
-                   ExtraArgs=extra, Config=_TRANSFER)
+                   ExtraArgs={"ContentType": ctype}, Config=_TRANSFER)
 
     def exists(self, uri: str) -> bool:
         loc = parse(uri)
