@@ -322,8 +322,9 @@ class MediaTable:
         return lifecycle.delete_batch(self, batch, instance=instance)
 
     def drop_column(self, name: str, *, instance: dg.DagsterInstance | None = None) -> int:
-        """Drop a computed column: every file it wrote (in every batch, from the recorded locations) and its
-        stored values. Returns the number of files deleted."""
+        """Drop a column (not one other columns read): every file it wrote (in every batch, from the recorded
+        locations) and its stored values. For a table declared in code, remove it from the code as well.
+        Returns the number of files deleted."""
         from pxt_assets import lifecycle
 
         deleted = lifecycle.drop_column(self, name, instance=instance)
