@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import functools
 import os
 import threading
 import pathlib
@@ -289,8 +290,15 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return Settings(home=home, config_path=config_path, **values, sources=types.MappingProxyType(sources))
 
 
+# Only these variables can change the settings: looking them up is much cheaper than scanning os.environ.
+_ENV_NAMES = ('PIXELTABLE_HOME', 'PIXELTABLE_CONFIG', *(k.env_var for k in _KEYS))
 _CURRENT: tuple[tuple[Any, ...], Settings] | None = None
 _CURRENT_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _config_file(home: str | None, config: str | None) -> str:
+    return config or os.path.join(os.path.expanduser(home or '~/.pixeltable'), 'config.toml')
 
 
 def current_settings() -> Settings:
@@ -300,9 +308,8 @@ def current_settings() -> Settings:
     stat() of the config file instead of parsing TOML each time.
     """
     global _CURRENT
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(('PIXELTABLE_', 'AZURE_STORAGE_'))))
-    home = os.environ.get('PIXELTABLE_HOME') or '~/.pixeltable'
-    config = os.environ.get('PIXELTABLE_CONFIG') or str(pathlib.Path(home).expanduser() / 'config.toml')
+    env = tuple(os.environ.get(name) for name in _ENV_NAMES)
+    config = _config_file(env[0], env[1])
     try:
         stat = os.stat(config)
         stamp: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)

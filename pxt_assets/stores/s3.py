@@ -16,13 +16,16 @@ with SigV2. Clients are built once per (endpoint, profile, region) and shared by
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
+import hmac
 import logging
 import pathlib
 import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -111,6 +114,8 @@ def _profile_endpoint(profile: str) -> str | None:
 class _Clients:
     data: Any
     presign: Any
+    session: Any = None
+    signers: dict = field(default_factory=dict)  # bucket -> _QuerySigner
 
 
 @retry(
@@ -175,7 +180,7 @@ class S3Store(ObjectStore):
             config=Config(signature_version="s3v4"),
         )
         log.debug("S3 clients for endpoint=%s profile=%s region=%s", endpoint, profile, region)
-        return _Clients(data, presign)
+        return _Clients(data, presign, session)
 
     def _call(self, what: str, uri: str, fn, *args, **kwargs):
         with self._translated(what, uri):
@@ -269,7 +274,74 @@ class S3Store(ObjectStore):
     def presign(self, uri: str, expiration_seconds: int) -> str:
         check_expiration(expiration_seconds)
         loc = parse(uri)
-        # SigV4 query signing is pure computation: no request is made.
-        return self.clients_for(loc).presign.generate_presigned_url(
-            "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=int(expiration_seconds)
-        )
+        clients = self.clients_for(loc)
+        signer = clients.signers.get(loc.bucket)
+        if signer is None:
+            signer = clients.signers[loc.bucket] = _QuerySigner.learn(clients, loc.bucket)
+        if signer is None:  # not a SigV4 URL botocore would make: let botocore do it
+            return clients.presign.generate_presigned_url(
+                "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=int(expiration_seconds))
+        return signer.sign(loc.key, int(expiration_seconds))
+
+
+class _QuerySigner:
+    """SigV4 query-string signing for GET, as botocore's S3 presigner does it, without its per-call request
+    machinery (about 20 times faster). botocore still decides everything but the signature: the URL base
+    (endpoint, addressing style) and the region are learnt once per bucket from one URL it presigned.
+    Pure computation: no network call."""
+
+    def __init__(self, session: Any, base: str, host: str, path_prefix: str, region: str) -> None:
+        self.session, self.base, self.host, self.path_prefix, self.region = session, base, host, path_prefix, region
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    @classmethod
+    def learn(cls, clients: _Clients, bucket: str) -> "_QuerySigner | None":
+        probe = clients.presign.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"},
+                                                       ExpiresIn=60)
+        parts = urllib.parse.urlsplit(probe)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        if (clients.session is None or query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256"
+                or not parts.path.endswith("/k")):
+            return None
+        region = query["X-Amz-Credential"].split("/")[2]
+        return cls(clients.session, f"{parts.scheme}://{parts.netloc}", parts.netloc, parts.path[:-1], region)
+
+    def _signing_key(self, secret: str, date: str) -> bytes:
+        key = self._keys.get((secret, date))
+        if key is None:
+            k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
+            for part in (self.region, "s3", "aws4_request"):
+                k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+            key = self._keys[(secret, date)] = k
+        return key
+
+    def sign(self, key: str, expires: int, now: datetime.datetime | None = None) -> str:
+        creds = self.session.get_credentials()
+        if creds is None:
+            raise StoreError("cannot presign: no AWS credentials found (environment, profile or role)",
+                             kind="access_denied")
+        frozen = creds.get_frozen_credentials()
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        scope = f"{amz_date[:8]}/{self.region}/s3/aws4_request"
+        params = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"{frozen.access_key}/{scope}",
+            "X-Amz-Date": amz_date,
+            "X-Amz-Expires": str(expires),
+            "X-Amz-SignedHeaders": "host",
+        }
+        if frozen.token:
+            params["X-Amz-Security-Token"] = frozen.token
+        query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
+        path = self.path_prefix + urllib.parse.quote(key, safe="/~")
+        canonical = f"GET\n{path}\n{query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(frozen.secret_key, amz_date[:8]), to_sign.encode(),
+                             hashlib.sha256).hexdigest()
+        return f"{self.base}{path}?{query}&X-Amz-Signature={signature}"
+
+
+def _q(value: str) -> str:
+    return urllib.parse.quote(value, safe="-_.~")
+
