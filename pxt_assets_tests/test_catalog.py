@@ -104,3 +104,32 @@ def test_catalog_rules_create_drop_and_list(pxt_home, capsys):
         pxt.get_table("d1/t")
     doc = json.loads(json.dumps(again._doc()))
     assert doc["path"] == "d1/t" and doc["columns"][0]["type"] == "Image"
+
+
+def test_a_notebook_table_appears_in_dagster_dev_after_a_reload(tmp_path, monkeypatch):
+    from pxt_assets_tests.test_cli_and_ui import ASSETS_QUERY, PxtEnv, graphql, start_dagster_dev, stop
+
+    home, dagster_home = tmp_path / "pixeltable", tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "PXT_", "DAGSTER_"))}
+    env.update(PIXELTABLE_HOME=str(home), DAGSTER_HOME=str(dagster_home))
+    proc, port, _ = start_dagster_dev(PxtEnv(tmp_path, home, dagster_home, env))
+    try:
+        before = {tuple(n["assetKey"]["path"]) for n in graphql(port, ASSETS_QUERY)["assetNodes"]}
+        assert not any(k[0] == "notebook" for k in before)
+        # the notebook: same PIXELTABLE_HOME, another process
+        monkeypatch.setenv("PIXELTABLE_HOME", str(home))
+        monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+        pxt.create_dir("notebook")
+        t = pxt.create_table("notebook/shots", {"img": pxt.Image})
+        t.add_computed_column(small=t.img.thumbnail((16, 16)))
+        reload = graphql(port, 'mutation { reloadRepositoryLocation(repositoryLocationName: "pxt_assets") '
+                               "{ __typename } }")
+        assert reload["reloadRepositoryLocation"]["__typename"] == "WorkspaceLocationEntry"
+        nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(port, ASSETS_QUERY)["assetNodes"]}
+        assert ("notebook", "shots", "img") in nodes and ("notebook", "shots", "small") in nodes
+        assert nodes[("notebook", "shots", "small")]["dependencyKeys"] == [{"path": ["notebook", "shots", "img"]}]
+        assert nodes[("notebook", "shots", "small")]["groupName"] == "notebook__shots"
+    finally:
+        stop(proc)

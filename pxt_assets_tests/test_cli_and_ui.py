@@ -464,15 +464,26 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_workspace_yaml_loads_asset_graph_with_lineage(pxt_env: PxtEnv) -> None:
+def start_dagster_dev(env: PxtEnv) -> tuple[subprocess.Popen, int, pathlib.Path]:
+    """`dagster dev -w workspace.yaml` on a free 127.0.0.1 port in its own session, logging to a file;
+    returns once the code location is loaded. Stop it with stop()."""
     port = free_port()
-    log = pxt_env.root / "dagster_dev.log"
+    log = env.root / "dagster_dev.log"
     with log.open("w") as out:
         proc = subprocess.Popen([str(DAGSTER), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
-                                cwd=REPO, env=pxt_env.env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO, env=env.env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_until_loaded(proc, port, log)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, port, log
+
+
+def test_workspace_yaml_loads_asset_graph_with_lineage(pxt_env: PxtEnv) -> None:
+    proc, port, log = start_dagster_dev(pxt_env)
+    try:
         entries = graphql(port, WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
         assert [(e["name"], e["locationOrLoadError"]["__typename"]) for e in entries] == \
             [("pxt_assets", "RepositoryLocation")], entries

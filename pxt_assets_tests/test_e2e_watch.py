@@ -3,14 +3,13 @@ row with its computed columns and a presigned serving URL, without anyone clicki
 
 from __future__ import annotations
 
-import subprocess
 import time
 import urllib.request
 
 import pandas as pd
 
 from pxt_assets_tests.conftest import SAMPLES, unique_bucket
-from pxt_assets_tests.test_cli_and_ui import DAGSTER, REPO, free_port, pxt_env, stop, wait_until_loaded  # noqa: F401
+from pxt_assets_tests.test_cli_and_ui import pxt_env, start_dagster_dev, stop  # noqa: F401
 
 ROW_TIMEOUT_S = 300  # sensor interval + run launch by the daemon (seconds each) on a loaded 2-core machine
 
@@ -24,14 +23,8 @@ def test_object_put_in_a_watched_bucket_becomes_a_row_without_clicking(pxt_env, 
         AWS_DEFAULT_REGION="us-east-1", PXT_DEMO_DEST=f"s3://{bucket}/demo/",
         PXT_DEMO_WATCH=f"s3://{bucket}/incoming/", PXT_DEMO_WATCH_INTERVAL="5",
     )
-    port = free_port()
-    log = pxt_env.root / "dagster_dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(DAGSTER), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"],
-                                cwd=REPO, env=pxt_env.env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    proc, _, log = start_dagster_dev(pxt_env)
     try:
-        wait_until_loaded(proc, port, log)
         s3.put_object(Bucket=bucket, Key="incoming/cat.jpg", Body=SAMPLES[0].read_bytes(), ContentType="image/jpeg")
         folder = pxt_env.tables / "serving_url"
         deadline = time.monotonic() + ROW_TIMEOUT_S

@@ -176,15 +176,20 @@ def test_automation_materializes_new_batches_but_backfills_a_new_column_only_on_
     t = pxt.MediaTable("auto/media", {"img": pxt.Image})
     t.add_computed_column(width=t.img.width)
     first = t.insert(img=str(SAMPLES[0]), instance=instance)
+    width = dg.AssetKey(["auto", "media", "width"])
+    # the automation sensor ticks all along: one tick before the new batch, one after each change
+    result = dg.evaluate_automation_conditions(defs=t.definitions(), instance=instance)
+    assert result.get_num_requested(width) == 0
     # a new batch whose source alone was materialized (as from the UI): automation requests its columns
     key = "manual-batch"
     t.table_store().write_manifest(t.spec, key, [{"img": str(SAMPLES[1])}])
     instance.add_dynamic_partitions("auto__media__batches", [key])
+    result = dg.evaluate_automation_conditions(defs=t.definitions(), instance=instance, cursor=result.cursor)
+    assert result.get_num_requested(width) == 0  # its source is still missing
     job = t.definitions().resolve_job_def(batch_job_name(t.spec))
     source_only = job.get_subset(asset_selection={dg.AssetKey(["auto", "media", "img"])})
     assert source_only.execute_in_process(instance=instance, partition_key=key).success
-    result = dg.evaluate_automation_conditions(defs=t.definitions(), instance=instance)
-    width = dg.AssetKey(["auto", "media", "width"])
+    result = dg.evaluate_automation_conditions(defs=t.definitions(), instance=instance, cursor=result.cursor)
     assert result.get_requested_partitions(width) == {key}
 
     # a column added to a table with batches is not materialized for them on its own...
