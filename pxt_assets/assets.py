@@ -199,6 +199,8 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
                 lambda i: _ingest_value(col, writer, reader, row_id(batch, i), rows[i].get(col.name)),
                 len(rows), progress,
             )
+            if writer is not None:
+                writer.flush()
             for i, r in enumerate(records):
                 if r["error"] is not None:
                     bad_rows.add(i)
@@ -319,6 +321,8 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
 
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
     results = _map_rows(process, len(row_ids), progress)
+    for writer in writers.values():
+        writer.flush()  # every uploaded file is in the cache before the rows are recorded
     frames = {c.name: _frame([r[c.name] for r in results], c) for c in selected}
     for col in selected:
         errs = int(frames[col.name]["error"].notna().sum())
