@@ -12,7 +12,7 @@ import pandas as pd
 from pxt_assets import assets as asset_builder
 from pxt_assets import stores
 from pxt_assets.config import Settings, load_settings
-from pxt_assets.evaluate import Row
+from pxt_assets.evaluate import Row, is_missing
 from pxt_assets.io_managers import MediaIOManager, TableIOManager, destinations
 from pxt_assets.io_managers.table_store import TableStore, new_batch_key
 from pxt_assets.media import ColumnType
@@ -437,7 +437,7 @@ class Query:
         spec = self.table.spec
         out: dict[str, list[Any]] = {name: [] for name, _ in self.items}
         for rec in stored.to_dict("records"):
-            values = {c: (None if _isna(rec.get(c)) else rec.get(c)) for c in spec.columns}
+            values = {c: (None if is_missing(rec.get(c)) else rec.get(c)) for c in spec.columns}
             errors = {c: rec[f"_err_{c}"] for c in spec.columns if isinstance(rec.get(f"_err_{c}"), str)}
             errortypes = {c: rec[f"_errtype_{c}"] for c in errors}
             row = Row(spec, reader, rec["row_id"], values, errors, errortypes)
@@ -461,9 +461,6 @@ def _root_message(error: Any) -> str:
         error = error.cause
     return error.message.strip()
 
-
-def _isna(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
 
 
 def definitions(*tables: MediaTable, resources: dict[str, Any] | None = None) -> dg.Definitions:

@@ -26,7 +26,7 @@ import pandas as pd
 import PIL.Image
 
 from pxt_assets import stores
-from pxt_assets.evaluate import Row, RowError, error_kind
+from pxt_assets.evaluate import Row, RowError, error_kind, is_missing
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager, empty_frame
 from pxt_assets.io_managers.table_store import row_id
 from pxt_assets.media import suffix_of
@@ -280,9 +280,9 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
         values, errors, errortypes, versions = {}, {}, {}, {}
         for name, f in by_col.items():
             rec = f.loc[rid]
-            values[name] = None if _isna(rec["value"]) else rec["value"]
-            versions[name] = None if _isna(rec.get("version")) else rec.get("version")
-            if not _isna(rec["error"]):
+            values[name] = None if is_missing(rec["value"]) else rec["value"]
+            versions[name] = None if is_missing(rec.get("version")) else rec.get("version")
+            if not is_missing(rec["error"]):
                 errors[name], errortypes[name] = rec["error"], rec["errortype"]
         row = Row(spec, reader, rid, values, errors, errortypes)
         out: dict[str, dict[str, Any]] = {}
@@ -292,8 +292,8 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
             before = previous.get(col.name)
             if before is not None and rid in before.index:
                 old = before.loc[rid]
-                if old["version"] == fingerprint and _isna(old["error"]):
-                    rec = {k: (None if _isna(v) else v) for k, v in old.items()} | {"row_id": rid}
+                if old["version"] == fingerprint and is_missing(old["error"]):
+                    rec = {k: (None if is_missing(v) else v) for k, v in old.items()} | {"row_id": rid}
                     row.stored[col.name] = rec["value"]
                     out[col.name] = rec
                     with skipped_lock:
@@ -331,9 +331,6 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
                  f"skipped {skipped[col.name]} unchanged rows")
     return frames
 
-
-def _isna(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
 
 
 def _fingerprint(col: ColumnSpec, row: Row, versions: dict[str, Any]) -> str:

@@ -15,6 +15,11 @@ from pxt_assets.media import MediaReader
 from pxt_assets.spec import Call, ColumnRef, Expr, Literal, Prop, TableSpec
 
 
+def is_missing(value: Any) -> bool:
+    """None or NaN: how a missing value comes back from a Parquet row frame."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
 class RowError(Exception):
     """A value could not be computed for a row. `kind` is stable: upstream_error, not_found, decode_error, ..."""
 
