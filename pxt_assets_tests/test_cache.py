@@ -497,7 +497,6 @@ def test_pin_of_killed_process_does_not_block_eviction(tmp_path: pathlib.Path, w
     assert_consistent(cache)
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="zombie detection reads /proc")
 def test_pin_of_killed_but_unreaped_process_does_not_block_eviction(tmp_path: pathlib.Path, workers) -> None:
     cache_dir, url = tmp_path / "cache", "https://h/held"
     holder = workers("pin", cache_dir, 100, url, 40, tmp_path / "log")
