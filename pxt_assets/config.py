@@ -296,6 +296,18 @@ _CURRENT: tuple[tuple[Any, ...], Settings] | None = None
 _CURRENT_LOCK = threading.Lock()
 
 
+def _env_values() -> tuple[str | bytes | None, ...]:
+    """The values of _ENV_NAMES, compared to know whether settings must be re-read (not used as values)."""
+    data = getattr(os.environ, '_data', None)
+    if isinstance(data, dict) and os.name == 'posix':
+        # os.environ.get() raises and catches KeyError for every unset name: storage calls this per operation.
+        return tuple(data.get(name) for name in _ENV_NAMES_BYTES)
+    return tuple(os.environ.get(name) for name in _ENV_NAMES)
+
+
+_ENV_NAMES_BYTES = tuple(os.fsencode(name) for name in _ENV_NAMES)
+
+
 @functools.lru_cache(maxsize=64)
 def _config_file(home: str | None, config: str | None) -> str:
     return config or os.path.join(os.path.expanduser(home or '~/.pixeltable'), 'config.toml')
@@ -308,8 +320,8 @@ def current_settings() -> Settings:
     stat() of the config file instead of parsing TOML each time.
     """
     global _CURRENT
-    env = tuple(os.environ.get(name) for name in _ENV_NAMES)
-    config = _config_file(env[0], env[1])
+    env = _env_values()
+    config = _config_file(*(None if v is None else os.fsdecode(v) for v in env[:2]))
     try:
         stat = os.stat(config)
         stamp: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import time
 import urllib.parse
 import urllib.request
@@ -205,14 +206,15 @@ def test_fast_presigner_signs_exactly_as_botocore(s3_env, bucket, monkeypatch, t
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: fixed)
     store = S3Store()
     keys = ["dir/a.jpg", "with space/and+plus/ü-ñ.png", "tilde~/x=y&z.jpg", "deep/" * 5 + "f.jpg"]
-    for key in keys:
+    # alternating expiries within one second: the per-second query memo must not leak from one to the other
+    for key, expires in itertools.product(keys, (900, 60)):
         uri = f"s3://{bucket}/{key}"
         loc = parse(uri)
         clients = store.clients_for(loc)
         reference = clients.presign.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                                            ExpiresIn=900)
-        store.presign(uri, 900)  # learns the bucket's signer
-        ours = clients.signers[bucket].sign(key, 900, now=fixed.replace(tzinfo=datetime.timezone.utc))
+                                                            ExpiresIn=expires)
+        store.presign(uri, expires)  # learns the bucket's signer
+        ours = clients.signers[bucket].sign(key, expires, now=fixed.replace(tzinfo=datetime.timezone.utc))
         ref, got = urllib.parse.urlsplit(reference), urllib.parse.urlsplit(ours)
         assert (got.scheme, got.netloc, got.path) == (ref.scheme, ref.netloc, ref.path)
         assert query_params(ours) == query_params(reference)  # same signature, same parameters

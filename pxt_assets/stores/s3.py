@@ -23,6 +23,7 @@ import logging
 import pathlib
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ class S3Location:
 
 def parse(uri: str) -> S3Location:
     """Split an S3-family URI; a malformed one raises StoreError(kind='invalid') naming it."""
+    if uri.startswith("s3://") and "?" not in uri and "#" not in uri:
+        # The common form, split without urlparse (presigning calls this once per URL).
+        bucket, _, key = uri[5:].partition("/")
+        if bucket and _BUCKET.match(bucket):
+            return S3Location("s3", bucket, key.lstrip("/"), "s3://", None, None)
     parsed = urllib.parse.urlparse(uri)
     scheme, host = parsed.scheme.lower(), (parsed.hostname or "").lower()
     if scheme == "s3":
@@ -293,6 +299,7 @@ class _QuerySigner:
     def __init__(self, session: Any, base: str, host: str, path_prefix: str, region: str) -> None:
         self.session, self.base, self.host, self.path_prefix, self.region = session, base, host, path_prefix, region
         self._keys: dict[tuple[str, str], bytes] = {}
+        self._query_memo: tuple | None = None
 
     @classmethod
     def learn(cls, clients: _Clients, bucket: str) -> "_QuerySigner | None":
@@ -321,25 +328,37 @@ class _QuerySigner:
             raise StoreError("cannot presign: no AWS credentials found (environment, profile or role)",
                              kind="access_denied")
         frozen = creds.get_frozen_credentials()
-        now = now or datetime.datetime.now(datetime.timezone.utc)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        scope = f"{amz_date[:8]}/{self.region}/s3/aws4_request"
-        params = {
-            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
-            "X-Amz-Credential": f"{frozen.access_key}/{scope}",
-            "X-Amz-Date": amz_date,
-            "X-Amz-Expires": str(expires),
-            "X-Amz-SignedHeaders": "host",
-        }
-        if frozen.token:
-            params["X-Amz-Security-Token"] = frozen.token
-        query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
-        path = self.path_prefix + urllib.parse.quote(key, safe="/~")
+        if now is None:
+            now = datetime.datetime.fromtimestamp(int(time.time()), datetime.timezone.utc)
+        # Everything but the path and the signature is the same for every URL signed in the same second
+        # with the same credentials and expiry: built once, not per URL.
+        memo_key = (now, expires, frozen)
+        memo = self._query_memo
+        if memo is None or memo[0] != memo_key:
+            amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+            scope = f"{amz_date[:8]}/{self.region}/s3/aws4_request"
+            params = {
+                "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+                "X-Amz-Credential": f"{frozen.access_key}/{scope}",
+                "X-Amz-Date": amz_date,
+                "X-Amz-Expires": str(expires),
+                "X-Amz-SignedHeaders": "host",
+            }
+            if frozen.token:
+                params["X-Amz-Security-Token"] = frozen.token
+            query = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted(params.items()))
+            head = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
+            memo = self._query_memo = (memo_key, query, head, self._signing_key(frozen.secret_key, amz_date[:8]))
+        _, query, head, signing_key = memo
+        path = self.path_prefix + (key if _PLAIN_KEY.match(key) else urllib.parse.quote(key, safe="/~"))
         canonical = f"GET\n{path}\n{query}\nhost:{self.host}\n\nhost\nUNSIGNED-PAYLOAD"
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(self._signing_key(frozen.secret_key, amz_date[:8]), to_sign.encode(),
-                             hashlib.sha256).hexdigest()
+        to_sign = head + hashlib.sha256(canonical.encode()).hexdigest()
+        signature = hmac.digest(signing_key, to_sign.encode(), "sha256").hex()
         return f"{self.base}{path}?{query}&X-Amz-Signature={signature}"
+
+
+# Keys made only of characters SigV4 leaves unescaped in a path need no quoting.
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9\-_.~/]*$")
 
 
 def _q(value: str) -> str:
