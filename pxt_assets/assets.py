@@ -266,12 +266,13 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     row_ids = list(stored[spec.source_columns()[0].name]["row_id"])
     writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.is_media}
     reader = media_io.reader()
-    by_col = {name: f.set_index("row_id") for name, f in stored.items()}
+    # Plain dicts by row id: a pandas .loc per row and column cost more than computing some columns.
+    by_col = {name: _records_by_row(f) for name, f in stored.items()}
     previous = {}
     for col in selected:
         frame = store.read_column(spec, col.name, batch)
         if frame is not None and "version" in frame:
-            previous[col.name] = frame.set_index("row_id")
+            previous[col.name] = _records_by_row(frame)
     skipped = {c.name: 0 for c in selected}
     skipped_lock = threading.Lock()
 
@@ -279,7 +280,7 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
         rid = row_ids[i]
         values, errors, errortypes, versions = {}, {}, {}, {}
         for name, f in by_col.items():
-            rec = f.loc[rid]
+            rec = f[rid]
             values[name] = None if is_missing(rec["value"]) else rec["value"]
             versions[name] = None if is_missing(rec.get("version")) else rec.get("version")
             if not is_missing(rec["error"]):
@@ -290,10 +291,10 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
             fingerprint = _fingerprint(col, row, versions)
             versions[col.name] = fingerprint
             before = previous.get(col.name)
-            if before is not None and rid in before.index:
-                old = before.loc[rid]
+            old = before.get(rid) if before is not None else None
+            if old is not None:
                 if old["version"] == fingerprint and is_missing(old["error"]):
-                    rec = {k: (None if is_missing(v) else v) for k, v in old.items()} | {"row_id": rid}
+                    rec = {k: (None if is_missing(v) else v) for k, v in old.items()}
                     row.stored[col.name] = rec["value"]
                     out[col.name] = rec
                     with skipped_lock:
@@ -331,6 +332,10 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
                  f"skipped {skipped[col.name]} unchanged rows")
     return frames
 
+
+
+def _records_by_row(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    return {r["row_id"]: r for r in frame.to_dict("records")}
 
 
 def _fingerprint(col: ColumnSpec, row: Row, versions: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ Layout under the cache directory (``$PIXELTABLE_HOME/file_cache``)::
     index.db.lock       serialises creation of the schema
     files/<key><suffix> cached files; key = sha256 of the full URL
     tmp/<ns>-<pid>-...  files being written (fetch or put), renamed into files/ when complete
-    locks/<key>.lock    one lock per URL, held while it is fetched, so it is downloaded only once
+    locks/<kkk>.lock    held while a URL whose key starts with kkk is fetched, so it is downloaded once
 
 The index is the only source of truth for sizes and recency, so evicting never lists the directory. Every
 change to the index happens in a ``BEGIN IMMEDIATE`` transaction, and files are deleted and renamed into
@@ -45,6 +45,9 @@ LOW_WATER_FRACTION = 0.9
 _BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA_VERSION = 1
+
+# 16**3 = 4096 lock files at most under locks/ (see _fetch_lock).
+_LOCK_STRIPE_DIGITS = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -273,44 +276,97 @@ class FileCache:
         `src` may be a path (copied, or moved when `move=True`) or bytes. The file appears atomically,
         replaces any cached file for `url`, and may trigger eviction of other files. Returns the cached path.
         """
+        return self.put_many([(url, src, suffix)], move=move)[0]
+
+    def put_many(
+        self, items: list[tuple[str, pathlib.Path | bytes, str]], *, move: bool = False
+    ) -> list[pathlib.Path]:
+        """`put` for several (url, src, suffix) at once, published in one index transaction: how a writer
+        that has just uploaded a stream of files fills the cache without taking the index once per file."""
+        paths, size = self._add(items, move=move)
+        self._count(bytes_added=size)
+        return paths
+
+    def _add(self, items: list[tuple[str, pathlib.Path | bytes, str]], *, move: bool) -> tuple[list[pathlib.Path], int]:
+        """Stage files in tmp/ and publish them in one transaction; returns their paths and total size."""
+        staged: list[tuple[str, str, str, pathlib.Path, int, pathlib.Path | bytes, bool]] = []
+        paths: list[pathlib.Path] = []
+        try:
+            for url, src, suffix in items:
+                _check_suffix(suffix)
+                tmp = self._new_temp_path(suffix)
+                try:
+                    if isinstance(src, (bytes, bytearray, memoryview)):
+                        tmp.write_bytes(src)
+                    elif move:
+                        # shutil.move falls back to copy + delete when src is on another filesystem.
+                        shutil.move(os.fspath(src), tmp)
+                    else:
+                        shutil.copyfile(src, tmp)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+                moved = move and not isinstance(src, (bytes, bytearray, memoryview))
+                staged.append((url, cache_key(url), suffix, tmp, tmp.stat().st_size, src, moved))
+            # No fetch lock: the index transaction orders a put against a concurrent fetch of the same URL,
+            # and whichever publishes second keeps the name the first one recorded.
+            with self._publishing_many() as publish:
+                conn = publish.conn
+                for url, key, suffix, tmp, size, _, _ in staged:
+                    row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
+                    # Keep an existing entry's name: readers may hold that path, and a second name would leak.
+                    rel = row[0] if row else self._relpath(key, suffix)
+                    conn.execute(
+                        "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
+                        (key, url, rel, size, _next_use_time(conn)),
+                    )
+                    paths.append(publish.move(tmp, self.directory / rel))
+                total = _total(conn)
+        except BaseException:
+            for _, _, _, tmp, _, src, moved in staged:
+                if moved:
+                    # Give the caller's file back rather than destroy it.
+                    with contextlib.suppress(OSError):
+                        shutil.move(tmp, os.fspath(src))  # type: ignore[arg-type]
+                tmp.unlink(missing_ok=True)
+            raise
+        _logger.debug("cache added %d files", len(staged))
+        if total > self.max_bytes:
+            self._evict(self.low_water_bytes, protect={item[1] for item in staged})
+        return paths, sum(item[4] for item in staged)
+
+    def fetch_bytes(self, url: str, fetch: Callable[[], bytes], *, suffix: str = "") -> bytes:
+        """The bytes of `url`, for media read whole (images): from the cache, or fetched with `fetch()` and
+        added to it. As with `pinned()`, a URL missing from the cache is fetched once however many threads and
+        processes ask at the same time. No pin is taken: the file is read in one go, and a file evicted
+        between the index look-up and the read is simply fetched again."""
         _check_suffix(suffix)
         key = cache_key(url)
-        tmp = self._new_temp_path(suffix)
-        moved = False
+        data = self._read_cached(key)
+        if data is None:
+            with self._fetch_lock(key):
+                data = self._read_cached(key)  # fetched by someone else while we waited?
+                if data is None:
+                    self._count(misses=1)
+                    data = fetch()
+                    self._add([(url, data, suffix)], move=False)
+                    self._count(bytes_downloaded=len(data))
+                    return data
+        self._count(hits=1)
+        with self._transaction() as conn:
+            conn.execute("UPDATE entries SET last_used = ? WHERE key = ?", (_next_use_time(conn), key))
+        return data
+
+    def _read_cached(self, key: str) -> bytes | None:
+        with self._connection() as conn:  # a read: WAL readers take no lock
+            row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
         try:
-            if isinstance(src, (bytes, bytearray, memoryview)):
-                tmp.write_bytes(src)
-            elif move:
-                # shutil.move falls back to copy + delete when src is on another filesystem.
-                shutil.move(os.fspath(src), tmp)
-                moved = True
-            else:
-                shutil.copyfile(src, tmp)
-            size = tmp.stat().st_size
-            with self._fetch_lock(key), self._publishing(tmp) as publish:
-                conn = publish.conn
-                row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
-                # Keep an existing entry's name: readers may hold that path, and a second name would leak.
-                rel = row[0] if row else self._relpath(key, suffix)
-                conn.execute(
-                    "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
-                    (key, url, rel, size, _next_use_time(conn)),
-                )
-                total = _total(conn)
-                path = publish.to(self.directory / rel)
-        except BaseException:
-            if moved:
-                # Give the caller's file back rather than destroy it.
-                with contextlib.suppress(OSError):
-                    shutil.move(tmp, os.fspath(src))
-            tmp.unlink(missing_ok=True)
-            raise
-        self._count(bytes_added=size)
-        _logger.debug("cache put %s (%d bytes) -> %s", url, size, path.name)
-        if total > self.max_bytes:
-            self._evict(self.low_water_bytes, protect=key)
-        return path
+            return (self.directory / row[0]).read_bytes()
+        except FileNotFoundError:
+            return None  # evicted (or deleted) since the look-up: a miss
 
     def contains(self, url: str) -> bool:
         """Whether the file for `url` is in the cache now (it may be evicted right after, unless pinned)."""
@@ -375,15 +431,19 @@ class FileCache:
                 fetch(tmp)
                 size = tmp.stat().st_size
                 rel = self._relpath(key, suffix)
-                with self._publishing(tmp) as publish:
+                with self._publishing_many() as publish:
                     conn = publish.conn
+                    row = conn.execute("SELECT path FROM entries WHERE key = ?", (key,)).fetchone()
+                    if row is not None:  # put() by a writer while we fetched: keep its name
+                        rel = row[0]
                     conn.execute(
-                        "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
                         (key, url, rel, size, _next_use_time(conn)),
                     )
                     self._insert_pin(conn, key, token)
                     total = _total(conn)
-                    publish.to(self.directory / rel)
+                    publish.move(tmp, self.directory / rel)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -409,8 +469,8 @@ class FileCache:
 
     # --- eviction ----------------------------------------------------------------------------------
 
-    def _evict(self, target_bytes: int, protect: str | None = None) -> int:
-        """Evict LRU unpinned entries (never `protect`) until the total is at most `target_bytes`."""
+    def _evict(self, target_bytes: int, protect: set[str] | frozenset[str] = frozenset()) -> int:
+        """Evict LRU unpinned entries (never those in `protect`) until the total is at most `target_bytes`."""
         evicted: list[tuple[str, int]] = []
         with self._transaction() as conn:
             total = _total(conn)
@@ -419,14 +479,15 @@ class FileCache:
             self._drop_stale_pins(conn)
             candidates = conn.execute(
                 "SELECT key, path, size FROM entries e"
-                " WHERE NOT EXISTS (SELECT 1 FROM pins p WHERE p.key = e.key) AND e.key IS NOT ?"
+                " WHERE NOT EXISTS (SELECT 1 FROM pins p WHERE p.key = e.key)"
                 " ORDER BY last_used",
-                (protect,),
             )
             victims: list[tuple[str, str, int]] = []
             for key, rel, size in candidates:
                 if total <= target_bytes:
                     break
+                if key in protect:
+                    continue
                 victims.append((key, rel, size))
                 total -= size
             candidates.close()
@@ -457,18 +518,18 @@ class FileCache:
     # --- files and locks ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _publishing(self, tmp: pathlib.Path) -> Iterator[_Publish]:
-        """A write transaction that ends by renaming `tmp` into the cache (call ``.to(path)`` last in it).
+    def _publishing_many(self) -> Iterator[_Publish]:
+        """A write transaction that renames temp files into the cache (``.move(tmp, path)``, last in it).
 
-        The rename happens while the index is write-locked, so no reader sees the entry without its file
-        and no evictor sees the file without its entry. If the transaction then fails to commit, the renamed
-        file is removed: the index must not miss a file (it would never be evicted), and a missing file is
-        just fetched again.
+        The renames happen while the index is write-locked, so no reader sees an entry without its file and
+        no evictor sees a file without its entry. If the transaction then fails to commit, the renamed files
+        are removed: the index must not miss a file (it would never be evicted), and a missing file is just
+        fetched again.
         """
         publish: _Publish | None = None
         try:
             with self._transaction() as conn:
-                publish = _Publish(conn, tmp)
+                publish = _Publish(conn)
                 yield publish
         except BaseException:  # the body's error, or a failed COMMIT
             if publish is not None:
@@ -504,7 +565,9 @@ class FileCache:
             lock, users = self._key_locks.setdefault(key, (threading.Lock(), [0]))
             users[0] += 1
         try:
-            with lock, filelock.FileLock(self._locks_dir / f"{key}.lock"):
+            # Lock files are shared by stripes of keys (the first hex digits): a bounded set of files instead
+            # of one per URL ever cached. Two URLs of one stripe fetched at once wait for each other.
+            with lock, filelock.FileLock(self._locks_dir / f"{key[:_LOCK_STRIPE_DIGITS]}.lock"):
                 yield
         finally:
             with self._key_locks_guard:
@@ -572,21 +635,20 @@ class FileCache:
 
 
 class _Publish:
-    """The final rename of a file into the cache, undone if its transaction does not commit."""
+    """The final renames of files into the cache, undone if their transaction does not commit."""
 
-    def __init__(self, conn: sqlite3.Connection, tmp: pathlib.Path) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._tmp = tmp
-        self._dest: pathlib.Path | None = None
+        self._moved: list[pathlib.Path] = []
 
-    def to(self, dest: pathlib.Path) -> pathlib.Path:
-        os.replace(self._tmp, dest)
-        self._dest = dest
+    def move(self, tmp: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+        os.replace(tmp, dest)
+        self._moved.append(dest)
         return dest
 
     def undo(self) -> None:
-        if self._dest is not None:
-            self._dest.unlink(missing_ok=True)
+        for dest in self._moved:
+            dest.unlink(missing_ok=True)
 
 
 def _namespace_tag(ns: str) -> str:

@@ -6,6 +6,7 @@ the row), and released when the row is done, so a step never holds a batch of de
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import PIL.Image
@@ -72,13 +73,13 @@ class Row:
         uri = self.stored.get(column)
         if uri is None:
             raise RowError(f"{column} has no value", "missing_value")
-        with self.reader.open(uri) as path:
-            try:
-                with PIL.Image.open(path) as img:
-                    img.load()
-                    decoded = img
-            except (PIL.UnidentifiedImageError, OSError) as e:
-                raise RowError(f"cannot decode {uri}: {e}", "decode_error") from None
+        data = self.reader.read_bytes(uri)  # one read (or one download), decoded from memory
+        try:
+            with PIL.Image.open(io.BytesIO(data)) as img:
+                img.load()
+                decoded = img
+        except (PIL.UnidentifiedImageError, OSError) as e:
+            raise RowError(f"cannot decode {uri}: {e}", "decode_error") from None
         self.objects[column] = decoded
         return decoded
 

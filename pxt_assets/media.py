@@ -91,6 +91,18 @@ class MediaReader:
         with self.cache.pinned(uri, lambda tmp: store.download(uri, tmp), suffix=suffix_of(uri)) as path:
             yield path
 
+    def read_bytes(self, uri: str) -> bytes:
+        """The whole file at `uri` (media decoded whole, such as images): read in place for local files;
+        from the cache for remote ones, or fetched in one request and added to the cache."""
+        store = stores.store_for(uri)
+        local = store.local_path(uri)
+        if local is not None:
+            try:
+                return local.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                raise stores.StoreError(f"file not found: {local}", kind="not_found") from None
+        return self.cache.fetch_bytes(uri, lambda: store.read_bytes(uri), suffix=suffix_of(uri))
+
     def localpath(self, uri: str) -> str:
         """The path of a local copy of `uri` (downloaded to the cache if needed), as `.localpath` reports."""
         store = stores.store_for(uri)

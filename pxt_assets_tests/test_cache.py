@@ -291,6 +291,87 @@ def test_put_bytes_copy_and_move_are_served_without_fetching(tmp_path: pathlib.P
     assert_consistent(cache)
 
 
+def test_fetch_bytes_misses_once_then_serves_the_cached_file(tmp_path: pathlib.Path) -> None:
+    cache = FileCache(tmp_path, 10_000)
+    url = "s3://b/photo.jpg"
+    calls: list[str] = []
+
+    def fetch() -> bytes:
+        calls.append(url)
+        return payload(url, 300)
+
+    assert cache.fetch_bytes(url, fetch, suffix=".jpg") == payload(url, 300)
+    assert cache.fetch_bytes(url, fetch, suffix=".jpg") == payload(url, 300)
+    assert calls == [url]
+    assert (cache.stats.misses, cache.stats.hits, cache.stats.bytes_downloaded) == (1, 1, 300)
+    assert cache.stats.bytes_added == 0  # a download is not a write-through
+    # the same entry serves path readers: no second download
+    with cache.pinned(url, Fetcher()(url), suffix=".jpg") as path:
+        assert path.suffix == ".jpg" and path.read_bytes() == payload(url, 300)
+    assert calls == [url]
+    assert_consistent(cache)
+
+
+def test_fetch_bytes_fetches_again_when_the_file_vanished(tmp_path: pathlib.Path) -> None:
+    cache = FileCache(tmp_path, 10_000)
+    url = "s3://b/gone.jpg"
+    calls = []
+    fetch = lambda: calls.append(1) or payload(url, 50)  # noqa: E731
+    cache.fetch_bytes(url, fetch)
+    cache.path_for(url).unlink()  # deleted behind the cache's back
+    assert cache.fetch_bytes(url, fetch) == payload(url, 50)
+    assert len(calls) == 2
+    assert_consistent(cache)
+
+
+def test_eight_threads_fetching_bytes_of_one_url_download_it_once(tmp_path: pathlib.Path) -> None:
+    cache = FileCache(tmp_path, 10_000)
+    url = "s3://b/popular.jpg"
+    calls: list[int] = []
+    barrier = threading.Barrier(8)
+    results: list[bytes] = []
+
+    def fetch() -> bytes:
+        calls.append(1)
+        time.sleep(0.3)
+        return payload(url, 100)
+
+    def read() -> None:
+        barrier.wait()
+        results.append(cache.fetch_bytes(url, fetch))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1
+    assert results == [payload(url, 100)] * 8
+    assert (cache.stats.misses, cache.stats.hits) == (1, 7)
+    assert_consistent(cache)
+
+
+def test_put_many_publishes_all_or_nothing(tmp_path: pathlib.Path) -> None:
+    cache = FileCache(tmp_path / "cache", 10_000)
+    paths = cache.put_many([(f"s3://b/{i}.jpg", payload(str(i), 10 + i), ".jpg") for i in range(5)])
+    assert [p.read_bytes() for p in paths] == [payload(str(i), 10 + i) for i in range(5)]
+    assert cache.stats.bytes_added == sum(10 + i for i in range(5))
+    # one bad item (a missing source file): none of the batch is added, nothing is left in tmp/
+    with pytest.raises(FileNotFoundError):
+        cache.put_many([("s3://b/x.jpg", b"x" * 10, ".jpg"), ("s3://b/y.jpg", tmp_path / "missing", ".jpg")])
+    assert not cache.contains("s3://b/x.jpg")
+    assert_consistent(cache)
+
+
+def test_lock_files_are_bounded_not_one_per_url(tmp_path: pathlib.Path) -> None:
+    cache = FileCache(tmp_path, 10**9)
+    for i in range(300):
+        cache.fetch_bytes(f"s3://b/{i}.jpg", lambda: b"x")
+    names = [p.name for p in (tmp_path / "locks").iterdir()]
+    assert 0 < len(names) < 300
+    assert all(len(n) == len("abc.lock") for n in names)  # one per 3-hex-digit stripe of keys, 4096 at most
+
+
 def test_put_replaces_an_existing_entry_and_can_trigger_eviction(tmp_path: pathlib.Path) -> None:
     cache = FileCache(tmp_path, 100)
     url = "https://h/a"
@@ -369,6 +450,14 @@ elif mode == "pin":
         say("pinned", path=str(path))
         sys.stdin.readline()
     say("released")
+elif mode == "fetch-bytes":
+    def fetch_bytes():
+        tmp = pathlib.Path(log + f".{os.getpid()}.tmp")
+        fetch(tmp)
+        return tmp.read_bytes()
+    called = time.time()
+    data = cache.fetch_bytes(url, fetch_bytes)
+    say("done", called=called, ok=data == payload(url, size), stats=cache.stats.as_dict())
 elif mode == "die-in-fetch":
     cache.get(url, fetch)
 """
@@ -437,10 +526,11 @@ def fill(cache: FileCache, n: int, size: int) -> None:
         cache.get(url, fetcher(url))
 
 
-def test_two_processes_fetching_one_url_at_once_download_it_once(tmp_path: pathlib.Path, workers) -> None:
+@pytest.mark.parametrize("mode", ["fetch", "fetch-bytes"])
+def test_two_processes_fetching_one_url_at_once_download_it_once(tmp_path: pathlib.Path, workers, mode) -> None:
     cache_dir, log = tmp_path / "cache", tmp_path / "fetches.jsonl"
     url = "https://h/shared.jpg?sig=1"
-    procs = [workers("fetch", cache_dir, 10_000, url, 100, log) for _ in range(2)]
+    procs = [workers(mode, cache_dir, 10_000, url, 100, log) for _ in range(2)]
     for p in procs:
         p.expect("ready")
     for p in procs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import pathlib
+import threading
 import urllib.request
 
 import pytest
@@ -65,18 +66,30 @@ def provider(request, pxt_home) -> Provider:
 
 @pytest.fixture
 def downloads(monkeypatch):
-    """Counts store downloads per URI, at our client layer, for every provider."""
+    """Counts store downloads per URI, at our client layer, for every provider: to a file (download) or into
+    memory (read_bytes, which may itself go through download: counted once)."""
     counts: collections.Counter[str] = collections.Counter()
+    inside = threading.local()
 
     def watch(uri_example: str) -> None:
         store = stores.store_for(uri_example)
-        real = store.download
+        real_download, real_read = store.download, store.read_bytes
 
-        def counting(uri, dest):
+        def download(uri, dest):
+            if not getattr(inside, "read", False):
+                counts[uri] += 1
+            return real_download(uri, dest)
+
+        def read_bytes(uri):
             counts[uri] += 1
-            return real(uri, dest)
+            inside.read = True
+            try:
+                return real_read(uri)
+            finally:
+                inside.read = False
 
-        monkeypatch.setattr(store, "download", counting)
+        monkeypatch.setattr(store, "download", download)
+        monkeypatch.setattr(store, "read_bytes", read_bytes)
 
     counts.watch = watch  # type: ignore[attr-defined]
     return counts

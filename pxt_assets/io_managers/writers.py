@@ -65,12 +65,10 @@ class ColumnWriter:
     def write_bytes(self, row_id: str, data: bytes, ext: str) -> str:
         """Store bytes produced in memory (an encoded image); returns the fileurl."""
         uri = self.store.join(self.destination, self.object_name(row_id, hashlib.sha256(data).hexdigest(), ext))
-        if self.store.remote:
-            with tempfile.NamedTemporaryFile(suffix=ext, delete=False) as tmp:
-                tmp.write(data)
-            self._upload_and_cache(pathlib.Path(tmp.name), uri, owned_tmp=True)
-        else:
-            self.store.write_bytes(data, uri)  # type: ignore[attr-defined]
+        self.store.write_bytes(data, uri, content_type=stores.content_type_for(uri))  # from memory: no temp file
+        if self.store.remote and self.cache is not None:
+            # Write-through (see _upload_and_cache); the filler writes the bytes to the cache.
+            _CacheFiller.for_cache(self.cache).put(uri, data, move=False)
         return uri
 
     def copy_file(self, row_id: str, src: pathlib.Path, ext: str) -> str:
@@ -129,17 +127,18 @@ class ColumnWriter:
 
 
 class _CacheFiller:
-    """Fills the file cache from one thread per cache. Row threads hand over files they have just
-    uploaded and go on; with every row thread taking the cache's write lock itself, they queued behind each
-    other (about a fifth of a batch's time, measured with py-spy). The queue is bounded, so memory and temp
-    space stay bounded too."""
+    """Fills the file cache from one thread per cache. Row threads hand over files (or bytes) they have
+    just uploaded and go on; the filler adds whatever has queued up in one index transaction. With every row
+    thread taking the cache's write lock itself, they queued behind each other (about a fifth of a batch's
+    time, measured with py-spy). The queue is bounded, so memory and temp space stay bounded too."""
 
     _fillers: dict[int, "_CacheFiller"] = {}
     _guard = threading.Lock()
+    _BATCH = 32
 
     def __init__(self, cache: FileCache) -> None:
         self.cache = cache
-        self.queue: queue.Queue = queue.Queue(maxsize=256)
+        self.queue: queue.Queue = queue.Queue(maxsize=64)
         self.thread = threading.Thread(target=self._run, name="pxt-cache-filler", daemon=True)
         self.thread.start()
 
@@ -151,23 +150,32 @@ class _CacheFiller:
                 filler = cls._fillers[id(cache)] = cls(cache)
         return filler
 
-    def put(self, uri: str, local: pathlib.Path, *, move: bool) -> None:
-        self.queue.put((uri, local, move))
+    def put(self, uri: str, src: pathlib.Path | bytes, *, move: bool) -> None:
+        self.queue.put((uri, src, move))
 
     def flush(self) -> None:
         self.queue.join()
 
     def _run(self) -> None:
         while True:
-            uri, local, move = self.queue.get()
+            batch = [self.queue.get()]
+            while len(batch) < self._BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self.cache.put(uri, local, suffix=suffix_of(uri), move=move)
+                for move in (False, True):
+                    items = [(uri, src, suffix_of(uri)) for uri, src, m in batch if m is move]
+                    if items:
+                        self.cache.put_many(items, move=move)
             except Exception as e:  # noqa: BLE001 - the cache is a copy: a failed fill is logged, not fatal
-                log.warning("could not add %s to the file cache: %s", uri, e)
+                log.warning("could not add %d files to the file cache: %s", len(batch), e)
             finally:
-                if move:
-                    local.unlink(missing_ok=True)
-                self.queue.task_done()
+                for uri, src, move in batch:
+                    if move:
+                        pathlib.Path(src).unlink(missing_ok=True)
+                    self.queue.task_done()
 
 
 def _file_digest(path: pathlib.Path) -> str:

@@ -412,18 +412,41 @@ class AzureStore(ObjectStore):
         Large files go up as blocks committed in one final call, so readers see the old blob or the new one,
         never a mix. `content_type` defaults to one guessed from the blob name.
         """
+        ref = self._writable_blob(uri)
+        with open(src, "rb") as f:
+            self._put(ref, uri, f, os.fstat(f.fileno()).st_size, content_type)
+        logger.debug("uploaded %s to %s", src, uri)
+
+    def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
+        """Store `data` at `uri`, replacing any blob there (as `upload`, without a file)."""
+        self._put(self._writable_blob(uri), uri, data, len(data), content_type)
+
+    @staticmethod
+    def _writable_blob(uri: str) -> AzureURI:
         ref = _parse_for_write(uri)
         if not ref.blob or ref.blob.endswith("/"):
             raise _invalid(uri, "it names a container or folder, not a blob")
+        return ref
+
+    def _put(self, ref: AzureURI, uri: str, body: Any, length: int, content_type: str | None) -> None:
         blob, _ = self._blob(ref)
         settings = ContentSettings(content_type=content_type or content_type_for(ref.blob))
         try:
-            with open(src, "rb") as f:
-                blob.upload_blob(f, length=os.fstat(f.fileno()).st_size, overwrite=True,
-                                 content_settings=settings, max_concurrency=_MAX_CONCURRENCY)
+            blob.upload_blob(body, length=length, overwrite=True, content_settings=settings,
+                             max_concurrency=_MAX_CONCURRENCY)
         except AzureError as e:
             raise _error(e, f"writing {uri}", ref) from None
-        logger.debug("uploaded %s to %s as %s", src, uri, settings.content_type)
+
+    def read_bytes(self, uri: str) -> bytes:
+        ref = _parse_blob(uri)
+        blob, one_off = self._blob(ref)
+        try:
+            return blob.download_blob(max_concurrency=_MAX_CONCURRENCY).readall()
+        except AzureError as e:
+            raise _error(e, f"reading {uri}", ref) from None
+        finally:
+            if one_off:
+                blob.close()
 
     def exists(self, uri: str) -> bool:
         """Whether a blob exists at `uri` (False also when its container does not exist)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import os
 import pathlib
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,6 +111,28 @@ class ObjectStore(ABC):
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
         """Store the local file `src` at `uri` (atomically where the provider allows)."""
         raise StoreError(f"{self.provider} URIs are read-only: cannot write {uri}", kind="read_only")
+
+    def read_bytes(self, uri: str) -> bytes:
+        """The whole file at `uri` in memory, in one request where the provider allows (for small media that
+        are decoded whole anyway, such as images). This default goes through `download` and a temp file."""
+        fd, name = tempfile.mkstemp(suffix=pathlib.PurePosixPath(uri.split("?")[0]).suffix[:8])
+        os.close(fd)
+        try:
+            self.download(uri, pathlib.Path(name))
+            return pathlib.Path(name).read_bytes()
+        finally:
+            os.unlink(name)
+
+    def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
+        """Store `data` (produced in memory, such as an encoded image) at `uri`. This default goes through a
+        temp file and `upload`; providers that can send bytes directly override it."""
+        fd, name = tempfile.mkstemp(suffix=pathlib.PurePosixPath(uri).suffix[:8])
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.upload(pathlib.Path(name), uri, content_type=content_type)
+        finally:
+            os.unlink(name)
 
     def exists(self, uri: str) -> bool:
         raise StoreError(f"{self.provider} URIs cannot be checked for existence: {uri}", kind="unsupported")

@@ -168,6 +168,18 @@ class GcsStore(ObjectStore):
             self._blob(bucket, key).upload_from_filename(str(src), content_type=content_type,
                                                          retry=DEFAULT_RETRY)
 
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = parse(uri)
+        with _translated("cannot download", uri):
+            return self._blob(bucket, key).download_as_bytes(retry=DEFAULT_RETRY)
+
+    def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
+        bucket, key = parse(uri)
+        with _translated("cannot upload to", uri):
+            # Safe to retry for the same reason as upload(): deterministic names, same bytes.
+            self._blob(bucket, key).upload_from_string(data, content_type=content_type or content_type_for(uri),
+                                                       retry=DEFAULT_RETRY)
+
     def exists(self, uri: str) -> bool:
         """Whether an object is stored at `uri` (False also when the bucket does not exist)."""
         bucket, key = parse(uri)

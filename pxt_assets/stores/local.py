@@ -59,7 +59,16 @@ class LocalStore(ObjectStore):
             pathlib.Path(tmp).unlink(missing_ok=True)
             raise
 
-    def write_bytes(self, data: bytes, uri: str) -> None:
+    def read_bytes(self, uri: str) -> bytes:
+        src = path_of(uri)
+        try:
+            return src.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"file not found: {src}", kind="not_found") from None
+        except PermissionError:
+            raise StoreError(f"permission denied reading {src}", kind="access_denied") from None
+
+    def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
         """Atomically write `data` at `uri` (no intermediate copy)."""
         dest = path_of(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,15 @@ def _get_to_file(client: Any, bucket: str, key: str, dest: pathlib.Path) -> None
             out.write(chunk)
 
 
+@retry(
+    retry=retry_if_exception_type((botocore.exceptions.ReadTimeoutError, botocore.exceptions.ResponseStreamingError,
+                                   urllib3.exceptions.ProtocolError)),
+    stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
+)
+def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
 def _error_kind(e: botocore.exceptions.ClientError) -> str:
     code = str(e.response.get("Error", {}).get("Code", ""))
     status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -227,6 +236,19 @@ class S3Store(ObjectStore):
             return
         self._call("cannot upload to", uri, client.upload_file, str(src), loc.bucket, loc.key,
                    ExtraArgs={"ContentType": ctype}, Config=_TRANSFER)
+
+    def read_bytes(self, uri: str) -> bytes:
+        loc = parse(uri)
+        return self._call("cannot download", uri, _get_bytes, self.clients_for(loc).data, loc.bucket, loc.key)
+
+    def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
+        loc = parse(uri)
+        client = self.clients_for(loc).data
+        if len(data) >= _TRANSFER.multipart_threshold:
+            super().write_bytes(data, uri, content_type=content_type)
+            return
+        self._call("cannot upload to", uri, client.put_object, Bucket=loc.bucket, Key=loc.key, Body=data,
+                   ContentType=content_type or content_type_for(uri))
 
     def exists(self, uri: str) -> bool:
         loc = parse(uri)
