@@ -25,37 +25,49 @@ def _child(module: str, n: int, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _server_with_sources(n: int, images: list[bytes]) -> tuple[subprocess.Popen, str]:
+    """A fresh moto server holding the same N sources (plus 10 extra for the 10-row batches)."""
+    moto, endpoint = start_moto()
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                      aws_secret_access_key="bench", config=Config(max_pool_connections=16))
+    s3.create_bucket(Bucket=SRC_BUCKET)
+    s3.create_bucket(Bucket=OUT_BUCKET)
+    keys = [f"src/{i:06d}.jpg" for i in range(n)] + [f"extra/{i:06d}.jpg" for i in range(10)]
+
+    def upload(i: int) -> None:
+        s3.put_object(Bucket=SRC_BUCKET, Key=keys[i], Body=images[i], ContentType="image/jpeg")
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, range(len(keys))))
+    return moto, endpoint
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
-    moto, endpoint = start_moto()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        images = list(pool.map(synthetic_jpeg, [*range(args.n), *(10**6 + i for i in range(10))]))
+    # One server per side, each fresh with identical sources: moto keeps every object in memory and slows
+    # as it fills, so the side measured second on a shared server would also pay for the first one's 3N
+    # outputs.
+    servers = [_server_with_sources(args.n, images) for _ in range(2)]
+    del images
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "DAGSTER_", "PXT_", "AWS_"))}
+    print(f"{args.n} sources in s3://{SRC_BUCKET}/src/ on two moto servers: "
+          f"{servers[0][1]} (baseline), {servers[1][1]} (pxt_assets)", flush=True)
     try:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "DAGSTER_", "PXT_"))},
-               **s3_env(endpoint)}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-                          aws_secret_access_key="bench", config=Config(max_pool_connections=16))
-        s3.create_bucket(Bucket=SRC_BUCKET)
-        s3.create_bucket(Bucket=OUT_BUCKET)
-
-        def upload(key_i):
-            key, i = key_i
-            s3.put_object(Bucket=SRC_BUCKET, Key=key, Body=synthetic_jpeg(i), ContentType="image/jpeg")
-
-        keys = [(f"src/{i:06d}.jpg", i) for i in range(args.n)] + [(f"extra/{i:06d}.jpg", 10**6 + i) for i in range(10)]
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(upload, keys))
-        print(f"{args.n} sources in s3://{SRC_BUCKET}/src/ on {endpoint}", flush=True)
-
-        baseline = _child("bench.baseline", args.n, env)
+        baseline = _child("bench.baseline", args.n, {**base_env, **s3_env(servers[0][1])})
         print(f"baseline: {json.dumps(baseline)}", flush=True)
         with tempfile.TemporaryDirectory() as home:
-            fw_env = {**env, "PIXELTABLE_HOME": home, "DAGSTER_HOME": os.path.join(home, "dagster")}
+            fw_env = {**base_env, **s3_env(servers[1][1]), "PIXELTABLE_HOME": home,
+                      "DAGSTER_HOME": os.path.join(home, "dagster")}
             framework = _child("bench.framework", args.n, fw_env)
         print(f"pxt_assets: {json.dumps(framework)}", flush=True)
     finally:
-        moto.terminate()
-        moto.wait(10)
+        for moto, _ in servers:
+            moto.terminate()
+            moto.wait(10)
     print(json.dumps({
         "n": args.n,
         "rows_per_s": round(framework["rows_per_s"], 2),
@@ -65,6 +77,8 @@ def main() -> None:
         "puts_per_output": framework["puts_per_output"],
         "peak_rss_mb": round(framework["peak_rss_mb"], 1),
         "baseline_peak_rss_mb": round(baseline["peak_rss_mb"], 1),
+        "cpu_s_per_row": round(framework["cpu_s"] / args.n, 4),
+        "baseline_cpu_s_per_row": round(baseline["cpu_s"] / args.n, 4),
         "batch10_on_n_s": round(framework["batch10_on_n_s"], 3),
         "batch10_on_empty_s": round(framework["batch10_on_empty_s"], 3),
         "presign_per_s": round(framework["presign_per_s"]),

@@ -14,7 +14,7 @@ import boto3
 import PIL.Image
 from botocore.config import Config
 
-from bench.common import OUT_BUCKET, SRC_BUCKET, RequestCounter, peak_rss_mb
+from bench.common import OUT_BUCKET, SRC_BUCKET, RequestCounter, cpu_seconds, peak_rss_mb
 
 
 def main() -> None:
@@ -46,13 +46,13 @@ def main() -> None:
                                                 "Key": f"baseline/thumbnail/{i}.jpg"}, ExpiresIn=3600)
             return {"width": img.width, "height": img.height, "url": url}
 
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), cpu_seconds()
     with concurrent.futures.ThreadPoolExecutor(args.threads) as pool:
         rows = list(pool.map(row, range(args.n)))
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu0
     assert len(rows) == args.n and all(r["width"] == 1024 for r in rows)
     print(json.dumps({
-        "rows_per_s": args.n / seconds, "seconds": seconds,
+        "rows_per_s": args.n / seconds, "seconds": seconds, "cpu_s": cpu,
         "gets_per_source": counter.get("GET", SRC_BUCKET) / args.n,
         "puts_per_output": counter.get("PUT", OUT_BUCKET) / (3 * args.n),
         "peak_rss_mb": peak_rss_mb(),

@@ -88,3 +88,11 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used so far, all threads."""
+    t = os.times()
+    if os.environ.get("BENCH_CPU_SPLIT"):
+        print(f"cpu user {t.user:.2f} sys {t.system:.2f}", file=sys.stderr)
+    return t.user + t.system

@@ -11,7 +11,7 @@ import json
 import time
 
 import pxt_assets as pxt
-from bench.common import OUT_BUCKET, SRC_BUCKET, RequestCounter, peak_rss_mb
+from bench.common import OUT_BUCKET, SRC_BUCKET, RequestCounter, cpu_seconds, peak_rss_mb
 from pxt_assets.functions import net
 from pxt_assets.instance import get_instance
 from pxt_assets.stores.s3 import S3Store, parse
@@ -58,7 +58,9 @@ def main() -> None:
 
     table = build("main")
     gets0, puts0 = counter.get("GET", SRC_BUCKET), counter.get("PUT", OUT_BUCKET)
+    cpu0 = cpu_seconds()
     seconds = timed_insert(table, rows("src", args.n), instance)
+    cpu = cpu_seconds() - cpu0
     gets = counter.get("GET", SRC_BUCKET) - gets0
     puts = counter.get("PUT", OUT_BUCKET) - puts0
     rss = peak_rss_mb()
@@ -74,7 +76,7 @@ def main() -> None:
     presign_per_s = k / (time.perf_counter() - started)
 
     print(json.dumps({
-        "rows_per_s": args.n / seconds, "seconds": seconds,
+        "rows_per_s": args.n / seconds, "seconds": seconds, "cpu_s": cpu,
         "gets_per_source": gets / args.n, "puts_per_output": puts / (3 * args.n), "peak_rss_mb": rss,
         "batch10_on_n_s": batch10_on_n, "batch10_on_empty_s": batch10_on_empty, "presign_per_s": presign_per_s,
     }))
