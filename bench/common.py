@@ -93,6 +93,4 @@ def peak_rss_mb() -> float:
 def cpu_seconds() -> float:
     """CPU time (user + system) this process has used so far, all threads."""
     t = os.times()
-    if os.environ.get("BENCH_CPU_SPLIT"):
-        print(f"cpu user {t.user:.2f} sys {t.system:.2f}", file=sys.stderr)
     return t.user + t.system

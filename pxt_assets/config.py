@@ -328,9 +328,9 @@ def current_settings() -> Settings:
     except OSError:
         stamp = ()
     key = (env, config, stamp)
-    with _CURRENT_LOCK:
-        if _CURRENT is not None and _CURRENT[0] == key:
-            return _CURRENT[1]
+    current = _CURRENT  # one atomic read: row threads call this per storage operation, without a lock
+    if current is not None and current[0] == key:
+        return current[1]
     settings = load_settings()
     with _CURRENT_LOCK:
         _CURRENT = (key, settings)
