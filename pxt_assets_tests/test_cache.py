@@ -431,8 +431,8 @@ def fetch(tmp):
     if mode == "die-in-fetch":
         say("fetching")
         time.sleep(60)
-    if mode == "fetch":
-        time.sleep(0.5)  # long enough for the other process to ask while this fetch runs
+    if mode in ("fetch", "fetch-bytes"):
+        time.sleep(2)  # long enough for the other process to ask while this fetch runs, even on a loaded machine
     tmp.write_bytes(payload(url, size))
     # One short O_APPEND write per fetch: lines from several processes do not interleave.
     with open(log, "a") as f:
