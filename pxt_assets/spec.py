@@ -33,6 +33,14 @@ def parse_table_path(path: str) -> tuple[str, ...]:
         raise SpecError(
             f"invalid table path {path!r}: use names of letters, digits and '_' separated by '/' or '.'"
         )
+    # Dagster names join the parts with '__' (the slug): 'a__b' and 'a/b', or 'a_/b' and 'a/_b', would be
+    # one table there, sharing assets, jobs and storage.
+    for p in parts:
+        if "__" in p or p.startswith("_") or p.endswith("_"):
+            raise SpecError(
+                f"invalid table path {path!r}: {p!r} may not contain '__' or start or end with '_' "
+                "(Dagster names join the path's parts with '__')"
+            )
     return parts
 
 

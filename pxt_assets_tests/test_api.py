@@ -39,6 +39,13 @@ def test_table_path_accepts_slash_and_dot_forms(pxt_home):
         pxt.MediaTable("bad path!", {"img": pxt.Image})
 
 
+@pytest.mark.parametrize("path", ["a__b", "dir/a__b", "a_/b", "a/_b", "_a"])
+def test_table_paths_whose_dagster_names_could_collide_are_refused(pxt_home, path):
+    # 'a__b' and 'a/b' (or 'a_/b' and 'a/_b') would be one set of assets, jobs and files in Dagster
+    with pytest.raises(pxt.SpecError, match=r"may not contain '__' or start or end with '_'"):
+        pxt.MediaTable(path, {"img": pxt.Image})
+
+
 def test_expressions_are_serialisable_data(table):
     doc = json.loads(json.dumps(table.spec.to_dict()))
     again = TableSpec.from_dict(doc)
