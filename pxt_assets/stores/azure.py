@@ -11,6 +11,7 @@ a changed key or endpoint takes effect without a restart; clients are cached per
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import email.utils
@@ -386,11 +387,23 @@ class AzureStore(ObjectStore):
 
     # -- ObjectStore -----------------------------------------------------------------------------------
 
-    def download(self, uri: str, dest: pathlib.Path) -> None:
-        """Stream the blob at `uri` into the local file `dest` (4 parallel range reads for a large blob)."""
+    @contextlib.contextmanager
+    def _reading(self, uri: str, doing: str) -> Iterator[BlobClient]:
+        """A client for the blob at `uri`: Azure errors become StoreErrors ("<doing> <uri>: ..."), and a
+        one-off client (a SAS URL) is closed afterwards."""
         ref = _parse_blob(uri)
         blob, one_off = self._blob(ref)
         try:
+            yield blob
+        except AzureError as e:
+            raise _error(e, f"{doing} {uri}", ref) from None
+        finally:
+            if one_off:
+                blob.close()
+
+    def download(self, uri: str, dest: pathlib.Path) -> None:
+        """Stream the blob at `uri` into the local file `dest` (4 parallel range reads for a large blob)."""
+        with self._reading(uri, "reading") as blob:
             # download_blob() makes the first request, so a missing blob fails before `dest` is touched.
             downloader = blob.download_blob(max_concurrency=_MAX_CONCURRENCY)
             try:
@@ -399,11 +412,6 @@ class AzureStore(ObjectStore):
             except BaseException:
                 pathlib.Path(dest).unlink(missing_ok=True)  # no truncated file left looking like a download
                 raise
-        except AzureError as e:
-            raise _error(e, f"reading {uri}", ref) from None
-        finally:
-            if one_off:
-                blob.close()
         logger.debug("downloaded %s (%d bytes) to %s", uri, size, dest)
 
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
@@ -438,27 +446,13 @@ class AzureStore(ObjectStore):
             raise _error(e, f"writing {uri}", ref) from None
 
     def read_bytes(self, uri: str) -> bytes:
-        ref = _parse_blob(uri)
-        blob, one_off = self._blob(ref)
-        try:
+        with self._reading(uri, "reading") as blob:
             return blob.download_blob(max_concurrency=_MAX_CONCURRENCY).readall()
-        except AzureError as e:
-            raise _error(e, f"reading {uri}", ref) from None
-        finally:
-            if one_off:
-                blob.close()
 
     def exists(self, uri: str) -> bool:
         """Whether a blob exists at `uri` (False also when its container does not exist)."""
-        ref = _parse_blob(uri)
-        blob, one_off = self._blob(ref)
-        try:
+        with self._reading(uri, "checking") as blob:
             return blob.exists()
-        except AzureError as e:
-            raise _error(e, f"checking {uri}", ref) from None
-        finally:
-            if one_off:
-                blob.close()
 
     def delete(self, uri: str) -> None:
         """Delete the blob at `uri` with its snapshots; a blob that is already gone is not an error."""
