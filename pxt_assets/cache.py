@@ -35,6 +35,11 @@ from dataclasses import dataclass
 
 import filelock
 
+try:
+    import fcntl
+except ImportError:  # Windows: filelock's msvcrt locks
+    fcntl = None  # type: ignore[assignment]
+
 _logger = logging.getLogger(__name__)
 
 #: eviction frees space down to this fraction of the bound, so that adding files one at a time to a full
@@ -294,20 +299,25 @@ class FileCache:
         try:
             for url, src, suffix in items:
                 _check_suffix(suffix)
-                tmp = self._new_temp_path(suffix)
+                fd, tmp = self._new_temp_file(suffix)
                 try:
                     if isinstance(src, (bytes, bytearray, memoryview)):
-                        tmp.write_bytes(src)
-                    elif move:
-                        # shutil.move falls back to copy + delete when src is on another filesystem.
-                        shutil.move(os.fspath(src), tmp)
+                        with open(fd, "wb") as out:  # the descriptor mkstemp opened: no second open
+                            out.write(src)
+                        size = memoryview(src).nbytes
                     else:
-                        shutil.copyfile(src, tmp)
+                        os.close(fd)
+                        if move:
+                            # shutil.move falls back to copy + delete when src is on another filesystem.
+                            shutil.move(os.fspath(src), tmp)
+                        else:
+                            shutil.copyfile(src, tmp)
+                        size = tmp.stat().st_size
                 except BaseException:
                     tmp.unlink(missing_ok=True)
                     raise
                 moved = move and not isinstance(src, (bytes, bytearray, memoryview))
-                staged.append((url, cache_key(url), suffix, tmp, tmp.stat().st_size, src, moved))
+                staged.append((url, cache_key(url), suffix, tmp, size, src, moved))
             # No fetch lock: the index transaction orders a put against a concurrent fetch of the same URL,
             # and whichever publishes second keeps the name the first one recorded.
             with self._publishing_many() as publish:
@@ -540,11 +550,15 @@ class FileCache:
         return f"{self._files_dir.name}/{key}{suffix}"
 
     def _new_temp_path(self, suffix: str) -> pathlib.Path:
+        fd, path = self._new_temp_file(suffix)
+        os.close(fd)
+        return path
+
+    def _new_temp_file(self, suffix: str) -> tuple[int, pathlib.Path]:
         # In the cache directory, so the final rename is atomic. The owner prefix lets a later process remove
         # what a crashed one left. The suffix is kept for fetchers that pick a format from the name.
         fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix=_temp_prefix(), suffix=suffix)
-        os.close(fd)
-        return pathlib.Path(name)
+        return fd, pathlib.Path(name)
 
     def _remove_orphan_temp_files(self) -> None:
         # Only tmp/ is listed (small: files being written right now), never the cached files.
@@ -567,7 +581,7 @@ class FileCache:
         try:
             # Lock files are shared by stripes of keys (the first hex digits): a bounded set of files instead
             # of one per URL ever cached. Two URLs of one stripe fetched at once wait for each other.
-            with lock, filelock.FileLock(self._locks_dir / f"{key[:_LOCK_STRIPE_DIGITS]}.lock"):
+            with lock, _file_lock(self._locks_dir / f"{key[:_LOCK_STRIPE_DIGITS]}.lock"):
                 yield
         finally:
             with self._key_locks_guard:
@@ -649,6 +663,26 @@ class _Publish:
     def undo(self) -> None:
         for dest in self._moved:
             dest.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _file_lock(path: pathlib.Path) -> Iterator[None]:
+    """An exclusive lock between processes, held on an open descriptor of `path` (created if missing).
+
+    fcntl.flock directly where there is one: filelock 4 spends about 300 microseconds of Python per
+    acquire and release (measured here, against 7 for flock), and the fetch path takes this lock for every
+    file it downloads. Closing the descriptor releases the lock, so a crashed holder never leaves it taken.
+    Each use opens its own descriptor, so two threads of one process exclude each other too."""
+    if fcntl is None:
+        with filelock.FileLock(path):
+            yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _namespace_tag(ns: str) -> str:

@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 import pxt_assets as pxt
 from pxt_assets.api import merge_tables
+from pxt_assets.instance import write_config
 from pxt_assets_tests.conftest import SAMPLES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -84,6 +86,45 @@ def test_without_dagster_home_runs_are_recorded_under_pixeltable_home(pxt_home, 
     assert instance.get_dynamic_partitions("solo__t__batches") and instance.get_run_records()
 
 
+def test_the_embedded_instance_is_dagsters_sqlite_layout_committing_with_synchronous_normal(pxt_home, tmp_path,
+                                                                                              monkeypatch):
+    import dagster as dg
+
+    from pxt_assets.assets import asset_key
+    from pxt_assets.instance import SqliteStorage
+
+    home = write_config(tmp_path / "dh")  # as ./dev writes it
+    written = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert written["storage"]["custom"]["config"] == {"base_dir": str(home.resolve())}
+    template = yaml.safe_load((REPO / "dagster.yaml").read_text())  # the repo's file says the same
+    assert template["storage"]["custom"]["config"] == {"base_dir": {"env": "DAGSTER_HOME"}}
+    template["storage"]["custom"]["config"] = written["storage"]["custom"]["config"]
+    assert template == written
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # opens by path
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert isinstance(instance.get_ref().storage_data.rehydrate(as_type=SqliteStorage), SqliteStorage)
+    pxt.create_dir("emb")
+    t = pxt.create_table("emb/t", {"img": pxt.Image})
+    t.add_computed_column(w=t.img.width)
+    run_id = t.insert([{"img": str(SAMPLES[0])}], instance=instance).run_id
+    # Dagster's own files: the run's event shard, the index shard and runs.db, all in WAL mode
+    shard = home / "history" / "runs" / f"{run_id}.db"
+    assert shard.is_file() and (home / "history" / "runs" / "index.db").is_file() and (home / "history" / "runs.db").is_file()
+    for connect in (lambda: instance.event_log_storage.run_connection(run_id),
+                    instance.event_log_storage.index_connection, instance.run_storage.connect):
+        with connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
+    # ... readable by a plain Dagster instance with its default storage over the same folder
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    plain = dg.DagsterInstance.from_config(str(home))
+    assert type(plain.event_log_storage).__name__ == "SqliteEventLogStorage"
+    assert plain.get_run_by_id(run_id).is_success
+    materialized = {e.dagster_event.asset_key for e in plain.all_logs(run_id)
+                    if e.dagster_event and e.dagster_event.is_step_materialization}
+    assert asset_key(t.spec, "w") in materialized
+
+
 def test_catalog_rules_create_drop_and_list(pxt_home, capsys):
     with pytest.raises(pxt.SpecError, match="does not exist"):
         pxt.create_table("nowhere/t", {"img": pxt.Image})
@@ -110,8 +151,7 @@ def test_a_notebook_table_appears_in_dagster_dev_after_a_reload(tmp_path, monkey
     from pxt_assets_tests.test_cli_and_ui import ASSETS_QUERY, PxtEnv, graphql, start_dagster_dev, stop
 
     home, dagster_home = tmp_path / "pixeltable", tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    write_config(dagster_home)  # as ./dev does
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "PXT_", "DAGSTER_"))}
     env.update(PIXELTABLE_HOME=str(home), DAGSTER_HOME=str(dagster_home))
     proc, port, _ = start_dagster_dev(PxtEnv(tmp_path, home, dagster_home, env))

@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,8 @@ import PIL.ImageOps
 import PIL.ImageStat
 import pytest
 import yaml
+
+from pxt_assets.instance import write_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -118,8 +119,7 @@ class PxtEnv:
 def pxt_env(tmp_path: pathlib.Path) -> PxtEnv:
     home = tmp_path / "pixeltable"
     dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")  # as ./dev does
+    write_config(dagster_home)  # as ./dev does
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PIXELTABLE_", "PXT_", "DAGSTER_", "AZURE_STORAGE_"))}
     env.update(PIXELTABLE_HOME=str(home), DAGSTER_HOME=str(dagster_home), PYTHONUNBUFFERED="1")
