@@ -372,6 +372,42 @@ def test_lock_files_are_bounded_not_one_per_url(tmp_path: pathlib.Path) -> None:
     assert all(len(n) == len("abc.lock") for n in names)  # one per 3-hex-digit stripe of keys, 4096 at most
 
 
+@pytest.mark.parametrize("locking", ["flock", "filelock"])
+def test_two_urls_of_one_lock_stripe_are_fetched_one_after_the_other(tmp_path: pathlib.Path, monkeypatch,
+                                                                      locking: str) -> None:
+    # Different URLs have different in-process locks, so only the stripe's file lock keeps these two fetches
+    # apart: it must exclude two threads of one process (flock: one descriptor per use), and the filelock
+    # fallback (no fcntl, as on Windows) must too.
+    if locking == "filelock":
+        monkeypatch.setattr(cache_module, "fcntl", None)
+    first = "s3://b/stripe-0.jpg"
+    second = next(u for u in (f"s3://b/stripe-{i}.jpg" for i in range(1, 100_000))
+                  if cache_key(u)[:3] == cache_key(first)[:3])
+    cache = FileCache(tmp_path, 10_000)
+    spans: dict[str, tuple[float, float]] = {}
+    barrier = threading.Barrier(2)
+
+    def read(url: str) -> None:
+        def fetch() -> bytes:
+            start = time.monotonic()
+            time.sleep(0.3)
+            spans[url] = (start, time.monotonic())
+            return payload(url, 10)
+
+        barrier.wait()
+        assert cache.fetch_bytes(url, fetch) == payload(url, 10)
+
+    threads = [threading.Thread(target=read, args=(u,)) for u in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    (a0, a1), (b0, b1) = sorted(spans.values())
+    assert len(spans) == 2 and a1 <= b0, spans  # the second fetch began after the first ended
+    assert len(list((tmp_path / "locks").iterdir())) == 1
+    assert_consistent(cache)
+
+
 def test_put_replaces_an_existing_entry_and_can_trigger_eviction(tmp_path: pathlib.Path) -> None:
     cache = FileCache(tmp_path, 100)
     url = "https://h/a"
