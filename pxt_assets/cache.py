@@ -304,7 +304,7 @@ class FileCache:
                     if isinstance(src, (bytes, bytearray, memoryview)):
                         with open(fd, "wb") as out:  # the descriptor mkstemp opened: no second open
                             out.write(src)
-                        size = memoryview(src).nbytes
+                        size, moved = memoryview(src).nbytes, False
                     else:
                         os.close(fd)
                         if move:
@@ -312,11 +312,10 @@ class FileCache:
                             shutil.move(os.fspath(src), tmp)
                         else:
                             shutil.copyfile(src, tmp)
-                        size = tmp.stat().st_size
+                        size, moved = tmp.stat().st_size, move
                 except BaseException:
                     tmp.unlink(missing_ok=True)
                     raise
-                moved = move and not isinstance(src, (bytes, bytearray, memoryview))
                 staged.append((url, cache_key(url), suffix, tmp, size, src, moved))
             # No fetch lock: the index transaction orders a put against a concurrent fetch of the same URL,
             # and whichever publishes second keeps the name the first one recorded.

@@ -64,7 +64,7 @@ def _wal_commits_without_sync(dbapi_conn: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _engine(conn_string: str, **kwargs: Any) -> sa.engine.Engine:
+def _sqlite_engine(conn_string: str, **kwargs: Any) -> sa.engine.Engine:
     # NullPool as Dagster's SQLite storages use: no connection is held between uses.
     engine = create_engine(conn_string, poolclass=NullPool, **kwargs)
     sa.event.listen(engine, "connect", _wal_commits_without_sync)
@@ -76,7 +76,7 @@ class _RunStorage(SqliteRunStorage):
 
     @functools.cached_property
     def _engine(self) -> sa.engine.Engine:
-        return _engine(self._conn_string)
+        return _sqlite_engine(self._conn_string)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
@@ -97,7 +97,8 @@ class _EventLogStorage(SqliteEventLogStorage):
     def _engine(self, shard: str) -> sa.engine.Engine:
         engine = self._engines.get(shard)
         if engine is None:
-            engine = _engine(self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            engine = _sqlite_engine(self.conn_string_for_shard(shard),
+                                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
             self._engines[shard] = engine
             while len(self._engines) > self._ENGINES_KEPT:
                 self._engines.popitem(last=False)[1].dispose()
@@ -118,8 +119,8 @@ class _EventLogStorage(SqliteEventLogStorage):
 
 
 class SqliteStorage(DagsterSqliteStorage):
-    """`DagsterSqliteStorage` (same files, same layout) with the run and event log storages above. Configured in the
-    dagster.yaml that `write_config()` writes (`dagster_home()` and `./dev` call it):
+    """`DagsterSqliteStorage` (same files, same layout) with the run and event log storages above, as the
+    repo's dagster.yaml configures it:
 
     ```yaml
     storage:
@@ -128,10 +129,12 @@ class SqliteStorage(DagsterSqliteStorage):
         class: SqliteStorage
         config: {base_dir: {env: DAGSTER_HOME}}
     ```
+
+    `write_config()` writes the same with the folder's absolute path as `base_dir`.
     """
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
-        # DagsterSqliteStorage.__init__, with the event log class swapped.
+        # DagsterSqliteStorage.__init__, with the run and event log classes swapped.
         self.base_dir = base_dir
         self._run_storage = _RunStorage.from_local(_runs_directory(base_dir))
         self._event_log_storage = _EventLogStorage(_event_logs_directory(base_dir))
