@@ -1,6 +1,6 @@
 """`python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
 pxt_assets against a plain boto3 + Pillow baseline measured in the same run (`--repeat R`: R interleaved
-pairs, medians reported). The last line of output is one JSON object (see README, "Performance")."""
+pairs, each side going first in every other pair, medians reported). The last line of output is one JSON object (see README, "Performance")."""
 
 from __future__ import annotations
 
@@ -43,27 +43,36 @@ def _server_with_sources(n: int, images: list[bytes]) -> tuple[subprocess.Popen,
     return moto, endpoint
 
 
-def _pair(n: int, images: list[bytes]) -> tuple[dict, dict]:
+def _pair(n: int, images: list[bytes], baseline_first: bool = True) -> tuple[dict, dict]:
     """One baseline run and one pxt_assets run, each on a fresh moto server holding identical sources: moto
     keeps every object in memory and slows as it fills, so a side measured second on a shared server would
-    also pay for the first one's 3N outputs."""
+    also pay for the first one's 3N outputs. `baseline_first` alternates between pairs, so a drift in the
+    machine's speed during a run does not always favour the same side."""
     servers = [_server_with_sources(n, images) for _ in range(2)]
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "DAGSTER_", "PXT_", "AWS_"))}
     print(f"{n} sources in s3://{SRC_BUCKET}/src/ on two moto servers: "
           f"{servers[0][1]} (baseline), {servers[1][1]} (pxt_assets)", flush=True)
-    try:
-        baseline = _child("bench.baseline", n, {**base_env, **s3_env(servers[0][1])})
-        print(f"baseline: {json.dumps(baseline)}", flush=True)
+    results: dict[str, dict] = {}
+
+    def run_baseline() -> None:
+        results["baseline"] = _child("bench.baseline", n, {**base_env, **s3_env(servers[0][1])})
+
+    def run_framework() -> None:
         with tempfile.TemporaryDirectory() as home:
             fw_env = {**base_env, **s3_env(servers[1][1]), "PIXELTABLE_HOME": home,
                       "DAGSTER_HOME": os.path.join(home, "dagster")}
-            framework = _child("bench.framework", n, fw_env)
-        print(f"pxt_assets: {json.dumps(framework)}", flush=True)
+            results["pxt_assets"] = _child("bench.framework", n, fw_env)
+
+    sides = [("baseline", run_baseline), ("pxt_assets", run_framework)]
+    try:
+        for side, run in sides if baseline_first else sides[::-1]:
+            run()
+            print(f"{side}: {json.dumps(results[side])}", flush=True)
     finally:
         for moto, _ in servers:
             moto.terminate()
             moto.wait(10)
-    return baseline, framework
+    return results["baseline"], results["pxt_assets"]
 
 
 def main() -> None:
@@ -79,7 +88,7 @@ def main() -> None:
     for r in range(args.repeat):
         if args.repeat > 1:
             print(f"--- pair {r + 1}/{args.repeat}", flush=True)
-        pairs.append(_pair(args.n, images))
+        pairs.append(_pair(args.n, images, baseline_first=r % 2 == 0))
     ratios = [fw["rows_per_s"] / bl["rows_per_s"] for bl, fw in pairs]
 
     def med(side: int, key: str) -> float:

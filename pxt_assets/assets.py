@@ -27,7 +27,7 @@ import dagster as dg
 import pandas as pd
 import PIL.Image
 
-from pxt_assets import stores
+from pxt_assets import memory, stores
 from pxt_assets.evaluate import Row, RowError, error_kind, is_missing
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager, empty_frame
 from pxt_assets.io_managers.table_store import row_id
@@ -113,6 +113,7 @@ def _long_lived_objects_frozen() -> Iterator[None]:
 def _map_rows(fn: Callable[[int], Any], n: int, progress: _Progress) -> list[Any]:
     """fn(i) for every row on a bounded thread pool (Pillow and I/O release the GIL), in row order."""
     results: list[Any] = [None] * n
+    memory.tune_malloc_for_batches()
     with _long_lived_objects_frozen(), \
             concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="pxt-row") as pool:
         futures = {pool.submit(fn, i): i for i in range(n)}
@@ -291,6 +292,7 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
             previous[col.name] = _records_by_row(frame)
     skipped = {c.name: 0 for c in selected}
     skipped_lock = threading.Lock()
+    releasable = _released_after(selected)
 
     def process(i: int) -> dict[str, dict[str, Any]]:
         rid = row_ids[i]
@@ -334,6 +336,8 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
                 row.set_error(col.name, e)
                 rec["error"], rec["errortype"] = str(e), error_kind(e)
             out[col.name] = rec
+            for name in releasable[col.name]:
+                row.release(name)
         return out
 
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
@@ -350,6 +354,21 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     log.info("\n".join(lines))
     return frames
 
+
+
+def _released_after(selected: list[ColumnSpec]) -> dict[str, list[str]]:
+    """For each selected column, the columns whose in-memory values no later selected column reads: they
+    are dropped from the row once it is computed (see Row.release), so a row holds one source image and
+    the image being written, not every image it made."""
+    last_reader: dict[str, str] = {}
+    for col in selected:
+        last_reader[col.name] = col.name  # read by nothing later: released as soon as it is stored
+        for name in col.expr.columns():
+            last_reader[name] = col.name
+    released: dict[str, list[str]] = {c.name: [] for c in selected}
+    for name, reader in last_reader.items():
+        released[reader].append(name)
+    return released
 
 
 def _records_by_row(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
