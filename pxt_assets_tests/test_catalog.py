@@ -125,6 +125,34 @@ def test_the_embedded_instance_is_dagsters_sqlite_layout_committing_with_synchro
     assert asset_key(t.spec, "w") in materialized
 
 
+def test_the_embedded_instance_reuses_connections_but_never_writes_to_a_wiped_shard(pxt_home, tmp_path,
+                                                                                    monkeypatch):
+    import dagster as dg
+
+    home = write_config(tmp_path / "dh")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    instance = dg.DagsterInstance.from_config(str(home))
+    pxt.create_dir("pool")
+    t = pxt.create_table("pool/t", {"img": pxt.Image})
+    t.add_computed_column(w=t.img.width)
+    run_id = t.insert([{"img": str(SAMPLES[0])}], instance=instance).run_id
+    events = instance.event_log_storage
+    with events.run_connection(run_id) as conn:
+        first = conn.connection.dbapi_connection
+    with events.run_connection(run_id) as conn:
+        assert conn.connection.dbapi_connection is first  # pooled: not reopened for every event
+    shard = home / "history" / "runs" / f"{run_id}.db"
+    events.wipe()
+    assert not shard.exists()
+    # an event for that run after the wipe lands in a new shard file that another instance reads
+    instance.report_engine_event("written after the wipe", instance.get_run_by_id(run_id))
+    assert shard.is_file()
+    instance.dispose()
+    other = dg.DagsterInstance.from_config(str(home))
+    assert [e.message for e in other.all_logs(run_id)] == ["written after the wipe"]
+    other.dispose()
+
+
 def test_catalog_rules_create_drop_and_list(pxt_home, capsys):
     with pytest.raises(pxt.SpecError, match="does not exist"):
         pxt.create_table("nowhere/t", {"img": pxt.Image})
