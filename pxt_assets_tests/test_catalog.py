@@ -153,6 +153,44 @@ def test_the_embedded_instance_reuses_connections_but_never_writes_to_a_wiped_sh
     other.dispose()
 
 
+def _shard_schema(path: pathlib.Path) -> tuple:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return (sorted(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")),
+                conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                conn.execute("PRAGMA journal_mode").fetchone())
+
+
+def test_new_run_shards_are_copies_of_an_empty_shard_dagster_initialised(pxt_home, tmp_path, monkeypatch):
+    import dagster as dg
+    from dagster._core.events.log import EventLogEntry
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    home = write_config(tmp_path / "dh")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    instance = dg.DagsterInstance.from_config(str(home))
+    pxt.create_dir("tpl")
+    t = pxt.create_table("tpl/t", {"img": pxt.Image})
+    run_id = t.insert([{"img": str(SAMPLES[0])}], instance=instance).run_id
+    runs_dir = home / "history" / "runs"
+    # Dagster's own storage, initialising a shard of its own in another folder
+    plain = SqliteEventLogStorage(str(tmp_path / "plain"))
+    with plain.run_connection("r1"):
+        pass
+    assert _shard_schema(runs_dir / f"{run_id}.db") == _shard_schema(tmp_path / "plain" / "r1.db")
+    assert _shard_schema(runs_dir / f"{run_id}.db")[2] == ("wal",)
+    assert not list(runs_dir.glob("*.tmp"))
+    # a shard that exists already (another process made it) is used as it is, never replaced
+    other = SqliteEventLogStorage(str(runs_dir))
+    other.store_event(EventLogEntry(error_info=None, level="INFO", user_message="from another process",
+                                    run_id="r2", timestamp=1.0))
+    fresh = dg.DagsterInstance.from_config(str(home))
+    assert [e.user_message for e in fresh.event_log_storage.get_logs_for_run("r2")] == ["from another process"]
+    instance.dispose()
+    fresh.dispose()
+
+
 def test_catalog_rules_create_drop_and_list(pxt_home, capsys):
     with pytest.raises(pxt.SpecError, match="does not exist"):
         pxt.create_table("nowhere/t", {"img": pxt.Image})
