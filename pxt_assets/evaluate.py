@@ -66,7 +66,7 @@ class Row:
         """Drop the in-memory value of `column` (its stored value stays): no later column reads it, and a
         decoded image is megabytes. Held to the end of the row, a row's images pile up on each thread's
         malloc heap until glibc gives the pages back to the kernel, only to fault them in again for the
-        next row (about 1,800 page faults and 6 ms of kernel time per row of the seed pipeline)."""
+        next row (up to 1,800 page faults and 6 ms of kernel time per row of the seed pipeline)."""
         self.objects.pop(column, None)
 
     def set_error(self, column: str, exc: BaseException) -> None:

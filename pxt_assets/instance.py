@@ -157,7 +157,7 @@ class _EventLogStorage(SqliteEventLogStorage):
             return False
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as f:
-            f.write(self._template())
+            f.write(self._empty_shard())
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -166,14 +166,14 @@ class _EventLogStorage(SqliteEventLogStorage):
             os.unlink(tmp)
         return True
 
-    @classmethod
-    def _template(cls) -> bytes:
+    def _empty_shard(self) -> bytes:
+        cls = type(self)
         with cls._template_lock:
             if cls._shard_template is None:
                 with tempfile.TemporaryDirectory() as scratch:
                     engine = create_engine(create_db_conn_string(scratch, "template"), poolclass=NullPool)
                     try:
-                        SqliteEventLogStorage._initdb(cls.__new__(cls), engine)
+                        super()._initdb(engine)  # Dagster's own set-up, on a scratch file
                     finally:
                         engine.dispose()
                     db = os.path.join(scratch, "template.db")

@@ -5,7 +5,7 @@ thread's heap is trimmed (pages handed back to the kernel with madvise or brk) w
 free at the top, and the next row faults the same pages in again, zero-filled. On the seed pipeline
 (1024x768 JPEGs, three image columns) that was 370 to 1,800 page faults and 1.5 to 3 ms of kernel time per
 row, more than the rest of the framework's overhead. Raising the two thresholds keeps those pages in
-the process for the next row: about 15 faults per row.
+the process for the next row: about 10 faults per row.
 
 The thresholds are those glibc itself moves to for blocks of this size (its dynamic rule raises the mmap
 threshold up to 32 MiB and keeps the trim threshold at twice it); set explicitly, they no longer depend on
@@ -20,10 +20,10 @@ Set once per process, on glibc only, the first time a batch runs. Left alone whe
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
-import threading
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,6 @@ M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: the largest value glibc accepts
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
-
-_lock = threading.Lock()
-_state: bool | None = None  # None: not tried yet; else whether the thresholds are ours
 
 
 def _user_chose() -> bool:
@@ -44,18 +41,9 @@ def _user_chose() -> bool:
     return "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
 
 
+@functools.cache
 def tune_malloc_for_batches() -> bool:
     """Set the thresholds (once per process); returns whether they are set by this module."""
-    global _state
-    if _state is not None:
-        return _state
-    with _lock:
-        if _state is None:
-            _state = _apply()
-    return _state
-
-
-def _apply() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _user_chose():
         return False
     try:

@@ -15,7 +15,7 @@ import pytest
 import pxt_assets as pxt
 from pxt_assets.assets import _released_after
 
-glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc thresholds")
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 # Four 3 MiB buffers per "row" (a decoded 1024x768 image and three outputs), freed together at the end of
 # the row, on three threads; page faults counted per thread after two warm-up rows.
@@ -52,18 +52,20 @@ def _run_rows(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@glibc_only
 def test_freed_image_buffers_stay_mapped_for_the_next_row():
     tuned = _run_rows()
     untuned = _run_rows(PXT_MALLOC_TUNING="0")
-    assert tuned["tuned"] is True and untuned["tuned"] is False
+    assert untuned["tuned"] is False
+    if not GLIBC:  # another C library: its malloc is left as it is
+        assert tuned["tuned"] is False
+        return
+    assert tuned["tuned"] is True
     # 3 threads x 20 rows x 12 MiB: with glibc's defaults, threads hand the pages back and fault them in
     # again (3,000-4,000 faults per such thread here); with the thresholds set, the next row reuses them.
     assert sum(untuned["faults"]) > 2000, untuned
     assert sum(tuned["faults"]) < 200, tuned
 
 
-@glibc_only
 @pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "131072"}, {"MALLOC_MMAP_THRESHOLD_": "131072"},
                                  {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"},
                                  {"PXT_MALLOC_TUNING": "off"}])
