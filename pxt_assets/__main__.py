@@ -3,7 +3,8 @@
     python -m pxt_assets demo                               # the seed walkthrough on the embedded default
     python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
     python -m pxt_assets show blob_storage_demo/media
-    python -m pxt_assets gc s3://bucket/prefix/ [--delete]  # files we wrote that no row refers to
+    python -m pxt_assets resume blob_storage_demo/media [BATCH]   # re-run batches that failed or were killed
+    python -m pxt_assets gc s3://bucket/prefix/ [--delete] [--min-age SECONDS]  # files no row refers to
 """
 
 from __future__ import annotations
@@ -54,18 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     ins.add_argument("--column", help="media column to insert into (default: the first media column)")
     show = sub.add_parser("show", help="print a table's rows: the fileurl of each media column, other values")
     show.add_argument("table")
+    resume = sub.add_parser("resume", help="run again the batches of a table that failed or were killed "
+                                           "(their rows become visible once; nothing is duplicated)")
+    resume.add_argument("table")
+    resume.add_argument("batch", nargs="?", help="one batch key (default: every pending batch)")
     gc = sub.add_parser(
         "gc", help="list (or --delete) orphaned files under a destination: files we wrote that no row refers to",
         description="List the orphaned files under DESTINATION, one URI a line, then a count line. An orphan "
                     "is a file whose name follows the naming scheme of the files this project writes "
-                    "(<dir>__<table>_<column>_<batch>-<row>_<hash16>.<ext>) and that no row of any table under "
-                    "$PIXELTABLE_HOME/tables refers to. Files whose names do not follow the scheme (your own "
-                    "files in the same folder or bucket) are never listed nor deleted. Only this "
-                    "$PIXELTABLE_HOME's tables count: run it from the home that wrote into DESTINATION, and "
-                    "not while an insert is running (its files are not referenced until its rows are stored).")
+                    "(<dir>__<table>_<column>_<batch>-<row>_<hash16>.<ext>), that no row of any table in the "
+                    "database (db_url, shared by every process that uses it) refers to, that belongs to no batch "
+                    "that is pending or being written, and that is older than --min-age. Files whose names do "
+                    "not follow the scheme (your own files in the same folder or bucket) are never listed nor "
+                    "deleted. Safe to run while inserts are running, from any machine that shares the database.")
     gc.add_argument("destination", metavar="DESTINATION",
                     help="a local folder, file:// URL or bucket URI (s3://, gs://, wasbs://, abfss://, https)")
     gc.add_argument("--delete", action="store_true", help="delete the orphaned files (default: only list them)")
+    gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+                    help="leave files younger than this alone (default: 3600)")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -81,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         from pxt_assets import lifecycle, stores
 
         try:
-            orphans = lifecycle.collect_garbage(args.destination, delete=args.delete)
+            orphans = lifecycle.collect_garbage(args.destination, delete=args.delete, min_age=args.min_age)
         except (stores.StoreError, OSError, RuntimeError, ValueError) as e:
             print(f"gc: {e}", file=sys.stderr)
             return 1
@@ -91,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(orphans)} {noun}" + (" deleted" if args.delete else ""))
         return 0
     table = _table(args.module, args.table)
+    if args.command == "resume":
+        results = table.resume(args.batch)
+        if not results:
+            print(f"{table.path}: no pending batches")
+        return 0
     if args.command == "insert":
         media_cols = [c.name for c in table.spec.source_columns() if c.is_media]
         column = args.column or (media_cols[0] if media_cols else None)

@@ -2,13 +2,17 @@
 
 Per table `dir/name` (slug `dir__name`):
 - partitions `dir__name__batches`: one dynamic partition per ingest batch (an insert, a sensor tick);
-- `dir__name__source`: a multi-asset with one asset per source column; it reads the batch manifest and
-  stores each inserted value (media referenced in place, copied or uploaded by the media IO manager);
+- `dir__name__source`: a multi-asset with one asset per source column; it reads the batch's manifest from
+  the database and stores each inserted value (media referenced in place, copied or uploaded: the IO layer
+  decides, see io_managers/ingest.py);
 - `dir__name__computed`: a multi-asset with one asset per computed column, each with lineage edges to the
   columns its expression reads; columns are computed in one pass per row, so a source is fetched and
   decoded once however many columns read it; it can be subset (one column, e.g. a backfill);
 - job `dir__name__batch_job`: materializes one batch partition of the table;
 - job `dir__name_job`: inserts a batch from run config (files or URLs) and materializes it.
+
+Each step stages its columns' records through the IO manager; the last step of a run that writes the batch
+commits it, so the batch's rows appear in one transaction after every file they name is written.
 """
 
 
@@ -24,14 +28,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 import PIL.Image
 
 from pxt_assets import memory, stores
 from pxt_assets.evaluate import Row, RowError, error_kind, is_missing
-from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager, empty_frame
-from pxt_assets.io_managers.table_store import row_id
-from pxt_assets.media import suffix_of
+from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
+from pxt_assets.io_managers.ingest import ingest_value
+from pxt_assets.io_managers.rows import count_errors, new_record, row_id
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 TABLE_IO = "pxt_table_io"
@@ -123,74 +126,8 @@ def _map_rows(fn: Callable[[int], Any], n: int, progress: _Progress) -> list[Any
     return results
 
 
-def _frame(records: list[dict[str, Any]], col: ColumnSpec) -> pd.DataFrame:
-    if not records:
-        return empty_frame(col.is_media)
-    frame = pd.DataFrame.from_records(records)[list(empty_frame(col.is_media).columns)]
-    if col.col_type.name == "Int":
-        # nullable integers: a row in error must not turn the column into floats (481 -> 481.0) on disk
-        frame["value"] = frame["value"].astype("Int64")
-    return frame
-
-
 # ---------------------------------------------------------------------------------------------------------
 # source columns
-
-
-def _ingest_value(col: ColumnSpec, writer, reader, rid: str, value: Any) -> dict[str, Any]:
-    """One inserted value -> its stored record (see the seeds' 'Where do my files go?' table)."""
-    record: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None, "version": None}
-    if col.is_media:
-        record.update(destination=col.destination, owned=False)
-    try:
-        if value is None:
-            return record
-        if not col.is_media:
-            record["value"] = _check_scalar(col, value)
-            return record
-        uri = stores.normalize_uri(str(value))
-        store = stores.store_for(uri)
-        local = store.local_path(uri)
-        if local is not None:
-            if not local.is_file():
-                raise RowError(f"file not found: {local}", "not_found")
-            if col.col_type.name == "Image":
-                _check_image(local)
-            stat = local.stat()
-            record["version"] = f"{stat.st_mtime_ns}:{stat.st_size}"  # a file edited in place is a new input
-            if writer is not None:  # input_media_dest set: keep our own copy there
-                uri = writer.copy_file(rid, local, suffix_of(uri))
-                record["owned"] = True
-        elif writer is not None and writer.store.remote:
-            # A URL with a cloud input_media_dest: downloaded once now, uploaded, cached.
-            uri = writer.copy_remote(rid, uri, suffix_of(uri))
-            record["owned"] = True
-        # Otherwise a URL is stored exactly as given (query string kept) and fetched lazily through the cache.
-        record["value"] = uri
-        if record["version"] is None or record["owned"]:
-            record["version"] = uri  # remote and copied files are immutable under their URI
-    except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
-        record["error"], record["errortype"] = str(e), error_kind(e)
-        if col.is_media:
-            record["value"] = None
-    return record
-
-
-def _check_scalar(col: ColumnSpec, value: Any) -> Any:
-    expected = col.col_type.python_type
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is not None and not isinstance(value, expected):
-        raise RowError(f"expected {col.col_type!r}, got {type(value).__name__} {value!r}", "type_error")
-    return value
-
-
-def _check_image(path) -> None:
-    try:
-        with PIL.Image.open(path) as img:
-            img.verify()
-    except (PIL.UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise RowError(f"not a readable image: {path}: {e}", "decode_error") from None
 
 
 def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -205,15 +142,14 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
     def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
-        manifest = media_io.table_store().read_manifest(spec, batch)
-        rows: list[dict[str, Any]] = manifest["rows"]
-        reader = media_io.reader()
+        rows = media_io.manifest(spec, batch)
+        media_io.start_run(spec, batch, context.run_id)
         bad_rows: set[int] = set()
         for col in columns:
             writer = media_io.writer_for(spec, col) if col.is_media and col.destination else None
             progress = _Progress(context.log, col.name, len(rows))
             records = _map_rows(
-                lambda i: _ingest_value(col, writer, reader, row_id(batch, i), rows[i].get(col.name)),
+                lambda i: ingest_value(col, writer, row_id(batch, i), rows[i].get(col.name)),
                 len(rows), progress,
             )
             if writer is not None:
@@ -222,8 +158,10 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
                 if r["error"] is not None:
                     bad_rows.add(i)
                     context.log.warning(f"row {r['row_id']} {col.name}: {r['error']}")
-            yield dg.Output(_frame(records, col), output_name=col.name)
+            yield dg.Output(records, output_name=col.name)
         context.log.info(f"{spec.display_path}: {len(rows)} rows inserted with {len(bad_rows)} errors")
+        if not _computed_later_in_run(context, spec):
+            _commit(context, media_io, spec, batch)
 
     return source
 
@@ -249,16 +187,32 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automat
     )
     def computed(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
+        batch = context.partition_key
         selected = [c for c in columns if c.name in context.selected_output_names]
-        frames = compute_batch(spec, selected, context.partition_key, media_io, context.log)
+        media_io.start_run(spec, batch, context.run_id)
+        frames = compute_batch(spec, selected, batch, media_io, context.log)
         for col in selected:  # definition order is topological: a column only reads earlier ones
             yield dg.Output(frames[col.name], output_name=col.name)
+        # Dagster stores each output (stages it) as it is yielded: everything is staged by now.
+        _commit(context, media_io, spec, batch)
 
     return computed
 
 
-def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager, log) -> dict[str, pd.DataFrame]:
-    """Compute `selected` columns for every row of `batch` in one pass per row; returns each column's frame.
+def _computed_later_in_run(context: dg.AssetExecutionContext, spec: TableSpec) -> bool:
+    """Whether this run also computes columns of the table (then that step commits the batch)."""
+    planned = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
+    return any(asset_key(spec, c.name) in planned for c in spec.computed_columns())
+
+
+def _commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: TableSpec, batch: str) -> None:
+    result = media_io.commit(spec, batch, context.log)
+    context.log.info(f"{spec.display_path}: batch {batch} committed: {result.rows} rows, {result.errors} with errors")
+
+
+def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager,
+                  log) -> dict[str, list[dict[str, Any]]]:
+    """Compute `selected` columns for every row of `batch` in one pass per row; returns each column's records.
 
     Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
     read from storage. Each row's files are written through the media IO manager's column writers. On a
@@ -270,26 +224,19 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     for col in selected:
         needed |= col.expr.columns()
     # Row ids come from the first source column, which every batch has.
-    stored_cols = sorted((needed - selected_names) | {spec.source_columns()[0].name})
-    store = media_io.table_store()
-    stored = {}
+    first = spec.source_columns()[0].name
+    stored_cols = sorted((needed - selected_names) | {first})
+    got = media_io.read_columns(spec, batch, stored_cols + [c.name for c in selected])
     for name in stored_cols:
-        frame = store.read_column(spec, name, batch)
-        if frame is None:
+        if name not in got:
             raise FileNotFoundError(
                 f"{spec.display_path}: column {name!r} has no data for batch {batch!r}; materialize it first"
             )
-        stored[name] = frame
-    row_ids = list(stored[spec.source_columns()[0].name]["row_id"])
+    by_col = {name: got[name] for name in stored_cols}
+    row_ids = list(by_col[first])
     writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.is_media}
     reader = media_io.reader()
-    # Plain dicts by row id: a pandas .loc per row and column cost more than computing some columns.
-    by_col = {name: _records_by_row(f) for name, f in stored.items()}
-    previous = {}
-    for col in selected:
-        frame = store.read_column(spec, col.name, batch)
-        if frame is not None and "version" in frame:
-            previous[col.name] = _records_by_row(frame)
+    previous = {c.name: got[c.name] for c in selected if c.name in got}
     skipped = {c.name: 0 for c in selected}
     skipped_lock = threading.Lock()
     releasable = _released_after(selected)
@@ -318,10 +265,7 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
                     with skipped_lock:
                         skipped[col.name] += 1
                     continue
-            rec: dict[str, Any] = {"row_id": rid, "value": None, "error": None, "errortype": None,
-                                   "version": fingerprint}
-            if col.is_media:
-                rec.update(destination=col.destination, owned=False)
+            rec = new_record(rid, col.is_media, col.destination, fingerprint)
             try:
                 result = row.evaluate(col.expr)
                 if col.is_media:
@@ -344,10 +288,10 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     results = _map_rows(process, len(row_ids), progress)
     for writer in writers.values():
         writer.flush()  # every uploaded file is in the cache before the rows are recorded
-    frames = {c.name: _frame([r[c.name] for r in results], c) for c in selected}
+    frames = {c.name: [r[c.name] for r in results] for c in selected}
     lines = []
     for col in selected:  # one log event for all columns: each event is a write to the run's event log
-        errs = int(frames[col.name]["error"].notna().sum())
+        errs = count_errors(frames[col.name])
         done = len(row_ids) - skipped[col.name]
         lines.append(f"{spec.display_path}.{col.name}: added {done} column values with {errs} errors; "
                      f"skipped {skipped[col.name]} unchanged rows")
@@ -369,10 +313,6 @@ def _released_after(selected: list[ColumnSpec]) -> dict[str, list[str]]:
     for name, reader in last_reader.items():
         released[reader].append(name)
     return released
-
-
-def _records_by_row(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    return {r["row_id"]: r for r in frame.to_dict("records")}
 
 
 def _fingerprint(col: ColumnSpec, row: Row, versions: dict[str, Any]) -> str:

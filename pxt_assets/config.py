@@ -12,6 +12,7 @@ Layout of the config file (``$PIXELTABLE_CONFIG``, else ``$PIXELTABLE_HOME/confi
     r2_profile = "r2"
     b2_profile = "b2"
     tigris_profile = "tigris"
+    db_url = "postgresql+psycopg://user@host:5432/db"   # default: SQLite at $PIXELTABLE_HOME/pxt.db
 
     [azure]
     storage_account_name = "acct"
@@ -73,6 +74,9 @@ class Settings:
     r2_profile: str | None = None
     b2_profile: str | None = None
     tigris_profile: str | None = None
+    # The row store's database (PostgreSQL to share tables between machines); None: SQLite under home.
+    # repr=False: a database URL may carry a password.
+    db_url: str | None = field(default=None, repr=False)
     azure_storage_account_name: str | None = None
     # repr=False: Settings get logged and shown in tracebacks; the account key is a secret.
     azure_storage_account_key: str | None = field(default=None, repr=False)
@@ -94,9 +98,9 @@ class Settings:
         return self.home / 'file_cache'
 
     @property
-    def tables_dir(self) -> pathlib.Path:
-        """Directory for table data."""
-        return self.home / 'tables'
+    def db_path(self) -> pathlib.Path:
+        """The embedded row store's SQLite file (used when `db_url` is not set)."""
+        return self.home / 'pxt.db'
 
     @property
     def file_cache_bytes(self) -> int:
@@ -145,6 +149,23 @@ def _parse_size_g(raw: Any, key: str, source: str) -> float:
     return value
 
 
+def _parse_db_url(raw: Any, key: str, source: str) -> str | None:
+    value = _parse_str(raw, key, source)
+    if value is None:
+        return None
+    scheme = value.split('://', 1)[0].lower() if '://' in value else ''
+    if not (scheme == 'sqlite' or scheme.startswith('sqlite+') or scheme.startswith('postgresql')):
+        # Only the scheme is shown: the rest of a database URL may hold a password.
+        raise ConfigError(
+            f'{key} must be a SQLAlchemy URL such as postgresql+psycopg://user@host:5432/db or '
+            f'sqlite:////path/pxt.db, got a value with scheme {scheme + "://" if scheme else "(none)"!r} '
+            f'(from {source})', key=key, source=source,
+        )
+    if scheme.startswith('postgresql') and '+' not in scheme:
+        value = 'postgresql+psycopg' + value[len(scheme):]  # psycopg 3, installed with the project
+    return value
+
+
 def _pixeltable_key(name: str, parse: Callable[[Any, str, str], Any] = _parse_str) -> _Key:
     return _Key(name, 'pixeltable', name, f'PIXELTABLE_{name.upper()}', parse)
 
@@ -157,6 +178,7 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('r2_profile'),
     _pixeltable_key('b2_profile'),
     _pixeltable_key('tigris_profile'),
+    _pixeltable_key('db_url', _parse_db_url),
     _Key('azure_storage_account_name', 'azure', 'storage_account_name', 'AZURE_STORAGE_ACCOUNT_NAME',
          _parse_str),
     _Key('azure_storage_account_key', 'azure', 'storage_account_key', 'AZURE_STORAGE_ACCOUNT_KEY',

@@ -10,8 +10,8 @@ from pxt_assets.api import catalog_tables, merge_tables
 from pxt_assets.defs.demo import media
 
 _catalog, _errors = catalog_tables()
-for _file, _error in _errors:
-    warnings.warn(f"pxt_assets: skipped catalog file {_file}: {_error}", stacklevel=1)
+for _path, _error in _errors:
+    warnings.warn(f"pxt_assets: skipped catalog table {_path}: {_error}", stacklevel=1)
 
 tables = merge_tables([media], _catalog)
 defs = pxt.definitions(*tables)

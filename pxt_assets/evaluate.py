@@ -7,13 +7,17 @@ the row), and released when the row is done, so a step never holds a batch of de
 from __future__ import annotations
 
 import io
+import operator
 from typing import Any
 
 import PIL.Image
 
 from pxt_assets.functions import registry
 from pxt_assets.media import MediaReader
-from pxt_assets.spec import Call, ColumnRef, Expr, Literal, Prop, TableSpec
+from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, Literal, Prop, TableSpec
+
+_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+        ">=": operator.ge}
 
 
 def is_missing(value: Any) -> bool:
@@ -110,7 +114,35 @@ class Row:
             args = [self.evaluate(a) for a in expr.args]
             kwargs = {k: self.evaluate(v) for k, v in expr.kwargs.items()}
             return fn.fn(*args, **kwargs)
+        if isinstance(expr, Compare):
+            return self._compare(expr)
+        if isinstance(expr, BoolOp):
+            if expr.op == "not":
+                return not self._truth(expr.args[0])
+            results = (self._truth(a) for a in expr.args)
+            return all(results) if expr.op == "and" else any(results)
         raise TypeError(f"cannot evaluate {expr!r}")
+
+    def _truth(self, expr: Expr) -> bool:
+        """A predicate's value, as SQL has it: a value that cannot be computed (an error upstream) is false."""
+        try:
+            return bool(self.evaluate(expr))
+        except RowError:
+            return False
+
+    def _compare(self, expr: Compare) -> bool:
+        left = self.evaluate(expr.left)
+        right = self.evaluate(expr.right)
+        if expr.op == "in":
+            return left is not None and left in right
+        if right is None or left is None:  # `x == None` / `x != None`; otherwise NULL compares false
+            if expr.op in ("==", "!="):
+                return (left is None and right is None) == (expr.op == "==")
+            return False
+        try:
+            return bool(_OPS[expr.op](left, right))
+        except TypeError as e:
+            raise RowError(f"cannot compare {expr!r}: {e}", "type_error") from None
 
     def _prop(self, expr: Prop) -> Any:
         if expr.prop in ("errormsg", "errortype"):

@@ -75,6 +75,40 @@ class Expr:
             return Call(fn.name, (self,), {})
         return lambda *args, **kwargs: Call(fn.name, (self, *map(as_expr, args)), {k: as_expr(v) for k, v in kwargs.items()})
 
+    # -- predicates (t.where(...)) -------------------------------------------------------------------
+    def __eq__(self, other: Any) -> Compare:  # type: ignore[override]
+        return Compare("==", self, as_expr(other))
+
+    def __ne__(self, other: Any) -> Compare:  # type: ignore[override]
+        return Compare("!=", self, as_expr(other))
+
+    def __lt__(self, other: Any) -> Compare:
+        return Compare("<", self, as_expr(other))
+
+    def __le__(self, other: Any) -> Compare:
+        return Compare("<=", self, as_expr(other))
+
+    def __gt__(self, other: Any) -> Compare:
+        return Compare(">", self, as_expr(other))
+
+    def __ge__(self, other: Any) -> Compare:
+        return Compare(">=", self, as_expr(other))
+
+    __hash__ = object.__hash__  # expressions are keyed by identity; == builds a predicate
+
+    def isin(self, values: Any) -> Compare:
+        """`t.label.isin(['cat', 'dog'])`."""
+        return Compare("in", self, Literal(tuple(values)))
+
+    def __and__(self, other: Any) -> BoolOp:
+        return BoolOp("and", (self, as_expr(other)))
+
+    def __or__(self, other: Any) -> BoolOp:
+        return BoolOp("or", (self, as_expr(other)))
+
+    def __invert__(self) -> BoolOp:
+        return BoolOp("not", (self,))
+
     # -- inspecting -----------------------------------------------------------------------------------
     def columns(self) -> set[str]:
         """Names of the columns this expression reads."""
@@ -177,6 +211,69 @@ class Prop(Expr):
         return f"{self.of!r}.{self.prop}"
 
 
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=", "in")
+
+
+class _Predicate(Expr):
+    def __bool__(self) -> bool:
+        raise TypeError(f"{self!r} is a predicate for t.where(...), not a Python bool: combine predicates with "
+                        "&, | and ~ (not and/or/not), and write comparisons as t.col > value")
+
+
+@dataclass(frozen=True, eq=False)
+class Compare(_Predicate):
+    """`t.width > 500`, `t.img.errortype != None`, `t.label.isin([...])`."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+    @property
+    def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        from pxt_assets.media import Bool
+
+        return Bool
+
+    def columns(self) -> set[str]:
+        return self.left.columns() | self.right.columns()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cmp": self.op, "left": self.left.to_dict(), "right": self.right.to_dict()}
+
+    def __repr__(self) -> str:
+        if self.op == "in":
+            return f"{self.left!r}.isin({list(self.right.value)!r})"  # type: ignore[attr-defined]
+        return f"{self.left!r} {self.op} {self.right!r}"
+
+
+@dataclass(frozen=True, eq=False)
+class BoolOp(_Predicate):
+    """`a & b`, `a | b`, `~a`."""
+
+    op: str  # "and", "or", "not"
+    args: tuple[Expr, ...]
+
+    @property
+    def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        from pxt_assets.media import Bool
+
+        return Bool
+
+    def columns(self) -> set[str]:
+        out: set[str] = set()
+        for a in self.args:
+            out |= a.columns()
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bool": self.op, "args": [a.to_dict() for a in self.args]}
+
+    def __repr__(self) -> str:
+        if self.op == "not":
+            return f"~({self.args[0]!r})"
+        return "(" + f" {'&' if self.op == 'and' else '|'} ".join(repr(a) for a in self.args) + ")"
+
+
 def as_expr(value: Any) -> Expr:
     return value if isinstance(value, Expr) else Literal(value)
 
@@ -201,6 +298,14 @@ def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
         return Call(d["fn"], args, kwargs)
     if "prop" in d:
         return Prop(expr_from_dict(d["of"], types), d["prop"])
+    if "cmp" in d:
+        if d["cmp"] not in COMPARISONS:
+            raise SpecError(f"unknown comparison {d['cmp']!r}")
+        return Compare(d["cmp"], expr_from_dict(d["left"], types), expr_from_dict(d["right"], types))
+    if "bool" in d:
+        if d["bool"] not in ("and", "or", "not"):
+            raise SpecError(f"unknown boolean operator {d['bool']!r}")
+        return BoolOp(d["bool"], tuple(expr_from_dict(a, types) for a in d["args"]))
     raise SpecError(f"not an expression: {d!r}")
 
 
@@ -275,3 +380,16 @@ class TableSpec:
             )
             types[c["name"]] = col_type
         return spec
+
+
+def _build_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+    return Call(name, tuple(as_expr(a) for a in args), {k: as_expr(v) for k, v in kwargs.items()})
+
+
+def _install() -> None:
+    from pxt_assets.functions import registry
+
+    registry.set_expression_types(_build_call, Expr)
+
+
+_install()

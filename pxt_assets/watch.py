@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import pathlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,8 +23,8 @@ from typing import Any
 
 import dagster as dg
 
-from pxt_assets import stores
-from pxt_assets.io_managers.table_store import TableStore
+from pxt_assets import rowstore, stores
+from pxt_assets.config import current_settings
 from pxt_assets.spec import TableSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -102,13 +101,20 @@ def plan(objects: Iterable[stores.ObjectInfo], cursor: WatchCursor, watch: Watch
     return batches, WatchCursor(newest, seen)
 
 
-def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor, table_store: TableStore) -> tuple[list[PlannedBatch], WatchCursor]:
-    """List the watched prefix, plan batches and write their manifests (before any partition exists)."""
+def _rows() -> rowstore.RowStore:
+    return rowstore.for_settings(current_settings())
+
+
+def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor) -> tuple[list[PlannedBatch], WatchCursor]:
+    """List the watched prefix, plan batches and record them in the database (before any partition
+    exists), so whichever worker runs a batch finds what to insert."""
     store = stores.store_for(watch.prefix)
     batches, new_cursor = plan(store.list_objects(watch.prefix), cursor, watch)
-    for b in batches:
-        table_store.write_manifest(spec, b.key, [{watch.column: u} for u in b.uris],
-                                   source={"watch": watch.prefix})
+    if batches:
+        rows = _rows()
+        rows.for_spec(spec)
+        for b in batches:
+            rows.create_batch(spec.slug, b.key, [{watch.column: u} for u in b.uris], source={"watch": watch.prefix})
     return batches, new_cursor
 
 
@@ -125,8 +131,8 @@ def _run_request(spec: TableSpec, watch: WatchSpec, b: PlannedBatch) -> dg.RunRe
                          tags={"pxt/watch": watch.prefix, "pxt/rows": str(len(b.uris))})
 
 
-def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str, pdef: dg.DynamicPartitionsDefinition,
-                 table_store_factory) -> dg.SensorDefinition:
+def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
+                 pdef: dg.DynamicPartitionsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=sensor_name(spec),
         job_name=job_name,
@@ -135,7 +141,7 @@ def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str, pdef: dg.Dyna
         description=f"New objects under {watch.prefix} become batches of {spec.display_path}.{watch.column}",
     )
     def watch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        batches, cursor = tick(spec, watch, WatchCursor.from_json(context.cursor), table_store_factory())
+        batches, cursor = tick(spec, watch, WatchCursor.from_json(context.cursor))
         if not batches:
             return dg.SensorResult(skip_reason=f"no new objects under {watch.prefix}", cursor=cursor.to_json())
         rows = sum(len(b.uris) for b in batches)
@@ -149,9 +155,9 @@ def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str, pdef: dg.Dyna
     return watch_sensor
 
 
-def build_schedule(spec: TableSpec, watch: WatchSpec, job_name: str, pdef: dg.DynamicPartitionsDefinition,
-                   table_store_factory) -> dg.ScheduleDefinition:
-    """The fixed-cadence variant. Schedules have no cursor of their own: it lives beside the table's data."""
+def build_schedule(spec: TableSpec, watch: WatchSpec, job_name: str,
+                   pdef: dg.DynamicPartitionsDefinition) -> dg.ScheduleDefinition:
+    """The fixed-cadence variant. Schedules have no cursor of their own: it lives in the database."""
 
     @dg.schedule(
         name=schedule_name(spec),
@@ -162,22 +168,14 @@ def build_schedule(spec: TableSpec, watch: WatchSpec, job_name: str, pdef: dg.Dy
                     f"{spec.display_path}.{watch.column}",
     )
     def watch_schedule(context: dg.ScheduleEvaluationContext):
-        table_store: TableStore = table_store_factory()
-        cursor_path = table_store.table_dir(spec) / "_watch" / f"{_h(watch.prefix)}.json"
-        cursor = WatchCursor.from_json(cursor_path.read_text() if cursor_path.exists() else None)
-        batches, cursor = tick(spec, watch, cursor, table_store)
+        key = f"watch:{spec.slug}:{_h(watch.prefix)}"
+        cursor = WatchCursor.from_json(_rows().get_value(key))
+        batches, cursor = tick(spec, watch, cursor)
         if not batches:
-            _save(cursor_path, cursor)
+            _rows().set_value(key, cursor.to_json())
             return dg.SkipReason(f"no new objects under {watch.prefix}")
         context.instance.add_dynamic_partitions(pdef.name, [b.key for b in batches])
-        _save(cursor_path, cursor)
+        _rows().set_value(key, cursor.to_json())
         return [_run_request(spec, watch, b) for b in batches]
 
     return watch_schedule
-
-
-def _save(path: pathlib.Path, cursor: WatchCursor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(cursor.to_json())
-    tmp.replace(path)

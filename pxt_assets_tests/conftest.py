@@ -200,3 +200,32 @@ def gcs_signing_key(tmp_path, monkeypatch):
     }))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
     return key
+
+
+# -- reading what the row store holds (tests look behind the API; the product goes through rowstore) -----
+
+
+def stored_records(table, column: str, batch: str | None = None) -> list[dict]:
+    """A column's stored records (row_id, value, error, errortype, version, destination, owned), of one batch
+    or of every batch, in row order."""
+    from pxt_assets import rowstore
+
+    store = rowstore.for_settings(table.settings)
+    rt = store.for_spec(table.spec)
+    out = []
+    for b in [batch] if batch else store.batches(table.spec.slug):
+        out.extend(store.read_columns(rt, b, [column]).get(column, {}).values())
+    return out
+
+
+def forget_value(table, column: str, row_id: str) -> None:
+    """Null a stored value behind the table's back (as a lost row would leave its file unreferenced)."""
+    import sqlalchemy as sa
+
+    from pxt_assets import rowstore
+
+    store = rowstore.for_settings(table.settings)
+    rt = store.for_spec(table.spec)
+    t = rt.table()
+    with store.engine.begin() as conn:
+        conn.execute(t.update().where(t.c._row_id == row_id).values({f"v_{column}": None, f"o_{column}": False}))

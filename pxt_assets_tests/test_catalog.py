@@ -50,15 +50,18 @@ def test_a_table_made_in_one_process_is_found_by_another_and_by_the_code_locatio
     assert done.stdout.strip() == "['nb/photos/caption', 'nb/photos/photo', 'nb/photos/thumb']"
 
 
-def test_a_corrupt_catalog_file_is_reported_and_the_rest_still_load(pxt_home):
+def test_a_corrupt_catalog_entry_is_reported_and_the_rest_still_load(pxt_home):
+    from pxt_assets import rowstore
+
     pxt.create_dir("ok")
     pxt.create_table("ok/good", {"img": pxt.Image})
-    bad = pxt_home / "catalog" / "ok" / "broken.table.json"
-    bad.write_text("{ not json")
+    rowstore.for_settings(pxt.load_settings()).save_table_doc(
+        "ok/broken", {"path": "ok/broken", "columns": [{"name": "x", "type": "NoSuchType"}]})
     code = "from pxt_assets.definitions import defs, tables; print(sorted(t.path for t in tables))"
     done = _python(code, pxt_home)
     assert done.returncode == 0, done.stderr
-    assert "ok/good" in done.stdout and "broken.table.json" in done.stderr
+    assert "ok/good" in done.stdout and "ok/broken" not in done.stdout
+    assert "skipped catalog table ok/broken" in done.stderr and "NoSuchType" in done.stderr
 
 
 def test_same_path_in_code_and_catalog_with_different_columns_is_a_clear_error(pxt_home):

@@ -71,9 +71,11 @@ class PxtEnv:
     dagster_home: pathlib.Path
     env: dict[str, str]
 
-    @property
-    def tables(self) -> pathlib.Path:
-        return self.home / "tables" / pathlib.Path(*TABLE_PATH)
+    def rows(self):
+        """The row store the subprocesses write (the default SQLite file under this home)."""
+        from pxt_assets import rowstore
+
+        return rowstore.RowStore(rowstore.default_url(self.home))
 
     @property
     def media_dir(self) -> pathlib.Path:
@@ -98,16 +100,26 @@ class PxtEnv:
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.dagster_home))
 
-    def batches(self) -> list[str]:
-        folder = self.tables / "_batches"
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    def batches(self, status: str | None = None) -> list[str]:
+        store = self.rows()
+        try:
+            return store.batches("__".join(TABLE_PATH), status)
+        finally:
+            store.dispose()
 
     def column(self, column: str, batch: str) -> pd.DataFrame:
-        path = self.tables / column / f"{batch}.parquet"
-        assert path.is_file(), f"column {column} was not materialized for batch {batch}: no {path}"
-        # use_threads=False, as TableStore.read_column: pyarrow's threaded reader can abort the process
-        # at exit ("terminate called without an active exception"); row frames are tiny.
-        return pd.read_parquet(path, use_threads=False).sort_values("row_id").reset_index(drop=True)
+        """A column's records for a batch, as committed (a batch still pending fails the assertion)."""
+        from pxt_assets import rowstore
+
+        store = self.rows()
+        try:
+            info = store.batch_info("__".join(TABLE_PATH), batch)
+            assert info is not None and info.status == rowstore.COMMITTED, f"batch {batch} is not committed: {info}"
+            got = store.read_columns(store.row_table("__".join(TABLE_PATH)), batch, [column])
+        finally:
+            store.dispose()
+        assert column in got, f"column {column} was not materialized for batch {batch}"
+        return pd.DataFrame(list(got[column].values())).sort_values("row_id").reset_index(drop=True)
 
     def owned_files(self) -> list[pathlib.Path]:
         """Every file the project wrote for computed media columns."""
@@ -209,8 +221,6 @@ def test_dagster_job_execute_inserts_batch_from_run_config_file(pxt_env: PxtEnv)
     batches = pxt_env.batches()
     assert len(batches) == 1, batches
     (batch,) = batches
-    for column in COLUMNS:
-        assert [p.stem for p in (pxt_env.tables / column).glob("*.parquet")] == [batch], column
     frames = {c: pxt_env.column(c, batch) for c in COLUMNS}
     for column, frame in frames.items():
         assert len(frame) == 3, (column, frame)
@@ -269,7 +279,8 @@ def test_dagster_job_execute_inserts_batch_from_run_config_file(pxt_env: PxtEnv)
         instance.dispose()
 
     # -- a second run (rows form of the config) makes a second batch and leaves the first alone -------------
-    first_files = file_fingerprints(pxt_env.owned_files() + sorted(pxt_env.tables.rglob(f"{batch}.*")))
+    first_files = file_fingerprints(pxt_env.owned_files())
+    first_rows = {c: pxt_env.column(c, batch) for c in COLUMNS}
     config_file_2 = pxt_env.root / "insert_rows.yaml"
     write_run_config(config_file_2, rows=[{SOURCE: str(SAMPLES[2])}])
     proc = execute_insert_job(pxt_env, config_file_2)
@@ -279,6 +290,8 @@ def test_dagster_job_execute_inserts_batch_from_run_config_file(pxt_env: PxtEnv)
     assert len(batches_after) == 2 and batches_after[0] == batch, batches_after
     second = batches_after[1]
     assert file_fingerprints(list(first_files)) == first_files, "the second run changed the first batch's files"
+    for c in COLUMNS:
+        assert pxt_env.column(c, batch).equals(first_rows[c]), f"the second run changed the first batch's {c}"
     frames2 = {c: pxt_env.column(c, second) for c in COLUMNS}
     assert list(frames2[SOURCE]["value"]) == [SAMPLES[2].as_uri()]
     for column in COMPUTED:
@@ -394,7 +407,7 @@ def test_demo_command_reproduces_seed_walkthrough(pxt_env: PxtEnv) -> None:
     assert not leftovers, f"files of the first run were not deleted: {leftovers}"
     assert len(pxt_env.owned_files()) == 9
     assert all(p.is_file() for p in SAMPLES), "the demo deleted a sample image it only referenced"
-    assert not list(pxt_env.tables.rglob(f"{first_batch}*")), "row data of the first batch is left"
+    assert first_batch not in pxt_env.batches(), "the first batch is left in the database"
     instance = pxt_env.instance()
     try:
         assert instance.get_dynamic_partitions(PARTITIONS) == [second_batch]

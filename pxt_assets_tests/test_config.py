@@ -55,7 +55,6 @@ def test_pixeltable_home_relocates_all_directories_and_the_config_file(home: pat
     s = load_settings(environ={'PIXELTABLE_HOME': str(home)})
     assert s.media_dir == home / 'media'
     assert s.file_cache_dir == home / 'file_cache'
-    assert s.tables_dir == home / 'tables'
     assert s.config_path == home / 'config.toml'
     assert s.sources['home'] == 'environment variable PIXELTABLE_HOME'
 

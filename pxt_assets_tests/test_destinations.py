@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 import pxt_assets as pxt
-from pxt_assets_tests.conftest import files_under
-from pxt_assets.io_managers.table_store import TableStore
+from pxt_assets_tests.conftest import files_under, stored_records
 from pxt_assets.stores import path_of
 
 
@@ -107,10 +106,10 @@ def test_resolved_destination_is_recorded_with_each_file(pxt_home, tmp_path, ins
     t = pxt.MediaTable("rec/media", {"img": pxt.Image})
     t.add_computed_column(rotated=t.img.rotate(90), destination=str(out))
     result = t.insert([{"img": str(p)} for p in images], instance=instance)
-    frame: pd.DataFrame = TableStore(pxt_home / "tables").read_column(t.spec, "rotated", result.batch)
-    assert list(frame["destination"]) == [out.as_uri()] * 3
-    assert frame["owned"].all()
-    assert all(path_of(u).is_file() and path_of(u).is_relative_to(out) for u in frame["value"])
+    records = stored_records(t, "rotated", result.batch)
+    assert [r["destination"] for r in records] == [out.as_uri()] * 3
+    assert all(r["owned"] for r in records)
+    assert all(path_of(r["value"]).is_file() and path_of(r["value"]).is_relative_to(out) for r in records)
 
 
 def test_destination_removed_after_definition_fails_the_run_naming_it(pxt_home, tmp_path, instance, images):

@@ -26,9 +26,8 @@ def test_object_put_in_a_watched_bucket_becomes_a_row_without_clicking(pxt_env, 
     proc, _, log = start_dagster_dev(pxt_env)
     try:
         s3.put_object(Bucket=bucket, Key="incoming/cat.jpg", Body=SAMPLES[0].read_bytes(), ContentType="image/jpeg")
-        folder = pxt_env.tables / "serving_url"
         deadline = time.monotonic() + ROW_TIMEOUT_S
-        while not (folder.is_dir() and list(folder.glob("*.parquet"))):
+        while not pxt_env.batches("committed"):
             assert proc.poll() is None, log.read_text()[-5000:]
             assert time.monotonic() < deadline, f"no row after {ROW_TIMEOUT_S} s:\n{log.read_text()[-5000:]}"
             time.sleep(2)

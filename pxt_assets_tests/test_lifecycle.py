@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 import pxt_assets as pxt
-from pxt_assets import lifecycle, stores
+from pxt_assets import lifecycle, rowstore, stores
 from pxt_assets.__main__ import main as cli_main
 from pxt_assets.stores.local import file_url
+from pxt_assets_tests.conftest import forget_value, stored_records
 from pxt_assets_tests.emulators import REPO
 from pxt_assets_tests.test_cloud import Provider
 
@@ -57,14 +58,8 @@ def dest(where, sub: str) -> str:
 
 
 def owned(table: pxt.MediaTable, column: str, batch: str | None = None) -> list[str]:
-    """The URIs a column's row frames record as written by us, in one batch or all of them."""
-    folder = table.table_store().table_dir(table.spec) / column
-    frames = [folder / f"{batch}.parquet"] if batch else sorted(folder.glob("*.parquet"))
-    out = []
-    for path in frames:
-        f = pd.read_parquet(path, use_threads=False)
-        out.extend(f.loc[f["owned"].astype(bool), "value"])
-    return sorted(out)
+    """The URIs a column's rows record as written by us, in one batch or all of them."""
+    return sorted(r["value"] for r in stored_records(table, column, batch) if r.get("owned"))
 
 
 def test_delete_batch_drop_column_drop_table_and_gc_touch_exactly_what_was_written(where, monkeypatch, instance,
@@ -122,7 +117,7 @@ def test_delete_batch_drop_column_drop_table_and_gc_touch_exactly_what_was_writt
     assert t.drop_column("flipped", instance=instance) == 1
     assert written() == sorted(set(before) - set(flipped_b2))
     assert "flipped" not in t.spec.columns
-    assert not (t.table_store().table_dir(t.spec) / "flipped").exists()
+    assert "flipped" not in rowstore.for_settings(t.settings).row_table(t.spec.slug).column_types
     assert list(t.collect().columns) == ["img", "rotated", "width", "errors"]
 
     # drop_table from storage alone: every file, where it was written, the row data, the partitions.
@@ -130,7 +125,7 @@ def test_delete_batch_drop_column_drop_table_and_gc_touch_exactly_what_was_writt
     assert pxt.drop_table("life/media", instance=instance) == 2
     assert written() == []
     assert sorted(where.objects()) == sorted(refs_files + user_files)
-    assert not (t.table_store().table_dir(t.spec)).exists()
+    assert rowstore.for_settings(t.settings).row_table(t.spec.slug) is None
     assert instance.get_dynamic_partitions("life__media__batches") == []
     assert all(p.is_file() for p in images)  # referenced in place by refs: never deleted
     assert len(refs.collect()) == 2
@@ -140,23 +135,23 @@ def test_delete_batch_drop_column_drop_table_and_gc_touch_exactly_what_was_writt
 
     # gc. Orphans: a row of refs removed from its row data behind the table's back, and a file named by our
     # scheme copied in. Nothing drop_table left behind, nothing referenced, no user file is listed.
-    frame_path = refs.table_store().column_path(refs.spec, "small", refs_batch)
-    frame = pd.read_parquet(frame_path, use_threads=False)
-    lost, kept = frame["value"].iloc[0], frame["value"].iloc[1]
-    frame.iloc[1:].to_parquet(frame_path, index=False)
+    records = stored_records(refs, "small", refs_batch)
+    lost, kept = records[0]["value"], records[1]["value"]
+    forget_value(refs, "small", records[0]["row_id"])
     name = "old__tbl_thumb_20240101T000000000000-abcd-000003_0123456789abcdef.png"
     copied = where.put(f"out/old__tbl/thumb/aa/bb/{name}", b"png")
     orphans = sorted([lost, copied])
     target = str(where.root) if where.name == "local" else where.prefix  # a plain path works locally
-    assert run_gc(target) == orphans + ["2 orphaned files"]
+    assert run_gc(target) == []  # younger than --min-age (default one hour): left alone
+    assert run_gc(target, "--min-age", "0") == orphans + ["2 orphaned files"]
     assert set(orphans) <= set(where.objects())  # listing deletes nothing
-    assert lifecycle.find_orphans(where.prefix + "refs/") == [lost]
+    assert lifecycle.find_orphans(where.prefix + "refs/", min_age=0) == [lost]
 
     capsys.readouterr()
-    assert cli_main(["gc", target, "--delete"]) == 0  # the same command, in process (a new one costs ~5 s)
+    assert cli_main(["gc", target, "--delete", "--min-age", "0"]) == 0  # the same command, in process (a new one costs ~5 s)
     assert capsys.readouterr().out.splitlines() == orphans + ["2 orphaned files deleted"]
     assert sorted(where.objects()) == sorted([kept] + user_files)
-    assert lifecycle.find_orphans(target) == []
+    assert lifecycle.find_orphans(target, min_age=0) == []
     paths = refs.select(refs.small.localpath).collect()["small_localpath"]
     assert [p is not None and pathlib.Path(p).is_file() for p in paths] == [False, True]  # the kept file reads
 
@@ -243,7 +238,7 @@ def run_gc(*args: str) -> list[str]:
 
 
 def test_the_gc_name_pattern_matches_what_writers_write_and_little_else(tmp_path):
-    from pxt_assets.io_managers.table_store import new_batch_key, row_id
+    from pxt_assets.io_managers.rows import new_batch_key, row_id
     from pxt_assets.io_managers.writers import ColumnWriter
     from pxt_assets.spec import ColumnSpec, TableSpec
 

@@ -126,7 +126,9 @@ def test_sensor_ticks_insert_new_objects_once_and_survive_a_restart(watched, ins
 
 
 def _manifest_uris(t: pxt.MediaTable, batch: str) -> list[str]:
-    return [r["img"] for r in t.table_store().read_manifest(t.spec, batch)["rows"]]
+    from pxt_assets import rowstore
+
+    return [r["img"] for r in rowstore.for_settings(t.settings).manifest(t.spec.slug, batch)]
 
 
 def test_sensor_pages_through_a_listing_larger_than_a_page(pxt_home, s3_env, instance):
@@ -182,7 +184,9 @@ def test_automation_materializes_new_batches_but_backfills_a_new_column_only_on_
     assert result.get_num_requested(width) == 0
     # a new batch whose source alone was materialized (as from the UI): automation requests its columns
     key = "manual-batch"
-    t.table_store().write_manifest(t.spec, key, [{"img": str(SAMPLES[1])}])
+    from pxt_assets import rowstore
+
+    rowstore.for_settings(t.settings).create_batch(t.spec.slug, key, [{"img": str(SAMPLES[1])}])
     instance.add_dynamic_partitions("auto__media__batches", [key])
     result = dg.evaluate_automation_conditions(defs=t.definitions(), instance=instance, cursor=result.cursor)
     assert result.get_num_requested(width) == 0  # its source is still missing

@@ -8,9 +8,8 @@
 from __future__ import annotations
 
 from pxt_assets import stores
-from pxt_assets.functions.registry import register
+from pxt_assets.functions.registry import ExpressionFunction, is_expression, register
 from pxt_assets.media import String
-from pxt_assets.spec import Call, Expr, Literal, as_expr
 from pxt_assets.stores.base import check_expiration
 
 
@@ -21,21 +20,25 @@ def _presigned_url(uri: str | None, expiration_seconds: int) -> str | None:
     return stores.store_for(uri).presign(uri, expiration_seconds)
 
 
-def presigned_url(url: Expr | str, expiration_seconds: int) -> Call:
-    """A time-limited HTTP(S) URL for a stored file: SigV4 for S3, R2, B2 and Tigris; a V4 signed URL for
-    GCS; a read-only SAS for Azure. http(s) URLs pass through unchanged; local files raise an error.
-
-    `expiration_seconds` must be between 1 and 604800 (7 days). Signing is local: no network call per row.
-    """
-    if not isinstance(expiration_seconds, Expr):
+def _check_presigned_url_args(url, expiration_seconds) -> None:
+    if not is_expression(expiration_seconds):
         try:
             check_expiration(expiration_seconds)
         except stores.StoreError as e:
             raise ValueError(f"presigned_url: {e}") from None
-    arg = as_expr(url)
-    if isinstance(arg, Literal) and not isinstance(arg.value, str):
+    if not is_expression(url) and not isinstance(url, str):
         raise TypeError(f"presigned_url: expected a URL expression such as t.col.fileurl, got {url!r}")
-    return Call("net.presigned_url", (arg, as_expr(expiration_seconds)), {})
+
+
+presigned_url = ExpressionFunction(
+    "net.presigned_url", _check_presigned_url_args,
+    """presigned_url(url, expiration_seconds): a time-limited HTTP(S) URL for a stored file: SigV4 for S3, R2,
+    B2 and Tigris; a V4 signed URL for GCS; a read-only SAS for Azure. http(s) URLs pass through unchanged;
+    local files raise an error.
+
+    `expiration_seconds` must be between 1 and 604800 (7 days). Signing is local: no network call per row.
+    """,
+)
 
 
 __all__ = ["presigned_url"]

@@ -42,6 +42,44 @@ def register(name: str, *, applies_to: ColumnType | None, returns: Any, is_prope
     return wrap
 
 
+# Set by pxt_assets.spec when it loads: how a call of a registered function becomes an expression node. The
+# registry (and the function modules) stay below spec: they never import it.
+_CALL_FACTORY: Callable[[str, tuple[Any, ...], dict[str, Any]], Any] | None = None
+_EXPR_TYPE: type | None = None
+
+
+def set_expression_types(call_factory: Callable[[str, tuple[Any, ...], dict[str, Any]], Any], expr_type: type) -> None:
+    global _CALL_FACTORY, _EXPR_TYPE
+    _CALL_FACTORY, _EXPR_TYPE = call_factory, expr_type
+
+
+def is_expression(value: Any) -> bool:
+    """Whether `value` is an expression (a column, a call, ...) rather than a plain Python value."""
+    return _EXPR_TYPE is not None and isinstance(value, _EXPR_TYPE)
+
+
+class ExpressionFunction:
+    """A registered function as users call it in expressions (`net.presigned_url(t.img.fileurl, 3600)`):
+    calling it builds an expression node; `check` validates the arguments first."""
+
+    def __init__(self, name: str, check: Callable[..., None] | None = None, doc: str | None = None) -> None:
+        self.name = name
+        self.check = check
+        self.__doc__ = doc
+        self.__name__ = name.rsplit(".", 1)[-1]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.check is not None:
+            self.check(*args, **kwargs)
+        if _CALL_FACTORY is None:
+            import pxt_assets.spec  # noqa: F401 - installs the factory (only if spec was never imported)
+        assert _CALL_FACTORY is not None
+        return _CALL_FACTORY(self.name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<pxt function {self.name}>"
+
+
 def get(name: str) -> Function:
     _load_builtins()
     try:

@@ -1,9 +1,10 @@
-"""IO managers: where each column's row data and files go.
+"""IO managers: where each column's rows and files go.
 
-`TableIOManager` stores a column's row frame (row_id, value, error) per batch as Parquet. `MediaIOManager`
-adds what media columns need: the destination (read from the asset's `pxt/destination` metadata, resolved
-by the precedence rules when the table was defined), column writers for the computing step, the file cache,
-and the UI metadata (destination, fileurls, a preview image, cache counters).
+`TableIOManager` stages a column's records (row_id, value, error, ...) for a batch in the row store, and
+commits a finished batch: its rows become visible in one transaction, after every file they name is written.
+`MediaIOManager` adds what media columns need: the destination (read from the asset's `pxt/destination`
+metadata, resolved by the precedence rules when the table was defined), column writers for the computing
+step, the file cache, and the UI metadata (destination, fileurls, a preview image, cache counters).
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ import io
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 import PIL.Image
 
-from pxt_assets import stores
+from pxt_assets import rowstore, stores
 from pxt_assets.cache import FileCache
 from pxt_assets.config import Settings, load_settings
 from pxt_assets.io_managers import destinations
-from pxt_assets.io_managers.table_store import MEDIA_FRAME_COLUMNS, ROW_FRAME_COLUMNS, TableStore
+from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
 from pxt_assets.media import MediaReader, shared_cache
 from pxt_assets.spec import ColumnSpec, TableSpec
 
-__all__ = ["TableIOManager", "MediaIOManager", "ColumnWriter", "TableStore", "destinations"]
+__all__ = ["TableIOManager", "MediaIOManager", "ColumnWriter", "destinations"]
 
 META_TABLE = "pxt/table"
 META_COLUMN = "pxt/column"
@@ -34,63 +34,99 @@ META_DESTINATION = "pxt/destination"
 _SAMPLE_URLS = 3
 _PREVIEW_PX = 96
 
+Records = list[dict[str, Any]]
+
 
 def _table_and_column(metadata: dict[str, Any]) -> tuple[TableSpec, ColumnSpec]:
     spec = TableSpec.from_dict(metadata[META_TABLE] if isinstance(metadata[META_TABLE], dict) else metadata[META_TABLE].data)
     return spec, spec.columns[metadata[META_COLUMN]]
 
 
+def delete_replaced(log, column: str, uris: list[str]) -> None:
+    """Delete files we wrote that a re-run replaced (a changed output gets a new name). Never a file a user
+    only referenced: only `owned` records get here."""
+    for uri in uris:
+        try:
+            stores.store_for(uri).delete(uri)
+            log.info(f"{column}: deleted replaced file {uri}")
+        except stores.StoreError as e:
+            log.warning(f"{column}: could not delete replaced file {uri}: {e}")
+
+
 class TableIOManager(dg.ConfigurableIOManager):
-    """Stores each (column, batch) row frame as Parquet under `$PIXELTABLE_HOME/tables`."""
+    """Stages each (column, batch)'s records in the row store; commits finished batches."""
 
     home: str | None = None  # defaults to $PIXELTABLE_HOME, read at run time
 
     def settings(self) -> Settings:
         return load_settings(home=self.home)
 
-    def table_store(self) -> TableStore:
-        return TableStore(self.settings().tables_dir)
+    def rowstore(self) -> rowstore.RowStore:
+        return rowstore.for_settings(self.settings())
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def row_table(self, table: TableSpec) -> rowstore.RowTable:
+        return self.rowstore().for_spec(table)
+
+    # -- what a step does with its batch --------------------------------------------------------------
+    def manifest(self, table: TableSpec, batch: str) -> Records:
+        rows = self.rowstore().manifest(table.slug, batch)
+        if rows is None:
+            raise FileNotFoundError(
+                f"table {table.display_path!r}: batch {batch!r} is not in the database "
+                f"{self.rowstore()!r}; insert rows with t.insert(...) or the table's insert job"
+            )
+        return rows
+
+    def start_run(self, table: TableSpec, batch: str, run_id: str) -> None:
+        self.rowstore().start_run(table.slug, batch, run_id)
+
+    def read_columns(self, table: TableSpec, batch: str, columns) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each column's records for `batch` by row id (staged by this run or an earlier one, else committed)."""
+        return self.rowstore().read_columns(self.row_table(table), batch, columns)
+
+    def commit(self, table: TableSpec, batch: str, log) -> rowstore.CommitResult:
+        """Make the batch's staged columns its visible rows, in one transaction; then delete files the new
+        values replaced."""
+        result = self.rowstore().commit_batch(self.row_table(table), batch)
+        delete_replaced(log, table.display_path, result.replaced)
+        return result
+
+    # -- Dagster --------------------------------------------------------------------------------------------
+    def handle_output(self, context: dg.OutputContext, obj: Records) -> None:
         table, column = _table_and_column(context.definition_metadata)
-        store = self.table_store()
+        store = self.rowstore()
+        rt = self.row_table(table)
         for batch in context.asset_partition_keys:
-            frame = obj if len(context.asset_partition_keys) == 1 else obj[obj["row_id"].str.startswith(batch)]
-            previous = store.read_column(table, column.name, batch)
-            store.write_column(table, column.name, batch, frame)
-            self._after_write(context, table, column, frame, previous)
-        errors = int(obj["error"].notna().sum()) if len(obj) else 0
+            records = obj if len(context.asset_partition_keys) == 1 else [r for r in obj if r["row_id"].startswith(batch)]
+            replaced = store.stage_column(rt, batch, column.name, records, run_id=context.run_id)
+            delete_replaced(context.log, column.name, replaced)
         context.add_output_metadata(
             {
                 "dagster/row_count": len(obj),
                 "rows": len(obj),
-                "errors": errors,
+                "errors": count_errors(obj),
                 "column": f"{table.display_path}.{column.name} ({column.col_type!r})",
                 **self._media_metadata(table, column, obj),
             }
         )
 
-    def _after_write(self, context, table, column, frame, previous) -> None:
-        """Hook for media columns: free files a re-run replaced."""
-
-    def _media_metadata(self, table: TableSpec, column: ColumnSpec, frame: pd.DataFrame) -> dict[str, Any]:
+    def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
         return {}
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext) -> Records:
         table, column = _table_and_column(context.upstream_output.definition_metadata)
         return self.load_column(table, column.name, context.asset_partition_keys)
 
-    def load_column(self, table: TableSpec, column: str, batches: list[str]) -> pd.DataFrame:
-        store = self.table_store()
-        frames = []
+    def load_column(self, table: TableSpec, column: str, batches: list[str]) -> Records:
+        out: Records = []
         for batch in batches:
-            frame = store.read_column(table, column, batch)
-            if frame is None:
+            got = self.read_columns(table, batch, [column]).get(column)
+            if got is None:
                 raise FileNotFoundError(
                     f"column {table.display_path}.{column} has not been materialized for batch {batch!r}"
                 )
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ROW_FRAME_COLUMNS)
+            out.extend(got.values())
+        return out
 
 
 class MediaIOManager(TableIOManager):
@@ -111,31 +147,16 @@ class MediaIOManager(TableIOManager):
         destinations.validate(column.destination, column.name)
         return ColumnWriter(table, column, self.cache())
 
-    def _after_write(self, context, table, column, frame, previous) -> None:
-        # Re-running a batch rewrites files under deterministic names; a file whose content changed got a
-        # new name, so delete the old one we wrote (never a file the user only referenced).
-        if previous is None or "owned" not in previous:
-            return
-        keep = set(frame["value"].dropna())
-        stale = previous[(previous["owned"].fillna(False).astype(bool)) & previous["value"].notna()]
-        for uri in stale["value"]:
-            if uri not in keep:
-                try:
-                    stores.store_for(uri).delete(uri)
-                    context.log.info(f"{column.name}: deleted replaced file {uri}")
-                except stores.StoreError as e:
-                    context.log.warning(f"{column.name}: could not delete replaced file {uri}: {e}")
-
-    def _media_metadata(self, table: TableSpec, column: ColumnSpec, frame: pd.DataFrame) -> dict[str, Any]:
-        ok = frame[frame["error"].isna() & frame["value"].notna()] if len(frame) else frame
+    def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
+        ok = [str(r["value"]) for r in records if r.get("error") is None and r.get("value") is not None]
         meta: dict[str, Any] = {
             "destination": column.destination or "referenced in place",
             "destination_rule": column.destination_source or "",
-            "sample_fileurls": dg.MetadataValue.json([str(u) for u in ok["value"].head(_SAMPLE_URLS)]),
+            "sample_fileurls": dg.MetadataValue.json(ok[:_SAMPLE_URLS]),
             "file_cache": dg.MetadataValue.json(self.cache().stats.as_dict()),
         }
-        if len(ok) and column.col_type.name == "Image":
-            preview = self._preview(str(ok["value"].iloc[0]))
+        if ok and column.col_type.name == "Image":
+            preview = self._preview(ok[0])
             if preview:
                 meta["preview"] = dg.MetadataValue.md(preview)
         return meta
@@ -153,7 +174,3 @@ class MediaIOManager(TableIOManager):
         except (OSError, stores.StoreError, PIL.UnidentifiedImageError):
             return None
         return f"![preview](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
-
-
-def empty_frame(media: bool) -> pd.DataFrame:
-    return pd.DataFrame(columns=MEDIA_FRAME_COLUMNS if media else ROW_FRAME_COLUMNS)

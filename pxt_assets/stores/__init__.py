@@ -24,6 +24,7 @@ __all__ = [
     "path_of",
     "provider_of",
     "store_for",
+    "canonical_uri",
     "normalize_uri",
     "SUPPORTED_FORMS",
 ]
@@ -110,6 +111,14 @@ def store_for(uri: str) -> ObjectStore:
             store = _INSTANCES[provider] = factory()
     return store
 
+
+
+def canonical_uri(uri: str) -> str:
+    """The canonical form of `uri` (see ObjectStore.canonical); a URI no store can take apart is its own."""
+    try:
+        return store_for(uri).canonical(uri)
+    except StoreError:
+        return uri
 
 
 def normalize_uri(uri: str, *, base: pathlib.Path | None = None) -> str:

@@ -513,6 +513,10 @@ class AzureStore(ObjectStore):
                                  kind="access_denied") from None
             raise _error(e, f"checking destination {uri}", ref) from None
 
+    def canonical(self, uri: str) -> str:
+        ref = parse(uri)
+        return f"azure:{ref.account}/{ref.container}/{ref.blob}"
+
     def presign(self, uri: str, expiration_seconds: int) -> str:
         """A read-only SAS URL for the blob, valid for `expiration_seconds` (1 s to 7 days).
 

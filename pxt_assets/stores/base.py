@@ -170,6 +170,12 @@ class ObjectStore(ABC):
         """The URI of object `name` under destination prefix `prefix_uri`."""
         return prefix_uri.rstrip("/") + "/" + name.lstrip("/")
 
+    def canonical(self, uri: str) -> str:
+        """One spelling per stored object, so a listed URI and a stored one compare equal whatever form each
+        was written in (a path or a file:// URL; wasbs/abfss/https for Azure). Raises StoreError on a URI
+        this store cannot take apart."""
+        return uri
+
     def local_path(self, uri: str) -> pathlib.Path | None:
         """The file's path when it is directly readable on this machine (no cache needed), else None."""
         return None

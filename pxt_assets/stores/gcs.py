@@ -235,6 +235,10 @@ class GcsStore(ObjectStore):
         except StoreError as e:
             raise bucket_error(e, bucket) from None
 
+    def canonical(self, uri: str) -> str:
+        bucket, key = parse(uri, object_required=False)
+        return f"gs:{bucket}/{key}"
+
     def presign(self, uri: str, expiration_seconds: int) -> str:
         """A V4 signed GET URL for `uri`, valid `expiration_seconds` (1 s to 7 days), computed locally.
 

@@ -144,6 +144,9 @@ class LocalStore(ObjectStore):
     def join(self, prefix_uri: str, name: str) -> str:
         return file_url(path_of(prefix_uri) / name)
 
+    def canonical(self, uri: str) -> str:
+        return "file:" + os.path.realpath(path_of(uri))
+
     def local_path(self, uri: str) -> pathlib.Path | None:
         return path_of(uri)
 

@@ -299,6 +299,10 @@ class S3Store(ObjectStore):
         except StoreError as e:
             raise bucket_error(e, loc.bucket) from None
 
+    def canonical(self, uri: str) -> str:
+        loc = parse(uri)
+        return f"s3:{loc.flavor}:{loc.endpoint or ''}:{loc.bucket}/{loc.key}"
+
     def presign(self, uri: str, expiration_seconds: int) -> str:
         check_expiration(expiration_seconds)
         loc = parse(uri)

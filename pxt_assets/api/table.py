@@ -1,7 +1,7 @@
-"""What users call: define a media table, add computed columns, insert batches, read it back."""
+"""A media table: define it, add computed columns, insert batches, query it."""
 
+from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,11 +10,11 @@ import dagster as dg
 import pandas as pd
 
 from pxt_assets import assets as asset_builder
-from pxt_assets import stores
+from pxt_assets import rowstore, stores
+from pxt_assets.api.query import Query
 from pxt_assets.config import Settings, load_settings
-from pxt_assets.evaluate import Row, is_missing
-from pxt_assets.io_managers import MediaIOManager, TableIOManager, destinations
-from pxt_assets.io_managers.table_store import TableStore, new_batch_key
+from pxt_assets.io_managers import destinations
+from pxt_assets.io_managers.rows import new_batch_key
 from pxt_assets.media import ColumnType
 from pxt_assets.spec import ColumnRef, ColumnSpec, Expr, Prop, SpecError, TableSpec, check_column_name, parse_table_path
 
@@ -162,9 +162,11 @@ class MediaTable:
 
     def _save(self) -> None:
         if self._persistent:
-            from pxt_assets import catalog
-
-            catalog.save(self._doc())
+            store = self._rowstore()
+            parent = "/".join(self.spec.path[:-1])
+            if not store.dir_exists(parent):
+                raise SpecError(f"directory {parent!r} does not exist; create it with pxt.create_dir")
+            store.save_table_doc(self.spec.display_path, self._doc())
 
     @classmethod
     def _from_doc(cls, doc: dict[str, Any]) -> "MediaTable":
@@ -191,18 +193,15 @@ class MediaTable:
         key = asset_builder.asset_key(self.spec, column)
         job = self.definitions().resolve_job_def(asset_builder.batch_job_name(self.spec)).get_subset(
             asset_selection={key})
-        rows = errors = 0
-        for batch in self.batches():
-            if self.table_store().read_column(self.spec, self.spec.source_columns()[0].name, batch) is None:
-                continue  # a batch that never materialized has no rows to compute
+        # Only committed batches: one still pending computes every column (this one too) when it is run.
+        for batch in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED):
             result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
             if not result.success:
                 failure = next((e for e in result.all_events if e.is_step_failure), None)
                 detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
                 raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
-            frame = self.table_store().read_column(self.spec, column, batch)
-            rows += len(frame)
-            errors += int(frame["error"].notna().sum())
+        rows = self.count()
+        errors = self.where(Prop(ColumnRef(column, self.spec.columns[column].col_type), "errormsg") != None).count()  # noqa: E711
         seconds = time.monotonic() - started
         noun = "value" if rows == 1 else "values"
         print(f"Added {rows} column {noun} with {errors} errors in {seconds:.2f} s ({rows / max(seconds, 1e-9):.2f} rows/s)")
@@ -259,11 +258,13 @@ class MediaTable:
     def definitions(self) -> dg.Definitions:
         """This table alone as Definitions (cached until the schema changes)."""
         if self._defs is None:
+            from pxt_assets.api.jobs import definitions
+
             self._defs = definitions(self)
         return self._defs
 
-    def table_store(self) -> TableStore:
-        return TableStore(self.settings.tables_dir)
+    def _rowstore(self) -> rowstore.RowStore:
+        return rowstore.for_settings(self.settings)
 
     # -- data -------------------------------------------------------------------------------------------
     def insert(self, rows: list[dict[str, Any]] | None = None, /, *, instance: dg.DagsterInstance | None = None,
@@ -293,24 +294,56 @@ class MediaTable:
             instance = get_instance()
         started = time.monotonic()
         batch = new_batch_key()
-        # The manifest is written before the partition exists, so a run never sees a batch without rows.
-        self.table_store().write_manifest(self.spec, batch, [dict(r) for r in rows])
+        store = self._rowstore()
+        store.for_spec(self.spec)
+        # The manifest is in the database before the partition exists, so a run never sees a batch without
+        # rows, and any worker that shares the database can run it.
+        store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
         instance.add_dynamic_partitions(asset_builder.partitions_name(self.spec), [batch])
+        return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into")
+
+    def _run_batch(self, batch: str, instance: dg.DagsterInstance, started: float, *, log=None,
+                   tags: dict[str, str] | None = None, doing: str) -> InsertResult:
         job = self.definitions().resolve_job_def(asset_builder.batch_job_name(self.spec))
         result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags, raise_on_error=False)
-        if not result.success:
+        info = self._rowstore().batch_info(self.spec.slug, batch)
+        if not result.success or info is None or info.status != rowstore.COMMITTED:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
-            raise RuntimeError(f"insert into {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}")
-        frame = self._read_batch(batch)
-        errors = int(frame["_errors"].notna().sum()) if len(frame) else 0
-        outcome = InsertResult(batch, len(frame), errors, result.run_id, time.monotonic() - started)
+            raise RuntimeError(
+                f"{doing} {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}. None of the "
+                f"batch's rows are visible; fix the cause and run it again with t.resume({batch!r}) "
+                "(nothing is duplicated)")
+        outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, result.run_id,
+                               time.monotonic() - started)
         (log.info if log is not None else print)(str(outcome))
         return outcome
 
+    def resume(self, batch: str | None = None, *, instance: dg.DagsterInstance | None = None) -> list[InsertResult]:
+        """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it
+        completes it, and its rows become visible once. Returns what each run did."""
+        if instance is None:
+            from pxt_assets.instance import get_instance
+
+            instance = get_instance()
+        todo = [batch] if batch is not None else self.pending_batches()
+        name = asset_builder.partitions_name(self.spec)
+        out = []
+        for key in todo:
+            if self._rowstore().batch_info(self.spec.slug, key) is None:
+                raise SpecError(f"table {self.path!r} has no batch {key!r}")
+            if not instance.has_dynamic_partition(name, key):
+                instance.add_dynamic_partitions(name, [key])  # a batch another instance created
+            out.append(self._run_batch(key, instance, time.monotonic(), doing="resuming batch of"))
+        return out
+
     def batches(self) -> list[str]:
-        """Batch keys (partitions) of this table, oldest first."""
-        return self.table_store().batches(self.spec)
+        """Batch keys (partitions) of this table, oldest first: committed ones and pending ones."""
+        return self._rowstore().batches(self.spec.slug)
+
+    def pending_batches(self) -> list[str]:
+        """Batches inserted but not (yet) committed: running now, or failed or killed (see resume())."""
+        return self._rowstore().batches(self.spec.slug, rowstore.PENDING)
 
     # -- lifecycle (implemented in pxt_assets.lifecycle) -------------------------------------------------
     def delete(self, *, batch: str, instance: dg.DagsterInstance | None = None) -> int:
@@ -331,128 +364,34 @@ class MediaTable:
         self._save()
         return deleted
 
-    def _read_batch(self, batch: str) -> pd.DataFrame:
-        store = self.table_store()
-        merged: pd.DataFrame | None = None
-        for col in self.spec.columns.values():
-            frame = store.read_column(self.spec, col.name, batch)
-            if frame is None:
-                continue
-            part = frame[["row_id", "value", "error", "errortype"]].rename(
-                columns={"value": col.name, "error": f"_err_{col.name}", "errortype": f"_errtype_{col.name}"}
-            )
-            merged = part if merged is None else merged.merge(part, on="row_id", how="left")
-        if merged is None:
-            return pd.DataFrame(columns=["row_id", "_errors"])
-        err_cols = [f"_err_{c}" for c in self.spec.columns if f"_err_{c}" in merged]
-        merged["_errors"] = merged[err_cols].apply(
-            lambda r: "; ".join(f"{c[5:]}: {v}" for c, v in r.items() if isinstance(v, str)) or None, axis=1
-        )
-        return merged
-
-    def _stored(self) -> pd.DataFrame:
-        """All materialized rows: one column per table column (stored values: URIs for media), errors."""
-        frames = [self._read_batch(b) for b in self.batches()]
-        frames = [f for f in frames if len(f)]
-        if not frames:
-            return pd.DataFrame(columns=["row_id", *self.spec.columns, "_errors"])
-        return pd.concat(frames, ignore_index=True)
+    # -- queries --------------------------------------------------------------------------------------
+    def _query(self) -> Query:
+        return Query(self)
 
     def count(self) -> int:
-        """Number of rows materialized in the table."""
-        return len(self._stored())
+        """Number of rows in the table (committed batches only)."""
+        return self._query().count()
 
-    def select(self, *exprs: Expr, **named: Expr) -> "Query":
-        """A query over this table; `.collect()` runs it. With no arguments, every column."""
-        return Query(self, exprs, named)
+    def select(self, *exprs: Expr, **named: Expr) -> Query:
+        """A query returning these expressions: `t.select(t.img.fileurl, w=t.width).collect()`."""
+        return self._query().select(*exprs, **named)
+
+    def where(self, predicate: Expr) -> Query:
+        """A query keeping the rows where `predicate` holds: `t.where(t.width > 500).collect()`."""
+        return self._query().where(predicate)
+
+    def order_by(self, *exprs: Expr, asc: bool = True) -> Query:
+        return self._query().order_by(*exprs, asc=asc)
+
+    def limit(self, n: int) -> Query:
+        return self._query().limit(n)
+
+    def head(self, n: int = 10) -> pd.DataFrame:
+        return self._query().head(n)
 
     def collect(self) -> pd.DataFrame:
         """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
-        return self.select().collect()
-
-
-class ResultSet(pd.DataFrame):
-    """A query result: a pandas DataFrame that shows media as small inline previews in Jupyter."""
-
-    _PREVIEW_PX = 96
-
-    @property
-    def _constructor(self):
-        return ResultSet
-
-    def _repr_html_(self) -> str:  # type: ignore[override]
-        import base64
-        import html
-        import io
-
-        import PIL.Image
-
-        def cell(v: Any) -> str:
-            if isinstance(v, PIL.Image.Image):
-                img = v.copy()
-                img.thumbnail((self._PREVIEW_PX, self._PREVIEW_PX))
-                buf = io.BytesIO()
-                img.convert("RGB").save(buf, format="JPEG", quality=80)
-                return f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
-            return html.escape("" if v is None else str(v))
-
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
-                       for row in self.itertuples(index=False))
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _name_for(expr: Expr) -> str:
-    return re.sub(r"[^0-9A-Za-z]+", "_", repr(expr)).strip("_") or "col"
-
-
-class Query:
-    """`t.select(...)`: expressions evaluated per row over the stored table."""
-
-    def __init__(self, table: MediaTable, exprs: tuple[Expr, ...], named: dict[str, Expr]) -> None:
-        self.table = table
-        items: list[tuple[str, Expr]] = []
-        if not exprs and not named:
-            items = [(c, ColumnRef(c, table.spec.columns[c].col_type)) for c in table.spec.columns]
-        for e in exprs:
-            name, n = _name_for(e), 2
-            while any(name == k for k, _ in items) or name in named:
-                name, n = f"{_name_for(e)}_{n}", n + 1
-            items.append((name, e))
-        items.extend(named.items())
-        for name, e in items:
-            if not isinstance(e, Expr):
-                raise SpecError(f"select: {name!r} is not an expression: {e!r}")
-            unknown = e.columns() - set(table.spec.columns)
-            if unknown:
-                raise SpecError(f"select: {name!r} reads unknown column(s) {sorted(unknown)} of {table.path!r}")
-        self.items = items
-        self.with_errors = not exprs and not named
-
-    def collect(self) -> pd.DataFrame:
-        """Run the query: one row per table row, in insertion order."""
-        stored = self.table._stored()
-        media_io = MediaIOManager()
-        reader = media_io.reader()
-        spec = self.table.spec
-        out: dict[str, list[Any]] = {name: [] for name, _ in self.items}
-        for rec in stored.to_dict("records"):
-            values = {c: (None if is_missing(rec.get(c)) else rec.get(c)) for c in spec.columns}
-            errors = {c: rec[f"_err_{c}"] for c in spec.columns if isinstance(rec.get(f"_err_{c}"), str)}
-            errortypes = {c: rec[f"_errtype_{c}"] for c in errors}
-            row = Row(spec, reader, rec["row_id"], values, errors, errortypes)
-            for name, e in self.items:
-                try:
-                    out[name].append(row.evaluate(e))
-                except Exception:  # noqa: BLE001 - an unreadable value shows as None, its error in `errors`
-                    out[name].append(None)
-        frame = ResultSet(out)
-        for name, e in self.items:
-            if e.col_type is not None and e.col_type.name == "Int":
-                frame[name] = frame[name].astype("Int64")  # nullable: a row in error stays an integer column
-        if self.with_errors:
-            frame["errors"] = list(stored["_errors"]) if len(stored) else []
-        return frame
+        return self._query().collect()
 
 
 def _root_message(error: Any) -> str:
@@ -463,196 +402,3 @@ def _root_message(error: Any) -> str:
 
 
 
-def definitions(*tables: MediaTable, resources: dict[str, Any] | None = None) -> dg.Definitions:
-    """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers."""
-    from pxt_assets import watch as watching
-
-    all_assets: list[dg.AssetsDefinition] = []
-    jobs: list[Any] = []
-    sensors: list[dg.SensorDefinition] = []
-    schedules: list[dg.ScheduleDefinition] = []
-    seen: set[str] = set()
-    for table in tables:
-        if table.spec.slug in seen:
-            raise SpecError(f"table {table.path!r} is declared twice")
-        seen.add(table.spec.slug)
-        table_assets = table.assets_definitions()
-        all_assets.extend(table_assets)
-        batch_job = asset_builder.batch_job_name(table.spec)
-        jobs.append(dg.define_asset_job(
-            batch_job,
-            selection=dg.AssetSelection.assets(*table_assets),
-            partitions_def=table.partitions_def,
-            description=f"Materialize one batch (partition) of table {table.path!r}: every column.",
-        ))
-        jobs.append(_insert_job(table))
-        w = table._watch
-        if w is not None:
-            build = watching.build_schedule if w.cron_schedule else watching.build_sensor
-            target = schedules if w.cron_schedule else sensors
-            target.append(build(table.spec, w, batch_job, table.partitions_def, table.table_store))
-    if any(t.automation and t.spec.computed_columns() for t in tables):
-        # Dagster's default automation sensor starts stopped; this one runs, so columns follow new batches.
-        sensors.append(dg.AutomationConditionSensorDefinition(
-            "pxt_assets_automation_sensor", target=dg.AssetSelection.all(),
-            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
-        ))
-    return dg.Definitions(
-        assets=all_assets,
-        jobs=jobs,
-        sensors=sensors,
-        schedules=schedules,
-        resources={asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager(),
-                   **(resources or {})},
-    )
-
-
-# -- the catalog: Pixeltable's module-level calls ------------------------------------------------------------
-
-
-def create_dir(path: str, *, if_exists: str = "error", parents: bool = False) -> None:
-    """Create a directory for tables (`pxt.create_dir('blob_storage_demo')`)."""
-    from pxt_assets import catalog
-
-    if catalog.create_dir(path, if_exists=if_exists, parents=parents):
-        print(f"Created directory {parse_table_path(path)[-1]!r}.")
-
-
-def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "error",
-                 instance: dg.DagsterInstance | None = None) -> MediaTable:
-    """Create a table in the persistent catalog; every process (and `dagster dev`) sees it.
-
-    if_exists: 'error' (default), 'ignore' (return the existing table) or 'replace' (drop it, files and
-    all, then create it anew).
-    """
-    from pxt_assets import catalog
-
-    if if_exists not in ("error", "ignore", "replace"):
-        raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
-    parts = parse_table_path(path)
-    if catalog.table_exists(parts):
-        if if_exists == "error":
-            raise SpecError(f"table {path!r} already exists")
-        if if_exists == "ignore":
-            return get_table(path)
-        drop_table(path, instance=instance)
-    if not catalog.dir_exists(parts[:-1]):
-        raise SpecError(f"directory {'/'.join(parts[:-1])!r} does not exist; create it with pxt.create_dir")
-    table = MediaTable(path, schema)
-    table._persistent = True
-    table._save()
-    print(f"Created table {parts[-1]!r}.")
-    return table
-
-
-def get_table(path: str) -> MediaTable:
-    """A table of the catalog, as recorded (with the destinations resolved when its columns were added)."""
-    from pxt_assets import catalog
-
-    doc = catalog.load(path)
-    if doc is None:
-        raise SpecError(f"table {path!r} does not exist")
-    return MediaTable._from_doc(doc)
-
-
-def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
-    """Paths of the catalog's tables (under `dir_path`)."""
-    from pxt_assets import catalog
-
-    return catalog.list_tables(dir_path, recursive=recursive)
-
-
-def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
-               instance: dg.DagsterInstance | None = None) -> int:
-    """Drop a table: every file it wrote (from the recorded locations), its rows, partitions and catalog
-    entry. Files a user only referenced are kept. Returns the number of files deleted."""
-    from pxt_assets import catalog, lifecycle
-
-    parts = parse_table_path(path)
-    in_catalog = catalog.table_exists(parts)
-    deleted = lifecycle.drop_table(path, if_not_exists="ignore" if in_catalog else if_not_exists,
-                                   instance=instance)
-    catalog.remove_table(path)
-    return deleted
-
-
-def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
-             instance: dg.DagsterInstance | None = None) -> None:
-    """Drop a directory. With force=True its tables are dropped too (files and all), and a missing
-    directory is not an error (the seeds' clean slate)."""
-    from pxt_assets import catalog
-
-    parts = parse_table_path(path)
-    if not catalog.dir_exists(parts):
-        if force or if_not_exists == "ignore":
-            return
-        raise SpecError(f"directory {path!r} does not exist")
-    tables = catalog.list_tables(path)
-    if tables and not force:
-        raise SpecError(f"directory {path!r} is not empty ({len(tables)} tables); use force=True")
-    for t in tables:
-        drop_table(t, instance=instance)
-    catalog.remove_dir(path)
-
-
-def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, str]]]:
-    """Every catalog table, and (file, error) for those that could not be read."""
-    from pxt_assets import catalog
-
-    docs, errors = catalog.load_all()
-    return [MediaTable._from_doc(d) for d in docs], errors
-
-
-def merge_tables(code: list[MediaTable], catalog_tables: list[MediaTable]) -> list[MediaTable]:
-    """Tables declared in code and in the catalog, side by side. The same path in both must have the same
-    columns (the code one is used); otherwise it is an error naming the path and both column lists."""
-    by_path = {t.spec.path: t for t in code}
-    out = list(code)
-    for t in catalog_tables:
-        other = by_path.get(t.spec.path)
-        if other is None:
-            out.append(t)
-            continue
-        mine = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in other.spec.columns.values()]
-        theirs = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in t.spec.columns.values()]
-        if mine != theirs:
-            raise SpecError(
-                f"table {t.path!r} is declared twice with different columns: in code {[m[0] for m in mine]}, "
-                f"in the catalog {[x[0] for x in theirs]}; drop one (pxt.drop_table) or make them agree"
-            )
-    return out
-
-
-class InsertConfig(dg.Config):
-    """Run config of a table's insert job: `files` (paths or URLs for the table's first media column),
-    and/or `rows` (full rows as {column: value})."""
-
-    files: list[str] = []
-    rows: list[dict[str, Any]] = []
-
-
-def _insert_job(table: MediaTable) -> dg.JobDefinition:
-    media_cols = [c.name for c in table.spec.source_columns() if c.is_media]
-
-    @dg.op(name=f"{table.spec.slug}__insert", description=f"Insert a batch into {table.path!r} and materialize it.")
-    def insert_op(context: dg.OpExecutionContext, config: InsertConfig) -> dg.Output[str]:
-        rows: list[dict[str, Any]] = [dict(r) for r in config.rows]
-        if config.files:
-            if not media_cols:
-                raise dg.Failure(f"table {table.path!r} has no media column to insert `files` into; use `rows`")
-            rows.extend({media_cols[0]: f} for f in config.files)
-        if not rows:
-            raise dg.Failure(f"nothing to insert into {table.path!r}: give `files` or `rows` in the run config")
-        result = table.insert(rows, instance=context.instance, log=context.log,
-                              tags={"pxt/parent_run_id": context.run_id})
-        context.log.info(f"{result.num_rows} rows inserted with {result.num_errors} errors")
-        return dg.Output(result.batch, metadata={"batch": result.batch, "rows": result.num_rows,
-                                                 "errors": result.num_errors, "run_id": result.run_id})
-
-    @dg.job(name=asset_builder.insert_job_name(table.spec),
-            description=f"Insert the files or rows in the run config into {table.path!r} as a new batch, "
-                        "then materialize every column for that batch.")
-    def insert_job() -> None:
-        insert_op()
-
-    return insert_job

@@ -1,0 +1,153 @@
+"""The catalog: Pixeltable's module-level calls (`create_dir`, `create_table`, `get_table`, ...).
+
+Directories and notebook tables live in the row store's database, so every process that shares it (another
+notebook, `dagster dev` after a reload, a worker on another machine with the same `db_url`) sees them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from pxt_assets import rowstore
+from pxt_assets.api.table import MediaTable
+from pxt_assets.config import current_settings
+from pxt_assets.media import ColumnType
+from pxt_assets.spec import SpecError, TableSpec, parse_table_path
+
+
+def _store() -> rowstore.RowStore:
+    return rowstore.for_settings(current_settings())
+
+
+def _joined(parts: tuple[str, ...]) -> str:
+    return "/".join(parts)
+
+
+def create_dir(path: str, *, if_exists: str = "error", parents: bool = False) -> None:
+    """Create a directory for tables (`pxt.create_dir('blob_storage_demo')`)."""
+    parts = parse_table_path(path)
+    store = _store()
+    if store.dir_exists(_joined(parts)):
+        if if_exists == "error":
+            raise SpecError(f"directory {path!r} already exists")
+        return
+    if store.table_doc(_joined(parts)) is not None:
+        raise SpecError(f"{path!r} is a table, not a directory")
+    if not parents and not store.dir_exists(_joined(parts[:-1])):
+        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it first")
+    store.create_dirs([_joined(parts[:i]) for i in range(1, len(parts) + 1)])
+    print(f"Created directory {parts[-1]!r}.")
+
+
+def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "error",
+                 instance: dg.DagsterInstance | None = None) -> MediaTable:
+    """Create a table in the persistent catalog; every process (and `dagster dev`) sees it.
+
+    if_exists: 'error' (default), 'ignore' (return the existing table) or 'replace' (drop it, files and
+    all, then create it anew).
+    """
+    if if_exists not in ("error", "ignore", "replace"):
+        raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+    parts = parse_table_path(path)
+    store = _store()
+    if store.table_doc(_joined(parts)) is not None:
+        if if_exists == "error":
+            raise SpecError(f"table {path!r} already exists")
+        if if_exists == "ignore":
+            return get_table(path)
+        drop_table(path, instance=instance)
+    if not store.dir_exists(_joined(parts[:-1])):
+        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    table = MediaTable(path, schema)
+    table._persistent = True
+    table._save()
+    print(f"Created table {parts[-1]!r}.")
+    return table
+
+
+def get_table(path: str) -> MediaTable:
+    """A table of the catalog, as recorded (with the destinations resolved when its columns were added)."""
+    doc = _store().table_doc(_joined(parse_table_path(path)))
+    if doc is None:
+        raise SpecError(f"table {path!r} does not exist")
+    return MediaTable._from_doc(doc)
+
+
+def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
+    """Paths of the catalog's tables (under `dir_path`)."""
+    parts = parse_table_path(dir_path) if dir_path else ()
+    out = []
+    for path, _ in _store().table_docs():
+        p = tuple(path.split("/"))
+        if p[: len(parts)] == parts and len(p) > len(parts) and (recursive or len(p) == len(parts) + 1):
+            out.append(path)
+    return sorted(out)
+
+
+def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
+               instance: dg.DagsterInstance | None = None) -> int:
+    """Drop a table: every file it wrote (from the recorded locations), its rows, partitions and catalog
+    entry. Files a user only referenced are kept. Returns the number of files deleted."""
+    from pxt_assets import lifecycle
+
+    key = _joined(parse_table_path(path))
+    store = _store()
+    in_catalog = store.table_doc(key) is not None
+    deleted = lifecycle.drop_table(path, if_not_exists="ignore" if in_catalog else if_not_exists,
+                                   instance=instance)
+    store.remove_table_doc(key)
+    return deleted
+
+
+def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
+             instance: dg.DagsterInstance | None = None) -> None:
+    """Drop a directory. With force=True its tables are dropped too (files and all), and a missing
+    directory is not an error (the seeds' clean slate)."""
+    parts = parse_table_path(path)
+    store = _store()
+    if not store.dir_exists(_joined(parts)):
+        if force or if_not_exists == "ignore":
+            return
+        raise SpecError(f"directory {path!r} does not exist")
+    tables = list_tables(path)
+    if tables and not force:
+        raise SpecError(f"directory {path!r} is not empty ({len(tables)} tables); use force=True")
+    for t in tables:
+        drop_table(t, instance=instance)
+    store.remove_dir(_joined(parts))
+
+
+def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, str]]]:
+    """Every catalog table, and (path, error) for those that could not be read: one bad entry must not
+    take the others (or the whole code location) down."""
+    tables, errors = [], []
+    for path, text in _store().table_docs():
+        try:
+            doc = json.loads(text)
+            TableSpec.from_dict(doc)  # validates types and expressions
+            tables.append(MediaTable._from_doc(doc))
+        except Exception as e:  # noqa: BLE001 - reported, and the rest still load
+            errors.append((path, f"{type(e).__name__}: {e}"))
+    return tables, errors
+
+
+def merge_tables(code: list[MediaTable], catalog_tables: list[MediaTable]) -> list[MediaTable]:
+    """Tables declared in code and in the catalog, side by side. The same path in both must have the same
+    columns (the code one is used); otherwise it is an error naming the path and both column lists."""
+    by_path = {t.spec.path: t for t in code}
+    out = list(code)
+    for t in catalog_tables:
+        other = by_path.get(t.spec.path)
+        if other is None:
+            out.append(t)
+            continue
+        mine = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in other.spec.columns.values()]
+        theirs = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in t.spec.columns.values()]
+        if mine != theirs:
+            raise SpecError(
+                f"table {t.path!r} is declared twice with different columns: in code {[m[0] for m in mine]}, "
+                f"in the catalog {[x[0] for x in theirs]}; drop one (pxt.drop_table) or make them agree"
+            )
+    return out

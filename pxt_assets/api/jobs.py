@@ -1,0 +1,90 @@
+"""Dagster definitions built from tables: assets, a batch job and an insert job per table, sensors,
+schedules, the automation sensor and the IO managers."""
+
+
+from typing import Any
+
+import dagster as dg
+
+from pxt_assets import assets as asset_builder
+from pxt_assets.io_managers import MediaIOManager, TableIOManager
+from pxt_assets.spec import SpecError
+
+
+def definitions(*tables, resources: dict[str, Any] | None = None) -> dg.Definitions:
+    """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers."""
+    from pxt_assets import watch as watching
+
+    all_assets: list[dg.AssetsDefinition] = []
+    jobs: list[Any] = []
+    sensors: list[dg.SensorDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    seen: set[str] = set()
+    for table in tables:
+        if table.spec.slug in seen:
+            raise SpecError(f"table {table.path!r} is declared twice")
+        seen.add(table.spec.slug)
+        table_assets = table.assets_definitions()
+        all_assets.extend(table_assets)
+        batch_job = asset_builder.batch_job_name(table.spec)
+        jobs.append(dg.define_asset_job(
+            batch_job,
+            selection=dg.AssetSelection.assets(*table_assets),
+            partitions_def=table.partitions_def,
+            description=f"Materialize one batch (partition) of table {table.path!r}: every column.",
+        ))
+        jobs.append(_insert_job(table))
+        w = table._watch
+        if w is not None:
+            build = watching.build_schedule if w.cron_schedule else watching.build_sensor
+            target = schedules if w.cron_schedule else sensors
+            target.append(build(table.spec, w, batch_job, table.partitions_def))
+    if any(t.automation and t.spec.computed_columns() for t in tables):
+        # Dagster's default automation sensor starts stopped; this one runs, so columns follow new batches.
+        sensors.append(dg.AutomationConditionSensorDefinition(
+            "pxt_assets_automation_sensor", target=dg.AssetSelection.all(),
+            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
+        ))
+    return dg.Definitions(
+        assets=all_assets,
+        jobs=jobs,
+        sensors=sensors,
+        schedules=schedules,
+        resources={asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager(),
+                   **(resources or {})},
+    )
+
+
+class InsertConfig(dg.Config):
+    """Run config of a table's insert job: `files` (paths or URLs for the table's first media column),
+    and/or `rows` (full rows as {column: value})."""
+
+    files: list[str] = []
+    rows: list[dict[str, Any]] = []
+
+
+def _insert_job(table) -> dg.JobDefinition:
+    media_cols = [c.name for c in table.spec.source_columns() if c.is_media]
+
+    @dg.op(name=f"{table.spec.slug}__insert", description=f"Insert a batch into {table.path!r} and materialize it.")
+    def insert_op(context: dg.OpExecutionContext, config: InsertConfig) -> dg.Output[str]:
+        rows: list[dict[str, Any]] = [dict(r) for r in config.rows]
+        if config.files:
+            if not media_cols:
+                raise dg.Failure(f"table {table.path!r} has no media column to insert `files` into; use `rows`")
+            rows.extend({media_cols[0]: f} for f in config.files)
+        if not rows:
+            raise dg.Failure(f"nothing to insert into {table.path!r}: give `files` or `rows` in the run config")
+        result = table.insert(rows, instance=context.instance, log=context.log,
+                              tags={"pxt/parent_run_id": context.run_id})
+        context.log.info(f"{result.num_rows} rows inserted with {result.num_errors} errors")
+        return dg.Output(result.batch, metadata={"batch": result.batch, "rows": result.num_rows,
+                                                 "errors": result.num_errors, "run_id": result.run_id})
+
+    @dg.job(name=asset_builder.insert_job_name(table.spec),
+            description=f"Insert the files or rows in the run config into {table.path!r} as a new batch, "
+                        "then materialize every column for that batch.")
+    def insert_job() -> None:
+        insert_op()
+
+    return insert_job

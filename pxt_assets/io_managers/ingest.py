@@ -1,0 +1,75 @@
+"""Where inserted files go: the seeds' "Where do my files go?" table, decided here and nowhere else.
+
+| config                     | local file                          | URL                                           |
+| no `input_media_dest`      | store the path; no copy             | store the URL; download to cache on first use |
+| local `input_media_dest`   | copy to destination                 | store the URL; download to cache on first use |
+| cloud `input_media_dest`   | upload; fill cache                  | download once on insert, upload it, fill cache |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import PIL.Image
+
+from pxt_assets import stores
+from pxt_assets.evaluate import RowError, error_kind
+from pxt_assets.io_managers.rows import new_record
+from pxt_assets.io_managers.writers import ColumnWriter
+from pxt_assets.media import suffix_of
+from pxt_assets.spec import ColumnSpec
+
+
+def ingest_value(col: ColumnSpec, writer: ColumnWriter | None, rid: str, value: Any) -> dict[str, Any]:
+    """One inserted value -> its stored record. `writer` is the column's writer when it has a destination
+    (input_media_dest), else None (media referenced in place)."""
+    record = new_record(rid, col.is_media, col.destination)
+    try:
+        if value is None:
+            return record
+        if not col.is_media:
+            record["value"] = check_scalar(col, value)
+            return record
+        uri = stores.normalize_uri(str(value))
+        store = stores.store_for(uri)
+        local = store.local_path(uri)
+        if local is not None:
+            if not local.is_file():
+                raise RowError(f"file not found: {local}", "not_found")
+            if col.col_type.name == "Image":
+                check_image(local)
+            stat = local.stat()
+            record["version"] = f"{stat.st_mtime_ns}:{stat.st_size}"  # a file edited in place is a new input
+            if writer is not None:  # input_media_dest set: keep our own copy there
+                uri = writer.copy_file(rid, local, suffix_of(uri))
+                record["owned"] = True
+        elif writer is not None and writer.store.remote:
+            # A URL with a cloud input_media_dest: downloaded once now, uploaded, cached.
+            uri = writer.copy_remote(rid, uri, suffix_of(uri))
+            record["owned"] = True
+        # Otherwise a URL is stored exactly as given (query string kept) and fetched lazily through the cache.
+        record["value"] = uri
+        if record["version"] is None or record["owned"]:
+            record["version"] = uri  # remote and copied files are immutable under their URI
+    except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
+        record["error"], record["errortype"] = str(e), error_kind(e)
+        if col.is_media:
+            record["value"] = None
+    return record
+
+
+def check_scalar(col: ColumnSpec, value: Any) -> Any:
+    expected = col.col_type.python_type
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is not None and not isinstance(value, expected):
+        raise RowError(f"expected {col.col_type!r}, got {type(value).__name__} {value!r}", "type_error")
+    return value
+
+
+def check_image(path) -> None:
+    try:
+        with PIL.Image.open(path) as img:
+            img.verify()
+    except (PIL.UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise RowError(f"not a readable image: {path}: {e}", "decode_error") from None

@@ -1,0 +1,642 @@
+"""Rows and the catalog in one SQL database, through SQLAlchemy: the only code that speaks SQL.
+
+The database is a SQLite file under `$PIXELTABLE_HOME` by default (nothing to install or start), or the
+PostgreSQL server that `[pixeltable] db_url` / `PIXELTABLE_DB_URL` names; then every process and worker that
+shares the URL sees the same tables, with no shared disk. Media bytes never pass through here: a media value
+is its URI.
+
+A batch's rows become visible atomically. Steps stage each column's records for a batch (`stage_column`);
+the step that finishes the batch calls `commit_batch`, which moves every staged column into the table's
+rows in one transaction. Until then `count()` and queries do not see the batch, from any process; a failed
+or killed batch stays staged until it is run again, and a re-run replaces what it staged (row ids are
+deterministic), so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from pxt_assets.rowstore import schema
+from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
+
+__all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", "default_url", "NotSQL",
+           "COMMITTED", "PENDING"]
+
+DB_FILE = "pxt.db"
+
+
+class NotSQL(Exception):
+    """An expression that has no SQL form (a function call on an image, say): evaluated in Python instead."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    rows: int
+    errors: int
+    replaced: list[str]  # files we wrote that the committed values no longer name (to delete)
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    batch: str
+    status: str
+    num_rows: int | None
+    num_errors: int | None
+    active_run: str | None
+    source: Any
+
+
+def default_url(home: pathlib.Path) -> str:
+    return f"sqlite:///{pathlib.Path(home).absolute() / DB_FILE}"
+
+
+def redact(url: str | sa.URL) -> str:
+    """A database URL fit to print: the password hidden."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy understands: show only its scheme
+        return str(url).split("://", 1)[0] + "://***"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _split_row_id(row_id: str) -> int:
+    tail = row_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class RowStore:
+    """One database: catalog, batches, staged columns and every table's rows."""
+
+    def __init__(self, url: str) -> None:
+        self.url = sa.make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine = self._make_engine()
+        self._ensured: dict[tuple, RowTable] = {}
+        self._lock = threading.Lock()
+        schema.metadata.create_all(self.engine, checkfirst=True)
+
+    def __repr__(self) -> str:
+        return f"RowStore({redact(self.url)})"
+
+    # -- connections -------------------------------------------------------------------------------------
+    def _make_engine(self) -> sa.Engine:
+        if self.is_sqlite:
+            db = self.url.database
+            if db and db != ":memory:":
+                pathlib.Path(db).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(self.url, connect_args={"timeout": 120, "check_same_thread": False},
+                                      pool_size=4, max_overflow=8)
+
+            @event.listens_for(engine, "connect")
+            def _connect(dbapi_conn, _record) -> None:
+                dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")  # SQLite's advice for WAL: durable across crashes
+                cur.execute("PRAGMA busy_timeout=120000")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn) -> None:
+                # Writers take the write lock up front, so two processes never both read then fail to upgrade.
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("pxt_write") else "BEGIN")
+
+            return engine
+        return sa.create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(pxt_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _lock_key(self, conn: sa.Connection, name: str) -> None:
+        """Serialise writers of one name (schema changes) on PostgreSQL; SQLite's write lock already does."""
+        if not self.is_sqlite:
+            import zlib
+
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(name.encode())})
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- catalog -----------------------------------------------------------------------------------------
+    def dir_exists(self, path: str) -> bool:
+        if not path:
+            return True
+        with self._read() as conn:
+            return conn.execute(sa.select(schema.dirs.c.path).where(schema.dirs.c.path == path)).first() is not None
+
+    def create_dirs(self, paths: Sequence[str]) -> None:
+        with self._write() as conn:
+            have = {r[0] for r in conn.execute(sa.select(schema.dirs.c.path).where(schema.dirs.c.path.in_(paths)))}
+            new = [{"path": p} for p in paths if p not in have]
+            if new:
+                conn.execute(schema.dirs.insert(), new)
+
+    def remove_dir(self, path: str) -> None:
+        with self._write() as conn:
+            like = path + "/%"
+            conn.execute(schema.dirs.delete().where((schema.dirs.c.path == path) | schema.dirs.c.path.like(like)))
+
+    def save_table_doc(self, path: str, doc: dict[str, Any]) -> None:
+        with self._write() as conn:
+            values = {"doc": _dumps(doc), "updated_at": time.time()}
+            done = conn.execute(schema.tables.update().where(schema.tables.c.path == path).values(**values))
+            if done.rowcount == 0:
+                conn.execute(schema.tables.insert().values(path=path, **values))
+
+    def table_doc(self, path: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(schema.tables.c.doc).where(schema.tables.c.path == path)).first()
+        return None if row is None else json.loads(row[0])
+
+    def remove_table_doc(self, path: str) -> None:
+        with self._write() as conn:
+            conn.execute(schema.tables.delete().where(schema.tables.c.path == path))
+
+    def table_docs(self) -> list[tuple[str, str]]:
+        """(path, document text) of every catalog table, by path."""
+        with self._read() as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                sa.select(schema.tables.c.path, schema.tables.c.doc).order_by(schema.tables.c.path))]
+
+    # -- row tables ----------------------------------------------------------------------------------------
+    def row_table(self, slug: str) -> RowTable | None:
+        """The SQL table holding `slug`'s rows as it is now, or None if it has none."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(schema.row_tables).where(schema.row_tables.c.slug == slug)).first()
+        return None if row is None else self._row_table_of(row)
+
+    @staticmethod
+    def _row_table_of(row: Any) -> RowTable:
+        return RowTable(row.slug, row.path, row.sql_name, tuple((n, t) for n, t in json.loads(row.columns)))
+
+    def row_tables(self) -> list[RowTable]:
+        with self._read() as conn:
+            return [self._row_table_of(r) for r in conn.execute(sa.select(schema.row_tables))]
+
+    def ensure_row_table(self, slug: str, path: str, columns: Sequence[tuple[str, str]]) -> RowTable:
+        """The SQL table for a media table, created or widened (new columns added) to hold `columns`
+        (name, type name). Columns it has and `columns` lacks are kept (dropping is `drop_column`'s job)."""
+        key = (slug, tuple(columns))
+        cached = self._ensured.get(key)
+        if cached is not None:
+            return cached
+        with self._write() as conn:
+            self._lock_key(conn, "schema:" + slug)
+            row = conn.execute(sa.select(schema.row_tables).where(schema.row_tables.c.slug == slug)).first()
+            if row is None:
+                rt = RowTable(slug, path, schema.sql_name_for(slug), tuple(columns))
+                rt.table().create(conn)
+                conn.execute(schema.row_tables.insert().values(
+                    slug=slug, path=path, sql_name=rt.sql_name, columns=_dumps([list(c) for c in rt.columns])))
+            else:
+                rt = self._row_table_of(row)
+                known = rt.column_types
+                missing = [(n, t) for n, t in columns if n not in known]
+                # a column recorded as a plain value that is now media (a migrated table) gains d_ / o_ fields
+                widened = [(n, t) for n, t in columns if n in known and t in schema.MEDIA_TYPES
+                           and known[n] not in schema.MEDIA_TYPES]
+                if missing or widened:
+                    existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
+                    for n, t in missing + widened:
+                        for col in schema.field_columns(n, t):
+                            if col.name not in existing:
+                                self._add_sql_column(conn, rt.sql_name, col)
+                    merged = {**known, **dict(missing), **dict(widened)}
+                    rt = RowTable(slug, rt.path, rt.sql_name, tuple(merged.items()))
+                    conn.execute(schema.row_tables.update().where(schema.row_tables.c.slug == slug).values(
+                        columns=_dumps([list(c) for c in rt.columns])))
+        self._ensured[key] = rt
+        return rt
+
+    def for_spec(self, spec) -> RowTable:
+        """The row table of a `spec.TableSpec`, holding (at least) its current columns."""
+        return self.ensure_row_table(spec.slug, spec.display_path,
+                                     [(c.name, c.col_type.name) for c in spec.columns.values()])
+
+    def _add_sql_column(self, conn: sa.Connection, table: str, col: sa.Column) -> None:
+        spec = sa.schema.CreateColumn(col).compile(dialect=self.engine.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {self._q(table)} ADD COLUMN {spec}")
+
+    def _q(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    def drop_row_column(self, slug: str, column: str) -> None:
+        """Remove a column's fields from its row table (and staged records of it)."""
+        self._ensured.clear()
+        with self._write() as conn:
+            self._lock_key(conn, "schema:" + slug)
+            row = conn.execute(sa.select(schema.row_tables).where(schema.row_tables.c.slug == slug)).first()
+            conn.execute(schema.staged.delete().where((schema.staged.c.slug == slug)
+                                                      & (schema.staged.c.column == column)))
+            if row is None:
+                return
+            rt = self._row_table_of(row)
+            existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
+            for prefix in (schema.VALUE, schema.ERROR, schema.ERRORTYPE, schema.VERSION, schema.DESTINATION,
+                           schema.OWNED):
+                if prefix + column in existing:
+                    conn.exec_driver_sql(f"ALTER TABLE {self._q(rt.sql_name)} DROP COLUMN {self._q(prefix + column)}")
+            cols = [[n, t] for n, t in rt.columns if n != column]
+            conn.execute(schema.row_tables.update().where(schema.row_tables.c.slug == slug).values(columns=_dumps(cols)))
+
+    def drop_row_table(self, slug: str) -> None:
+        """Remove every row, batch and staged record of a table, and its SQL table."""
+        self._ensured.clear()
+        with self._write() as conn:
+            self._lock_key(conn, "schema:" + slug)
+            row = conn.execute(sa.select(schema.row_tables).where(schema.row_tables.c.slug == slug)).first()
+            if row is not None:
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(row.sql_name)}")
+                conn.execute(schema.row_tables.delete().where(schema.row_tables.c.slug == slug))
+            conn.execute(schema.staged.delete().where(schema.staged.c.slug == slug))
+            conn.execute(schema.batches.delete().where(schema.batches.c.slug == slug))
+
+    # -- batches -------------------------------------------------------------------------------------------
+    def create_batch(self, slug: str, batch: str, rows: list[dict[str, Any]], source: Any = None) -> bool:
+        """Record a new batch and what was inserted in it. False if it already exists (a retried sensor tick
+        re-creating the same batch): its manifest is kept."""
+        with self._write() as conn:
+            have = conn.execute(sa.select(schema.batches.c.status).where(
+                (schema.batches.c.slug == slug) & (schema.batches.c.batch == batch))).first()
+            if have is not None:
+                return False
+            conn.execute(schema.batches.insert().values(
+                slug=slug, batch=batch, status=PENDING, manifest=_dumps(rows),
+                source=None if source is None else _dumps(source), created_at=time.time()))
+        return True
+
+    def create_batches(self, slug: str, batches: Iterable[tuple[str, list[dict[str, Any]]]], source: Any = None) -> None:
+        for batch, rows in batches:
+            self.create_batch(slug, batch, rows, source)
+
+    def manifest(self, slug: str, batch: str) -> list[dict[str, Any]] | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(schema.batches.c.manifest).where(
+                (schema.batches.c.slug == slug) & (schema.batches.c.batch == batch))).first()
+        return None if row is None else json.loads(row[0])
+
+    def batch_info(self, slug: str, batch: str) -> BatchInfo | None:
+        with self._read() as conn:
+            r = conn.execute(sa.select(schema.batches).where(
+                (schema.batches.c.slug == slug) & (schema.batches.c.batch == batch))).first()
+        return None if r is None else BatchInfo(r.batch, r.status, r.num_rows, r.num_errors, r.active_run,
+                                                json.loads(r.source) if r.source else None)
+
+    def batches(self, slug: str, status: str | None = None) -> list[str]:
+        """Batch keys of a table (all, or those with `status`), oldest first."""
+        q = sa.select(schema.batches.c.batch).where(schema.batches.c.slug == slug)
+        if status is not None:
+            q = q.where(schema.batches.c.status == status)
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(q.order_by(schema.batches.c.created_at, schema.batches.c.batch))]
+
+    def start_run(self, slug: str, batch: str, run_id: str) -> None:
+        """A run is about to write this batch's files: until it commits, gc leaves them alone."""
+        with self._write() as conn:
+            conn.execute(schema.batches.update().where(
+                (schema.batches.c.slug == slug) & (schema.batches.c.batch == batch)).values(active_run=run_id))
+
+    def live_batches(self) -> set[str]:
+        """Keys of batches whose files may not all be named by committed rows yet: not committed, or being
+        (re)written by a run now (or by one that was killed while doing so)."""
+        b = schema.batches
+        with self._read() as conn:
+            return {r[0] for r in conn.execute(sa.select(b.c.batch).where(
+                (b.c.status != COMMITTED) | b.c.active_run.is_not(None)))}
+
+    def delete_batch(self, rt: RowTable | None, slug: str, batch: str) -> None:
+        with self._write() as conn:
+            if rt is not None:
+                t = rt.table()
+                conn.execute(t.delete().where(t.c._batch == batch))
+            conn.execute(schema.staged.delete().where((schema.staged.c.slug == slug)
+                                                      & (schema.staged.c.batch == batch)))
+            conn.execute(schema.batches.delete().where((schema.batches.c.slug == slug)
+                                                       & (schema.batches.c.batch == batch)))
+
+    # -- staging and committing ----------------------------------------------------------------------------
+    def stage_column(self, rt: RowTable, batch: str, column: str, records: list[dict[str, Any]],
+                     run_id: str | None = None) -> list[str]:
+        """Keep a column's records for a batch until the batch commits. Returns the files an earlier,
+        uncommitted attempt staged (ours) that neither these records nor the committed rows name."""
+        s = schema.staged
+        where = (s.c.slug == rt.slug) & (s.c.batch == batch) & (s.c.column == column)
+        with self._write() as conn:
+            old = conn.execute(sa.select(s.c.records).where(where)).first()
+            if old is None:
+                conn.execute(s.insert().values(slug=rt.slug, batch=batch, column=column, records=_dumps(records),
+                                               run_id=run_id))
+                return []
+            conn.execute(s.update().where(where).values(records=_dumps(records), run_id=run_id))
+            replaced = _replaced(json.loads(old[0]), records)
+            if replaced and column in rt.column_types:
+                t = rt.table()
+                value = t.c[schema.VALUE + column]
+                committed = {r[0] for r in conn.execute(sa.select(value).where(
+                    (t.c._batch == batch) & value.in_(replaced)))}
+                replaced = [u for u in replaced if u not in committed]
+        return replaced
+
+    def read_columns(self, rt: RowTable, batch: str, columns: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each column's records for a batch, by row id: staged ones if staged, else the committed rows. A
+        column with neither is left out."""
+        columns = list(columns)
+        s = schema.staged
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        with self._read() as conn:
+            for column, text in conn.execute(sa.select(s.c.column, s.c.records).where(
+                    (s.c.slug == rt.slug) & (s.c.batch == batch) & s.c.column.in_(columns))):
+                out[column] = {r["row_id"]: r for r in json.loads(text)}
+            rest = [c for c in columns if c not in out and c in rt.column_types]
+            if rest:
+                t = rt.table()
+                fields = [t.c._row_id]
+                for c in rest:
+                    fields += [t.c[schema.VALUE + c], t.c[schema.ERROR + c], t.c[schema.ERRORTYPE + c],
+                               t.c[schema.VERSION + c]]
+                rows = conn.execute(sa.select(*fields).where(t.c._batch == batch).order_by(t.c._pos)).all()
+                if rows:
+                    media = set(rt.media_columns())
+                    for i, c in enumerate(rest):
+                        out[c] = {}
+                        base = 1 + 4 * i
+                        for r in rows:
+                            rec = {"row_id": r[0], "value": r[base], "error": r[base + 1],
+                                   "errortype": r[base + 2], "version": r[base + 3]}
+                            out[c][r[0]] = rec
+                    owned = [c for c in rest if c in media]
+                    if owned:
+                        extra = conn.execute(sa.select(t.c._row_id, *[t.c[schema.OWNED + c] for c in owned],
+                                                       *[t.c[schema.DESTINATION + c] for c in owned])
+                                             .where(t.c._batch == batch)).all()
+                        for r in extra:
+                            for j, c in enumerate(owned):
+                                out[c][r[0]]["owned"] = bool(r[1 + j])
+                                out[c][r[0]]["destination"] = r[1 + len(owned) + j]
+        return out
+
+    def staged_columns(self, slug: str, batch: str) -> list[str]:
+        s = schema.staged
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(sa.select(s.c.column).where((s.c.slug == slug) & (s.c.batch == batch)))]
+
+    def commit_batch(self, rt: RowTable, batch: str) -> CommitResult:
+        """Move every staged column of `batch` into the table's rows, in one transaction, and mark the batch
+        committed. A batch seen for the first time gets its rows inserted; a committed one (a re-run, a new
+        column's backfill) has the staged columns updated in place."""
+        s, b, t = schema.staged, schema.batches, rt.table()
+        with self._write() as conn:
+            status = conn.execute(sa.select(b.c.status).where((b.c.slug == rt.slug) & (b.c.batch == batch))
+                                  .with_for_update()).scalar()
+            staged = {c: json.loads(text) for c, text in conn.execute(
+                sa.select(s.c.column, s.c.records).where((s.c.slug == rt.slug) & (s.c.batch == batch)))}
+            staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
+            media = set(rt.media_columns())
+            replaced: list[str] = []
+            if status != COMMITTED:
+                rows: dict[str, dict[str, Any]] = {}
+                for column, recs in staged.items():
+                    for rec in recs:
+                        row = rows.get(rec["row_id"])
+                        if row is None:
+                            row = rows[rec["row_id"]] = {"_row_id": rec["row_id"], "_batch": batch,
+                                                         "_idx": _split_row_id(rec["row_id"])}
+                        row.update(_fields(column, rec, column in media))
+                conn.execute(t.delete().where(t.c._batch == batch))
+                if rows:
+                    ordered = sorted(rows.values(), key=lambda r: r["_idx"])
+                    names = sorted({k for r in ordered for k in r})
+                    conn.execute(t.insert(), [{k: r.get(k) for k in names} for r in ordered])
+            else:
+                for column, recs in staged.items():
+                    if column in media:
+                        before = conn.execute(sa.select(t.c._row_id, t.c[schema.VALUE + column],
+                                                        t.c[schema.OWNED + column]).where(t.c._batch == batch)).all()
+                        replaced += _replaced([{"row_id": r[0], "value": r[1], "owned": r[2]} for r in before], recs)
+                    params = []
+                    for rec in recs:
+                        p = {"b_" + k: v for k, v in _fields(column, rec, column in media).items()}
+                        p["b_rid"] = rec["row_id"]
+                        params.append(p)
+                    if params:
+                        names = [k[2:] for k in params[0] if k != "b_rid"]
+                        stmt = t.update().where(t.c._row_id == sa.bindparam("b_rid")).values(
+                            {n: sa.bindparam("b_" + n) for n in names})
+                        conn.execute(stmt, params)
+            num_rows = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c._batch == batch)).scalar()
+            err_cols = [t.c[schema.ERROR + c] for c in rt.column_types]
+            num_errors = conn.execute(sa.select(sa.func.count()).select_from(t).where(
+                (t.c._batch == batch) & sa.or_(*[c.is_not(None) for c in err_cols]))).scalar() if err_cols else 0
+            conn.execute(s.delete().where((s.c.slug == rt.slug) & (s.c.batch == batch)))
+            conn.execute(b.update().where((b.c.slug == rt.slug) & (b.c.batch == batch)).values(
+                status=COMMITTED, active_run=None, num_rows=num_rows, num_errors=num_errors,
+                committed_at=time.time()))
+        return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
+
+    # -- reading rows ----------------------------------------------------------------------------------------
+    def owned_files(self, rt: RowTable | None, slug: str, *, batch: str | None = None,
+                    column: str | None = None) -> list[tuple[str, str | None]]:
+        """(uri, recorded destination) of every file we wrote for the table (or one batch or column): from
+        its rows and from records staged by runs that have not committed."""
+        out: list[tuple[str, str | None]] = []
+        with self._read() as conn:
+            if rt is not None:
+                t = rt.table()
+                for c in rt.media_columns():
+                    if column is not None and c != column:
+                        continue
+                    q = sa.select(t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]).where(
+                        (t.c[schema.OWNED + c] == sa.true()) & t.c[schema.VALUE + c].is_not(None))
+                    if batch is not None:
+                        q = q.where(t.c._batch == batch)
+                    out += [(r[0], r[1]) for r in conn.execute(q)]
+            s = schema.staged
+            q = sa.select(s.c.records).where(s.c.slug == slug)
+            if batch is not None:
+                q = q.where(s.c.batch == batch)
+            if column is not None:
+                q = q.where(s.c.column == column)
+            for (text,) in conn.execute(q):
+                out += [(r["value"], r.get("destination")) for r in json.loads(text)
+                        if r.get("owned") and r.get("value")]
+        return out
+
+    def referenced_uris(self) -> Iterator[str]:
+        """Every media URI any row or staged record of any table in this database refers to."""
+        with self._read() as conn:
+            for row in conn.execute(sa.select(schema.row_tables)):
+                rt = self._row_table_of(row)
+                t = rt.table()
+                for c in rt.media_columns():
+                    col = t.c[schema.VALUE + c]
+                    for (uri,) in conn.execute(sa.select(col).where(col.is_not(None))):
+                        yield uri
+            for (text,) in conn.execute(sa.select(schema.staged.c.records)):
+                for r in json.loads(text):
+                    if isinstance(r.get("value"), str) and r["value"]:
+                        yield r["value"]
+
+    def count(self, rt: RowTable | None, where: Any = None) -> int:
+        if rt is None:
+            return 0
+        t = rt.table()
+        q = sa.select(sa.func.count()).select_from(t)
+        if where is not None:
+            q = q.where(self.compile(rt, t, where))
+        with self._read() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def select(self, rt: RowTable, items: Sequence[Any], *, where: Any = None,
+               order: Sequence[tuple[Any, bool]] = (), limit: int | None = None) -> list[Sequence[Any]]:
+        """Rows of `items` (expressions with a SQL form, see `compile`), filtered, ordered (insertion order
+        last) and limited in SQL."""
+        t = rt.table()
+        q = sa.select(*[self.compile(rt, t, e) for e in items]) if items else sa.select(t.c._row_id)
+        if where is not None:
+            q = q.where(self.compile(rt, t, where))
+        for expr, asc in order:
+            c = self.compile(rt, t, expr)
+            q = q.order_by(c.asc().nulls_last() if asc else c.desc().nulls_first())  # one order on both databases
+        q = q.order_by(t.c._pos)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as conn:
+            return conn.execute(q).all()
+
+    def compiles(self, rt: RowTable, expr: Any) -> bool:
+        try:
+            self.compile(rt, rt.table(), expr)
+        except NotSQL:
+            return False
+        return True
+
+    def compile(self, rt: RowTable, t: sa.Table, expr: Any) -> Any:
+        """An expression as SQL: stored values and their `.fileurl`, `.errormsg`, `.errortype`, literals,
+        comparisons and `&`, `|`, `~`. Anything else raises NotSQL."""
+        from pxt_assets import spec as s
+
+        if isinstance(expr, s.ColumnRef):
+            return self._field(rt, t, schema.VALUE, expr.name)
+        if isinstance(expr, s.Prop) and isinstance(expr.of, s.ColumnRef):
+            prefix = {"fileurl": schema.VALUE, "errormsg": schema.ERROR, "errortype": schema.ERRORTYPE}.get(expr.prop)
+            if prefix is None:
+                raise NotSQL(expr)
+            return self._field(rt, t, prefix, expr.of.name)
+        if isinstance(expr, s.Literal):
+            return sa.literal(expr.value)
+        if isinstance(expr, s.Compare):
+            left = self.compile(rt, t, expr.left)
+            right_expr = expr.right
+            if isinstance(right_expr, s.Literal) and right_expr.value is None:
+                if expr.op == "==":
+                    return left.is_(None)
+                if expr.op == "!=":
+                    return left.is_not(None)
+                raise NotSQL(expr)
+            if expr.op == "in":
+                return left.in_(list(right_expr.value))
+            right = self.compile(rt, t, right_expr)
+            return {"==": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+                    ">": left > right, ">=": left >= right}[expr.op]
+        if isinstance(expr, s.BoolOp):
+            parts = [self.compile(rt, t, a) for a in expr.args]
+            if expr.op == "not":
+                return sa.not_(parts[0])
+            return sa.and_(*parts) if expr.op == "and" else sa.or_(*parts)
+        raise NotSQL(expr)
+
+    @staticmethod
+    def _field(rt: RowTable, t: sa.Table, prefix: str, column: str) -> Any:
+        name = prefix + column
+        if name not in t.c:
+            # a column defined since the last batch: no row has it yet
+            return sa.null()
+        return t.c[name]
+
+    # -- small values ----------------------------------------------------------------------------------------
+    def get_value(self, key: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(sa.select(schema.kv.c.value).where(schema.kv.c.key == key)).scalar()
+
+    def set_value(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            if conn.execute(schema.kv.update().where(schema.kv.c.key == key).values(value=value)).rowcount == 0:
+                conn.execute(schema.kv.insert().values(key=key, value=value))
+
+
+def _fields(column: str, rec: dict[str, Any], media: bool) -> dict[str, Any]:
+    out = {schema.VALUE + column: rec.get("value"), schema.ERROR + column: rec.get("error"),
+           schema.ERRORTYPE + column: rec.get("errortype"), schema.VERSION + column: rec.get("version")}
+    if media:
+        out[schema.DESTINATION + column] = rec.get("destination")
+        out[schema.OWNED + column] = bool(rec.get("owned"))
+    return out
+
+
+def _replaced(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    keep = {r.get("value") for r in after}
+    return [r["value"] for r in before if r.get("owned") and r.get("value") and r["value"] not in keep]
+
+
+# -- one store per database per process ---------------------------------------------------------------------
+
+_STORES: dict[tuple[str, int], RowStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _dispose_all_in_child() -> None:
+    for store in list(_STORES.values()):
+        store.engine.dispose(close=False)  # the parent's connections are the parent's (SQLAlchemy's advice)
+    _STORES.clear()
+    _CHECKED_HOMES.clear()
+
+
+os.register_at_fork(after_in_child=_dispose_all_in_child)
+
+
+def for_settings(settings) -> RowStore:
+    """The row store for `settings` (`db_url`, else SQLite under the home), one per database per process. A
+    home written by the release that kept rows in Parquet files is migrated into it the first time it is
+    opened."""
+    url = settings.db_url or default_url(settings.home)
+    pid = os.getpid()
+    store = _STORES.get((url, pid))
+    home_key = (url, str(settings.home), pid)
+    if store is not None and home_key in _CHECKED_HOMES:
+        return store
+    with _STORES_LOCK:
+        store = _STORES.get((url, pid))
+        if store is None:
+            store = _STORES[(url, pid)] = RowStore(url)
+        if home_key not in _CHECKED_HOMES:
+            from pxt_assets.rowstore import migrate
+
+            migrate.migrate_home_if_needed(store, pathlib.Path(settings.home))
+            _CHECKED_HOMES.add(home_key)
+    return store
+
+
+_CHECKED_HOMES: set[tuple[str, str, int]] = set()

@@ -1,0 +1,140 @@
+"""The database's tables, as SQLAlchemy Core metadata.
+
+Fixed tables (one set per database, shared by every process that uses it):
+
+    pxt_dirs        a directory made by create_dir
+    pxt_tables      the catalog: one document per notebook table (schema, expressions, recorded destinations)
+    pxt_row_tables  every table that has rows here (declared in code or in the catalog): its SQL table and
+                    the columns that SQL table holds, so lifecycle and gc work from the database alone
+    pxt_batches     one row per ingest batch: what was inserted (the manifest), its status, counts
+    pxt_staged      a column's records for a batch that is not yet committed (one JSON document each)
+    pxt_kv          small named values (a schedule's watch cursor)
+
+Row tables (one per media table, `pxt_t_<slug>`): `_pos` (insertion order), `_row_id`, `_batch`, `_idx`,
+and per column `v_<col>` (value; the URI for media), `e_<col>` (error message), `k_<col>` (error kind),
+`f_<col>` (input fingerprint / file version), and for media `d_<col>` (recorded destination), `o_<col>`
+(written by us). User column names never start with '_' and system names always do, so they cannot collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+dirs = sa.Table("pxt_dirs", metadata, sa.Column("path", sa.String(1000), primary_key=True))
+
+tables = sa.Table(
+    "pxt_tables", metadata,
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+row_tables = sa.Table(
+    "pxt_row_tables", metadata,
+    sa.Column("slug", sa.String(1000), primary_key=True),
+    sa.Column("path", sa.String(1000), nullable=False),
+    sa.Column("sql_name", sa.String(100), nullable=False, unique=True),
+    sa.Column("columns", sa.Text, nullable=False),  # JSON {column: type name}, in definition order
+)
+
+batches = sa.Table(
+    "pxt_batches", metadata,
+    sa.Column("slug", sa.String(1000), primary_key=True),
+    sa.Column("batch", sa.String(200), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # PENDING or COMMITTED
+    sa.Column("manifest", sa.Text, nullable=False),  # JSON list of inserted rows
+    sa.Column("source", sa.Text),  # JSON: where the batch came from (a watched prefix), or null
+    sa.Column("active_run", sa.String(100)),  # a run writing this batch's files now (or killed while doing so)
+    sa.Column("num_rows", sa.Integer),
+    sa.Column("num_errors", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("committed_at", sa.Float),
+)
+sa.Index("pxt_batches_status", batches.c.status)
+
+staged = sa.Table(
+    "pxt_staged", metadata,
+    sa.Column("slug", sa.String(1000), primary_key=True),
+    sa.Column("batch", sa.String(200), primary_key=True),
+    sa.Column("column", sa.String(200), primary_key=True),
+    sa.Column("records", sa.Text, nullable=False),  # JSON list of records (row_id, value, error, ...)
+    sa.Column("run_id", sa.String(100)),
+)
+
+kv = sa.Table(
+    "pxt_kv", metadata,
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+PENDING = "pending"
+COMMITTED = "committed"
+
+#: prefixes of a column's fields in its row table
+VALUE, ERROR, ERRORTYPE, VERSION, DESTINATION, OWNED = "v_", "e_", "k_", "f_", "d_", "o_"
+MEDIA_TYPES = frozenset({"Image", "Video", "Audio", "Document"})
+
+
+def sql_type(type_name: str) -> sa.types.TypeEngine:
+    return {
+        "Int": sa.BigInteger(),
+        "Float": sa.Double(),
+        "Bool": sa.Boolean(),
+        "String": sa.Text(),
+        "Json": sa.JSON(none_as_null=True),
+    }.get(type_name, sa.Text())  # media: the URI
+
+
+def field_columns(name: str, type_name: str) -> list[sa.Column]:
+    """The SQL columns that hold one table column."""
+    cols = [
+        sa.Column(VALUE + name, sql_type(type_name)),
+        sa.Column(ERROR + name, sa.Text()),
+        sa.Column(ERRORTYPE + name, sa.String(100)),
+        sa.Column(VERSION + name, sa.Text()),
+    ]
+    if type_name in MEDIA_TYPES:
+        cols += [sa.Column(DESTINATION + name, sa.Text()), sa.Column(OWNED + name, sa.Boolean())]
+    return cols
+
+
+def sql_name_for(slug: str) -> str:
+    """`pxt_t_<slug>`, shortened with a hash where PostgreSQL's 63-character limit would cut it."""
+    name = f"pxt_t_{slug}".lower()
+    if len(name) <= 55:
+        return name
+    return f"{name[:42]}_{hashlib.sha1(slug.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class RowTable:
+    """A media table's SQL table as it is in the database: its name and columns (name -> type name)."""
+
+    slug: str
+    path: str
+    sql_name: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def column_types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+    def media_columns(self) -> list[str]:
+        return [n for n, t in self.columns if t in MEDIA_TYPES]
+
+    def table(self) -> sa.Table:
+        cols = [
+            sa.Column("_pos", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+                      autoincrement=True),
+            sa.Column("_row_id", sa.String(200), nullable=False, unique=True),
+            sa.Column("_batch", sa.String(200), nullable=False, index=True),
+            sa.Column("_idx", sa.Integer, nullable=False),
+        ]
+        for name, type_name in self.columns:
+            cols += field_columns(name, type_name)
+        return sa.Table(self.sql_name, sa.MetaData(), *cols)
