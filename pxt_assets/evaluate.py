@@ -114,31 +114,38 @@ class Row:
             args = [self.evaluate(a) for a in expr.args]
             kwargs = {k: self.evaluate(v) for k, v in expr.kwargs.items()}
             return fn.fn(*args, **kwargs)
-        if isinstance(expr, Compare):
-            return self._compare(expr)
-        if isinstance(expr, BoolOp):
-            if expr.op == "not":
-                return not self._truth(expr.args[0])
-            results = (self._truth(a) for a in expr.args)
-            return all(results) if expr.op == "and" else any(results)
+        if isinstance(expr, (Compare, BoolOp)):
+            return self.truth(expr) is True
         raise TypeError(f"cannot evaluate {expr!r}")
 
-    def _truth(self, expr: Expr) -> bool:
-        """A predicate's value, as SQL has it: a value that cannot be computed (an error upstream) is false."""
+    def truth(self, expr: Expr) -> bool | None:
+        """A predicate's value in SQL's three-valued logic, so a filter evaluated here keeps exactly the rows
+        the database would: None (unknown) for a comparison with a missing value or a value that cannot be
+        computed (an error upstream); `~unknown` is unknown; only True keeps a row."""
+        if isinstance(expr, BoolOp):
+            values = [self.truth(a) for a in expr.args]
+            if expr.op == "not":
+                return None if values[0] is None else not values[0]
+            if expr.op == "and":
+                return False if False in values else (None if None in values else True)
+            return True if True in values else (None if None in values else False)
         try:
-            return bool(self.evaluate(expr))
+            if isinstance(expr, Compare):
+                return self._compare(expr)
+            value = self.evaluate(expr)
         except RowError:
-            return False
+            return None
+        return None if value is None else bool(value)
 
-    def _compare(self, expr: Compare) -> bool:
+    def _compare(self, expr: Compare) -> bool | None:
         left = self.evaluate(expr.left)
+        if isinstance(expr.right, Literal) and expr.right.value is None and expr.op in ("==", "!="):
+            return (left is None) == (expr.op == "==")  # IS NULL / IS NOT NULL
         right = self.evaluate(expr.right)
+        if left is None or right is None:
+            return None
         if expr.op == "in":
-            return left is not None and left in right
-        if right is None or left is None:  # `x == None` / `x != None`; otherwise NULL compares false
-            if expr.op in ("==", "!="):
-                return (left is None and right is None) == (expr.op == "==")
-            return False
+            return left in right
         try:
             return bool(_OPS[expr.op](left, right))
         except TypeError as e:

@@ -229,3 +229,19 @@ def forget_value(table, column: str, row_id: str) -> None:
     t = rt.table()
     with store.engine.begin() as conn:
         conn.execute(t.update().where(t.c._row_id == row_id).values({f"v_{column}": None, f"o_{column}": False}))
+
+
+# -- PostgreSQL: one throwaway cluster per test run, a fresh database per test module ---------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    server = emulators.Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_database(pg_server) -> str:
+    """The URL of a database of this test module's own."""
+    return pg_server.create_database()

@@ -199,7 +199,7 @@ class Query:
             kept = []
             for r in rows:
                 row = row_of(r)
-                if py_where and not row._truth(self._where):
+                if py_where and row.truth(self._where) is not True:
                     continue
                 kept.append((r, row))
             for e, asc in reversed(self._order):  # stable sorts: the first order_by leads
