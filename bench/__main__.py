@@ -1,4 +1,6 @@
-"""`python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
+"""`python -m bench scale --rows N --batch B [--db URL]`: see bench/scale.py.
+
+`python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
 pxt_assets against a plain boto3 + Pillow baseline measured in the same run (`--repeat R`: R interleaved
 pairs, each side going first in every other pair, medians reported). The last line of output is one JSON
 object (see README, "Performance")."""
@@ -77,6 +79,11 @@ def _pair(n: int, images: list[bytes], baseline_first: bool = True) -> tuple[dic
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["scale"]:  # python -m bench scale --rows N --batch B [--db URL]
+        from bench import scale
+
+        scale.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1,

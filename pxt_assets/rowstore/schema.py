@@ -18,6 +18,7 @@ and per column `v_<col>` (value; the URI for media), `e_<col>` (error message), 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -128,13 +129,19 @@ class RowTable:
         return [n for n, t in self.columns if t in MEDIA_TYPES]
 
     def table(self) -> sa.Table:
-        cols = [
-            sa.Column("_pos", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                      autoincrement=True),
-            sa.Column("_row_id", sa.String(200), nullable=False, unique=True),
-            sa.Column("_batch", sa.String(200), nullable=False, index=True),
-            sa.Column("_idx", sa.Integer, nullable=False),
-        ]
-        for name, type_name in self.columns:
-            cols += field_columns(name, type_name)
-        return sa.Table(self.sql_name, sa.MetaData(), *cols)
+        return _table_of(self)
+
+
+@functools.lru_cache(maxsize=512)
+def _table_of(rt: RowTable) -> sa.Table:
+    """The SQLAlchemy Table of a row table, built once per shape (every query and commit uses it)."""
+    cols = [
+        sa.Column("_pos", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+                  autoincrement=True),
+        sa.Column("_row_id", sa.String(200), nullable=False, unique=True),
+        sa.Column("_batch", sa.String(200), nullable=False, index=True),
+        sa.Column("_idx", sa.Integer, nullable=False),
+    ]
+    for name, type_name in rt.columns:
+        cols += field_columns(name, type_name)
+    return sa.Table(rt.sql_name, sa.MetaData(), *cols)

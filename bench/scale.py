@@ -1,0 +1,135 @@
+"""`python -m bench scale --rows N --batch B [--db URL]`: a table of N rows built in batches of B, then the
+reads a user makes of it, timed.
+
+Each row references a tiny generated image in place (one of a few hundred, widths 8..107) and has an Int
+column `n`; computed columns are `width` and a `thumbnail` written to a local destination. The reads:
+`count()`, a filter keeping ~1% of the rows (`width > 106`, with two columns), a select of two value columns
+and one fileurl for every row, and a new process loading `pxt_assets.definitions` (the code location).
+The last line is one JSON object:
+
+    {"rows", "batches", "count_s", "where_s", "select_s", "first_batch_s", "last_batch_s", "load_defs_s",
+     "peak_rss_mb", "db", "insert_s", "batch_s_p50"}
+
+`--db` is a SQLAlchemy URL (`postgresql+psycopg://user@host:port/db`); default: SQLite in the home. The home
+(`--home`, default a temporary folder) holds the images, thumbnails and the Dagster instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import PIL.Image
+
+DISTINCT_IMAGES = 500
+
+
+def _images(folder: pathlib.Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(DISTINCT_IMAGES):
+        path = folder / f"tiny_{i:04d}.png"
+        if not path.exists():
+            PIL.Image.new("RGB", (8 + i % 100, 8), ((i * 37) % 256, (i * 91) % 256, 128)).save(path)
+        out.append(str(path))
+    return out
+
+
+def _timed(fn) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--db", help="SQLAlchemy URL of the row store (default: SQLite in the home)")
+    parser.add_argument("--home", help="PIXELTABLE_HOME to build in (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.batch < 1:
+        parser.error("--rows and --batch must be >= 1")
+    home = pathlib.Path(args.home or tempfile.mkdtemp(prefix="pxt-scale-")).absolute()
+    os.environ["PIXELTABLE_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    os.environ.setdefault("PXT_QUIET", "1")
+    if args.db:
+        os.environ["PIXELTABLE_DB_URL"] = args.db
+    else:
+        os.environ.pop("PIXELTABLE_DB_URL", None)
+    import logging
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # a thousand runs' DEBUG events, otherwise
+
+    import pxt_assets as pxt
+    from pxt_assets import rowstore
+    from pxt_assets.instance import get_instance
+
+    images = _images(home / "images")
+    thumbs = home / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    pxt.create_dir("scale", if_exists="ignore")
+    t = pxt.create_table("scale/rows", {"img": pxt.Image, "n": pxt.Int}, if_exists="replace")
+    t.add_computed_column(width=t.img.width)
+    t.add_computed_column(thumbnail=t.img.thumbnail((4, 4)), destination=str(thumbs))
+    instance = get_instance()
+    store = rowstore.for_settings(pxt.load_settings())
+    print(f"building {args.rows} rows in batches of {args.batch} in {home} (rows in {store!r})", flush=True)
+
+    batch_s: list[float] = []
+    started = time.perf_counter()
+    for start in range(0, args.rows, args.batch):
+        rows = [{"img": images[i % len(images)], "n": i} for i in range(start, min(args.rows, start + args.batch))]
+        seconds, _ = _timed(lambda: t.insert(rows, instance=instance, log=_Quiet()))
+        batch_s.append(seconds)
+        if len(batch_s) % 20 == 0 or start + args.batch >= args.rows:
+            print(f"  {start + len(rows)} rows, batch {len(batch_s)}: {seconds:.2f} s "
+                  f"({time.perf_counter() - started:.0f} s in all)", flush=True)
+    insert_s = time.perf_counter() - started
+
+    count_s, count = _timed(t.count)
+    assert count == args.rows, (count, args.rows)
+    where_s, kept = _timed(lambda: t.where(t.width > 106).select(t.n, t.thumbnail.fileurl).collect())
+    select_s, everything = _timed(lambda: t.select(t.n, t.width, t.thumbnail.fileurl).collect())
+    assert len(everything) == args.rows
+    load_defs_s, done = _timed(lambda: subprocess.run(
+        [sys.executable, "-c", "import pxt_assets.definitions"], env=dict(os.environ), capture_output=True,
+        text=True))
+    if done.returncode != 0:
+        raise SystemExit(f"loading pxt_assets.definitions failed:\n{done.stderr[-3000:]}")
+    print(json.dumps({
+        "rows": args.rows,
+        "batches": len(batch_s),
+        "count_s": round(count_s, 3),
+        "where_s": round(where_s, 3),
+        "where_rows": len(kept),
+        "select_s": round(select_s, 3),
+        "first_batch_s": round(batch_s[0], 3),
+        "last_batch_s": round(batch_s[-1], 3),
+        "batch_s_p50": round(statistics.median(batch_s), 3),
+        "insert_s": round(insert_s, 1),
+        "load_defs_s": round(load_defs_s, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "db": store.url.get_backend_name(),
+    }))
+
+
+class _Quiet:
+    """A log for insert(): keeps the per-batch summary line off the console."""
+
+    def info(self, message: str) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()
