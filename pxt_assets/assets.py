@@ -206,7 +206,7 @@ def _computed_later_in_run(context: dg.AssetExecutionContext, spec: TableSpec) -
 
 
 def _commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: TableSpec, batch: str) -> None:
-    result = media_io.commit(spec, batch, context.log)
+    result = media_io.commit(spec, batch, context.log, context.run_id)
     context.log.info(f"{spec.display_path}: batch {batch} committed: {result.rows} rows, {result.errors} with errors")
 
 

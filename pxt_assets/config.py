@@ -150,6 +150,9 @@ def _parse_size_g(raw: Any, key: str, source: str) -> float:
 
 
 def _parse_db_url(raw: Any, key: str, source: str) -> str | None:
+    if not isinstance(raw, str):  # not shown: a database URL may hold a password
+        raise ConfigError(f'{key} must be a string (a database URL), got a {type(raw).__name__} (from {source})',
+                          key=key, source=source)
     value = _parse_str(raw, key, source)
     if value is None:
         return None

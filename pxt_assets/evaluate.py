@@ -133,15 +133,24 @@ class Row:
             if isinstance(expr, Compare):
                 return self._compare(expr)
             value = self.evaluate(expr)
-        except RowError:
+        except Exception:  # noqa: BLE001 - a value that cannot be computed (a missing file, ...) is unknown
             return None
         return None if value is None else bool(value)
 
+    def scalar(self, expr: Expr) -> Any:
+        """A value to compare or sort by, as the database has it: a media column is its URI (not decoded),
+        and a stored column is its stored value (None for a row in error)."""
+        if isinstance(expr, ColumnRef):
+            return self.stored.get(expr.name)
+        if isinstance(expr, Prop) and expr.prop == "fileurl" and isinstance(expr.of, ColumnRef):
+            return self.stored.get(expr.of.name)
+        return self.evaluate(expr)
+
     def _compare(self, expr: Compare) -> bool | None:
-        left = self.evaluate(expr.left)
+        left = self.scalar(expr.left)
         if isinstance(expr.right, Literal) and expr.right.value is None and expr.op in ("==", "!="):
             return (left is None) == (expr.op == "==")  # IS NULL / IS NOT NULL
-        right = self.evaluate(expr.right)
+        right = self.scalar(expr.right)
         if left is None or right is None:
             return None
         if expr.op == "in":

@@ -282,11 +282,29 @@ def find_orphans(destination: str, *, min_age: float = DEFAULT_MIN_AGE_S) -> lis
     return sorted(out)
 
 
+def _still_orphans(candidates: list[str]) -> list[str]:
+    """The candidates still unclaimed just before deleting them: names are deterministic, so a run that
+    started after the listing (a re-run of an old batch) may be writing one of them right now. Its batch is
+    live again, or its rows name the file by now; a local file it rewrote has a new modification time."""
+    from pxt_assets import stores
+
+    store = _store()
+    live = store.live_batches()
+    referenced = referenced_uris(store)
+    out = []
+    for uri in candidates:
+        if _batch_of(uri) in live or stores.canonical_uri(uri) in referenced:
+            continue
+        out.append(uri)
+    return out
+
+
 def collect_garbage(destination: str, delete: bool = False, *, min_age: float = DEFAULT_MIN_AGE_S) -> list[str]:
     """find_orphans(destination); with `delete`, also delete them (a failure raises naming the file).
     Returns the orphans found (and deleted)."""
     orphans = find_orphans(destination, min_age=min_age)
-    if delete:
+    if delete and orphans:
+        orphans = _still_orphans(orphans)
         _delete_files(orphans, f"gc {destination}", "Run gc again to finish")
         from pxt_assets import stores
 

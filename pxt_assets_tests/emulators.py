@@ -130,7 +130,8 @@ class Postgres:
 
     As root, the cluster runs as the `postgres` user the Debian package creates (PostgreSQL refuses root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """`durable`: PostgreSQL's default fsync and commit settings (for benchmarks); tests turn them off."""
         import tempfile
 
         bin_dir = postgres_bin_dir()
@@ -154,9 +155,10 @@ class Postgres:
         self.port = free_port()
         self._run([str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                    "--no-sync"])
+        fast = "" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         self._run([str(bin_dir / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.log), "-o",
-                   f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "start"])
+                   f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} {fast}"
+                   "-c max_connections=200", "start"])
         self._n = 0
 
     def _run(self, cmd: list[str]) -> None:

@@ -164,7 +164,7 @@ class Query:
         each row holds the direct items' values, then (value, errormsg, errortype) of each raw column."""
         spec = self.table.spec
         py_where = self._where is not None and not store.compiles(rt, self._where)
-        py_order = py_where or not all(store.compiles(rt, e) for e, _ in self._order)
+        py_order = py_where or not all(store.compiles(rt, e, order=True) for e, _ in self._order)
         direct = [name for name, e in items if _is_direct(spec, e)]
         computed = [name for name, e in items if not _is_direct(spec, e)]
         exprs = dict(items)
@@ -246,7 +246,10 @@ def _value(row: Row, expr: Expr) -> Any:
 
 
 def _sort_key(row: Row, expr: Expr) -> tuple[bool, Any]:
-    v = _value(row, expr)
+    try:
+        v = row.scalar(expr)
+    except Exception:  # noqa: BLE001 - a value that cannot be computed sorts as missing
+        v = None
     return (v is None, v if v is not None else 0)  # NULLs last, as PostgreSQL orders ascending
 
 

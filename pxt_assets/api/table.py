@@ -103,6 +103,7 @@ class MediaTable:
                 self.drop_column(name, instance=instance)  # its files and values go with it
             else:
                 self.spec.columns.pop(name)
+                self._rowstore().drop_row_column(self.spec.slug, name)  # its SQL type may change
         self._check_new(name)
         if not isinstance(expr, Expr):
             raise SpecError(f"Column {name!r}: expected an expression over {self.path!r}'s columns, got {expr!r}")
@@ -193,13 +194,18 @@ class MediaTable:
         key = asset_builder.asset_key(self.spec, column)
         job = self.definitions().resolve_job_def(asset_builder.batch_job_name(self.spec)).get_subset(
             asset_selection={key})
-        # Only committed batches: one still pending computes every column (this one too) when it is run.
-        for batch in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED):
-            result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
-            if not result.success:
-                failure = next((e for e in result.all_events if e.is_step_failure), None)
-                detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
-                raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
+        # Committed batches: one still pending computes every column (this one too) when it is run. A batch
+        # that commits meanwhile (run by another process, with the table as it was) is picked up on the next
+        # pass, until a pass finds none.
+        done: set[str] = set()
+        while todo := [b for b in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED) if b not in done]:
+            for batch in todo:
+                result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
+                if not result.success:
+                    failure = next((e for e in result.all_events if e.is_step_failure), None)
+                    detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
+                    raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
+                done.add(batch)
         rows = self.count()
         errors = self.where(Prop(ColumnRef(column, self.spec.columns[column].col_type), "errormsg") != None).count()  # noqa: E711
         seconds = time.monotonic() - started
@@ -220,6 +226,10 @@ class MediaTable:
 
     def _check_new(self, name: str) -> None:
         check_column_name(name)
+        from dagster._core.definitions.utils import DISALLOWED_NAMES
+
+        if name in DISALLOWED_NAMES:  # each column is a Dagster asset output, named after the column
+            raise SpecError(f"invalid column name {name!r}: Dagster reserves it (choose another name)")
         if name in self.spec.columns:
             raise SpecError(f"table {self.path!r} already has a column {name!r}")
 

@@ -71,9 +71,8 @@ class ExpressionFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.check is not None:
             self.check(*args, **kwargs)
-        if _CALL_FACTORY is None:
-            import pxt_assets.spec  # noqa: F401 - installs the factory (only if spec was never imported)
-        assert _CALL_FACTORY is not None
+        if _CALL_FACTORY is None:  # pxt_assets/__init__ imports spec, which installs it: not reached in use
+            raise RuntimeError("pxt_assets.spec is not loaded: import pxt_assets first")
         return _CALL_FACTORY(self.name, args, kwargs)
 
     def __repr__(self) -> str:

@@ -84,10 +84,10 @@ class TableIOManager(dg.ConfigurableIOManager):
         """Each column's records for `batch` by row id (staged by this run or an earlier one, else committed)."""
         return self.rowstore().read_columns(self.row_table(table), batch, columns)
 
-    def commit(self, table: TableSpec, batch: str, log) -> rowstore.CommitResult:
+    def commit(self, table: TableSpec, batch: str, log, run_id: str | None = None) -> rowstore.CommitResult:
         """Make the batch's staged columns its visible rows, in one transaction; then delete files the new
         values replaced."""
-        result = self.rowstore().commit_batch(self.row_table(table), batch)
+        result = self.rowstore().commit_batch(self.row_table(table), batch, run_id)
         delete_replaced(log, table.display_path, result.replaced)
         return result
 
@@ -97,7 +97,7 @@ class TableIOManager(dg.ConfigurableIOManager):
         store = self.rowstore()
         rt = self.row_table(table)
         for batch in context.asset_partition_keys:
-            records = obj if len(context.asset_partition_keys) == 1 else [r for r in obj if r["row_id"].startswith(batch)]
+            records = obj if len(context.asset_partition_keys) == 1 else [r for r in obj if r["row_id"].startswith(batch + "-")]
             replaced = store.stage_column(rt, batch, column.name, records, run_id=context.run_id)
             delete_replaced(context.log, column.name, replaced)
         context.add_output_metadata(

@@ -34,6 +34,9 @@ __all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", 
            "COMMITTED", "PENDING"]
 
 DB_FILE = "pxt.db"
+#: a run marked as writing a batch that has not committed after this long is taken as killed: gc may then
+#: collect what it wrote (its batch's rows, if committed by another run, name what is kept)
+ACTIVE_RUN_TTL_S = 24 * 3600.0
 
 
 class NotSQL(Exception):
@@ -61,10 +64,15 @@ def default_url(home: pathlib.Path) -> str:
     return f"sqlite:///{pathlib.Path(home).absolute() / DB_FILE}"
 
 
+_SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
+
+
 def redact(url: str | sa.URL) -> str:
-    """A database URL fit to print: the password hidden."""
+    """A database URL fit to print: the password hidden, in the URL and in its query string."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.make_url(url)
+        query = {k: ("***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL SQLAlchemy understands: show only its scheme
         return str(url).split("://", 1)[0] + "://***"
 
@@ -87,7 +95,9 @@ class RowStore:
         self.engine = self._make_engine()
         self._ensured: dict[tuple, RowTable] = {}
         self._lock = threading.Lock()
-        schema.metadata.create_all(self.engine, checkfirst=True)
+        with self._write() as conn:  # serialised: two processes may open a new database at once
+            self._lock_key(conn, "schema")
+            schema.metadata.create_all(conn, checkfirst=True)
 
     def __repr__(self) -> str:
         return f"RowStore({redact(self.url)})"
@@ -155,9 +165,10 @@ class RowStore:
                 conn.execute(schema.dirs.insert(), new)
 
     def remove_dir(self, path: str) -> None:
+        prefix = path + "/"
         with self._write() as conn:
-            like = path + "/%"
-            conn.execute(schema.dirs.delete().where((schema.dirs.c.path == path) | schema.dirs.c.path.like(like)))
+            conn.execute(schema.dirs.delete().where(
+                (schema.dirs.c.path == path) | (sa.func.substr(schema.dirs.c.path, 1, len(prefix)) == prefix)))
 
     def save_table_doc(self, path: str, doc: dict[str, Any]) -> None:
         with self._write() as conn:
@@ -272,6 +283,7 @@ class RowStore:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(row.sql_name)}")
                 conn.execute(schema.row_tables.delete().where(schema.row_tables.c.slug == slug))
             conn.execute(schema.staged.delete().where(schema.staged.c.slug == slug))
+            conn.execute(schema.active_runs.delete().where(schema.active_runs.c.slug == slug))
             conn.execute(schema.batches.delete().where(schema.batches.c.slug == slug))
 
     # -- batches -------------------------------------------------------------------------------------------
@@ -315,20 +327,38 @@ class RowStore:
 
     def start_run(self, slug: str, batch: str, run_id: str) -> None:
         """A run is about to write this batch's files: until it commits, gc leaves them alone."""
+        a = schema.active_runs
         with self._write() as conn:
-            conn.execute(schema.batches.update().where(
-                (schema.batches.c.slug == slug) & (schema.batches.c.batch == batch)).values(active_run=run_id))
+            self._batch_row(conn, slug, batch)
+            where = (a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)
+            if conn.execute(sa.select(a.c.run_id).where(where)).first() is None:
+                conn.execute(a.insert().values(slug=slug, batch=batch, run_id=run_id, started_at=time.time()))
 
     def live_batches(self) -> set[str]:
         """Keys of batches whose files may not all be named by committed rows yet: not committed, or being
-        (re)written by a run now (or by one that was killed while doing so)."""
-        b = schema.batches
+        (re)written by a run now (or by one killed while doing so, for ACTIVE_RUN_TTL_S)."""
+        b, a = schema.batches, schema.active_runs
         with self._read() as conn:
-            return {r[0] for r in conn.execute(sa.select(b.c.batch).where(
-                (b.c.status != COMMITTED) | b.c.active_run.is_not(None)))}
+            pending = {r[0] for r in conn.execute(sa.select(b.c.batch).where(b.c.status != COMMITTED))}
+            running = {r[0] for r in conn.execute(sa.select(a.c.batch).where(
+                a.c.started_at > time.time() - ACTIVE_RUN_TTL_S))}
+        return pending | running
+
+    def _batch_row(self, conn: sa.Connection, slug: str, batch: str) -> Any:
+        """The batch's row, locked until the transaction ends (staging and committing one batch serialise);
+        an error naming the batch if it was deleted (by `delete` or `drop_table`) while a run was writing."""
+        b = schema.batches
+        row = conn.execute(sa.select(b.c.status).where((b.c.slug == slug) & (b.c.batch == batch))
+                           .with_for_update()).first()
+        if row is None:
+            raise LookupError(f"table {slug.replace('__', '/')!r} has no batch {batch!r} in {self!r} (deleted "
+                              "while this run was writing it?)")
+        return row
 
     def delete_batch(self, rt: RowTable | None, slug: str, batch: str) -> None:
         with self._write() as conn:
+            conn.execute(schema.active_runs.delete().where((schema.active_runs.c.slug == slug)
+                                                           & (schema.active_runs.c.batch == batch)))
             if rt is not None:
                 t = rt.table()
                 conn.execute(t.delete().where(t.c._batch == batch))
@@ -345,6 +375,7 @@ class RowStore:
         s = schema.staged
         where = (s.c.slug == rt.slug) & (s.c.batch == batch) & (s.c.column == column)
         with self._write() as conn:
+            self._batch_row(conn, rt.slug, batch)
             old = conn.execute(sa.select(s.c.records).where(where)).first()
             if old is None:
                 conn.execute(s.insert().values(slug=rt.slug, batch=batch, column=column, records=_dumps(records),
@@ -403,14 +434,14 @@ class RowStore:
         with self._read() as conn:
             return [r[0] for r in conn.execute(sa.select(s.c.column).where((s.c.slug == slug) & (s.c.batch == batch)))]
 
-    def commit_batch(self, rt: RowTable, batch: str) -> CommitResult:
+    def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None) -> CommitResult:
         """Move every staged column of `batch` into the table's rows, in one transaction, and mark the batch
-        committed. A batch seen for the first time gets its rows inserted; a committed one (a re-run, a new
-        column's backfill) has the staged columns updated in place."""
-        s, b, t = schema.staged, schema.batches, rt.table()
+        committed (and `run_id` no longer writing it). A batch seen for the first time gets its rows
+        inserted; a committed one (a re-run, a new column's backfill) has the staged columns updated in
+        place."""
+        s, b, t, a = schema.staged, schema.batches, rt.table(), schema.active_runs
         with self._write() as conn:
-            status = conn.execute(sa.select(b.c.status).where((b.c.slug == rt.slug) & (b.c.batch == batch))
-                                  .with_for_update()).scalar()
+            status = self._batch_row(conn, rt.slug, batch).status
             staged = {c: json.loads(text) for c, text in conn.execute(
                 sa.select(s.c.column, s.c.records).where((s.c.slug == rt.slug) & (s.c.batch == batch)))}
             staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
@@ -452,8 +483,10 @@ class RowStore:
                 (t.c._batch == batch) & sa.or_(*[c.is_not(None) for c in err_cols]))).scalar() if err_cols else 0
             conn.execute(s.delete().where((s.c.slug == rt.slug) & (s.c.batch == batch)))
             conn.execute(b.update().where((b.c.slug == rt.slug) & (b.c.batch == batch)).values(
-                status=COMMITTED, active_run=None, num_rows=num_rows, num_errors=num_errors,
-                committed_at=time.time()))
+                status=COMMITTED, num_rows=num_rows, num_errors=num_errors, committed_at=time.time()))
+            # This run's marker, and markers of runs long dead (killed); another run writing now keeps its own.
+            conn.execute(a.delete().where((a.c.slug == rt.slug) & (a.c.batch == batch) & (
+                (a.c.run_id == (run_id or "")) | (a.c.started_at < time.time() - ACTIVE_RUN_TTL_S))))
         return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
 
     # -- reading rows ----------------------------------------------------------------------------------------
@@ -518,6 +551,8 @@ class RowStore:
         if where is not None:
             q = q.where(self.compile(rt, t, where))
         for expr, asc in order:
+            if self._is_json(rt, expr):
+                raise NotSQL(expr)
             c = self.compile(rt, t, expr)
             q = q.order_by(c.asc().nulls_last() if asc else c.desc().nulls_first())  # one order on both databases
         q = q.order_by(t.c._pos)
@@ -526,12 +561,21 @@ class RowStore:
         with self._read() as conn:
             return conn.execute(q).all()
 
-    def compiles(self, rt: RowTable, expr: Any) -> bool:
+    def compiles(self, rt: RowTable, expr: Any, *, order: bool = False) -> bool:
+        """Whether `expr` has a SQL form (as a filter, or with `order` as an ordering)."""
         try:
+            if order and self._is_json(rt, expr):
+                return False
             self.compile(rt, rt.table(), expr)
         except NotSQL:
             return False
         return True
+
+    @staticmethod
+    def _is_json(rt: RowTable, expr: Any) -> bool:
+        from pxt_assets import spec as s
+
+        return isinstance(expr, s.ColumnRef) and rt.column_types.get(expr.name) == "Json"
 
     def compile(self, rt: RowTable, t: sa.Table, expr: Any) -> Any:
         """An expression as SQL: stored values and their `.fileurl`, `.errormsg`, `.errortype`, literals,
@@ -550,6 +594,8 @@ class RowStore:
         if isinstance(expr, s.Compare):
             left = self.compile(rt, t, expr.left)
             right_expr = expr.right
+            if self._is_json(rt, expr.left) and not (isinstance(right_expr, s.Literal) and right_expr.value is None):
+                raise NotSQL(expr)  # PostgreSQL's json has no = or <: compared in Python
             if isinstance(right_expr, s.Literal) and right_expr.value is None:
                 if expr.op == "==":
                     return left.is_(None)
@@ -568,13 +614,16 @@ class RowStore:
             return sa.and_(*parts) if expr.op == "and" else sa.or_(*parts)
         raise NotSQL(expr)
 
-    @staticmethod
-    def _field(rt: RowTable, t: sa.Table, prefix: str, column: str) -> Any:
+    def _field(self, rt: RowTable, t: sa.Table, prefix: str, column: str) -> Any:
         name = prefix + column
         if name not in t.c:
             # a column defined since the last batch: no row has it yet
             return sa.null()
-        return t.c[name]
+        col = t.c[name]
+        if not self.is_sqlite and isinstance(col.type, sa.Text):
+            # byte order, as SQLite and Python compare strings (not the cluster's locale)
+            return col.collate("C")
+        return col
 
     # -- small values ----------------------------------------------------------------------------------------
     def get_value(self, key: str) -> str | None:

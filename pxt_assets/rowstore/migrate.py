@@ -102,8 +102,11 @@ def migrate_home(store, home: pathlib.Path) -> str:
         have_dirs = {r[0] for r in conn.execute(schema.dirs.select())}
         for d in sorted(dirs - have_dirs - {""}):
             conn.execute(schema.dirs.insert().values(path=d))
+        skipped: list[str] = []
         for path, doc in docs.items():
-            conn.execute(schema.tables.delete().where(schema.tables.c.path == path))
+            if conn.execute(schema.tables.select().where(schema.tables.c.path == path)).first() is not None:
+                skipped.append(f"catalog table {path}")  # a shared database has it already: its version wins
+                continue
             conn.execute(schema.tables.insert().values(path=path, doc=_dumps(doc), updated_at=time.time()))
         for batches_dir in sorted(tables_root.rglob("_batches")) if tables_root.is_dir() else []:
             table_dir = batches_dir.parent
@@ -125,7 +128,8 @@ def migrate_home(store, home: pathlib.Path) -> str:
             rt = schema.RowTable(slug, path, schema.sql_name_for(slug), tuple(columns))
             existing = conn.execute(schema.row_tables.select().where(schema.row_tables.c.slug == slug)).first()
             if existing is not None:
-                continue  # already in the database (a shared one): its rows there win
+                skipped.append(f"rows of {path}")  # already in the database (a shared one): its rows there win
+                continue
             rt.table().create(conn)
             conn.execute(schema.row_tables.insert().values(
                 slug=slug, path=path, sql_name=rt.sql_name, columns=_dumps([list(c) for c in columns])))
@@ -164,5 +168,8 @@ def migrate_home(store, home: pathlib.Path) -> str:
                 for f in cursor_dir.glob("*.json"):
                     conn.execute(schema.kv.delete().where(schema.kv.c.key == f"watch:{slug}:{f.stem}"))
                     conn.execute(schema.kv.insert().values(key=f"watch:{slug}:{f.stem}", value=f.read_text()))
-    return (f"{len(docs)} catalog tables and {len(dirs - {''})} directories, "
-            f"{n_rows} rows in {n_batches} batches of {n_tables} tables")
+    summary = (f"{len(docs) - sum(s.startswith('catalog') for s in skipped)} catalog tables and "
+               f"{len(dirs - {''})} directories, {n_rows} rows in {n_batches} batches of {n_tables} tables")
+    if skipped:
+        summary += f" (already in the database, left as they are there: {', '.join(skipped)})"
+    return summary

@@ -50,13 +50,23 @@ batches = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),  # PENDING or COMMITTED
     sa.Column("manifest", sa.Text, nullable=False),  # JSON list of inserted rows
     sa.Column("source", sa.Text),  # JSON: where the batch came from (a watched prefix), or null
-    sa.Column("active_run", sa.String(100)),  # a run writing this batch's files now (or killed while doing so)
+    sa.Column("active_run", sa.String(100)),  # unused since pxt_active_runs; kept so older databases open
     sa.Column("num_rows", sa.Integer),
     sa.Column("num_errors", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("committed_at", sa.Float),
 )
 sa.Index("pxt_batches_status", batches.c.status)
+
+# One row per run writing a batch's files now (or killed while doing so): gc leaves such batches alone. A
+# run's commit removes its own row only, so one run's commit never unprotects another's files.
+active_runs = sa.Table(
+    "pxt_active_runs", metadata,
+    sa.Column("slug", sa.String(1000), primary_key=True),
+    sa.Column("batch", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(100), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+)
 
 staged = sa.Table(
     "pxt_staged", metadata,
@@ -105,9 +115,10 @@ def field_columns(name: str, type_name: str) -> list[sa.Column]:
 
 
 def sql_name_for(slug: str) -> str:
-    """`pxt_t_<slug>`, shortened with a hash where PostgreSQL's 63-character limit would cut it."""
+    """`pxt_t_<slug>`, shortened with a hash where PostgreSQL's 63-character limit would cut it, or where
+    lower-casing would make two slugs one name (`Dir__Img`, `dir__img`)."""
     name = f"pxt_t_{slug}".lower()
-    if len(name) <= 55:
+    if len(name) <= 55 and slug == slug.lower():
         return name
     return f"{name[:42]}_{hashlib.sha1(slug.encode()).hexdigest()[:12]}"
 
