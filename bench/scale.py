@@ -8,7 +8,11 @@ and one fileurl for every row, and a new process loading `pxt_assets.definitions
 The last line is one JSON object:
 
     {"rows", "batches", "count_s", "where_s", "select_s", "first_batch_s", "last_batch_s", "load_defs_s",
-     "peak_rss_mb", "db", "insert_s", "batch_s_p50"}
+     "peak_rss_mb", "db", "insert_s", "batch_s_p50", "reads": {each read's three timings}}
+
+Each read is made three times and its median reported (`reads` has all three): a single read right after
+building a million rows can land on the machine flushing a gigabyte of new files to disk. `--reads-only`
+times the reads (and load_defs) on a table an earlier run built in `--home`.
 
 `--db` is a SQLAlchemy URL (`postgresql+psycopg://user@host:port/db`); default: SQLite in the home. The home
 (`--home`, default a temporary folder) holds the images, thumbnails and the Dagster instance.
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--db", help="SQLAlchemy URL of the row store (default: SQLite in the home)")
     parser.add_argument("--home", help="PIXELTABLE_HOME to build in (default: a temporary folder)")
+    parser.add_argument("--reads-only", action="store_true",
+                        help="time only the reads, on the table an earlier run built in --home")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.batch < 1:
         parser.error("--rows and --batch must be >= 1")
@@ -75,20 +81,24 @@ def main(argv: list[str] | None = None) -> None:
     from pxt_assets import rowstore
     from pxt_assets.instance import get_instance
 
-    images = _images(home / "images")
-    thumbs = home / "thumbs"
-    thumbs.mkdir(parents=True, exist_ok=True)
-    pxt.create_dir("scale", if_exists="ignore")
-    t = pxt.create_table("scale/rows", {"img": pxt.Image, "n": pxt.Int}, if_exists="replace")
-    t.add_computed_column(width=t.img.width)
-    t.add_computed_column(thumbnail=t.img.thumbnail((4, 4)), destination=str(thumbs))
-    instance = get_instance()
     store = rowstore.for_settings(pxt.load_settings())
-    print(f"building {args.rows} rows in batches of {args.batch} in {home} (rows in {store!r})", flush=True)
-
     batch_s: list[float] = []
     started = time.perf_counter()
-    for start in range(0, args.rows, args.batch):
+    if args.reads_only:
+        t = pxt.get_table("scale/rows")
+        args.rows = t.count()
+        print(f"reading {args.rows} rows built earlier in {home} (rows in {store!r})", flush=True)
+    else:
+        images = _images(home / "images")
+        thumbs = home / "thumbs"
+        thumbs.mkdir(parents=True, exist_ok=True)
+        pxt.create_dir("scale", if_exists="ignore")
+        t = pxt.create_table("scale/rows", {"img": pxt.Image, "n": pxt.Int}, if_exists="replace")
+        t.add_computed_column(width=t.img.width)
+        t.add_computed_column(thumbnail=t.img.thumbnail((4, 4)), destination=str(thumbs))
+        print(f"building {args.rows} rows in batches of {args.batch} in {home} (rows in {store!r})", flush=True)
+    instance = get_instance()
+    for start in range(0, 0 if args.reads_only else args.rows, args.batch):
         rows = [{"img": images[i % len(images)], "n": i} for i in range(start, min(args.rows, start + args.batch))]
         seconds, _ = _timed(lambda: t.insert(rows, instance=instance, log=_Quiet()))
         batch_s.append(seconds)
@@ -97,28 +107,37 @@ def main(argv: list[str] | None = None) -> None:
                   f"({time.perf_counter() - started:.0f} s in all)", flush=True)
     insert_s = time.perf_counter() - started
 
-    count_s, count = _timed(t.count)
-    assert count == args.rows, (count, args.rows)
-    where_s, kept = _timed(lambda: t.where(t.width > 106).select(t.n, t.thumbnail.fileurl).collect())
-    select_s, everything = _timed(lambda: t.select(t.n, t.width, t.thumbnail.fileurl).collect())
-    assert len(everything) == args.rows
-    load_defs_s, done = _timed(lambda: subprocess.run(
-        [sys.executable, "-c", "import pxt_assets.definitions"], env=dict(os.environ), capture_output=True,
-        text=True))
-    if done.returncode != 0:
-        raise SystemExit(f"loading pxt_assets.definitions failed:\n{done.stderr[-3000:]}")
+    reads: dict[str, list[float]] = {k: [] for k in ("count_s", "where_s", "select_s", "load_defs_s")}
+    for _ in range(3):
+        seconds, count = _timed(t.count)
+        assert count == args.rows, (count, args.rows)
+        reads["count_s"].append(seconds)
+        seconds, kept = _timed(lambda: t.where(t.width > 106).select(t.n, t.thumbnail.fileurl).collect())
+        reads["where_s"].append(seconds)
+        seconds, everything = _timed(lambda: t.select(t.n, t.width, t.thumbnail.fileurl).collect())
+        assert len(everything) == args.rows
+        reads["select_s"].append(seconds)
+        del everything
+        seconds, done = _timed(lambda: subprocess.run(
+            [sys.executable, "-c", "import pxt_assets.definitions"], env=dict(os.environ), capture_output=True,
+            text=True))
+        if done.returncode != 0:
+            raise SystemExit(f"loading pxt_assets.definitions failed:\n{done.stderr[-3000:]}")
+        reads["load_defs_s"].append(seconds)
+    median = {k: round(statistics.median(v), 3) for k, v in reads.items()}
     print(json.dumps({
         "rows": args.rows,
         "batches": len(batch_s),
-        "count_s": round(count_s, 3),
-        "where_s": round(where_s, 3),
+        "count_s": median["count_s"],
+        "where_s": median["where_s"],
         "where_rows": len(kept),
-        "select_s": round(select_s, 3),
-        "first_batch_s": round(batch_s[0], 3),
-        "last_batch_s": round(batch_s[-1], 3),
-        "batch_s_p50": round(statistics.median(batch_s), 3),
+        "select_s": median["select_s"],
+        "first_batch_s": round(batch_s[0], 3) if batch_s else None,
+        "last_batch_s": round(batch_s[-1], 3) if batch_s else None,
+        "batch_s_p50": round(statistics.median(batch_s), 3) if batch_s else None,
         "insert_s": round(insert_s, 1),
-        "load_defs_s": round(load_defs_s, 3),
+        "load_defs_s": median["load_defs_s"],
+        "reads": {k: [round(x, 3) for x in v] for k, v in reads.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "db": store.url.get_backend_name(),
     }))
