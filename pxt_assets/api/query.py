@@ -218,8 +218,9 @@ class Query:
         nd = len(direct)
         columns: dict[str, list[Any]] = {}
         exprs = dict(items)
+        transposed = list(zip(*rows)) if rows and direct else []  # one pass over the rows, in C
         for i, name in enumerate(direct):
-            columns[name] = [r[i] for r in rows]
+            columns[name] = transposed[i] if transposed else []
         if computed:
             built = [row_of(r) for r in rows]
             for name in computed:
