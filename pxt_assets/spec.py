@@ -215,6 +215,14 @@ COMPARISONS = ("==", "!=", "<", "<=", ">", ">=", "in")
 
 
 class _Predicate(Expr):
+    """A predicate: a Bool expression that refuses to be used as a Python bool."""
+
+    @property
+    def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        from pxt_assets.media import Bool
+
+        return Bool
+
     def __bool__(self) -> bool:
         raise TypeError(f"{self!r} is a predicate for t.where(...), not a Python bool: combine predicates with "
                         "&, | and ~ (not and/or/not), and write comparisons as t.col > value")
@@ -227,12 +235,6 @@ class Compare(_Predicate):
     op: str
     left: Expr
     right: Expr
-
-    @property
-    def col_type(self) -> ColumnType | None:  # type: ignore[override]
-        from pxt_assets.media import Bool
-
-        return Bool
 
     def columns(self) -> set[str]:
         return self.left.columns() | self.right.columns()
@@ -253,12 +255,6 @@ class BoolOp(_Predicate):
     op: str  # "and", "or", "not"
     args: tuple[Expr, ...]
 
-    @property
-    def col_type(self) -> ColumnType | None:  # type: ignore[override]
-        from pxt_assets.media import Bool
-
-        return Bool
-
     def columns(self) -> set[str]:
         out: set[str] = set()
         for a in self.args:
@@ -269,9 +265,11 @@ class BoolOp(_Predicate):
         return {"bool": self.op, "args": [a.to_dict() for a in self.args]}
 
     def __repr__(self) -> str:
+        # As Python reads it back: & | ~ bind tighter than comparisons, so comparisons are parenthesised.
+        parts = [f"({a!r})" if isinstance(a, Compare) else repr(a) for a in self.args]
         if self.op == "not":
-            return f"~({self.args[0]!r})"
-        return "(" + f" {'&' if self.op == 'and' else '|'} ".join(repr(a) for a in self.args) + ")"
+            return f"~{parts[0]}" if parts[0].startswith("(") else f"~({parts[0]})"
+        return "(" + f" {'&' if self.op == 'and' else '|'} ".join(parts) + ")"
 
 
 def as_expr(value: Any) -> Expr:
