@@ -56,7 +56,6 @@ class BatchInfo:
     status: str
     num_rows: int | None
     num_errors: int | None
-    active_run: str | None
     source: Any
 
 
@@ -203,10 +202,6 @@ class RowStore:
     def _row_table_of(row: Any) -> RowTable:
         return RowTable(row.slug, row.path, row.sql_name, tuple((n, t) for n, t in json.loads(row.columns)))
 
-    def row_tables(self) -> list[RowTable]:
-        with self._read() as conn:
-            return [self._row_table_of(r) for r in conn.execute(sa.select(schema.row_tables))]
-
     def ensure_row_table(self, slug: str, path: str, columns: Sequence[tuple[str, str]]) -> RowTable:
         """The SQL table for a media table, created or widened (new columns added) to hold `columns`
         (name, type name). Columns it has and `columns` lacks are kept (dropping is `drop_column`'s job)."""
@@ -300,10 +295,6 @@ class RowStore:
                 source=None if source is None else _dumps(source), created_at=time.time()))
         return True
 
-    def create_batches(self, slug: str, batches: Iterable[tuple[str, list[dict[str, Any]]]], source: Any = None) -> None:
-        for batch, rows in batches:
-            self.create_batch(slug, batch, rows, source)
-
     def manifest(self, slug: str, batch: str) -> list[dict[str, Any]] | None:
         with self._read() as conn:
             row = conn.execute(sa.select(schema.batches.c.manifest).where(
@@ -314,7 +305,7 @@ class RowStore:
         with self._read() as conn:
             r = conn.execute(sa.select(schema.batches).where(
                 (schema.batches.c.slug == slug) & (schema.batches.c.batch == batch))).first()
-        return None if r is None else BatchInfo(r.batch, r.status, r.num_rows, r.num_errors, r.active_run,
+        return None if r is None else BatchInfo(r.batch, r.status, r.num_rows, r.num_errors,
                                                 json.loads(r.source) if r.source else None)
 
     def batches(self, slug: str, status: str | None = None) -> list[str]:
@@ -428,11 +419,6 @@ class RowStore:
                                 out[c][r[0]]["owned"] = bool(r[1 + j])
                                 out[c][r[0]]["destination"] = r[1 + len(owned) + j]
         return out
-
-    def staged_columns(self, slug: str, batch: str) -> list[str]:
-        s = schema.staged
-        with self._read() as conn:
-            return [r[0] for r in conn.execute(sa.select(s.c.column).where((s.c.slug == slug) & (s.c.batch == batch)))]
 
     def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None) -> CommitResult:
         """Move every staged column of `batch` into the table's rows, in one transaction, and mark the batch

@@ -50,7 +50,6 @@ batches = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),  # PENDING or COMMITTED
     sa.Column("manifest", sa.Text, nullable=False),  # JSON list of inserted rows
     sa.Column("source", sa.Text),  # JSON: where the batch came from (a watched prefix), or null
-    sa.Column("active_run", sa.String(100)),  # unused since pxt_active_runs; kept so older databases open
     sa.Column("num_rows", sa.Integer),
     sa.Column("num_errors", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
