@@ -220,7 +220,6 @@ def stored_records(table, column: str, batch: str | None = None) -> list[dict]:
 
 def forget_value(table, column: str, row_id: str) -> None:
     """Null a stored value behind the table's back (as a lost row would leave its file unreferenced)."""
-    import sqlalchemy as sa
 
     from pxt_assets import rowstore
 

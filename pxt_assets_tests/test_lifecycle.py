@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 import pxt_assets as pxt

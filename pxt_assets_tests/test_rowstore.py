@@ -7,7 +7,6 @@ release (Parquet files and a JSON catalog)."""
 
 from __future__ import annotations
 
-import http.server
 import os
 import pathlib
 import random
