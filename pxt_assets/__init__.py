@@ -20,14 +20,16 @@ from pxt_assets.api import (
     get_table,
     list_tables,
 )
+from pxt_assets.functions.udf import UDF, Batch, udf
 from pxt_assets.config import ConfigError, Settings, load_settings
 from pxt_assets.io_managers.destinations import DestinationError
 from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
-from pxt_assets.spec import SpecError
+from pxt_assets.spec import ColumnTypeError, SpecError
 
 __all__ = [
     "functions", "MediaTable", "Query", "ResultSet", "InsertResult", "definitions",
     "create_dir", "drop_dir", "create_table", "get_table", "list_tables", "drop_table",
+    "udf", "UDF", "Batch", "ColumnTypeError",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
     "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
 ]

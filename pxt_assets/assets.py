@@ -22,6 +22,7 @@ import gc
 import hashlib
 import json
 import os
+import pathlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,10 +32,11 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import memory, stores
-from pxt_assets.evaluate import Row, RowError, error_kind, is_missing
+from pxt_assets.evaluate import Row, RowError, deferred_calls, is_missing, make_calls
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
-from pxt_assets.io_managers.ingest import ingest_value
+from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
+from pxt_assets.media import suffix_of
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 TABLE_IO = "pxt_table_io"
@@ -113,12 +115,19 @@ def _long_lived_objects_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _map_rows(fn: Callable[[int], Any], n: int, progress: _Progress) -> list[Any]:
-    """fn(i) for every row on a bounded thread pool (Pillow and I/O release the GIL), in row order."""
-    results: list[Any] = [None] * n
+@contextlib.contextmanager
+def _row_pool() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """A bounded thread pool for a batch's rows (Pillow and I/O release the GIL)."""
     memory.tune_malloc_for_batches()
     with _long_lived_objects_frozen(), \
             concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="pxt-row") as pool:
+        yield pool
+
+
+def _map_rows(fn: Callable[[int], Any], n: int, progress: _Progress) -> list[Any]:
+    """fn(i) for every row on the row pool, in row order."""
+    results: list[Any] = [None] * n
+    with _row_pool() as pool:
         futures = {pool.submit(fn, i): i for i in range(n)}
         for fut in concurrent.futures.as_completed(futures):
             results[futures[fut]] = fut.result()
@@ -212,12 +221,16 @@ def _commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: T
 
 def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager,
                   log) -> dict[str, list[dict[str, Any]]]:
-    """Compute `selected` columns for every row of `batch` in one pass per row; returns each column's records.
+    """Compute `selected` columns for every row of `batch`; returns each column's records.
 
     Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
     read from storage. Each row's files are written through the media IO manager's column writers. On a
     re-run, a row whose previous value had no error and whose inputs (fingerprinted with the expression)
     are unchanged is kept as it was: nothing is fetched, decoded or written for it.
+
+    Rows go through every column in one pass per row, so a source is fetched and decoded once however many
+    columns read it. When a column calls a batched or async UDF, rows go in chunks instead: the chunk's
+    calls are made together (in batches of `batch_size`, or concurrently), then each row is finished.
     """
     selected_names = {c.name for c in selected}
     needed: set[str] = set()
@@ -240,8 +253,9 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     skipped = {c.name: 0 for c in selected}
     skipped_lock = threading.Lock()
     releasable = _released_after(selected)
+    deferred = {c.name: deferred_calls(c.expr) for c in selected}
 
-    def process(i: int) -> dict[str, dict[str, Any]]:
+    def load(i: int) -> tuple[Row, dict[str, Any]]:
         rid = row_ids[i]
         values, errors, errortypes, versions = {}, {}, {}, {}
         for name, f in by_col.items():
@@ -250,42 +264,86 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
             versions[name] = None if is_missing(rec.get("version")) else rec.get("version")
             if not is_missing(rec["error"]):
                 errors[name], errortypes[name] = rec["error"], rec["errortype"]
-        row = Row(spec, reader, rid, values, errors, errortypes)
+        return Row(spec, reader, rid, values, errors, errortypes), versions
+
+    def unchanged(row: Row, col: ColumnSpec, versions: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """The cell's fingerprint, and its previous record if that can be kept."""
+        fingerprint = _fingerprint(col, row, versions)
+        versions[col.name] = fingerprint
+        before = previous.get(col.name)
+        old = before.get(row.row_id) if before is not None else None
+        if old is None or old["version"] != fingerprint or not is_missing(old["error"]):
+            return fingerprint, None
+        rec = {k: (None if is_missing(v) else v) for k, v in old.items()}
+        row.stored[col.name] = rec["value"]
+        with skipped_lock:
+            skipped[col.name] += 1
+        return fingerprint, rec
+
+    def compute(row: Row, col: ColumnSpec, fingerprint: str) -> dict[str, Any]:
+        rec = new_record(row.row_id, col.is_media, col.destination, fingerprint)
+        try:
+            result = row.evaluate(col.expr)
+            if col.is_media:
+                rec["value"], rec["owned"] = _store_media(writers[col.name], col, row.row_id, result), True
+                if isinstance(result, PIL.Image.Image):
+                    row.set_result(col.name, result, rec["value"])
+                else:  # a file: later columns read it from where it was stored
+                    row.stored[col.name] = rec["value"]
+            else:
+                rec["value"] = result
+                row.set_result(col.name, result, result)
+        except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
+            row.set_error(col.name, e)
+            message = str(e)
+            if row.errortypes[col.name] == "udf_error":  # name the column too: it is shown on its own
+                message = row.errors[col.name] = f"{col.name}: {message}"
+            rec["error"], rec["errortype"] = message, row.errortypes[col.name]
+        return rec
+
+    def process(i: int) -> dict[str, dict[str, Any]]:
+        row, versions = load(i)
         out: dict[str, dict[str, Any]] = {}
         for col in selected:
-            fingerprint = _fingerprint(col, row, versions)
-            versions[col.name] = fingerprint
-            before = previous.get(col.name)
-            old = before.get(rid) if before is not None else None
-            if old is not None:
-                if old["version"] == fingerprint and is_missing(old["error"]):
-                    rec = {k: (None if is_missing(v) else v) for k, v in old.items()}
-                    row.stored[col.name] = rec["value"]
-                    out[col.name] = rec
-                    with skipped_lock:
-                        skipped[col.name] += 1
-                    continue
-            rec = new_record(rid, col.is_media, col.destination, fingerprint)
-            try:
-                result = row.evaluate(col.expr)
-                if col.is_media:
-                    if not isinstance(result, PIL.Image.Image):
-                        raise RowError(f"expected an image, got {type(result).__name__}", "type_error")
-                    rec["value"], rec["owned"] = writers[col.name].write_image(rid, result), True
-                    row.set_result(col.name, result, rec["value"])
-                else:
-                    rec["value"] = result
-                    row.set_result(col.name, result, result)
-            except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
-                row.set_error(col.name, e)
-                rec["error"], rec["errortype"] = str(e), error_kind(e)
-            out[col.name] = rec
+            fingerprint, kept = unchanged(row, col, versions)
+            out[col.name] = kept if kept is not None else compute(row, col, fingerprint)
             for name in releasable[col.name]:
                 row.release(name)
         return out
 
+    def process_chunk(pool: concurrent.futures.Executor, indexes: range) -> list[dict[str, dict[str, Any]]]:
+        loaded = list(pool.map(load, indexes))
+        outs: list[dict[str, dict[str, Any]]] = [{} for _ in indexes]
+        for col in selected:
+            todo = []
+            for k, (row, versions) in enumerate(loaded):
+                fingerprint, kept = unchanged(row, col, versions)
+                if kept is not None:
+                    outs[k][col.name] = kept
+                else:
+                    todo.append((k, fingerprint))
+            rows = [loaded[k][0] for k, _ in todo]
+            for call in deferred[col.name]:
+                make_calls(rows, call, pool.map)
+            for (k, _), rec in zip(todo, pool.map(lambda t: compute(loaded[t[0]][0], col, t[1]), todo)):
+                outs[k][col.name] = rec
+            for row, _ in loaded:
+                row.made.clear()
+                for name in releasable[col.name]:
+                    row.release(name)
+        return outs
+
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
-    results = _map_rows(process, len(row_ids), progress)
+    if any(deferred.values()):
+        size = _chunk_rows([call for calls in deferred.values() for call in calls])
+        results = []
+        with _row_pool() as pool:
+            for start in range(0, len(row_ids), size):
+                results += process_chunk(pool, range(start, min(len(row_ids), start + size)))
+                for _ in range(min(size, len(row_ids) - start)):
+                    progress.step()
+    else:
+        results = _map_rows(process, len(row_ids), progress)
     for writer in writers.values():
         writer.flush()  # every uploaded file is in the cache before the rows are recorded
     frames = {c.name: [r[c.name] for r in results] for c in selected}
@@ -298,6 +356,30 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
     log.info("\n".join(lines))
     return frames
 
+
+def _chunk_rows(calls: list[Any]) -> int:
+    """Rows per chunk when columns call batched or async UDFs: whole batches, and enough async calls in
+    flight to keep every slot busy; a chunk's decoded media are held together, so not more."""
+    size = 16
+    for call in calls:
+        udf = call.udf
+        size = max(size, udf.batch_size if udf.batch_size is not None else 4 * udf.max_concurrency)
+    return size
+
+
+def _store_media(writer, col: ColumnSpec, rid: str, result: Any) -> str:
+    """Write a computed media value: an image made in memory, or a file a UDF wrote (copied to the column's
+    destination under a deterministic name; the UDF's own file is left as it was)."""
+    if isinstance(result, PIL.Image.Image) and col.col_type.name == "Image":
+        return writer.write_image(rid, result)
+    if isinstance(result, pathlib.Path):
+        if not result.is_file():
+            raise RowError(f"the returned file {result} does not exist", "not_found")
+        if col.col_type.name == "Image":
+            check_image(result)
+        return writer.copy_file(rid, result, suffix_of(str(result)))
+    raise RowError(f"expected {'an image' if col.col_type.name == 'Image' else 'a file path'}, "
+                   f"got {type(result).__name__}", "type_error")
 
 
 def _released_after(selected: list[ColumnSpec]) -> dict[str, list[str]]:

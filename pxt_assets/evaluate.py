@@ -14,7 +14,7 @@ import PIL.Image
 
 from pxt_assets.functions import registry
 from pxt_assets.media import MediaReader
-from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, Literal, Prop, TableSpec
+from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
         ">=": operator.ge}
@@ -61,6 +61,7 @@ class Row:
         self.errors: dict[str, str] = dict(errors or {})
         self.errortypes: dict[str, str] = dict(errortypes or {})
         self.objects: dict[str, Any] = {}  # column -> in-memory value (decoded or just computed image)
+        self.made: dict[int, Any] = {}  # id(call) -> result (or exception) of a batched or async UDF call
 
     def set_result(self, column: str, obj: Any, stored: Any) -> None:
         self.objects[column] = obj
@@ -110,13 +111,25 @@ class Row:
         if isinstance(expr, Prop):
             return self._prop(expr)
         if isinstance(expr, Call):
-            fn = registry.get(expr.fn)
-            args = [self.evaluate(a) for a in expr.args]
-            kwargs = {k: self.evaluate(v) for k, v in expr.kwargs.items()}
-            return fn.fn(*args, **kwargs)
+            if expr.udf is not None and id(expr) in self.made:
+                made = self.made[id(expr)]
+                if isinstance(made, BaseException):
+                    raise made
+                return made
+            args, kwargs = self.arguments(expr)
+            if expr.udf is not None:
+                return expr.udf.call(args, kwargs)
+            return registry.get(expr.fn).fn(*args, **kwargs)
+        if isinstance(expr, JsonPath):
+            return expr.extract(self.evaluate(expr.of))
+        if isinstance(expr, InlineJson):
+            return expr.build(self.evaluate)
         if isinstance(expr, (Compare, BoolOp)):
             return self.truth(expr) is True
         raise TypeError(f"cannot evaluate {expr!r}")
+
+    def arguments(self, call: Call) -> tuple[list[Any], dict[str, Any]]:
+        return [self.evaluate(a) for a in call.args], {k: self.evaluate(v) for k, v in call.kwargs.items()}
 
     def truth(self, expr: Expr) -> bool | None:
         """A predicate's value in SQL's three-valued logic, so a filter evaluated here keeps exactly the rows
@@ -175,3 +188,39 @@ class Row:
         if expr.prop == "fileurl":
             return uri
         return self.reader.localpath(uri)
+
+
+def deferred_calls(expr: Expr) -> list[Call]:
+    """The batched and async UDF calls in `expr`, inner ones first: they are made for many rows at once
+    (make_calls) before each row's value is evaluated."""
+    return [e for e in expr.walk() if isinstance(e, Call) and e.deferred]
+
+
+def make_calls(rows: list[Row], call: Call, map_rows: Any = map) -> None:
+    """Make a batched or async UDF call for every row (batches of `batch_size`; async calls concurrently),
+    leaving each row's result (or error) in `row.made`. Arguments are evaluated per row with `map_rows`
+    (e.g. a thread pool's map); a row whose arguments fail gets that error."""
+    def args_of(row: Row) -> Any:
+        try:
+            return row.arguments(call)
+        except Exception as e:  # noqa: BLE001 - the row's error
+            return e
+
+    evaluated = list(map_rows(args_of, rows))
+    ready = []
+    for row, got in zip(rows, evaluated):
+        if isinstance(got, BaseException):
+            row.made[id(call)] = got
+        else:
+            ready.append((row, got))
+    if not ready:
+        return
+    udf = call.udf
+    if udf.batch_size is not None:
+        kwargs = ready[0][1][1]  # keyword-only constants: the same for every row
+        columns = [list(col) for col in zip(*(args for _, (args, _) in ready))]
+        results = udf.call_batch(columns, kwargs)
+    else:
+        results = udf.call_async([got for _, got in ready])
+    for (row, _), result in zip(ready, results):
+        row.made[id(call)] = result

@@ -7,9 +7,12 @@ knows about Dagster or storage.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,24 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class SpecError(ValueError):
     """A table or column definition that cannot work; the message names the table and column."""
+
+
+class ColumnTypeError(SpecError, TypeError):
+    """An expression whose types do not fit: a UDF argument of the wrong type, a UDF without type hints."""
+
+
+# Set while a table is serialised for the catalog: UDFs that cannot be imported by path (a notebook's, a
+# script's __main__) are written with their code. Asset metadata and code versions leave it out.
+_WITH_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("pxt_with_code", default=False)
+
+
+@contextlib.contextmanager
+def code_included() -> Iterator[None]:
+    token = _WITH_CODE.set(True)
+    try:
+        yield
+    finally:
+        _WITH_CODE.reset(token)
 
 
 def parse_table_path(path: str) -> tuple[str, ...]:
@@ -59,7 +80,10 @@ class Expr:
         if name.startswith("_"):
             raise AttributeError(name)
         from pxt_assets.functions import registry
+        from pxt_assets.media import Json
 
+        if self.col_type == Json and not (name in ERROR_PROPERTIES and isinstance(self, ColumnRef)):
+            return JsonPath.of_step(self, name)  # t.response.choices[0].message.content
         if name in MEDIA_PROPERTIES:
             if self.col_type is None or not self.col_type.is_media:
                 raise AttributeError(f"{self!r} is not a media expression: it has no .{name}")
@@ -74,6 +98,21 @@ class Expr:
         if fn.is_property:
             return Call(fn.name, (self,), {})
         return lambda *args, **kwargs: Call(fn.name, (self, *map(as_expr, args)), {k: as_expr(v) for k, v in kwargs.items()})
+
+    def __getitem__(self, key: Any) -> JsonPath:
+        from pxt_assets.media import Json
+
+        if self.col_type != Json:
+            raise TypeError(f"{self!r} of type {self.col_type!r} cannot be indexed: only Json values have paths")
+        if isinstance(key, slice):
+            step: Any = {"slice": [key.start, key.stop, key.step]}
+            if not all(v is None or isinstance(v, int) for v in step["slice"]):
+                raise TypeError(f"{self!r}[{key!r}]: slice bounds must be integers")
+        elif isinstance(key, (str, int)) and not isinstance(key, bool):
+            step = key
+        else:
+            raise TypeError(f"{self!r}[{key!r}]: a JSON path step is a key (str), an index (int) or a slice")
+        return JsonPath.of_step(self, step)
 
     # -- predicates (t.where(...)) -------------------------------------------------------------------
     def __eq__(self, other: Any) -> Compare:  # type: ignore[override]
@@ -110,9 +149,26 @@ class Expr:
         return BoolOp("not", (self,))
 
     # -- inspecting -----------------------------------------------------------------------------------
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
     def columns(self) -> set[str]:
         """Names of the columns this expression reads."""
-        return set()
+        out: set[str] = set()
+        for c in self.children():
+            out |= c.columns()
+        return out
+
+    def validate(self) -> None:
+        """Raise ColumnTypeError if the expression's types do not fit (a UDF argument, a missing hint)."""
+        for c in self.children():
+            c.validate()
+
+    def walk(self) -> Iterator[Expr]:
+        """Every node, children before parents."""
+        for c in self.children():
+            yield from c.walk()
+        yield self
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -152,29 +208,63 @@ class Literal(Expr):
 
 @dataclass(frozen=True, eq=False)
 class Call(Expr):
+    """A call of a built-in function (by registered name) or of a user's `@pxt.udf` (fn == "udf")."""
+
     fn: str
     args: tuple[Expr, ...] = ()
     kwargs: dict[str, Expr] = field(default_factory=dict)
+    udf: Any = None  # the UDF object when fn == "udf"
 
     @property
     def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        if self.udf is not None:
+            return self.udf.signature.returns if self.udf.signature is not None else None
         from pxt_assets.functions import registry
 
         return registry.get(self.fn).result_type([a.col_type for a in self.args])
 
-    def columns(self) -> set[str]:
-        out: set[str] = set()
-        for a in (*self.args, *self.kwargs.values()):
-            out |= a.columns()
-        return out
+    @property
+    def deferred(self) -> bool:
+        """A call that is best made for many rows at once: a batched or an async UDF."""
+        return self.udf is not None and (self.udf.batch_size is not None or self.udf.is_async)
+
+    def children(self) -> tuple[Expr, ...]:
+        return (*self.args, *self.kwargs.values())
+
+    def validate(self) -> None:
+        super().validate()
+        if self.udf is None:
+            return
+        from pxt_assets.functions.udf import UDFDefinitionError
+
+        literals = {}
+        names = [p.name for p in self.udf.signature.params] if self.udf.signature is not None else []
+        for name, a in (*zip(names, self.args), *self.kwargs.items()):
+            if isinstance(a, Literal):
+                literals[name] = a.value
+        try:
+            self.udf.check_call(self.args, self.kwargs, [a.col_type for a in self.args],
+                                {k: v.col_type for k, v in self.kwargs.items()}, literals)
+        except UDFDefinitionError as e:
+            raise ColumnTypeError(str(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"fn": self.fn, "args": [a.to_dict() for a in self.args]}
+        if self.udf is not None:
+            from pxt_assets.functions.udf import UDFDefinitionError
+
+            try:
+                d["udf"] = self.udf.to_dict(with_code=_WITH_CODE.get())
+            except UDFDefinitionError as e:
+                raise ColumnTypeError(str(e)) from None
         if self.kwargs:
             d["kwargs"] = {k: v.to_dict() for k, v in self.kwargs.items()}
         return d
 
     def __repr__(self) -> str:
+        if self.udf is not None:
+            params = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+            return f"{self.udf.name}({', '.join(params)})"
         from pxt_assets.functions import registry
 
         fn = registry.get(self.fn)
@@ -201,8 +291,8 @@ class Prop(Expr):
 
         return String
 
-    def columns(self) -> set[str]:
-        return self.of.columns()
+    def children(self) -> tuple[Expr, ...]:
+        return (self.of,)
 
     def to_dict(self) -> dict[str, Any]:
         return {"prop": self.prop, "of": self.of.to_dict()}
@@ -236,8 +326,8 @@ class Compare(_Predicate):
     left: Expr
     right: Expr
 
-    def columns(self) -> set[str]:
-        return self.left.columns() | self.right.columns()
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cmp": self.op, "left": self.left.to_dict(), "right": self.right.to_dict()}
@@ -255,11 +345,8 @@ class BoolOp(_Predicate):
     op: str  # "and", "or", "not"
     args: tuple[Expr, ...]
 
-    def columns(self) -> set[str]:
-        out: set[str] = set()
-        for a in self.args:
-            out |= a.columns()
-        return out
+    def children(self) -> tuple[Expr, ...]:
+        return self.args
 
     def to_dict(self) -> dict[str, Any]:
         return {"bool": self.op, "args": [a.to_dict() for a in self.args]}
@@ -272,8 +359,122 @@ class BoolOp(_Predicate):
         return "(" + f" {'&' if self.op == 'and' else '|'} ".join(parts) + ")"
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, eq=False)
+class JsonPath(Expr):
+    """A path into a Json value, as Pixeltable has them: `t.response.choices[0].message.content`,
+    `t.boxes[0]['x']`, `t.boxes[1:3]`. A key or index the value lacks gives None."""
+
+    of: Expr
+    steps: tuple[Any, ...]  # str keys, int indexes, {"slice": [start, stop, step]}
+
+    @classmethod
+    def of_step(cls, base: Expr, step: Any) -> JsonPath:
+        if isinstance(base, JsonPath):
+            return cls(base.of, (*base.steps, step))
+        return cls(base, (step,))
+
+    @property
+    def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        from pxt_assets.media import Json
+
+        return Json
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.of,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": list(self.steps), "of": self.of.to_dict()}
+
+    def extract(self, value: Any) -> Any:
+        for step in self.steps:
+            if value is None:
+                return None
+            if isinstance(step, dict):
+                value = value[slice(*step["slice"])] if isinstance(value, (list, tuple)) else None
+            elif isinstance(step, int):
+                value = value[step] if isinstance(value, (list, tuple)) and -len(value) <= step < len(value) else None
+            else:
+                value = value.get(step) if isinstance(value, dict) else None
+        return value
+
+    def __repr__(self) -> str:
+        out = repr(self.of)
+        for step in self.steps:
+            if isinstance(step, dict):
+                out += "[" + ":".join("" if v is None else str(v) for v in step["slice"]).rstrip(":") + "]"
+            elif isinstance(step, str) and _IDENTIFIER.match(step):
+                out += f".{step}"
+            else:
+                out += f"[{step!r}]"
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class InlineJson(Expr):
+    """A list or dict holding expressions, as Json: seed 002's
+    `[{'role': 'user', 'content': [{'type': 'image_url', 'image_url': t.photo}]}]`."""
+
+    value: Any  # nested dicts and lists whose leaves are Exprs or plain values
+
+    @property
+    def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        from pxt_assets.media import Json
+
+        return Json
+
+    def children(self) -> tuple[Expr, ...]:
+        out: list[Expr] = []
+
+        def visit(v: Any) -> None:
+            if isinstance(v, Expr):
+                out.append(v)
+            elif isinstance(v, dict):
+                for x in v.values():
+                    visit(x)
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    visit(x)
+
+        visit(self.value)
+        return tuple(out)
+
+    def build(self, leaf: Any) -> Any:
+        """The value with each expression replaced by `leaf(expr)`."""
+        def visit(v: Any) -> Any:
+            if isinstance(v, Expr):
+                return leaf(v)
+            if isinstance(v, dict):
+                return {k: visit(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [visit(x) for x in v]
+            return v
+
+        return visit(self.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inline": self.build(lambda e: {"$expr": e.to_dict()})}
+
+    def __repr__(self) -> str:
+        return repr(self.build(lambda e: _Raw(repr(e))))
+
+
+class _Raw:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def as_expr(value: Any) -> Expr:
-    return value if isinstance(value, Expr) else Literal(value)
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, (dict, list)) and InlineJson(value).children():
+        return InlineJson(value)
+    return Literal(value)
 
 
 def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
@@ -290,10 +491,29 @@ def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
     if "fn" in d:
         from pxt_assets.functions import registry
 
-        registry.get(d["fn"])  # fails early on an unknown function
+        udf = None
+        if "udf" in d:
+            from pxt_assets.functions.udf import UDF
+
+            udf = UDF.from_dict(d["udf"])  # imported (or unpickled) when first called
+        else:
+            registry.get(d["fn"])  # fails early on an unknown function
         args = tuple(expr_from_dict(a, types) for a in d.get("args", []))
         kwargs = {k: expr_from_dict(v, types) for k, v in d.get("kwargs", {}).items()}
-        return Call(d["fn"], args, kwargs)
+        return Call(d["fn"], args, kwargs, udf)
+    if "path" in d:
+        return JsonPath(expr_from_dict(d["of"], types), tuple(d["path"]))
+    if "inline" in d:
+        def visit(v: Any) -> Any:
+            if isinstance(v, dict):
+                if set(v) == {"$expr"}:
+                    return expr_from_dict(v["$expr"], types)
+                return {k: visit(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [visit(x) for x in v]
+            return v
+
+        return InlineJson(visit(d["inline"]))
     if "prop" in d:
         return Prop(expr_from_dict(d["of"], types), d["prop"])
     if "cmp" in d:
@@ -363,7 +583,12 @@ class TableSpec:
     def computed_columns(self) -> list[ColumnSpec]:
         return [c for c in self.columns.values() if c.is_computed]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, with_code: bool = False) -> dict[str, Any]:
+        """The table as plain data. `with_code`: UDFs that cannot be imported by path carry their code (the
+        catalog keeps it so later processes can compute their columns)."""
+        if with_code:
+            with code_included():
+                return self.to_dict()
         return {"path": self.display_path, "columns": [c.to_dict() for c in self.columns.values()]}
 
     @classmethod
@@ -380,8 +605,8 @@ class TableSpec:
         return spec
 
 
-def _build_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
-    return Call(name, tuple(as_expr(a) for a in args), {k: as_expr(v) for k, v in kwargs.items()})
+def _build_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], udf: Any = None) -> Call:
+    return Call(name, tuple(as_expr(a) for a in args), {k: as_expr(v) for k, v in kwargs.items()}, udf)
 
 
 def _install() -> None:

@@ -88,6 +88,10 @@ class Query:
         unknown = e.columns() - set(self.table.spec.columns)
         if unknown:
             raise SpecError(f"{what}: {e!r} reads unknown column(s) {sorted(unknown)} of {self.table.path!r}")
+        try:
+            e.validate()
+        except SpecError as err:
+            raise type(err)(f"{what}: {err}") from None
         return e
 
     def select(self, *exprs: Expr, **named: Expr) -> Query:

@@ -92,6 +92,11 @@ class MediaTable:
         if len(column) != 1:
             raise SpecError("add_computed_column takes exactly one name=expression argument")
         (name, expr), = column.items()
+        if isinstance(expr, Expr):  # before anything changes: a bad expression leaves the table as it was
+            try:
+                expr.validate()
+            except SpecError as e:
+                raise type(e)(f"Column {name!r}: {e}") from None
         if if_exists not in ("error", "ignore", "replace"):
             raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
         if name in self.spec.columns:
@@ -158,7 +163,7 @@ class MediaTable:
 
     # -- catalog ----------------------------------------------------------------------------------------
     def _doc(self) -> dict[str, Any]:
-        return {**self.spec.to_dict(), "automation": self.automation,
+        return {**self.spec.to_dict(with_code=True), "automation": self.automation,
                 "watch": self._watch.to_dict() if self._watch is not None else None}
 
     def _save(self) -> None:

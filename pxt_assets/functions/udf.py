@@ -1,0 +1,603 @@
+"""User functions: `@pxt.udf` makes a typed Python function callable in expressions.
+
+    @pxt.udf
+    def label(w: int, h: int) -> str: ...
+
+    @pxt.udf(batch_size=16)
+    def detect(images: pxt.Batch[PIL.Image.Image]) -> pxt.Batch[pxt.Json]: ...
+
+    @pxt.udf(max_concurrency=8)
+    async def caption(img: PIL.Image.Image) -> str: ...
+
+    t.add_computed_column(boxes=detect(t.image))
+
+A UDF is recorded by import path (`module:qualname`) plus a code version (a hash of its source), so other
+processes (`dagster dev`, a sensor's run, a second notebook) import it again and a changed source marks its
+column stale. A UDF that cannot be imported by path (defined in a notebook, a script's `__main__`, or inside
+another function) is also stored with the table, serialised with cloudpickle. Like the function modules, this
+one stays below `pxt_assets.spec`: calling a UDF on expressions builds a node through the registry's hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import importlib
+import inspect
+import json
+import pathlib
+import threading
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import PIL.Image
+
+from pxt_assets.functions import registry
+from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video, type_named
+
+#: concurrent calls of an async UDF (per process) unless the decorator says otherwise
+DEFAULT_ASYNC_CONCURRENCY = 16
+
+
+class UDFDefinitionError(TypeError):
+    """A UDF whose hints cannot be columns types, or a call whose arguments do not fit its parameters."""
+
+
+class UDFCallError(Exception):
+    """A UDF raised for a row. `kind` is the stable error code recorded as the row's `errortype`."""
+
+    kind = "udf_error"
+
+
+class _BatchMarker:
+    def __repr__(self) -> str:
+        return "pxt.Batch"
+
+
+_BATCH = _BatchMarker()
+
+
+class Batch:
+    """`pxt.Batch[T]`: a batched UDF's parameter or result, a list of T with one item per row."""
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return typing.Annotated[list[item], _BATCH]  # type: ignore[valid-type]
+
+
+# -- types ---------------------------------------------------------------------------------------------------
+
+_SCALARS: dict[Any, ColumnType] = {str: String, int: Int, float: Float, bool: Bool, dict: Json, list: Json}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    col_type: ColumnType
+    nullable: bool
+    has_default: bool
+    keyword_only: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.col_type.name, "nullable": self.nullable,
+                "default": self.has_default, "kw": self.keyword_only}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Param:
+        return cls(d["name"], type_named(d["type"]), d["nullable"], d["default"], d["kw"])
+
+
+@dataclass(frozen=True)
+class Signature:
+    params: tuple[Param, ...]
+    returns: ColumnType
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": [p.to_dict() for p in self.params], "returns": self.returns.name}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Signature:
+        return cls(tuple(Param.from_dict(p) for p in d["params"]), type_named(d["returns"]))
+
+
+def column_type_of(hint: Any) -> tuple[ColumnType, bool, bool]:
+    """(column type, nullable, batched) of a type hint; raises UDFDefinitionError naming the hint."""
+    batched = False
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        if any(e is _BATCH for e in extras):
+            args = typing.get_args(base)
+            if len(args) != 1:
+                raise UDFDefinitionError(f"{hint!r}: write pxt.Batch[T] with one item type")
+            batched, hint = True, args[0]
+        else:
+            hint = base
+    nullable = False
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        nullable = len(members) < len(typing.get_args(hint))
+        if len(members) != 1:
+            raise UDFDefinitionError(f"{hint!r}: a union of several types has no column type "
+                                     "(use one type, Optional[T], or pxt.Json)")
+        hint = members[0]
+        origin = typing.get_origin(hint)
+    if isinstance(hint, ColumnType):
+        return hint, nullable, batched
+    if origin in (dict, list) or hint in (dict, list):
+        return Json, nullable, batched
+    if hint in _SCALARS:
+        return _SCALARS[hint], nullable, batched
+    if isinstance(hint, type) and issubclass(hint, PIL.Image.Image):
+        return Image, nullable, batched
+    raise UDFDefinitionError(
+        f"type hint {getattr(hint, '__name__', hint)!r} has no column type: use PIL.Image.Image, str, int, "
+        "float, bool, dict, list, or pxt.Image / pxt.Video / pxt.Audio / pxt.Document / pxt.Json")
+
+
+def _signature(fn: Callable[..., Any], batched: bool) -> Signature:
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as e:  # noqa: BLE001 - a hint naming something the function's module does not define
+        raise UDFDefinitionError(f"its type hints cannot be resolved: {e}") from None
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise UDFDefinitionError(f"parameter {p.name!r}: *args and **kwargs are not supported")
+        if p.name not in hints:
+            raise UDFDefinitionError(f"parameter {p.name!r} has no type hint (e.g. {p.name}: PIL.Image.Image)")
+        col_type, nullable, is_batch = _typed(hints[p.name], f"parameter {p.name!r}")
+        if batched and not is_batch and p.kind != p.KEYWORD_ONLY:
+            raise UDFDefinitionError(f"parameter {p.name!r}: a batched UDF takes pxt.Batch[...] parameters "
+                                     "(constant parameters are keyword-only)")
+        if is_batch and not batched:
+            raise UDFDefinitionError(f"parameter {p.name!r} is a pxt.Batch: give @pxt.udf a batch_size")
+        params.append(Param(p.name, col_type, nullable or p.default is None, p.default is not p.empty,
+                            p.kind == p.KEYWORD_ONLY))
+    if "return" not in hints:
+        raise UDFDefinitionError("it has no return type hint (e.g. -> pxt.Json)")
+    returns, _, is_batch = _typed(hints["return"], "its return type")
+    if batched != is_batch:
+        raise UDFDefinitionError("a batched UDF returns pxt.Batch[...]" if batched
+                                 else "it returns a pxt.Batch: give @pxt.udf a batch_size")
+    return Signature(tuple(params), returns)
+
+
+def _typed(hint: Any, what: str) -> tuple[ColumnType, bool, bool]:
+    try:
+        return column_type_of(hint)
+    except UDFDefinitionError as e:
+        raise UDFDefinitionError(f"{what}: {e}") from None
+
+
+def _accepts(param: ColumnType, arg: ColumnType) -> bool:
+    """Whether a value of column type `arg` can be passed for a parameter of type `param`."""
+    if param == arg:
+        return True
+    if param.is_media or arg.is_media:
+        return False
+    if param == Float and arg == Int:
+        return True
+    return param == Json or arg == Json  # a JSON path's value is checked when the row is computed
+
+
+def _literal_fits(param: Param, value: Any) -> bool:
+    if value is None:
+        return param.nullable or param.has_default
+    t = param.col_type
+    if t.is_media:
+        return False
+    if t == Json:
+        return _json_safe(value) is not _NOT_JSON
+    if t == Float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t == Int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t.python_type)
+
+
+# -- values ---------------------------------------------------------------------------------------------------
+
+_NOT_JSON = object()
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` as plain JSON data (tuples as lists, numpy scalars and arrays as Python values), or _NOT_JSON."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return _NOT_JSON
+            v = _json_safe(v)
+            if v is _NOT_JSON:
+                return _NOT_JSON
+            out[k] = v
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_json_safe(v) for v in value]
+        return _NOT_JSON if any(v is _NOT_JSON for v in items) else items
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return _json_safe(value.tolist())
+    return _NOT_JSON
+
+
+def coerce_result(value: Any, col_type: ColumnType) -> Any:
+    """A UDF's result as the column stores it; raises TypeError naming what was returned instead."""
+    if value is None:
+        return None
+    if col_type == Json:
+        safe = _json_safe(value)
+        if safe is _NOT_JSON:
+            raise TypeError(f"returned {type(value).__name__}, which is not JSON data (dicts, lists, str, "
+                            "numbers, bool, None)")
+        return safe
+    if col_type == Image:
+        if isinstance(value, PIL.Image.Image):
+            return value
+        if isinstance(value, (str, pathlib.Path)):
+            return pathlib.Path(value)
+        raise TypeError(f"returned {type(value).__name__}, expected a PIL image or the path of an image file")
+    if col_type.is_media:
+        if isinstance(value, (str, pathlib.Path)):
+            return pathlib.Path(value)
+        raise TypeError(f"returned {type(value).__name__}, expected the path of a {col_type.name.lower()} file")
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        value = value.item()  # a numpy scalar
+    if col_type == Bool and isinstance(value, bool):
+        return value
+    if col_type == Int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if col_type == Float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if col_type == String and isinstance(value, str):
+        return value
+    raise TypeError(f"returned {type(value).__name__} {_short(value)}, expected {col_type!r}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- the UDF ---------------------------------------------------------------------------------------------------
+
+
+def _source_version(fn: Callable[..., Any]) -> str:
+    """A hash of the function's source (its bytecode and constants when the source is not available)."""
+    try:
+        text = inspect.getsource(fn)
+    except (OSError, TypeError):
+        code = fn.__code__
+        text = repr((code.co_code, code.co_consts, code.co_names))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _importable(module: str, qualname: str) -> bool:
+    if module == "__main__" or "<locals>" in qualname or "<lambda>" in qualname:
+        return False
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin not in (None, "built-in")
+
+
+class UDF:
+    """A function usable in expressions. Called with a column or expression among its arguments it builds an
+    expression (`detect(t.image)`); called with plain values only, it runs the function (for testing)."""
+
+    def __init__(self, fn: Callable[..., Any] | None, *, batch_size: int | None = None,
+                 max_concurrency: int | None = None, ref: str | None = None, version: str | None = None,
+                 signature: Signature | None = None, is_async: bool | None = None, pickled: str | None = None) -> None:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise UDFDefinitionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
+            raise UDFDefinitionError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        self._fn = fn
+        self.batch_size = batch_size
+        self._pickled = pickled
+        self.problem: str | None = None  # reported when a column uses it, naming the column
+        if fn is not None:
+            functools.update_wrapper(self, fn)
+            self.ref = f"{fn.__module__}:{fn.__qualname__}"
+            self._version = _source_version(fn)
+            self.is_async = inspect.iscoroutinefunction(fn)
+            self.importable = _importable(fn.__module__, fn.__qualname__)
+            try:
+                self.signature: Signature | None = _signature(fn, batch_size is not None)
+            except UDFDefinitionError as e:
+                self.signature, self.problem = None, str(e)
+        else:  # rebuilt from a stored expression: the function is imported or unpickled when first called
+            self.ref, self._version, self.signature = ref, version, signature
+            self.is_async = bool(is_async)
+            self.importable = pickled is None
+            self.__name__ = self.__qualname__ = ref.rsplit(":", 1)[-1]
+            self.__doc__ = None
+        self.max_concurrency = max_concurrency or (DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1)
+        self._limit = threading.BoundedSemaphore(self.max_concurrency)
+        self._async_limit: asyncio.Semaphore | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # a UDF pickled with a notebook function that calls it
+        state = dict(self.__dict__)
+        state.pop("_limit", None)
+        state["_async_limit"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._limit = threading.BoundedSemaphore(self.max_concurrency)
+
+    # -- identity -----------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.ref.rsplit(":", 1)[-1]
+
+    def __repr__(self) -> str:
+        return f"<pxt udf {self.ref}>"
+
+    @property
+    def version(self) -> str:
+        """The code version: a hash of the source as it is now (for a UDF imported by path, the module's
+        current source, so an edited function shows as changed), else as stored."""
+        if self._fn is None and self.importable:
+            try:
+                return _source_version(self.fn)
+            except Exception:  # noqa: BLE001 - not importable here: the call reports why
+                return self._version
+        return self._version
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        if self._fn is None:
+            self._fn = self._load()
+        return self._fn
+
+    def _load(self) -> Callable[..., Any]:
+        module, _, qualname = self.ref.partition(":")
+        error: Exception | None = None
+        if self.importable:
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+                return obj.fn if isinstance(obj, UDF) else obj
+            except Exception as e:  # noqa: BLE001 - reported with the path below
+                error = e
+        if self._pickled is not None:
+            import cloudpickle
+
+            return cloudpickle.loads(base64.b64decode(self._pickled))
+        raise UDFCallError(f"UDF {self.ref} cannot be imported in this process: {error}; make its module "
+                           "importable here (installed, or on PYTHONPATH / the working directory)")
+
+    def to_dict(self, *, with_code: bool) -> dict[str, Any]:
+        if self.signature is None:
+            raise UDFDefinitionError(f"UDF {self.ref}: {self.problem}")
+        d: dict[str, Any] = {"ref": self.ref, "version": self.version, "signature": self.signature.to_dict()}
+        if self.batch_size is not None:
+            d["batch_size"] = self.batch_size
+        if self.is_async:
+            d["async"] = True
+        if self.max_concurrency != (DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1):
+            d["max_concurrency"] = self.max_concurrency
+        if with_code and not self.importable:
+            d["pickle"] = self._pickle()
+        return d
+
+    def _pickle(self) -> str:
+        if self._pickled is None:
+            import cloudpickle
+
+            self._pickled = base64.b64encode(cloudpickle.dumps(self.fn)).decode()
+        return self._pickled
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UDF:
+        key = json.dumps(d, sort_keys=True)
+        with _LOADED_LOCK:
+            udf = _LOADED.get(key)
+            if udf is None:
+                udf = _LOADED[key] = cls(
+                    None, batch_size=d.get("batch_size"), max_concurrency=d.get("max_concurrency"), ref=d["ref"],
+                    version=d["version"], signature=Signature.from_dict(d["signature"]),
+                    is_async=d.get("async", False), pickled=d.get("pickle"))
+        return udf
+
+    # -- building expressions ------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = inspect.signature(self.fn).bind(*args, **kwargs) if self._fn is not None else None
+        except TypeError as e:
+            raise TypeError(f"UDF {self.name}: {e}") from None
+        values = [*args, *kwargs.values()]
+        if not any(registry.is_expression(v) or _holds_expression(v) for v in values):
+            return self.fn(*args, **kwargs)  # plain values: run it
+        if registry._CALL_FACTORY is None:
+            raise RuntimeError("pxt_assets.spec is not loaded: import pxt_assets first")
+        if bound is None:
+            return registry._CALL_FACTORY("udf", args, kwargs, udf=self)
+        positional, named, in_order = [], {}, True
+        for p in inspect.signature(self.fn).parameters.values():
+            if p.name not in bound.arguments:
+                in_order = False  # later arguments go by name
+            elif in_order and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                positional.append(bound.arguments[p.name])
+            else:
+                named[p.name] = bound.arguments[p.name]
+        return registry._CALL_FACTORY("udf", tuple(positional), named, udf=self)
+
+    def check_call(self, args: Sequence[Any], kwargs: dict[str, Any], arg_types: list[ColumnType | None],
+                   kwarg_types: dict[str, ColumnType | None], literals: dict[str, Any]) -> None:
+        """Raise UDFDefinitionError if the call's arguments do not fit the parameters. `arg_types` and
+        `kwarg_types` are the arguments' column types; `literals` maps parameters given as constants to
+        their values."""
+        where = f"UDF {self.name} ({self.ref})"
+        if self.signature is None:
+            raise UDFDefinitionError(f"{where}: {self.problem}")
+        params = {p.name: p for p in self.signature.params}
+        given = dict(zip([p.name for p in self.signature.params], arg_types))
+        given.update(kwarg_types)
+        for p in self.signature.params:
+            if p.name not in given and not p.has_default:
+                raise UDFDefinitionError(f"{where}: missing argument {p.name!r}")
+        for name, arg_type in given.items():
+            p = params.get(name)
+            if p is None:
+                raise UDFDefinitionError(f"{where}: no parameter {name!r}")
+            if self.batch_size is not None and p.keyword_only and name not in literals:
+                raise UDFDefinitionError(f"{where}: {name!r} of a batched UDF is one value for the whole batch: "
+                                         "pass a constant, not a column")
+            if name in literals:
+                if not _literal_fits(p, literals[name]):
+                    raise UDFDefinitionError(f"{where}: parameter {name!r} expects {p.col_type!r}, got the "
+                                             f"constant {_short(literals[name])}")
+                continue
+            if arg_type is None:
+                raise UDFDefinitionError(f"{where}: cannot tell the type of the argument for {name!r}")
+            if not _accepts(p.col_type, arg_type):
+                raise UDFDefinitionError(f"{where}: parameter {name!r} expects {p.col_type!r}, got {arg_type!r}")
+
+    # -- running -------------------------------------------------------------------------------------------
+    def _failed(self, e: BaseException) -> UDFCallError:
+        err = UDFCallError(f"UDF {self.name} ({self.ref}) raised {type(e).__name__}: {e}")
+        err.__cause__ = e
+        return err
+
+    def call(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """One row's call (a batched UDF gets a batch of one; an async one runs on the event loop)."""
+        if self.batch_size is not None:
+            out = self.call_batch([[a] for a in args], kwargs)[0]
+            if isinstance(out, BaseException):
+                raise out
+            return out
+        if self.is_async:
+            out = self.call_async([(args, kwargs)])[0]
+            if isinstance(out, BaseException):
+                raise out
+            return out
+        with self._limit:
+            try:
+                result = self.fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - the row's error, naming the UDF
+                raise self._failed(e) from e
+        return self._result(result)
+
+    def _result(self, value: Any) -> Any:
+        try:
+            return coerce_result(value, self.signature.returns)
+        except TypeError as e:
+            raise UDFCallError(f"UDF {self.name} ({self.ref}) {e}") from None
+
+    def call_batch(self, columns: Sequence[list[Any]], kwargs: dict[str, Any]) -> list[Any]:
+        """A batched UDF on lists of argument values (one list per batched parameter, in order); at most
+        `batch_size` rows per call. Returns one result (or the exception for that row) per row."""
+        n = len(columns[0]) if columns else 0
+        out: list[Any] = []
+        for start in range(0, n, self.batch_size or n or 1):
+            chunk = [c[start:start + self.batch_size] for c in columns]
+            size = len(chunk[0])
+            try:
+                with self._limit:
+                    results = self.fn(*chunk, **kwargs)
+                results = list(results)
+                if len(results) != size:
+                    raise UDFCallError(f"UDF {self.name} ({self.ref}) returned {len(results)} results for a "
+                                       f"batch of {size}")
+            except UDFCallError as e:
+                out += [e] * size
+                continue
+            except Exception as e:  # noqa: BLE001 - every row of the failed call gets the error
+                out += [self._failed(e)] * size
+                continue
+            for r in results:
+                try:
+                    out.append(self._result(r))
+                except UDFCallError as e:
+                    out.append(e)
+        return out
+
+    def call_async(self, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list[Any]:
+        """Run an async UDF's calls concurrently (at most `max_concurrency` at a time in this process) on the
+        shared event loop; returns each result, or the exception for that call."""
+        return run_coroutine(self._gather(calls))
+
+    async def _gather(self, calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]) -> list[Any]:
+        if self._async_limit is None:
+            self._async_limit = asyncio.Semaphore(self.max_concurrency)
+        limit = self._async_limit
+
+        async def one(args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+            async with limit:
+                try:
+                    return self._result(await self.fn(*args, **kwargs))
+                except UDFCallError as e:
+                    return e
+                except Exception as e:  # noqa: BLE001 - the row's error
+                    return self._failed(e)
+
+        return list(await asyncio.gather(*(one(a, k) for a, k in calls)))
+
+
+def _holds_expression(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_expression(v) or registry.is_expression(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_expression(v) or registry.is_expression(v) for v in value)
+    return False
+
+
+_LOADED: dict[str, UDF] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def udf(fn: Callable[..., Any] | None = None, *, batch_size: int | None = None,
+        max_concurrency: int | None = None) -> Any:
+    """Decorator: `@pxt.udf`, `@pxt.udf(batch_size=16)`, `@pxt.udf(max_concurrency=4)`.
+
+    Parameter and return hints map to column types: `PIL.Image.Image` <-> pxt.Image; str, int, float,
+    bool; dict / list / pxt.Json <-> pxt.Json; pxt.Video / pxt.Audio / pxt.Document (a local path in, the
+    path of a file the function wrote out). `batch_size`: the function takes and returns `pxt.Batch[...]`
+    lists of up to that many rows. `async def` functions run concurrently, at most `max_concurrency` (default
+    16) at a time; plain functions run one call at a time unless `max_concurrency` says they are thread-safe.
+    """
+    def wrap(f: Callable[..., Any]) -> UDF:
+        if isinstance(f, UDF):
+            raise UDFDefinitionError(f"{f.ref} is already a UDF")
+        if not callable(f):
+            raise UDFDefinitionError(f"@pxt.udf decorates a function, not {f!r}")
+        return UDF(f, batch_size=batch_size, max_concurrency=max_concurrency)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+# -- the event loop async UDFs run on ----------------------------------------------------------------------
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop per process, on its own thread: async UDFs run there whatever thread computes the
+    rows, including a notebook's (whose own loop is already running), and clients keep their connections
+    between batches."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="pxt-async-udfs", daemon=True).start()
+            _LOOP = loop
+        return _LOOP
+
+
+def run_coroutine(coro: Any) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, _loop()).result()
+
+
+__all__ = ["udf", "UDF", "Batch", "UDFDefinitionError", "UDFCallError", "coerce_result", "column_type_of",
+           "Audio", "Document", "Video"]
