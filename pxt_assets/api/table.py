@@ -16,7 +16,8 @@ from pxt_assets.config import Settings, load_settings
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import new_batch_key
 from pxt_assets.media import ColumnType
-from pxt_assets.spec import ColumnRef, ColumnSpec, Expr, Prop, SpecError, TableSpec, check_column_name, parse_table_path
+from pxt_assets.spec import (ColumnRef, ColumnSpec, Expr, Prop, SpecError, TableSpec, as_expr, check_column_name,
+                             parse_table_path)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class MediaTable:
         if len(column) != 1:
             raise SpecError("add_computed_column takes exactly one name=expression argument")
         (name, expr), = column.items()
+        if isinstance(expr, (dict, list)):  # messages=[{'role': 'user', 'content': t.prompt}]: Json
+            expr = as_expr(expr)
         if isinstance(expr, Expr):  # before anything changes: a bad expression leaves the table as it was
             try:
                 expr.validate()
