@@ -336,7 +336,7 @@ class UDF:
     # -- identity -----------------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.ref.rsplit(":", 1)[-1]
+        return self.ref.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
     def __repr__(self) -> str:
         return f"<pxt udf {self.ref}>"
@@ -347,9 +347,9 @@ class UDF:
         current source, so an edited function shows as changed), else as stored."""
         if self._fn is None and self.importable:
             try:
-                return _source_version(self.fn)
+                self.fn  # noqa: B018 - imported now: its current source is its version
             except Exception:  # noqa: BLE001 - not importable here: the call reports why
-                return self._version
+                pass
         return self._version
 
     @property
@@ -366,7 +366,9 @@ class UDF:
                 obj: Any = importlib.import_module(module)
                 for part in qualname.split("."):
                     obj = getattr(obj, part)
-                return obj.fn if isinstance(obj, UDF) else obj
+                fn = obj.fn if isinstance(obj, UDF) else obj
+                self._version = _source_version(fn)  # as the module is now, not as it was recorded
+                return fn
             except Exception as e:  # noqa: BLE001 - reported with the path below
                 error = e
         if self._pickled is not None:
