@@ -1,4 +1,4 @@
-"""`python -m bench scale --rows N --batch B [--db URL]`: see bench/scale.py.
+"""`python -m bench scale --rows N --batch B [--db URL]`: see bench/scale.py. `python -m bench udf`: bench/udf.py.
 
 `python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
 pxt_assets against a plain boto3 + Pillow baseline measured in the same run (`--repeat R`: R interleaved
@@ -79,6 +79,11 @@ def _pair(n: int, images: list[bytes], baseline_first: bool = True) -> tuple[dic
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["udf"]:  # python -m bench udf [--rows N]
+        from bench import udf
+
+        udf.main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["scale"]:  # python -m bench scale --rows N --batch B [--db URL]
         from bench import scale
 

@@ -519,3 +519,16 @@ def test_udf_definition_keeps_its_shape_in_repr_and_stored_form(photos):
     again = pxt.get_table("udf/photos")
     assert again.spec.columns["size"].expr.code_version() == t.spec.columns["size"].expr.code_version()
     assert dg.AssetKey(["udf", "photos", "size"]) in again.definitions().resolve_asset_graph().get_all_asset_keys()
+
+
+def test_batched_and_async_udfs_in_a_query_are_called_in_batches_and_concurrently(pxt_home, instance):
+    pxt.create_dir("udf")
+    t = pxt.create_table("udf/q", {"img": pxt.Image, "n": pxt.Int})
+    t.insert([{"img": str(SAMPLES[i % len(SAMPLES)]), "n": i} for i in range(5)], instance=instance)
+    BATCHES.clear()
+    IN_FLIGHT.most = IN_FLIGHT.calls = 0
+    got = t.select(t.n, widths(t.img), slow_double(t.n)).collect()
+    assert sorted(BATCHES) == [1, 2, 2]
+    assert IN_FLIGHT.calls == 5 and IN_FLIGHT.most == 5
+    assert list(got.iloc[:, 2]) == [2 * n for n in got["n"]]
+    assert list(got.iloc[:, 1]) == [PIL.Image.open(SAMPLES[n % len(SAMPLES)]).width for n in got["n"]]

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pxt_assets import rowstore
-from pxt_assets.evaluate import Row
+from pxt_assets.evaluate import Row, deferred_calls, make_calls
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
 
@@ -227,6 +227,9 @@ class Query:
             columns[name] = transposed[i] if transposed else []
         if computed:
             built = [row_of(r) for r in rows]
+            for name in computed:  # batched and async UDFs: one call per batch, concurrent calls
+                for call in deferred_calls(exprs[name]):
+                    make_calls(built, call)
             for name in computed:
                 columns[name] = [_value(row, exprs[name]) for row in built]
         frame = ResultSet({name: columns[name] for name, _ in items}) if rows else ResultSet(
