@@ -32,7 +32,7 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import memory, stores
-from pxt_assets.evaluate import Row, RowError, deferred_calls, is_missing, make_calls
+from pxt_assets.evaluate import Row, RowError, as_json, deferred_calls, is_missing, make_calls
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
 from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
@@ -291,7 +291,8 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
                 else:  # a file: later columns read it from where it was stored
                     row.stored[col.name] = rec["value"]
             else:
-                rec["value"] = result
+                # the stored value is a copy: a later UDF that changes its argument cannot change it
+                rec["value"] = as_json(result) if col.col_type.name == "Json" else result
                 row.set_result(col.name, result, result)
         except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
             row.set_error(col.name, e)

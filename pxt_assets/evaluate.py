@@ -13,7 +13,7 @@ from typing import Any
 import PIL.Image
 
 from pxt_assets.functions import registry
-from pxt_assets.media import MediaReader
+from pxt_assets.media import Json, MediaReader
 from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -190,10 +190,24 @@ class Row:
         return self.reader.localpath(uri)
 
 
+def as_json(value: Any) -> Any:
+    """A Json column's value as plain JSON data (a copy); a RowError if it is not JSON."""
+    from pxt_assets.functions.udf import coerce_result
+
+    try:
+        return coerce_result(value, Json)
+    except TypeError as e:
+        raise RowError(f"the value is not JSON: {e}", "type_error") from None
+
+
 def deferred_calls(expr: Expr) -> list[Call]:
     """The batched and async UDF calls in `expr`, inner ones first: they are made for many rows at once
     (make_calls) before each row's value is evaluated."""
-    return [e for e in expr.walk() if isinstance(e, Call) and e.deferred]
+    out: dict[int, Call] = {}
+    for e in expr.walk():
+        if isinstance(e, Call) and e.deferred:
+            out.setdefault(id(e), e)  # the same call twice ([c, c]) is made once
+    return list(out.values())
 
 
 def make_calls(rows: list[Row], call: Call, map_rows: Any = map) -> None:
@@ -206,21 +220,27 @@ def make_calls(rows: list[Row], call: Call, map_rows: Any = map) -> None:
         except Exception as e:  # noqa: BLE001 - the row's error
             return e
 
+    rows = [row for row in rows if id(call) not in row.made]  # made already (the same call selected twice)
     evaluated = list(map_rows(args_of, rows))
+    udf = call.udf
     ready = []
     for row, got in zip(rows, evaluated):
         if isinstance(got, BaseException):
             row.made[id(call)] = got
+        elif udf.skipped(*got):
+            row.made[id(call)] = None
         else:
             ready.append((row, got))
     if not ready:
         return
-    udf = call.udf
-    if udf.batch_size is not None:
-        kwargs = ready[0][1][1]  # keyword-only constants: the same for every row
-        columns = [list(col) for col in zip(*(args for _, (args, _) in ready))]
-        results = udf.call_batch(columns, kwargs)
-    else:
-        results = udf.call_async([got for _, got in ready])
+    try:
+        if udf.batch_size is not None:
+            kwargs = ready[0][1][1]  # keyword-only constants: the same for every row
+            columns = [list(col) for col in zip(*(args for _, (args, _) in ready))]
+            results = udf.call_batch(columns, kwargs)
+        else:
+            results = udf.call_async([got for _, got in ready])
+    except Exception as e:  # noqa: BLE001 - whatever went wrong is these rows' error, not the batch's
+        results = [e] * len(ready)
     for (row, _), result in zip(ready, results):
         row.made[id(call)] = result

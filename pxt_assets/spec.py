@@ -404,7 +404,8 @@ class JsonPath(Expr):
         out = repr(self.of)
         for step in self.steps:
             if isinstance(step, dict):
-                out += "[" + ":".join("" if v is None else str(v) for v in step["slice"]).rstrip(":") + "]"
+                start, stop, stride = ("" if v is None else str(v) for v in step["slice"])
+                out += f"[{start}:{stop}" + (f":{stride}]" if stride else "]")
             elif isinstance(step, str) and _IDENTIFIER.match(step):
                 out += f".{step}"
             else:
@@ -472,7 +473,7 @@ class _Raw:
 def as_expr(value: Any) -> Expr:
     if isinstance(value, Expr):
         return value
-    if isinstance(value, (dict, list)) and InlineJson(value).children():
+    if isinstance(value, (dict, list, tuple)) and InlineJson(value).children():
         return InlineJson(value)
     return Literal(value)
 

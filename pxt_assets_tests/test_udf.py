@@ -532,3 +532,97 @@ def test_batched_and_async_udfs_in_a_query_are_called_in_batches_and_concurrentl
     assert IN_FLIGHT.calls == 5 and IN_FLIGHT.most == 5
     assert list(got.iloc[:, 2]) == [2 * n for n in got["n"]]
     assert list(got.iloc[:, 1]) == [PIL.Image.open(SAMPLES[n % len(SAMPLES)]).width for n in got["n"]]
+
+
+@pxt.udf(batch_size=4)
+def scores(ns: pxt.Batch[int]) -> pxt.Batch[float]:
+    import numpy as np
+
+    return [np.array([n, 1.0]) if n == 1 else np.float64(n / 2) for n in ns]  # an array is not a Float
+
+
+@pxt.udf
+def with_nan(n: int) -> pxt.Json:
+    return {"score": float("nan") if n == 2 else n, "text": "a\x00b" if n == 3 else "ok"}
+
+
+@pxt.udf
+def pop_key(d: pxt.Json) -> int:
+    return d.pop("score")
+
+
+@pxt.udf
+def needs_value(n: int) -> str:
+    return f"got {n}"
+
+
+def test_values_a_column_cannot_hold_are_row_errors_and_stored_values_are_copies(pxt_home, instance):
+    pxt.create_dir("udf")
+    t = pxt.create_table("udf/vals", {"n": pxt.Int})
+    t.add_computed_column(s=scores(t.n))
+    t.add_computed_column(j=with_nan(t.n))
+    t.add_computed_column(popped=pop_key(t.j))  # changes its argument: the stored `j` must not change
+    t.add_computed_column(maybe=needs_value(t.n))
+    result = t.insert([{"n": n} for n in (0, 1, 2, 3)] + [{}], instance=instance)
+    assert result.num_rows == 5
+    got = {r["n"] if r["n"] == r["n"] else None: r for r in
+           t.select(t.n, t.s, t.s.errortype, t.s.errormsg, t.j, t.j.errormsg, t.popped, t.maybe).collect()
+           .to_dict("records")}
+    assert got[0]["s"] == 0.0 and got[2]["s"] == 1.0 and got[1]["s_errortype"] == "udf_error"
+    assert got[1]["s_errormsg"].startswith(f"s: UDF scores ({__name__}:scores) ")
+    assert got[0]["j"] == {"score": 0, "text": "ok"} and got[0]["popped"] == 0
+    assert "not JSON data" in got[2]["j_errormsg"] and "not JSON data" in got[3]["j_errormsg"]
+    # a parameter that does not allow None is not called with None: the value is None, not an error
+    assert got[None]["maybe"] is None and got[0]["maybe"] == "got 0"
+
+
+def first_of(values: list) -> int:
+    return values[0]
+
+
+def test_expressions_inside_tuples_and_repeated_calls(photos, instance):
+    t = photos
+    IN_FLIGHT.calls = 0
+    t.add_computed_column(pair=[slow_double(t.w), slow_double(t.w)])  # two calls
+    c = slow_double(t.w)
+    t.add_computed_column(twice=[c, c])  # one call, used twice
+    t.add_computed_column(dims=summary(t.img).size)
+    t.add_computed_column(tup=summary(t.img)["boxes"])
+    t.add_computed_column(both=label(*(t.w, t.h)))
+    t.add_computed_column(nested=pxt.udf(batch_size=None)(first_of)((t.w, t.h)))
+    _insert_samples(t, instance)
+    assert IN_FLIGHT.calls == 3 * len(SAMPLES)  # `[c, c]` calls once per row
+    got = t.select(t.w, t.h, t.twice, t.pair, t.dims, t.both, t.nested).collect()
+    for r in got.to_dict("records"):
+        assert r["twice"] == [2 * r["w"]] * 2 and r["pair"] == [2 * r["w"]] * 2
+        assert r["dims"] == [r["w"], r["h"]] and r["both"] == f"{r['w']}x{r['h']}" and r["nested"] == r["w"]
+    assert repr(t.dims[1:]) == "dims[1:]" and repr(t.dims[::2]) == "dims[::2]" and repr(t.dims[0:1]) == "dims[0:1]"
+    with pytest.raises(pxt.SpecError, match=r"Column 'bad': a Json column cannot hold media"):
+        t.add_computed_column(bad=[{"type": "image_url", "image_url": t.img}])
+
+
+def test_a_notebook_udf_that_cannot_be_stored_is_refused_when_the_column_is_defined(photos):
+    t = photos
+    lock = threading.Lock()
+
+    @pxt.udf
+    def guarded(w: int) -> int:
+        with lock:
+            return w
+
+    with pytest.raises(pxt.SpecError, match=r"Column 'g': UDF .*guarded cannot be stored with the table"):
+        t.add_computed_column(g=guarded(t.w))
+    assert "g" not in t.spec.columns and "g" not in pxt.get_table("udf/photos").spec.columns
+
+
+def test_code_versions_are_the_same_in_every_process_without_source():
+    code = ("from pxt_assets.functions.udf import _source_version\n"
+            "ns = {}\nexec('def f(x):\\n    return {1, 2, 3}, (lambda y: y + x), frozenset({\"a\", \"b\"})', ns)\n"
+            "print(_source_version(ns['f']))")
+    versions = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        versions.add(done.stdout.strip())
+    assert len(versions) == 1

@@ -16,8 +16,8 @@ from pxt_assets.config import Settings, load_settings
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import new_batch_key
 from pxt_assets.media import ColumnType
-from pxt_assets.spec import (ColumnRef, ColumnSpec, Expr, Prop, SpecError, TableSpec, as_expr, check_column_name,
-                             parse_table_path)
+from pxt_assets.spec import (ColumnRef, ColumnSpec, Expr, InlineJson, Prop, SpecError, TableSpec, as_expr,
+                             check_column_name, code_included, parse_table_path)
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,21 @@ class MediaTable:
                 expr.validate()
             except SpecError as e:
                 raise type(e)(f"Column {name!r}: {e}") from None
+            if isinstance(expr, InlineJson) and any(c.col_type is not None and c.col_type.is_media
+                                                    for c in expr.children()):
+                raise SpecError(f"Column {name!r}: a Json column cannot hold media ({expr!r}); store "
+                                "`.fileurl`s, or pass the list to a function (e.g. openai.chat_completions)")
+            if self._persistent:
+                try:  # a notebook's UDF is stored with the table: it must serialise
+                    with code_included():
+                        expr.to_dict()
+                except SpecError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - cloudpickle's errors name neither column nor UDF
+                    udfs = sorted({c.udf.ref for c in expr.walk() if getattr(c, "udf", None) is not None})
+                    raise SpecError(f"Column {name!r}: UDF {', '.join(udfs)} cannot be stored with the table "
+                                    f"({type(e).__name__}: {e}); define it in an importable module, or keep "
+                                    "unpicklable objects (locks, clients) out of the globals it uses") from None
         if if_exists not in ("error", "ignore", "replace"):
             raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
         if name in self.spec.columns:

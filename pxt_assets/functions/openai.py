@@ -12,6 +12,7 @@ process); 429s and 5xx are retried with exponential backoff, waiting what a `Ret
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -46,12 +47,12 @@ def _client() -> Any:
 def image_data_url(img: PIL.Image.Image) -> str:
     """A `data:` URL of the image (JPEG for photographs, PNG where JPEG would lose data, e.g. alpha)."""
     buf = io.BytesIO()
-    if img.mode in ("RGB", "L"):
-        img.save(buf, format="JPEG", quality=90)
-        mime = "image/jpeg"
-    else:
+    if img.mode in ("RGBA", "LA", "P", "PA", "1", "I;16"):  # transparency, palettes, bit depths: lossless
         img.save(buf, format="PNG")
         mime = "image/png"
+    else:
+        (img if img.mode in ("RGB", "L") else img.convert("RGB")).save(buf, format="JPEG", quality=90)
+        mime = "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
@@ -75,8 +76,8 @@ async def chat_completions(messages: list, *, model: str, model_kwargs: dict | N
     """Chat Completions API: `messages` as the API takes them (images from columns are sent as base64
     `data:` URLs), `model`, and any other API parameters in `model_kwargs` (e.g. {'max_tokens': 300}).
     Returns the whole response as Json: `t.description.choices[0].message.content`."""
-    response = await _client().chat.completions.create(
-        messages=encode_images(messages), model=model, **(model_kwargs or {}))
+    encoded = await asyncio.to_thread(encode_images, messages)  # off the event loop other requests share
+    response = await _client().chat.completions.create(messages=encoded, model=model, **(model_kwargs or {}))
     return response.model_dump(mode="json", exclude_unset=True)
 
 

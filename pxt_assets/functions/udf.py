@@ -27,6 +27,8 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
+import os
 import pathlib
 import threading
 import types
@@ -207,8 +209,12 @@ _NOT_JSON = object()
 
 def _json_safe(value: Any) -> Any:
     """`value` as plain JSON data (tuples as lists, numpy scalars and arrays as Python values), or _NOT_JSON."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NOT_JSON  # JSON has no NaN or infinity
+    if isinstance(value, str):
+        return value if "\x00" not in value else _NOT_JSON  # nor do PostgreSQL's text and json
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -234,8 +240,8 @@ def coerce_result(value: Any, col_type: ColumnType) -> Any:
     if col_type == Json:
         safe = _json_safe(value)
         if safe is _NOT_JSON:
-            raise TypeError(f"returned {type(value).__name__}, which is not JSON data (dicts, lists, str, "
-                            "numbers, bool, None)")
+            raise TypeError(f"returned {_short(value)}, which is not JSON data (dicts, lists, str without NUL "
+                            "characters, finite numbers, bool, None)")
         return safe
     if col_type == Image:
         if isinstance(value, PIL.Image.Image):
@@ -256,6 +262,8 @@ def coerce_result(value: Any, col_type: ColumnType) -> Any:
     if col_type == Float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if col_type == String and isinstance(value, str):
+        if "\x00" in value:
+            raise TypeError(f"returned a string with a NUL character: {_short(value)}")
         return value
     raise TypeError(f"returned {type(value).__name__} {_short(value)}, expected {col_type!r}")
 
@@ -273,9 +281,22 @@ def _source_version(fn: Callable[..., Any]) -> str:
     try:
         text = inspect.getsource(fn)
     except (OSError, TypeError):
-        code = fn.__code__
-        text = repr((code.co_code, code.co_consts, code.co_names))
+        text = _code_text(fn.__code__)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _code_text(code: types.CodeType) -> str:
+    """The same text for the same code in every process (no addresses, no hash-seed-dependent order)."""
+    def const(c: Any) -> str:
+        if isinstance(c, types.CodeType):
+            return _code_text(c)
+        if isinstance(c, frozenset):
+            return "frozenset(" + ",".join(sorted(const(x) for x in c)) + ")"
+        if isinstance(c, tuple):
+            return "(" + ",".join(const(x) for x in c) + ")"
+        return repr(c)
+
+    return f"{code.co_code.hex()}|{const(code.co_consts)}|{code.co_names}|{code.co_varnames}"
 
 
 def _importable(module: str, qualname: str) -> bool:
@@ -310,13 +331,17 @@ class UDF:
             self.is_async = inspect.iscoroutinefunction(fn)
             self.importable = _importable(fn.__module__, fn.__qualname__)
             try:
+                if self.is_async and batch_size is not None:
+                    raise UDFDefinitionError("an async function cannot have a batch_size (its calls already "
+                                             "run concurrently)")
                 self.signature: Signature | None = _signature(fn, batch_size is not None)
             except UDFDefinitionError as e:
                 self.signature, self.problem = None, str(e)
         else:  # rebuilt from a stored expression: the function is imported or unpickled when first called
             self.ref, self._version, self.signature = ref, version, signature
             self.is_async = bool(is_async)
-            self.importable = pickled is None
+            module, _, qualname = ref.partition(":")
+            self.importable = pickled is None and module != "__main__" and "<locals>" not in qualname
             self.__name__ = self.__qualname__ = ref.rsplit(":", 1)[-1]
             self.__doc__ = None
         self.max_concurrency = max_concurrency or (DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1)
@@ -473,6 +498,8 @@ class UDF:
 
     def call(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """One row's call (a batched UDF gets a batch of one; an async one runs on the event loop)."""
+        if self.skipped(args, kwargs):
+            return None
         if self.batch_size is not None:
             out = self.call_batch([[a] for a in args], kwargs)[0]
             if isinstance(out, BaseException):
@@ -493,8 +520,20 @@ class UDF:
     def _result(self, value: Any) -> Any:
         try:
             return coerce_result(value, self.signature.returns)
-        except TypeError as e:
+        except Exception as e:  # noqa: BLE001 - a value the column cannot hold is that row's error
             raise UDFCallError(f"UDF {self.name} ({self.ref}) {e}") from None
+
+    def skipped(self, args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
+        """Whether a parameter that does not allow None gets None: then, as in Pixeltable, the function is
+        not called and the result is None (a row without a value has nothing to compute from)."""
+        if self.signature is None:
+            return False
+        params = self.signature.params
+        for p, v in (*zip(params, args), *((next((q for q in params if q.name == k), None), v)
+                                            for k, v in kwargs.items())):
+            if v is None and p is not None and not p.nullable:
+                return True
+        return False
 
     def call_batch(self, columns: Sequence[list[Any]], kwargs: dict[str, Any]) -> list[Any]:
         """A batched UDF on lists of argument values (one list per batched parameter, in order); at most
@@ -595,6 +634,14 @@ def _loop() -> asyncio.AbstractEventLoop:
             threading.Thread(target=loop.run_forever, name="pxt-async-udfs", daemon=True).start()
             _LOOP = loop
         return _LOOP
+
+
+def _forget_loop() -> None:  # a forked child has the parent's loop object but not its thread
+    global _LOOP, _LOOP_LOCK
+    _LOOP, _LOOP_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop)
 
 
 def run_coroutine(coro: Any) -> Any:
