@@ -166,7 +166,8 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
             for i, r in enumerate(records):
                 if r["error"] is not None:
                     bad_rows.add(i)
-                    context.log.warning(f"row {r['row_id']} {col.name}: {r['error']}")
+                    named = r["error"].startswith(f"{col.name}: ")
+                    context.log.warning(f"row {r['row_id']} {'' if named else col.name + ': '}{r['error']}")
             yield dg.Output(records, output_name=col.name)
         context.log.info(f"{spec.display_path}: {len(rows)} rows inserted with {len(bad_rows)} errors")
         if not _computed_later_in_run(context, spec):

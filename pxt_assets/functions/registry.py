@@ -98,4 +98,4 @@ def method_for(col_type: ColumnType | None, short_name: str) -> Function | None:
 
 def _load_builtins() -> None:
     # Imported lazily: the function modules import this registry.
-    from pxt_assets.functions import image, net  # noqa: F401
+    from pxt_assets.functions import audio, document, image, net, video  # noqa: F401

@@ -36,8 +36,7 @@ def ingest_value(col: ColumnSpec, writer: ColumnWriter | None, rid: str, value: 
         if local is not None:
             if not local.is_file():
                 raise RowError(f"file not found: {local}", "not_found")
-            if col.col_type.name == "Image":
-                check_image(local)
+            check_media_file(col, local)
             stat = local.stat()
             record["version"] = f"{stat.st_mtime_ns}:{stat.st_size}"  # a file edited in place is a new input
             if writer is not None:  # input_media_dest set: keep our own copy there
@@ -73,3 +72,24 @@ def check_image(path) -> None:
             img.verify()
     except (PIL.UnidentifiedImageError, OSError, SyntaxError) as e:
         raise RowError(f"not a readable image: {path}: {e}", "decode_error") from None
+
+
+def check_media_file(col: ColumnSpec, path) -> None:
+    """A local file a media column receives must open as its type: an image Pillow reads, a video or audio
+    file FFmpeg (PyAV) decodes, a PDF pypdfium2 loads or a UTF-8 text document. Otherwise the row's error
+    names the column and the file (`decode_error`)."""
+    kind = col.col_type.name
+    if kind == "Image":
+        check_image(path)
+        return
+    try:
+        if kind in ("Video", "Audio"):
+            from pxt_assets.functions.video import check_media
+
+            check_media(str(path), kind.lower())
+        elif kind == "Document":
+            from pxt_assets.functions.document import check_document
+
+            check_document(str(path))
+    except ValueError as e:
+        raise RowError(f"{col.name}: {e}", "decode_error") from None
