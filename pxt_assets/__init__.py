@@ -10,10 +10,12 @@ from pxt_assets import functions
 from pxt_assets.api import (
     InsertResult,
     MediaTable,
+    MediaView,
     Query,
     ResultSet,
     create_dir,
     create_table,
+    create_view,
     definitions,
     drop_dir,
     drop_table,
@@ -27,7 +29,7 @@ from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, In
 from pxt_assets.spec import ColumnTypeError, SpecError
 
 __all__ = [
-    "functions", "MediaTable", "Query", "ResultSet", "InsertResult", "definitions",
+    "functions", "MediaTable", "MediaView", "create_view", "Query", "ResultSet", "InsertResult", "definitions",
     "create_dir", "drop_dir", "create_table", "get_table", "list_tables", "drop_table",
     "udf", "UDF", "Batch", "ColumnTypeError",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",

@@ -32,7 +32,7 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import memory, stores
-from pxt_assets.evaluate import Row, RowError, as_json, deferred_calls, is_missing, make_calls
+from pxt_assets.evaluate import Row, RowError, as_json, deferred_calls, error_kind, is_missing, make_calls
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
 from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
@@ -170,6 +170,139 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
                     context.log.warning(f"row {r['row_id']} {'' if named else col.name + ': '}{r['error']}")
             yield dg.Output(records, output_name=col.name)
         context.log.info(f"{spec.display_path}: {len(rows)} rows inserted with {len(bad_rows)} errors")
+        if not _computed_later_in_run(context, spec):
+            _commit(context, media_io, spec, batch)
+
+    return source
+
+
+# ---------------------------------------------------------------------------------------------------------
+# views: the iterator step
+
+
+#: files an iterator step writes concurrently (frames being encoded and uploaded): bounds memory too
+_WRITES_IN_FLIGHT = 8
+
+
+def frame_reference(video_uri: str, time_s: float, pts: int | None) -> str:
+    """The value of a frame that is not written (a frame_iterator view without a destination): the video's
+    URL with a media fragment naming the frame's time; the frame is decoded again from there when read."""
+    return f"{video_uri}#t={time_s:.6f}&pts={'' if pts is None else pts}"
+
+
+def build_view_source_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The view's source step: runs the iterator over each base row of the batch and stores its output
+    rows (`pos` and the iterator's columns), writing its media through the column writers."""
+    from pxt_assets.api.view import iterator_kwargs, iterator_of
+
+    spec, base = view.spec, view.base_spec
+    call, it = view.iterator, iterator_of(view.iterator)
+    kwargs = iterator_kwargs(call)
+    input_col = call.args[0].name
+    columns = view.iterator_columns()
+    outputs = [c for c in columns if c.name != "pos"]
+    name = call.fn.rsplit(".", 1)[-1]
+
+    @dg.multi_asset(
+        name=f"{spec.slug}__source",
+        outs={c.name: _out(spec, c, pdef, required=True, automation=view.automation) for c in columns},
+        deps=[asset_key(base, input_col)],
+        partitions_def=pdef,
+        required_resource_keys={MEDIA_IO},
+    )
+    def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
+        media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
+        batch = context.partition_key
+        store = media_io.rowstore()
+        info = store.batch_info(base.slug, batch)
+        if info is None or info.status != "committed":
+            raise dg.Failure(f"view {spec.display_path!r}: batch {batch!r} of {base.display_path!r} is not "
+                             "committed yet; it runs once the base table's batch is")
+        base_rt = store.row_table(base.slug)
+        got = store.read_columns(base_rt, batch, [input_col]).get(input_col, {}) if base_rt is not None else {}
+        store.for_spec(spec)
+        store.create_batch(spec.slug, batch, [], source={"view_of": base.display_path})
+        media_io.start_run(spec, batch, context.run_id)
+        writers = {c.name: media_io.writer_for(spec, c) for c in outputs if c.is_media and c.destination}
+        reader = media_io.reader()
+        records: dict[str, list[dict[str, Any]]] = {c.name: [] for c in columns}
+        pending: list[tuple[concurrent.futures.Future, dict[str, Any], Any]] = []
+        n_rows = n_errors = 0
+
+        def settle(block_until: int) -> None:
+            while len(pending) > block_until:
+                fut, rec, cleanup = pending.pop(0)
+                try:
+                    rec["value"], rec["owned"] = fut.result(), True
+                except Exception as e:  # noqa: BLE001 - the row's error
+                    rec["error"], rec["errortype"] = f"{rec['_column']}: {e}", error_kind(e)
+                finally:
+                    if cleanup is not None:
+                        cleanup()
+                rec.pop("_column", None)
+
+        progress_at = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(_WRITES_IN_FLIGHT, thread_name_prefix="pxt-view") as pool:
+            for base_rid in sorted(got, key=lambda r: int(r.rsplit("-", 1)[-1])):
+                rec = got[base_rid]
+                uri = None if is_missing(rec.get("value")) else rec["value"]
+                if uri is None or not is_missing(rec.get("error")):
+                    continue  # a base row without a value (or in error) has no rows here, as in Pixeltable
+                try:
+                    with reader.open(uri) as path:
+                        for pos, item in enumerate(it.run(str(path), **kwargs)):
+                            rid = row_id(batch, n_rows)
+                            n_rows += 1
+                            pos_rec = new_record(rid, False)
+                            pos_rec["value"] = pos
+                            records["pos"].append(pos_rec)
+                            for col in outputs:
+                                out = new_record(rid, col.is_media, col.destination)
+                                records[col.name].append(out)
+                                value = item.get(col.name)
+                                if value is None:
+                                    continue
+                                if col.is_media and col.name in writers:
+                                    cleanup = None
+                                    writer = writers[col.name]
+                                    if isinstance(value, PIL.Image.Image):
+                                        fut = pool.submit(writer.write_image, f"{rid}", value)
+                                    else:  # a temporary file the iterator wrote (an audio segment)
+                                        tmp = pathlib.Path(value)
+                                        fut = pool.submit(writer.copy_file, rid, tmp, suffix_of(str(tmp)))
+                                        cleanup = (lambda t=tmp: t.unlink(missing_ok=True))
+                                    out["_column"] = col.name
+                                    pending.append((fut, out, cleanup))
+                                elif col.is_media:  # a frame not written: a reference into the video
+                                    attrs = item.get("frame_attrs") or {}
+                                    out["value"] = frame_reference(uri, attrs.get("time", 0.0), attrs.get("pts"))
+                                else:
+                                    try:
+                                        out["value"] = as_json(value) if col.col_type.name == "Json" else value
+                                    except RowError as e:
+                                        out["error"], out["errortype"] = f"{col.name}: {e}", e.kind
+                            settle(_WRITES_IN_FLIGHT * 2)  # frames in flight stay bounded
+                            if time.monotonic() - progress_at >= _PROGRESS_EVERY_S:
+                                progress_at = time.monotonic()
+                                context.log.info(f"{spec.display_path}: {n_rows} rows so far ({base_rid})")
+                except Exception as e:  # noqa: BLE001 - the base row's failure is one row in error, visible
+                    settle(0)
+                    rid = row_id(batch, n_rows)
+                    n_rows += 1
+                    n_errors += 1
+                    message = f"{name} failed on {base.display_path} row {base_rid} ({uri}): {e}"
+                    context.log.warning(message)
+                    for col in columns:
+                        r = new_record(rid, col.is_media, col.destination)
+                        r["error"], r["errortype"] = f"{col.name}: {message}", "iterator_error"
+                        records[col.name].append(r)
+            settle(0)
+        for writer in writers.values():
+            writer.flush()
+        for col in columns:
+            yield dg.Output(records[col.name], output_name=col.name)
+        context.log.info(f"{spec.display_path}: {n_rows} rows from {len(got)} rows of {base.display_path} "
+                         f"({n_errors} failed)")
         if not _computed_later_in_run(context, spec):
             _commit(context, media_io, spec, batch)
 

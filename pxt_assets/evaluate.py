@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import operator
+import re
 from typing import Any
 
 import PIL.Image
@@ -85,6 +86,11 @@ class Row:
         uri = self.stored.get(column)
         if uri is None:
             raise RowError(f"{column} has no value", "missing_value")
+        reference = frame_reference_of(uri)
+        if reference is not None:  # a frame not written: decoded again from its video
+            decoded = decode_frame(self.reader, *reference)
+            self.objects[column] = decoded
+            return decoded
         data = self.reader.read_bytes(uri)  # one read (or one download), decoded from memory
         try:
             with PIL.Image.open(io.BytesIO(data)) as img:
@@ -244,3 +250,34 @@ def make_calls(rows: list[Row], call: Call, map_rows: Any = map) -> None:
         results = [e] * len(ready)
     for (row, _), result in zip(ready, results):
         row.made[id(call)] = result
+
+
+_FRAME_REF = re.compile(r"^(?P<video>.+)#t=(?P<t>[0-9.]+)&pts=(?P<pts>-?[0-9]*)$")
+
+
+def frame_reference_of(uri: str) -> tuple[str, float, int | None] | None:
+    """(video URI, time, pts) of a frame stored as a reference into its video (see assets.frame_reference)."""
+    m = _FRAME_REF.match(uri) if "#t=" in uri else None
+    if m is None:
+        return None
+    return m.group("video"), float(m.group("t")), int(m.group("pts")) if m.group("pts") else None
+
+
+def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:
+    """The frame of `video_uri` at `pts` (or `time_s`): seek to the keyframe before it, decode up to it."""
+    import av
+
+    with reader.open(video_uri) as path, av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        target = pts if pts is not None else int(time_s / stream.time_base)
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        found = None
+        for frame in container.decode(stream):
+            if frame.pts is not None and frame.pts > target:
+                break
+            found = frame
+            if frame.pts == target:
+                break
+        if found is None:
+            raise RowError(f"no frame at {time_s:.3f} s in {video_uri}", "not_found")
+        return PIL.Image.fromarray(found.to_ndarray(format="rgb24"))

@@ -149,14 +149,31 @@ def delete_batch(table, batch: str, *, instance: dg.DagsterInstance | None = Non
     _check_batch(batch)
     store = _store(table)
     slug = table.spec.slug
+    deleted_in_views = 0
+    if not hasattr(table, "base_spec"):  # the batch's rows in views of the table go with it
+        from pxt_assets.api.catalog import views_of
+
+        for view in views_of(table.path):
+            if store.batch_info(view.spec.slug, batch) is not None:
+                deleted_in_views += _delete_view_batch(view, batch, store)
     rt = store.row_table(slug)
     # Files first, rows after: if a delete fails, the rows still say where the remaining files are.
     deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"table {table.path!r}, batch {batch}")
     store.delete_batch(rt, slug, batch)
+    if hasattr(table, "base_spec"):  # a view's batches are its base table's partitions: they stay
+        return deleted
     instance = _default_instance(instance)
     name = asset_builder.partitions_name(table.spec)
     if instance.has_dynamic_partition(name, batch):
         instance.delete_dynamic_partition(name, batch)
+    return deleted + deleted_in_views
+
+
+def _delete_view_batch(view, batch: str, store: rowstore.RowStore) -> int:
+    slug = view.spec.slug
+    rt = store.row_table(slug)
+    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {view.path!r}, batch {batch}")
+    store.delete_batch(rt, slug, batch)
     return deleted
 
 

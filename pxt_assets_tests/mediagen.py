@@ -50,3 +50,68 @@ def make_pdf(path: pathlib.Path, pages: int = 3) -> pathlib.Path:
     doc.save(str(path))
     doc.close()
     return path
+
+
+def make_audio(path: pathlib.Path, *, seconds: float = 2.0, rate: int = 44100, codec: str = "aac") -> pathlib.Path:
+    """A compressed audio file (AAC in .m4a, MP3 in .mp3), encoded with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        n, chunk = int(seconds * rate), 1024
+        t = np.arange(n) / rate
+        samples = (np.sin(2 * math.pi * 440 * t) * 0.3).astype(np.float32)
+        fmt = "fltp"
+        for start in range(0, n, chunk):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + chunk], format=fmt, layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def make_text_pdf(path: pathlib.Path, pages: list[str], title: str | None = None) -> pathlib.Path:
+    """A PDF whose pages hold these texts (Helvetica, one line per text line), written by hand: pypdfium2 and
+    any reader extract the text."""
+    objects: list[bytes] = []
+    kids = []
+    font_id = 3
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    objects.append(b"")  # pages, filled below
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for text in pages:
+        lines = text.split("\n")
+        ops = ["BT", "/F1 12 Tf", "14 TL", "72 720 Td"]
+        for line in lines:
+            escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            ops.append(f"({escaped}) Tj T*")
+        ops.append("ET")
+        stream = "\n".join(ops).encode("latin-1")
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        content_id = len(objects)
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+                       b"/Resources << /Font << /F1 %d 0 R >> >> >>" % (content_id, font_id))
+        kids.append(len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (" ".join(f"{k} 0 R" for k in kids).encode(), len(kids))
+    info_id = None
+    if title is not None:
+        objects.append(b"<< /Title (%s) >>" % title.encode("latin-1"))
+        info_id = len(objects)
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    trailer = b"<< /Size %d /Root 1 0 R" % (len(objects) + 1)
+    if info_id:
+        trailer += b" /Info %d 0 R" % info_id
+    out += b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    path.write_bytes(bytes(out))
+    return path

@@ -5,6 +5,7 @@ from pxt_assets.api.catalog import (
     catalog_tables,
     create_dir,
     create_table,
+    create_view,
     drop_dir,
     drop_table,
     get_table,
@@ -14,6 +15,7 @@ from pxt_assets.api.catalog import (
 from pxt_assets.api.jobs import definitions
 from pxt_assets.api.query import Query, ResultSet
 from pxt_assets.api.table import InsertResult, MediaTable
+from pxt_assets.api.view import MediaView
 
-__all__ = ["MediaTable", "InsertResult", "Query", "ResultSet", "definitions", "create_dir", "create_table",
+__all__ = ["MediaTable", "MediaView", "create_view", "InsertResult", "Query", "ResultSet", "definitions", "create_dir", "create_table",
            "get_table", "list_tables", "drop_table", "drop_dir", "catalog_tables", "merge_tables"]

@@ -67,12 +67,67 @@ def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "
     return table
 
 
+def table_from_doc(doc: dict) -> MediaTable:
+    """A catalog entry as a table, or a view (a MediaView) when it records one."""
+    if doc.get("view"):
+        from pxt_assets.api.view import MediaView
+
+        return MediaView._from_doc(doc)
+    return MediaTable._from_doc(doc)
+
+
 def get_table(path: str) -> MediaTable:
-    """A table of the catalog, as recorded (with the destinations resolved when its columns were added)."""
+    """A table (or view) of the catalog, as recorded (with the destinations resolved when its columns were
+    added)."""
     doc = _store().table_doc(_joined(parse_table_path(path)))
     if doc is None:
         raise SpecError(f"table {path!r} does not exist")
-    return MediaTable._from_doc(doc)
+    return table_from_doc(doc)
+
+
+def create_view(path: str, base: MediaTable, *, iterator, destination: str | None = None,
+                if_exists: str = "error", instance: dg.DagsterInstance | None = None) -> MediaTable:
+    """A view of `base` whose rows `iterator` makes from each base row, as Pixeltable's:
+    `pxt.create_view('dir/frames', videos, iterator=frame_iterator(videos.video, fps=1))`.
+
+    `destination` (ours; Pixeltable has none) is where the iterator's media go (frames, audio segments, page
+    images); without it they go to output_media_dest, else the local default, except frames, which are then
+    not written at all but decoded again from the video when read. Rows of the base table's existing batches
+    are made now; each later batch of the base table makes its view rows when it is inserted."""
+    from pxt_assets.api.view import MediaView
+
+    if if_exists not in ("error", "ignore", "replace"):
+        raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+    if not isinstance(base, MediaTable):
+        raise SpecError(f"create_view {path!r}: the base must be a table (pxt.get_table(...)), got {base!r}")
+    parts = parse_table_path(path)
+    store = _store()
+    if store.table_doc(_joined(parts)) is not None:
+        if if_exists == "error":
+            raise SpecError(f"table {path!r} already exists")
+        if if_exists == "ignore":
+            return get_table(path)
+        drop_table(path, instance=instance)
+    if not store.dir_exists(_joined(parts[:-1])):
+        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    if store.table_doc(base.path) is None:
+        raise SpecError(f"create_view {path!r}: the base table {base.path!r} is not in the catalog "
+                        "(make it with pxt.create_table)")
+    view = MediaView(path, base, iterator, destination=destination)
+    view._persistent = True
+    view._save()
+    print(f"Created view {parts[-1]!r} with {view._populate(instance)} rows.")
+    return view
+
+
+def views_of(path: str) -> list[MediaTable]:
+    """The catalog's views whose base table is `path`."""
+    out = []
+    for _, text in _store().table_docs():
+        doc = json.loads(text)
+        if doc.get("view") and doc["view"]["base"]["path"] == path:
+            out.append(table_from_doc(doc))
+    return out
 
 
 def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
@@ -95,10 +150,14 @@ def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
     key = _joined(parse_table_path(path))
     store = _store()
     in_catalog = store.table_doc(key) is not None
+    views = views_of(key)
+    if views and not force:
+        raise SpecError(f"table {path!r} has views {[v.path for v in views]}: drop them first, or pass force=True")
+    deleted_views = sum(drop_table(v.path, force=True, instance=instance) for v in views)
     deleted = lifecycle.drop_table(path, if_not_exists="ignore" if in_catalog else if_not_exists,
                                    instance=instance)
     store.remove_table_doc(key)
-    return deleted
+    return deleted + deleted_views
 
 
 def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
@@ -127,7 +186,7 @@ def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, str]]]:
         try:
             doc = json.loads(text)
             TableSpec.from_dict(doc)  # validates types and expressions
-            tables.append(MediaTable._from_doc(doc))
+            tables.append(table_from_doc(doc))
         except Exception as e:  # noqa: BLE001 - reported, and the rest still load
             errors.append((path, f"{type(e).__name__}: {e}"))
     return tables, errors

@@ -33,7 +33,8 @@ def definitions(*tables, resources: dict[str, Any] | None = None) -> dg.Definiti
             partitions_def=table.partitions_def,
             description=f"Materialize one batch (partition) of table {table.path!r}: every column.",
         ))
-        jobs.append(_insert_job(table))
+        if not hasattr(table, "base_spec"):  # views get their rows from their base table
+            jobs.append(_insert_job(table))
         w = table._watch
         if w is not None:
             build = watching.build_schedule if w.cron_schedule else watching.build_sensor

@@ -349,8 +349,16 @@ class MediaTable:
                 "(nothing is duplicated)")
         outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, result.run_id,
                                time.monotonic() - started)
-        (log.info if log is not None else print)(str(outcome))
+        (log.info if log is not None else print)(self._describe(outcome))
+        if self._persistent and not hasattr(self, "base_spec"):
+            from pxt_assets.api.catalog import views_of
+
+            for view in views_of(self.path):  # each view makes its rows from the batch's rows
+                view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view")
         return outcome
+
+    def _describe(self, outcome: InsertResult) -> str:
+        return str(outcome)
 
     def resume(self, batch: str | None = None, *, instance: dg.DagsterInstance | None = None) -> list[InsertResult]:
         """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it

@@ -18,6 +18,8 @@ class Function:
     is_property: bool = False  # `t.img.width` rather than `t.img.width()`
     #: receives the MediaRef-like value (uri) rather than the decoded image; e.g. presigned_url
     raw_args: bool = False
+    #: an iterator (frame_iterator, audio_splitter, document_splitter): many output rows per input value
+    iterator: "IteratorSpec | None" = None
 
     @property
     def short_name(self) -> str:
@@ -27,16 +29,28 @@ class Function:
         return self.returns(arg_types) if callable(self.returns) and not isinstance(self.returns, ColumnType) else self.returns
 
 
+@dataclass(frozen=True)
+class IteratorSpec:
+    """What an iterator makes: `run(input_path, **kwargs)` yields one dict per output row; `outputs(**kwargs)`
+    gives the columns (name -> type) those dicts hold for these arguments; `input_type` is the column type
+    it reads (a local file of it)."""
+
+    input_type: ColumnType
+    run: Callable[..., Any]
+    outputs: Callable[..., dict[str, ColumnType]]
+
+
 _FUNCTIONS: dict[str, Function] = {}
 
 
-def register(name: str, *, applies_to: ColumnType | None, returns: Any, is_property: bool = False, raw_args: bool = False):
+def register(name: str, *, applies_to: ColumnType | None, returns: Any, is_property: bool = False, raw_args: bool = False,
+             iterator: IteratorSpec | None = None):
     """Decorator: make a plain Python function callable from expressions under `name`."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _FUNCTIONS:
             raise ValueError(f"function {name!r} registered twice")
-        _FUNCTIONS[name] = Function(name, fn, applies_to, returns, is_property, raw_args)
+        _FUNCTIONS[name] = Function(name, fn, applies_to, returns, is_property, raw_args, iterator)
         return fn
 
     return wrap

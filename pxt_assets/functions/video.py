@@ -9,7 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from pxt_assets.functions.registry import register
+from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
 from pxt_assets.media import Float, Json, Video
 
 
@@ -85,4 +85,114 @@ def get_duration(video: str) -> float | None:
     return duration_of(video, "video")
 
 
-__all__ = ["get_metadata", "get_duration"]
+
+
+# -- frame_iterator ------------------------------------------------------------------------------------------
+
+
+def check_frame_args(fps: Any = None, num_frames: Any = None, keyframes_only: Any = False) -> None:
+    given = [name for name, v in (("fps", fps), ("num_frames", num_frames)) if v is not None]
+    if keyframes_only:
+        given.append("keyframes_only")
+    if len(given) > 1:
+        raise ValueError(f"frame_iterator: give at most one of fps, num_frames, keyframes_only (got {', '.join(given)})")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
+        raise ValueError(f"frame_iterator: fps must be a positive number, got {fps!r}")
+    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
+        raise ValueError(f"frame_iterator: num_frames must be an integer >= 1, got {num_frames!r}")
+
+
+def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None = None,
+                keyframes_only: bool = False) -> Any:
+    """Yield {'frame': PIL image, 'frame_attrs': {...}} for the selected frames of `video`, one decoded frame
+    at a time (nothing holds more than the current and the next frame).
+
+    - `fps`: frames closest to the times 0, 1/fps, 2/fps, ... (from the stream's start);
+    - `num_frames`: that many frames, closest to the midpoints of equal slices of the duration;
+    - `keyframes_only`: only keyframes, and only they are decoded (FFmpeg's skip_frame=NONKEY);
+    - none: every frame.
+    """
+    import av
+    import PIL.Image
+
+    check_frame_args(fps, num_frames, keyframes_only)
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if keyframes_only:
+            stream.codec_context.skip_frame = "NONKEY"
+        tb = stream.time_base
+        start = float((stream.start_time or 0) * tb)
+        step = first = None
+        if num_frames is not None:
+            duration = duration_of(video, "video")
+            if duration is None:
+                raise ValueError(f"frame_iterator: the duration of {video} is unknown, so num_frames cannot be used")
+            step = duration / num_frames
+            first = start + step / 2
+        elif fps is not None:
+            step, first = 1.0 / fps, start
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        frames = container.decode(stream)
+        current = next(frames, None)
+        pos = index = 0
+        while current is not None:
+            following = next(frames, None)
+            t = float(current.pts * tb) if current.pts is not None else start + index / (rate or 1)
+            emit = True
+            if step is not None:
+                if num_frames is not None and pos >= num_frames:
+                    break
+                target = first + pos * step
+                if following is not None:
+                    t_next = float(following.pts * tb)
+                    emit = not (t_next - target < target - t)  # the next frame is closer to the target
+                else:
+                    end = t + (float(current.duration * tb) if current.duration else (1 / rate if rate else 0))
+                    emit = target < end - 1e-6
+            if emit:
+                frame_index = round((t - start) * rate) if keyframes_only and rate else index
+                image = PIL.Image.fromarray(current.to_ndarray(format="rgb24"))  # faster than to_image()
+                yield {
+                    "frame": image,
+                    "frame_attrs": {
+                        "index": frame_index, "pts": current.pts, "dts": current.dts, "time": t,
+                        "is_corrupt": bool(current.is_corrupt), "key_frame": bool(current.key_frame),
+                        "pict_type": int(current.pict_type), "interlaced_frame": bool(current.interlaced_frame),
+                    },
+                }
+                pos += 1
+            elif step is not None and num_frames is None and following is None:
+                break
+            index += 1
+            current = following
+
+
+def _frame_outputs(**_: Any) -> dict[str, Any]:
+    from pxt_assets.media import Image
+
+    return {"frame": Image, "frame_attrs": Json}
+
+
+def _no_direct_call(*args: Any, **kwargs: Any) -> Any:
+    raise ValueError("an iterator makes a view (pxt.create_view(..., iterator=...)) or a column with a "
+                     "destination; it has no value of its own in a query")
+
+
+def _check_frame_call(video: Any, *, fps: Any = None, num_frames: Any = None, keyframes_only: Any = False) -> None:
+    check_frame_args(fps, num_frames, keyframes_only)
+
+
+register("video.frame_iterator", applies_to=None, returns=Json,
+         iterator=IteratorSpec(Video, iter_frames, _frame_outputs))(_no_direct_call)
+
+frame_iterator = ExpressionFunction(
+    "video.frame_iterator", _check_frame_call,
+    """frame_iterator(video, *, fps=None, num_frames=None, keyframes_only=False): the frames of a video, for
+    `pxt.create_view('dir/frames', videos, iterator=frame_iterator(videos.video, fps=1))`. Columns: `pos`,
+    `frame` (Image), `frame_attrs` {index, pts, dts, time, is_corrupt, key_frame, pict_type,
+    interlaced_frame}. At most one of `fps` (frames closest to 0, 1/fps, 2/fps, ... seconds), `num_frames`
+    (evenly spaced) and `keyframes_only` (only keyframes are decoded); none: every frame.""")
+
+
+__all__ = ["get_metadata", "get_duration", "frame_iterator"]
