@@ -65,7 +65,7 @@ def asset_key(spec: TableSpec, column: str) -> dg.AssetKey:
 
 def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automation: bool = False) -> dg.AssetOut:
     metadata: dict[str, Any] = {META_TABLE: spec.to_dict(), META_COLUMN: col.name}
-    if col.is_media:
+    if col.writes_files:
         metadata[META_DESTINATION] = col.destination or "referenced in place"
     if col.expr is not None:
         metadata["expression"] = repr(col.expr)
@@ -202,6 +202,7 @@ def build_view_source_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDef
     columns = view.iterator_columns()
     outputs = [c for c in columns if c.name != "pos"]
     name = call.fn.rsplit(".", 1)[-1]
+    image_format = kwargs.get("image_format")  # document page images: the format asked for
 
     @dg.multi_asset(
         name=f"{spec.slug}__source",
@@ -266,7 +267,7 @@ def build_view_source_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDef
                                     cleanup = None
                                     writer = writers[col.name]
                                     if isinstance(value, PIL.Image.Image):
-                                        fut = pool.submit(writer.write_image, f"{rid}", value)
+                                        fut = pool.submit(writer.write_image, rid, value, image_format)
                                     else:  # a temporary file the iterator wrote (an audio segment)
                                         tmp = pathlib.Path(value)
                                         fut = pool.submit(writer.copy_file, rid, tmp, suffix_of(str(tmp)))
@@ -381,7 +382,7 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
             )
     by_col = {name: got[name] for name in stored_cols}
     row_ids = list(by_col[first])
-    writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.is_media}
+    writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.writes_files}
     reader = media_io.reader()
     previous = {c.name: got[c.name] for c in selected if c.name in got}
     skipped = {c.name: 0 for c in selected}
@@ -415,8 +416,13 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
         return fingerprint, rec
 
     def compute(row: Row, col: ColumnSpec, fingerprint: str) -> dict[str, Any]:
-        rec = new_record(row.row_id, col.is_media, col.destination, fingerprint)
+        rec = new_record(row.row_id, col.writes_files, col.destination, fingerprint)
         try:
+            if col.is_file_list:
+                rec["value"] = _iterate_into(writers[col.name], col, row)
+                rec["owned"] = True
+                row.set_result(col.name, rec["value"], rec["value"])
+                return rec
             result = row.evaluate(col.expr)
             if col.is_media:
                 rec["value"], rec["owned"] = _store_media(writers[col.name], col, row.row_id, result), True
@@ -500,6 +506,36 @@ def _chunk_rows(calls: list[Any]) -> int:
         udf = call.udf
         size = max(size, udf.batch_size if udf.batch_size is not None else 4 * udf.max_concurrency)
     return size
+
+
+def _iterate_into(writer, col: ColumnSpec, row: Row) -> list[Any]:
+    """An iterator as a column: run it on the row's input and write each media item it makes under the
+    column's destination (deterministic names: row id and position); the value lists the items, media as
+    their fileurls, other outputs (texts, times, attributes) inline. One item is held at a time."""
+    from pxt_assets.api.view import iterator_kwargs, iterator_of
+
+    it = iterator_of(col.expr)
+    path = row.evaluate(col.expr.args[0])
+    if path is None:
+        return None
+    out = []
+    kwargs = iterator_kwargs(col.expr)
+    image_format = kwargs.get("image_format")
+    for pos, item in enumerate(it.run(str(path), **kwargs)):
+        entry: dict[str, Any] = {"pos": pos}
+        for name, value in item.items():
+            if isinstance(value, PIL.Image.Image):
+                entry[name] = writer.write_image(f"{row.row_id}-{pos:06d}", value, fmt=image_format)
+            elif name == "audio_segment" and value is not None:
+                tmp = pathlib.Path(value)
+                try:
+                    entry[name] = writer.copy_file(f"{row.row_id}-{pos:06d}", tmp, suffix_of(str(tmp)))
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                entry[name] = as_json(value)
+        out.append(entry)
+    return out
 
 
 def _store_media(writer, col: ColumnSpec, rid: str, result: Any) -> str:

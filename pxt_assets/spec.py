@@ -528,6 +528,18 @@ def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
     raise SpecError(f"not an expression: {d!r}")
 
 
+FILE_LIST = "JsonFiles"
+
+
+def _is_iterator(fn: str) -> bool:
+    from pxt_assets.functions import registry
+
+    try:
+        return registry.get(fn).iterator is not None
+    except ValueError:
+        return False
+
+
 @dataclass
 class ColumnSpec:
     """One column. `expr` is None for a source (inserted) column. `destination` is the resolved destination
@@ -547,6 +559,22 @@ class ColumnSpec:
     @property
     def is_media(self) -> bool:
         return self.col_type.is_media
+
+    @property
+    def is_file_list(self) -> bool:
+        """A Json column made by an iterator (`frames=frame_iterator(t.video, fps=1)`): per row, the list of
+        what the iterator made, its media as the fileurls of files written under the column's destination."""
+        return isinstance(self.expr, Call) and self.expr.udf is None and _is_iterator(self.expr.fn)
+
+    @property
+    def writes_files(self) -> bool:
+        return self.is_media or self.is_file_list
+
+    @property
+    def storage_type(self) -> str:
+        """How the row store keeps it: the type's name; FILE_LIST for a file list (Json plus the destination
+        and ownership of the files it names)."""
+        return FILE_LIST if self.is_file_list else self.col_type.name
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.col_type.name}

@@ -140,9 +140,15 @@ class MediaTable:
         col_type = expr.col_type
         if col_type is None:
             raise SpecError(f"Column {name!r}: cannot tell the type of {expr!r}")
-        resolved = destinations.resolve(name, computed=True, is_media=col_type.is_media, explicit=destination,
+        column = ColumnSpec(name, col_type, expr)
+        if column.is_file_list:  # an iterator as a column: what it makes is written like computed media
+            from pxt_assets.api.view import check_iterator_call
+
+            check_iterator_call(expr, self.spec.columns, f"Column {name!r}")
+        resolved = destinations.resolve(name, computed=True, is_media=column.writes_files, explicit=destination,
                                         settings=self.settings)
-        self.spec.columns[name] = ColumnSpec(name, col_type, expr, destination, resolved.uri, resolved.rule)
+        column.destination_arg, column.destination, column.destination_source = destination, resolved.uri, resolved.rule
+        self.spec.columns[name] = column
         self._defs = None
         if self._persistent:
             self._save()

@@ -33,6 +33,9 @@ def image_format(img: PIL.Image.Image) -> tuple[str, str]:
     return "PNG", ".png"
 
 
+_FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
+
+
 class ColumnWriter:
     """Writes one column's files under its resolved destination.
 
@@ -55,9 +58,12 @@ class ColumnWriter:
         slug, col = self.table.slug, self.column.name
         return f"{slug}/{col}/{shard[:2]}/{shard[2:4]}/{slug}_{col}_{row_id}_{digest[:16]}{ext}"
 
-    def write_image(self, row_id: str, img: PIL.Image.Image) -> str:
-        """Encode and store a computed image; returns its fileurl."""
-        fmt, ext = image_format(img)
+    def write_image(self, row_id: str, img: PIL.Image.Image, fmt: str | None = None) -> str:
+        """Encode and store a computed image (as `fmt`: 'png', 'jpeg', 'webp', or chosen by its mode);
+        returns its fileurl."""
+        fmt, ext = image_format(img) if not fmt else _FORMATS.get(fmt.lower(), image_format(img))
+        if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
+            img = img.convert("RGB")
         buf = io.BytesIO()
         img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
         return self.write_bytes(row_id, buf.getvalue(), ext)

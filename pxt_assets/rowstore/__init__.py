@@ -222,8 +222,8 @@ class RowStore:
                 known = rt.column_types
                 missing = [(n, t) for n, t in columns if n not in known]
                 # a column recorded as a plain value that is now media (a migrated table) gains d_ / o_ fields
-                widened = [(n, t) for n, t in columns if n in known and t in schema.MEDIA_TYPES
-                           and known[n] not in schema.MEDIA_TYPES]
+                widened = [(n, t) for n, t in columns if n in known and t in schema.WRITES_FILES
+                           and known[n] not in schema.WRITES_FILES]
                 if missing or widened:
                     existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
                     for n, t in missing + widened:
@@ -240,7 +240,7 @@ class RowStore:
     def for_spec(self, spec) -> RowTable:
         """The row table of a `spec.TableSpec`, holding (at least) its current columns."""
         return self.ensure_row_table(spec.slug, spec.display_path,
-                                     [(c.name, c.col_type.name) for c in spec.columns.values()])
+                                     [(c.name, c.storage_type) for c in spec.columns.values()])
 
     def _add_sql_column(self, conn: sa.Connection, table: str, col: sa.Column) -> None:
         spec = sa.schema.CreateColumn(col).compile(dialect=self.engine.dialect)
@@ -377,8 +377,13 @@ class RowStore:
             if replaced and column in rt.column_types:
                 t = rt.table()
                 value = t.c[schema.VALUE + column]
-                committed = {r[0] for r in conn.execute(sa.select(value).where(
-                    (t.c._batch == batch) & value.in_(replaced)))}
+                if rt.column_types[column] == schema.FILE_LIST:
+                    dest = t.c[schema.DESTINATION + column]
+                    committed = {u for v, d in conn.execute(sa.select(value, dest).where(t.c._batch == batch))
+                                 for u in files_named(v, d)}
+                else:
+                    committed = {r[0] for r in conn.execute(sa.select(value).where(
+                        (t.c._batch == batch) & value.in_(replaced)))}
                 replaced = [u for u in replaced if u not in committed]
         return replaced
 
@@ -401,7 +406,7 @@ class RowStore:
                                t.c[schema.VERSION + c]]
                 rows = conn.execute(sa.select(*fields).where(t.c._batch == batch).order_by(t.c._pos)).all()
                 if rows:
-                    media = set(rt.media_columns())
+                    media = set(rt.file_columns())
                     for i, c in enumerate(rest):
                         out[c] = {}
                         base = 1 + 4 * i
@@ -431,7 +436,7 @@ class RowStore:
             staged = {c: json.loads(text) for c, text in conn.execute(
                 sa.select(s.c.column, s.c.records).where((s.c.slug == rt.slug) & (s.c.batch == batch)))}
             staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
-            media = set(rt.media_columns())
+            media = set(rt.file_columns())
             replaced: list[str] = []
             if status != COMMITTED:
                 rows: dict[str, dict[str, Any]] = {}
@@ -451,8 +456,10 @@ class RowStore:
                 for column, recs in staged.items():
                     if column in media:
                         before = conn.execute(sa.select(t.c._row_id, t.c[schema.VALUE + column],
-                                                        t.c[schema.OWNED + column]).where(t.c._batch == batch)).all()
-                        replaced += _replaced([{"row_id": r[0], "value": r[1], "owned": r[2]} for r in before], recs)
+                                                        t.c[schema.OWNED + column], t.c[schema.DESTINATION + column])
+                                              .where(t.c._batch == batch)).all()
+                        replaced += _replaced([{"row_id": r[0], "value": r[1], "owned": r[2], "destination": r[3]}
+                                               for r in before], recs)
                     params = []
                     for rec in recs:
                         p = {"b_" + k: v for k, v in _fields(column, rec, column in media).items()}
@@ -484,14 +491,14 @@ class RowStore:
         with self._read() as conn:
             if rt is not None:
                 t = rt.table()
-                for c in rt.media_columns():
+                for c in rt.file_columns():
                     if column is not None and c != column:
                         continue
                     q = sa.select(t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]).where(
                         (t.c[schema.OWNED + c] == sa.true()) & t.c[schema.VALUE + c].is_not(None))
                     if batch is not None:
                         q = q.where(t.c._batch == batch)
-                    out += [(r[0], r[1]) for r in conn.execute(q)]
+                    out += [(u, r[1]) for r in conn.execute(q) for u in files_named(r[0], r[1])]
             s = schema.staged
             q = sa.select(s.c.records).where(s.c.slug == slug)
             if batch is not None:
@@ -499,8 +506,8 @@ class RowStore:
             if column is not None:
                 q = q.where(s.c.column == column)
             for (text,) in conn.execute(q):
-                out += [(r["value"], r.get("destination")) for r in json.loads(text)
-                        if r.get("owned") and r.get("value")]
+                out += [(u, r.get("destination")) for r in json.loads(text) if r.get("owned")
+                        for u in files_named(r.get("value"), r.get("destination"))]
         return out
 
     def referenced_uris(self) -> Iterator[str]:
@@ -513,10 +520,17 @@ class RowStore:
                     col = t.c[schema.VALUE + c]
                     for (uri,) in conn.execute(sa.select(col).where(col.is_not(None))):
                         yield uri
+                for c in rt.file_columns():
+                    if c not in rt.media_columns():
+                        col, dest = t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]
+                        for value, d in conn.execute(sa.select(col, dest).where(col.is_not(None))):
+                            yield from files_named(value, d)
             for (text,) in conn.execute(sa.select(schema.staged.c.records)):
                 for r in json.loads(text):
                     if isinstance(r.get("value"), str) and r["value"]:
                         yield r["value"]
+                    elif r.get("destination"):
+                        yield from files_named(r.get("value"), r["destination"])
 
     def count(self, rt: RowTable | None, where: Any = None) -> int:
         if rt is None:
@@ -566,7 +580,7 @@ class RowStore:
     def _is_json(rt: RowTable, expr: Any) -> bool:
         from pxt_assets import spec as s
 
-        return isinstance(expr, s.ColumnRef) and rt.column_types.get(expr.name) == "Json"
+        return isinstance(expr, s.ColumnRef) and rt.column_types.get(expr.name) in ("Json", schema.FILE_LIST)
 
     def compile(self, rt: RowTable, t: sa.Table, expr: Any) -> Any:
         """An expression as SQL: stored values and their `.fileurl`, `.errormsg`, `.errortype`, literals,
@@ -636,9 +650,40 @@ def _fields(column: str, rec: dict[str, Any], media: bool) -> dict[str, Any]:
     return out
 
 
+def files_named(value: Any, destination: str | None) -> list[str]:
+    """The files a stored value names: a media value is its URI; a file list (Json) names every string in it
+    under its recorded destination (texts inline in it are not files)."""
+    if isinstance(value, str):
+        if value.startswith(("[", "{")) and destination:  # a file list read back as text (SQLite JSON)
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return [value]
+        else:
+            return [value] if value else []
+    if not destination or value is None:
+        return []
+    out: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            if v.startswith(destination):
+                out.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    return out
+
+
 def _replaced(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
-    keep = {r.get("value") for r in after}
-    return [r["value"] for r in before if r.get("owned") and r.get("value") and r["value"] not in keep]
+    keep = {u for r in after for u in files_named(r.get("value"), r.get("destination"))}
+    return [u for r in before if r.get("owned") for u in files_named(r.get("value"), r.get("destination"))
+            if u not in keep]
 
 
 # -- one store per database per process ---------------------------------------------------------------------

@@ -88,6 +88,9 @@ COMMITTED = "committed"
 #: prefixes of a column's fields in its row table
 VALUE, ERROR, ERRORTYPE, VERSION, DESTINATION, OWNED = "v_", "e_", "k_", "f_", "d_", "o_"
 MEDIA_TYPES = frozenset({"Image", "Video", "Audio", "Document"})
+#: a Json column whose values name files we wrote (an iterator's column form): JSON, plus destination and owned
+FILE_LIST = "JsonFiles"
+WRITES_FILES = MEDIA_TYPES | {FILE_LIST}
 
 
 def sql_type(type_name: str) -> sa.types.TypeEngine:
@@ -97,6 +100,7 @@ def sql_type(type_name: str) -> sa.types.TypeEngine:
         "Bool": sa.Boolean(),
         "String": sa.Text(),
         "Json": sa.JSON(none_as_null=True),
+        FILE_LIST: sa.JSON(none_as_null=True),
     }.get(type_name, sa.Text())  # media: the URI
 
 
@@ -108,7 +112,7 @@ def field_columns(name: str, type_name: str) -> list[sa.Column]:
         sa.Column(ERRORTYPE + name, sa.String(100)),
         sa.Column(VERSION + name, sa.Text()),
     ]
-    if type_name in MEDIA_TYPES:
+    if type_name in WRITES_FILES:
         cols += [sa.Column(DESTINATION + name, sa.Text()), sa.Column(OWNED + name, sa.Boolean())]
     return cols
 
@@ -137,6 +141,10 @@ class RowTable:
 
     def media_columns(self) -> list[str]:
         return [n for n, t in self.columns if t in MEDIA_TYPES]
+
+    def file_columns(self) -> list[str]:
+        """Columns whose values name files we may have written: media, and file lists."""
+        return [n for n, t in self.columns if t in WRITES_FILES]
 
     def table(self) -> sa.Table:
         return _table_of(self)
