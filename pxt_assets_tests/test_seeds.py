@@ -11,6 +11,7 @@ import pytest
 import pxt_assets as pxt
 from pxt_assets.stores import path_of
 from pxt_assets_tests.conftest import SAMPLES, unique_bucket
+from pxt_assets_tests.mediagen import make_video
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def test_seed_000_dot_paths_and_resize(notebook, pxt_home, http_server, capsys):
 def test_seed_003_load_media_from_cloud_storage(notebook, pxt_home, http_server, s3_env, tmp_path, capsys):
     bucket = unique_bucket("multimedia-commons")
     s3_env.client().create_bucket(Bucket=bucket)
-    video_bytes = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 1000  # an mp4 header: videos are not decoded here
+    video_bytes = make_video(tmp_path / "clip.mp4", seconds=1.0).read_bytes()  # a real H.264 video (PyAV)
     for key in ("data/videos/mp4/ffe/ffb/a.mp4", "data/videos/mp4/ffe/feb/b.mp4"):
         s3_env.client().put_object(Bucket=bucket, Key=key, Body=video_bytes, ContentType="video/mp4")
 
@@ -182,3 +183,12 @@ def test_seed_003_load_media_from_cloud_storage(notebook, pxt_home, http_server,
     videos.add_computed_column(serving_url=pxtf.net.presigned_url(videos.video.fileurl, 86400))
     assert "Added 2 column values with 0 errors" in _printed(capsys)
     assert all("X-Amz-Expires=86400" in u for u in videos.select(videos.serving_url).collect()["serving_url"])
+
+    # the videos are real ones: their metadata and frames come from the bucket (through the cache)
+    videos.add_computed_column(duration=videos.video.get_duration())
+    assert [round(d, 1) for d in videos.select(videos.duration).collect()["duration"]] == [1.0, 1.0]
+    from pxt_assets.functions.video import frame_iterator
+
+    frames = pxt.create_view('cloud_demo.frames', videos, iterator=frame_iterator(videos.video, fps=2))
+    assert frames.count() == 4 and "Created view 'frames' with 4 rows." in _printed(capsys)
+    assert {img.size for img in frames.select(frames.frame).collect()["frame"]} == {(64, 48)}

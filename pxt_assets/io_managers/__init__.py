@@ -87,7 +87,9 @@ class TableIOManager(dg.ConfigurableIOManager):
     def commit(self, table: TableSpec, batch: str, log, run_id: str | None = None) -> rowstore.CommitResult:
         """Make the batch's staged columns its visible rows, in one transaction; then delete files the new
         values replaced."""
-        result = self.rowstore().commit_batch(self.row_table(table), batch, run_id)
+        sources = table.source_columns()
+        result = self.rowstore().commit_batch(self.row_table(table), batch, run_id,
+                                              rows_from=sources[0].name if sources else None)
         delete_replaced(log, table.display_path, result.replaced)
         return result
 

@@ -425,11 +425,14 @@ class RowStore:
                                 out[c][r[0]]["destination"] = r[1 + len(owned) + j]
         return out
 
-    def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None) -> CommitResult:
+    def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None, *,
+                     rows_from: str | None = None) -> CommitResult:
         """Move every staged column of `batch` into the table's rows, in one transaction, and mark the batch
         committed (and `run_id` no longer writing it). A batch seen for the first time gets its rows
         inserted; a committed one (a re-run, a new column's backfill) has the staged columns updated in
-        place."""
+        place. When the column `rows_from` (the first source column) is staged, its records are the batch's
+        rows: rows it no longer has are deleted (their files returned as replaced), new ones inserted (a
+        view's batch recomputed from a changed video can have more or fewer frames)."""
         s, b, t, a = schema.staged, schema.batches, rt.table(), schema.active_runs
         with self._write() as conn:
             status = self._batch_row(conn, rt.slug, batch).status
@@ -453,6 +456,8 @@ class RowStore:
                     names = sorted({k for r in ordered for k in r})
                     conn.execute(t.insert(), [{k: r.get(k) for k in names} for r in ordered])
             else:
+                if rows_from is not None and rows_from in staged:
+                    replaced += self._reshape_rows(conn, rt, batch, staged, rows_from, media)
                 for column, recs in staged.items():
                     if column in media:
                         before = conn.execute(sa.select(t.c._row_id, t.c[schema.VALUE + column],
@@ -481,6 +486,34 @@ class RowStore:
             conn.execute(a.delete().where((a.c.slug == rt.slug) & (a.c.batch == batch) & (
                 (a.c.run_id == (run_id or "")) | (a.c.started_at < time.time() - ACTIVE_RUN_TTL_S))))
         return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
+
+    def _reshape_rows(self, conn: sa.Connection, rt: RowTable, batch: str, staged: dict[str, list[dict[str, Any]]],
+                      rows_from: str, media: set[str]) -> list[str]:
+        t = rt.table()
+        target = {rec["row_id"] for rec in staged[rows_from]}
+        files = [c for c in rt.file_columns()]
+        fields = [t.c._row_id] + [f for c in files for f in (t.c[schema.VALUE + c], t.c[schema.OWNED + c],
+                                                              t.c[schema.DESTINATION + c])]
+        existing = conn.execute(sa.select(*fields).where(t.c._batch == batch)).all()
+        gone = [r for r in existing if r[0] not in target]
+        replaced = [u for r in gone for i in range(len(files)) if r[2 + 3 * i]
+                    for u in files_named(r[1 + 3 * i], r[3 + 3 * i])]
+        if gone:
+            conn.execute(t.delete().where(t.c._row_id.in_([r[0] for r in gone])))
+        have = {r[0] for r in existing}
+        new_rows: dict[str, dict[str, Any]] = {}
+        for column, recs in staged.items():
+            for rec in recs:
+                if rec["row_id"] in have:
+                    continue
+                row = new_rows.setdefault(rec["row_id"], {"_row_id": rec["row_id"], "_batch": batch,
+                                                          "_idx": _split_row_id(rec["row_id"])})
+                row.update(_fields(column, rec, column in media))
+        if new_rows:
+            ordered = sorted(new_rows.values(), key=lambda r: r["_idx"])
+            names = sorted({k for r in ordered for k in r})
+            conn.execute(t.insert(), [{k: r.get(k) for k in names} for r in ordered])
+        return replaced
 
     # -- reading rows ----------------------------------------------------------------------------------------
     def owned_files(self, rt: RowTable | None, slug: str, *, batch: str | None = None,
