@@ -79,6 +79,11 @@ def _pair(n: int, images: list[bytes], baseline_first: bool = True) -> tuple[dic
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["video"]:  # python -m bench video [--modes ...]
+        from bench import video
+
+        video.main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["udf"]:  # python -m bench udf [--rows N]
         from bench import udf
 

@@ -32,7 +32,8 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import memory, stores
-from pxt_assets.evaluate import Row, RowError, as_json, deferred_calls, error_kind, is_missing, make_calls
+from pxt_assets.evaluate import (Row, RowError, as_json, close_frame_cursors, deferred_calls, error_kind, is_missing,
+                                 make_calls)
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
 from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
@@ -190,9 +191,13 @@ def frame_reference(video_uri: str, time_s: float, pts: int | None) -> str:
     return f"{video_uri}#t={time_s:.6f}&pts={'' if pts is None else pts}"
 
 
-def build_view_source_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """The view's source step: runs the iterator over each base row of the batch and stores its output
-    rows (`pos` and the iterator's columns), writing its media through the column writers."""
+def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """A view's one step: its iterator runs over each base row of the batch, making its rows (`pos` and the
+    iterator's columns, media written through the column writers), and the view's computed columns are
+    computed on each row as it is made, while its frame or page is still in memory: a video is decoded once
+    however many columns read its frames, and no step holds more than a few frames. A run of computed
+    columns alone (a column added later) reads the view's rows instead, re-extracting frames that were not
+    written from the video, in order."""
     from pxt_assets.api.view import iterator_kwargs, iterator_of
 
     spec, base = view.spec, view.base_spec
@@ -201,19 +206,40 @@ def build_view_source_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDef
     input_col = call.args[0].name
     columns = view.iterator_columns()
     outputs = [c for c in columns if c.name != "pos"]
+    computed_cols = spec.computed_columns()
     name = call.fn.rsplit(".", 1)[-1]
     image_format = kwargs.get("image_format")  # document page images: the format asked for
+    outs = {c.name: _out(spec, c, pdef, required=False, automation=view.automation) for c in columns}
+    outs.update({c.name: _out(spec, c, pdef, required=False, automation=view.automation) for c in computed_cols})
+    internal = {c.name: {asset_key(base, input_col)} for c in columns}
+    internal.update({c.name: {asset_key(spec, n) for n in c.expr.columns()} for c in computed_cols})
 
     @dg.multi_asset(
-        name=f"{spec.slug}__source",
-        outs={c.name: _out(spec, c, pdef, required=True, automation=view.automation) for c in columns},
+        name=f"{spec.slug}__view",
+        outs=outs,
         deps=[asset_key(base, input_col)],
+        internal_asset_deps=internal,
         partitions_def=pdef,
+        can_subset=True,
         required_resource_keys={MEDIA_IO},
     )
-    def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
+    def view_step(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
+        chosen = context.selected_output_names
+        selected = [c for c in computed_cols if c.name in chosen]
+        if not any(c.name in chosen for c in columns):  # computed columns alone: from the stored rows
+            media_io.start_run(spec, batch, context.run_id)
+            frames = compute_batch(spec, selected, batch, media_io, context.log)
+            for col in selected:
+                yield dg.Output(frames[col.name], output_name=col.name)
+            _commit(context, media_io, spec, batch)
+            return
+        missing = sorted({n for c in selected for n in c.expr.columns()
+                          if n in spec.columns and spec.columns[n].is_computed and n not in chosen})
+        if missing:
+            raise dg.Failure(f"view {spec.display_path!r}: making its rows computes its columns with them; "
+                             f"select {missing} too (or materialize every column of the view)")
         store = media_io.rowstore()
         info = store.batch_info(base.slug, batch)
         if info is None or info.status != "committed":
@@ -221,93 +247,133 @@ def build_view_source_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDef
                              "committed yet; it runs once the base table's batch is")
         base_rt = store.row_table(base.slug)
         got = store.read_columns(base_rt, batch, [input_col]).get(input_col, {}) if base_rt is not None else {}
-        store.for_spec(spec)
+        rt = store.for_spec(spec)
         store.create_batch(spec.slug, batch, [], source={"view_of": base.display_path})
         media_io.start_run(spec, batch, context.run_id)
+        previous = store.read_columns(rt, batch, [c.name for c in selected]) if selected else {}
+        computer = _Computer(spec, selected, media_io, previous) if selected else None
         writers = {c.name: media_io.writer_for(spec, c) for c in outputs if c.is_media and c.destination}
         reader = media_io.reader()
-        records: dict[str, list[dict[str, Any]]] = {c.name: [] for c in columns}
-        pending: list[tuple[concurrent.futures.Future, dict[str, Any], Any]] = []
-        n_rows = n_errors = 0
+        records: list[dict[str, dict[str, Any]]] = []  # per row: column -> record (iterator's and computed)
+        counts = {"rows": 0, "failed": 0}
 
-        def settle(block_until: int) -> None:
-            while len(pending) > block_until:
-                fut, rec, cleanup = pending.pop(0)
+        def make_row(rid: str, pos: int, item: dict[str, Any], base_uri: str) -> tuple[dict[str, dict[str, Any]], Row]:
+            """The row's iterator records, its files written; a Row holding its values (and media in memory)."""
+            recs: dict[str, dict[str, Any]] = {"pos": {**new_record(rid, False), "value": pos}}
+            row = Row(spec, reader, rid, {"pos": pos})
+            for col in outputs:
+                rec = recs[col.name] = new_record(rid, col.is_media, col.destination)
+                value = item.get(col.name)
                 try:
-                    rec["value"], rec["owned"] = fut.result(), True
+                    if value is None:
+                        pass
+                    elif col.is_media and col.name in writers:
+                        if isinstance(value, PIL.Image.Image):
+                            rec["value"] = writers[col.name].write_image(rid, value, image_format)
+                            row.objects[col.name] = value
+                        else:  # a temporary file the iterator wrote (an audio segment)
+                            tmp = pathlib.Path(value)
+                            try:
+                                rec["value"] = writers[col.name].copy_file(rid, tmp, suffix_of(str(tmp)))
+                            finally:
+                                tmp.unlink(missing_ok=True)
+                        rec["owned"] = True
+                    elif col.is_media:  # a frame not written: a reference into the video
+                        attrs = item.get("frame_attrs") or {}
+                        rec["value"] = frame_reference(base_uri, attrs.get("time", 0.0), attrs.get("pts"))
+                        row.objects[col.name] = value
+                    else:
+                        rec["value"] = as_json(value) if col.col_type.name == "Json" else value
                 except Exception as e:  # noqa: BLE001 - the row's error
-                    rec["error"], rec["errortype"] = f"{rec['_column']}: {e}", error_kind(e)
-                finally:
-                    if cleanup is not None:
-                        cleanup()
-                rec.pop("_column", None)
+                    rec["value"], rec["error"], rec["errortype"] = None, f"{col.name}: {e}", error_kind(e)
+                    row.set_error(col.name, e)
+                row.stored[col.name] = rec["value"]
+            return recs, row
+
+        def finish(rid: str, pos: int, item: dict[str, Any], base_uri: str) -> tuple[dict[str, dict[str, Any]], Any]:
+            recs, row = make_row(rid, pos, item, base_uri)
+            if computer is None:
+                return recs, None
+            if computer.has_deferred:
+                return recs, (row, {})
+            recs.update(computer.process(row, {}))
+            return recs, None
+
+        pending: list[concurrent.futures.Future] = []
+        chunk: list[tuple[dict[str, dict[str, Any]], tuple[Row, dict[str, Any]]]] = []
+
+        def settle(keep: int, pool: concurrent.futures.Executor) -> None:
+            while len(pending) > keep:
+                recs, deferred_row = pending.pop(0).result()
+                if deferred_row is None:
+                    records.append(recs)
+                    continue
+                chunk.append((recs, deferred_row))
+                if len(chunk) >= computer.chunk_size or (keep == 0 and not pending):
+                    flush_chunk(pool)
+            if keep == 0 and chunk:
+                flush_chunk(pool)
+
+        def flush_chunk(pool: concurrent.futures.Executor) -> None:
+            outs = computer.process_chunk(pool, [r for _, r in chunk])
+            for (recs, _), out in zip(chunk, outs):
+                recs.update(out)
+                records.append(recs)
+            chunk.clear()
+
+        def failed_row(message: str) -> None:
+            rid = row_id(batch, counts["rows"])
+            counts["rows"] += 1
+            counts["failed"] += 1
+            recs = {}
+            for col in [*columns, *selected]:
+                r = new_record(rid, col.writes_files, col.destination)
+                r["error"], r["errortype"] = f"{col.name}: {message}", "iterator_error"
+                recs[col.name] = r
+            records.append(recs)
 
         progress_at = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(_WRITES_IN_FLIGHT, thread_name_prefix="pxt-view") as pool:
-            for base_rid in sorted(got, key=lambda r: int(r.rsplit("-", 1)[-1])):
-                rec = got[base_rid]
-                uri = None if is_missing(rec.get("value")) else rec["value"]
-                if uri is None or not is_missing(rec.get("error")):
-                    continue  # a base row without a value (or in error) has no rows here, as in Pixeltable
-                try:
-                    with reader.open(uri) as path:
-                        for pos, item in enumerate(it.run(str(path), **kwargs)):
-                            rid = row_id(batch, n_rows)
-                            n_rows += 1
-                            pos_rec = new_record(rid, False)
-                            pos_rec["value"] = pos
-                            records["pos"].append(pos_rec)
-                            for col in outputs:
-                                out = new_record(rid, col.is_media, col.destination)
-                                records[col.name].append(out)
-                                value = item.get(col.name)
-                                if value is None:
-                                    continue
-                                if col.is_media and col.name in writers:
-                                    cleanup = None
-                                    writer = writers[col.name]
-                                    if isinstance(value, PIL.Image.Image):
-                                        fut = pool.submit(writer.write_image, rid, value, image_format)
-                                    else:  # a temporary file the iterator wrote (an audio segment)
-                                        tmp = pathlib.Path(value)
-                                        fut = pool.submit(writer.copy_file, rid, tmp, suffix_of(str(tmp)))
-                                        cleanup = (lambda t=tmp: t.unlink(missing_ok=True))
-                                    out["_column"] = col.name
-                                    pending.append((fut, out, cleanup))
-                                elif col.is_media:  # a frame not written: a reference into the video
-                                    attrs = item.get("frame_attrs") or {}
-                                    out["value"] = frame_reference(uri, attrs.get("time", 0.0), attrs.get("pts"))
-                                else:
-                                    try:
-                                        out["value"] = as_json(value) if col.col_type.name == "Json" else value
-                                    except RowError as e:
-                                        out["error"], out["errortype"] = f"{col.name}: {e}", e.kind
-                            settle(_WRITES_IN_FLIGHT * 2)  # frames in flight stay bounded
-                            if time.monotonic() - progress_at >= _PROGRESS_EVERY_S:
-                                progress_at = time.monotonic()
-                                context.log.info(f"{spec.display_path}: {n_rows} rows so far ({base_rid})")
-                except Exception as e:  # noqa: BLE001 - the base row's failure is one row in error, visible
-                    settle(0)
-                    rid = row_id(batch, n_rows)
-                    n_rows += 1
-                    n_errors += 1
-                    message = f"{name} failed on {base.display_path} row {base_rid} ({uri}): {e}"
-                    context.log.warning(message)
-                    for col in columns:
-                        r = new_record(rid, col.is_media, col.destination)
-                        r["error"], r["errortype"] = f"{col.name}: {message}", "iterator_error"
-                        records[col.name].append(r)
-            settle(0)
+        memory.tune_malloc_for_batches()
+        with _long_lived_objects_frozen(), \
+                concurrent.futures.ThreadPoolExecutor(_WRITES_IN_FLIGHT, thread_name_prefix="pxt-view") as pool:
+            try:
+                for base_rid in sorted(got, key=lambda r: int(r.rsplit("-", 1)[-1])):
+                    rec = got[base_rid]
+                    uri = None if is_missing(rec.get("value")) else rec["value"]
+                    if uri is None or not is_missing(rec.get("error")):
+                        continue  # a base row without a value (or in error) has no rows here, as in Pixeltable
+                    try:
+                        with reader.open(uri) as path:
+                            for pos, item in enumerate(it.run(str(path), **kwargs)):
+                                rid = row_id(batch, counts["rows"])
+                                counts["rows"] += 1
+                                pending.append(pool.submit(finish, rid, pos, item, uri))
+                                settle(_WRITES_IN_FLIGHT * 2, pool)  # frames in flight stay bounded
+                                if time.monotonic() - progress_at >= _PROGRESS_EVERY_S:
+                                    progress_at = time.monotonic()
+                                    context.log.info(f"{spec.display_path}: {counts['rows']} rows so far ({base_rid})")
+                            settle(0, pool)
+                    except Exception as e:  # noqa: BLE001 - the base row's failure is one row in error, visible
+                        settle(0, pool)
+                        message = f"{name} failed on {base.display_path} row {base_rid} ({uri}): {e}"
+                        context.log.warning(message)
+                        failed_row(message)
+            finally:
+                close_frame_cursors()
         for writer in writers.values():
             writer.flush()
         for col in columns:
-            yield dg.Output(records[col.name], output_name=col.name)
-        context.log.info(f"{spec.display_path}: {n_rows} rows from {len(got)} rows of {base.display_path} "
-                         f"({n_errors} failed)")
-        if not _computed_later_in_run(context, spec):
-            _commit(context, media_io, spec, batch)
+            if col.name in chosen:
+                yield dg.Output([r[col.name] for r in records], output_name=col.name)
+        if computer is not None:
+            frames = computer.finish(records, context.log)
+            for col in selected:
+                yield dg.Output(frames[col.name], output_name=col.name)
+        context.log.info(f"{spec.display_path}: {counts['rows']} rows from {len(got)} rows of "
+                         f"{base.display_path} ({counts['failed']} failed)")
+        _commit(context, media_io, spec, batch)
 
-    return source
+    return view_step
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -354,78 +420,55 @@ def _commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: T
     context.log.info(f"{spec.display_path}: batch {batch} committed: {result.rows} rows, {result.errors} with errors")
 
 
-def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager,
-                  log) -> dict[str, list[dict[str, Any]]]:
-    """Compute `selected` columns for every row of `batch`; returns each column's records.
+class _Computer:
+    """Computes selected computed columns for rows of one batch: the per-row work shared by a table's computed
+    step (rows read from storage) and a view's iterator step (rows just made, their media still in memory).
 
-    Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
-    read from storage. Each row's files are written through the media IO manager's column writers. On a
-    re-run, a row whose previous value had no error and whose inputs (fingerprinted with the expression)
-    are unchanged is kept as it was: nothing is fetched, decoded or written for it.
-
-    Rows go through every column in one pass per row, so a source is fetched and decoded once however many
-    columns read it. When a column calls a batched or async UDF, rows go in chunks instead: the chunk's
-    calls are made together (in batches of `batch_size`, or concurrently), then each row is finished.
+    On a re-run, a row whose previous value had no error and whose inputs (fingerprinted with the
+    expression) are unchanged is kept as it was: nothing is fetched, decoded or written for it. Rows go
+    through every column in one pass per row, so a source is fetched and decoded once however many columns
+    read it. When a column calls a batched or async UDF, rows go in chunks instead (`process_chunk`): the
+    chunk's calls are made together, then each row is finished.
     """
-    selected_names = {c.name for c in selected}
-    needed: set[str] = set()
-    for col in selected:
-        needed |= col.expr.columns()
-    # Row ids come from the first source column, which every batch has.
-    first = spec.source_columns()[0].name
-    stored_cols = sorted((needed - selected_names) | {first})
-    got = media_io.read_columns(spec, batch, stored_cols + [c.name for c in selected])
-    for name in stored_cols:
-        if name not in got:
-            raise FileNotFoundError(
-                f"{spec.display_path}: column {name!r} has no data for batch {batch!r}; materialize it first"
-            )
-    by_col = {name: got[name] for name in stored_cols}
-    row_ids = list(by_col[first])
-    writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.writes_files}
-    reader = media_io.reader()
-    previous = {c.name: got[c.name] for c in selected if c.name in got}
-    skipped = {c.name: 0 for c in selected}
-    skipped_lock = threading.Lock()
-    releasable = _released_after(selected)
-    deferred = {c.name: deferred_calls(c.expr) for c in selected}
 
-    def load(i: int) -> tuple[Row, dict[str, Any]]:
-        rid = row_ids[i]
-        values, errors, errortypes, versions = {}, {}, {}, {}
-        for name, f in by_col.items():
-            rec = f[rid]
-            values[name] = None if is_missing(rec["value"]) else rec["value"]
-            versions[name] = None if is_missing(rec.get("version")) else rec.get("version")
-            if not is_missing(rec["error"]):
-                errors[name], errortypes[name] = rec["error"], rec["errortype"]
-        return Row(spec, reader, rid, values, errors, errortypes), versions
+    def __init__(self, spec: TableSpec, selected: list[ColumnSpec], media_io: MediaIOManager,
+                 previous: dict[str, dict[str, dict[str, Any]]]) -> None:
+        self.spec, self.selected = spec, selected
+        self.writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.writes_files}
+        self.reader = media_io.reader()
+        self.previous = previous
+        self.skipped = {c.name: 0 for c in selected}
+        self._lock = threading.Lock()
+        self.releasable = _released_after(selected)
+        self.deferred = {c.name: deferred_calls(c.expr) for c in selected}
+        self.has_deferred = any(self.deferred.values())
+        self.chunk_size = _chunk_rows([call for calls in self.deferred.values() for call in calls])
 
-    def unchanged(row: Row, col: ColumnSpec, versions: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    def unchanged(self, row: Row, col: ColumnSpec, versions: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """The cell's fingerprint, and its previous record if that can be kept."""
         fingerprint = _fingerprint(col, row, versions)
         versions[col.name] = fingerprint
-        before = previous.get(col.name)
+        before = self.previous.get(col.name)
         old = before.get(row.row_id) if before is not None else None
         if old is None or old["version"] != fingerprint or not is_missing(old["error"]):
             return fingerprint, None
         rec = {k: (None if is_missing(v) else v) for k, v in old.items()}
         row.stored[col.name] = rec["value"]
-        with skipped_lock:
-            skipped[col.name] += 1
+        with self._lock:
+            self.skipped[col.name] += 1
         return fingerprint, rec
 
-    def compute(row: Row, col: ColumnSpec, fingerprint: str) -> dict[str, Any]:
+    def compute(self, row: Row, col: ColumnSpec, fingerprint: str) -> dict[str, Any]:
         rec = new_record(row.row_id, col.writes_files, col.destination, fingerprint)
         try:
             if col.is_file_list:
-                rec["value"] = _iterate_into(writers[col.name], col, row)
+                rec["value"] = _iterate_into(self.writers[col.name], col, row)
                 rec["owned"] = True
                 row.set_result(col.name, rec["value"], rec["value"])
                 return rec
             result = row.evaluate(col.expr)
             if col.is_media:
-                rec["value"], rec["owned"] = _store_media(writers[col.name], col, row.row_id, result), True
+                rec["value"], rec["owned"] = _store_media(self.writers[col.name], col, row.row_id, result), True
                 if isinstance(result, PIL.Image.Image):
                     row.set_result(col.name, result, rec["value"])
                 else:  # a file: later columns read it from where it was stored
@@ -442,60 +485,107 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
             rec["error"], rec["errortype"] = message, row.errortypes[col.name]
         return rec
 
-    def process(i: int) -> dict[str, dict[str, Any]]:
-        row, versions = load(i)
+    def process(self, row: Row, versions: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Every selected column of one row, in one pass."""
         out: dict[str, dict[str, Any]] = {}
-        for col in selected:
-            fingerprint, kept = unchanged(row, col, versions)
-            out[col.name] = kept if kept is not None else compute(row, col, fingerprint)
-            for name in releasable[col.name]:
+        for col in self.selected:
+            fingerprint, kept = self.unchanged(row, col, versions)
+            out[col.name] = kept if kept is not None else self.compute(row, col, fingerprint)
+            for name in self.releasable[col.name]:
                 row.release(name)
         return out
 
-    def process_chunk(pool: concurrent.futures.Executor, indexes: range) -> list[dict[str, dict[str, Any]]]:
-        loaded = list(pool.map(load, indexes))
-        outs: list[dict[str, dict[str, Any]]] = [{} for _ in indexes]
-        for col in selected:
+    def process_chunk(self, pool: concurrent.futures.Executor,
+                      loaded: list[tuple[Row, dict[str, Any]]]) -> list[dict[str, dict[str, Any]]]:
+        """Rows column by column, each column's batched and async calls made for the chunk at once."""
+        outs: list[dict[str, dict[str, Any]]] = [{} for _ in loaded]
+        for col in self.selected:
             todo = []
             for k, (row, versions) in enumerate(loaded):
-                fingerprint, kept = unchanged(row, col, versions)
+                fingerprint, kept = self.unchanged(row, col, versions)
                 if kept is not None:
                     outs[k][col.name] = kept
                 else:
                     todo.append((k, fingerprint))
             rows = [loaded[k][0] for k, _ in todo]
-            for call in deferred[col.name]:
+            for call in self.deferred[col.name]:
                 make_calls(rows, call, pool.map)
-            for (k, _), rec in zip(todo, pool.map(lambda t: compute(loaded[t[0]][0], col, t[1]), todo)):
+            for (k, _), rec in zip(todo, pool.map(lambda t: self.compute(loaded[t[0]][0], col, t[1]), todo)):
                 outs[k][col.name] = rec
             for row, _ in loaded:
                 row.made.clear()
-                for name in releasable[col.name]:
+                for name in self.releasable[col.name]:
                     row.release(name)
         return outs
 
+    def finish(self, results: list[dict[str, dict[str, Any]]], log) -> dict[str, list[dict[str, Any]]]:
+        """Each column's records, once every file is in the cache; one log line per column."""
+        for writer in self.writers.values():
+            writer.flush()  # every uploaded file is in the cache before the rows are recorded
+        frames = {c.name: [r[c.name] for r in results] for c in self.selected}
+        lines = []
+        for col in self.selected:  # one log event for all columns: each event is a write to the run's event log
+            errs = count_errors(frames[col.name])
+            done = len(results) - self.skipped[col.name]
+            lines.append(f"{self.spec.display_path}.{col.name}: added {done} column values with {errs} errors; "
+                         f"skipped {self.skipped[col.name]} unchanged rows")
+        if lines:
+            log.info("\n".join(lines))
+        return frames
+
+
+def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager,
+                  log) -> dict[str, list[dict[str, Any]]]:
+    """Compute `selected` columns for every row of `batch`; returns each column's records.
+
+    Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
+    read from storage. Each row's files are written through the media IO manager's column writers (see
+    _Computer for re-runs, and for batched and async UDFs).
+    """
+    selected_names = {c.name for c in selected}
+    needed: set[str] = set()
+    for col in selected:
+        needed |= col.expr.columns()
+    # Row ids come from the first source column, which every batch has.
+    first = spec.source_columns()[0].name
+    stored_cols = sorted((needed - selected_names) | {first})
+    got = media_io.read_columns(spec, batch, stored_cols + [c.name for c in selected])
+    for name in stored_cols:
+        if name not in got:
+            raise FileNotFoundError(
+                f"{spec.display_path}: column {name!r} has no data for batch {batch!r}; materialize it first"
+            )
+    by_col = {name: got[name] for name in stored_cols}
+    row_ids = list(by_col[first])
+    computer = _Computer(spec, selected, media_io, {c.name: got[c.name] for c in selected if c.name in got})
+
+    def load(i: int) -> tuple[Row, dict[str, Any]]:
+        rid = row_ids[i]
+        values, errors, errortypes, versions = {}, {}, {}, {}
+        for name, f in by_col.items():
+            rec = f[rid]
+            values[name] = None if is_missing(rec["value"]) else rec["value"]
+            versions[name] = None if is_missing(rec.get("version")) else rec.get("version")
+            if not is_missing(rec["error"]):
+                errors[name], errortypes[name] = rec["error"], rec["errortype"]
+        return Row(spec, computer.reader, rid, values, errors, errortypes), versions
+
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
-    if any(deferred.values()):
-        size = _chunk_rows([call for calls in deferred.values() for call in calls])
-        results = []
-        with _row_pool() as pool:
-            for start in range(0, len(row_ids), size):
-                results += process_chunk(pool, range(start, min(len(row_ids), start + size)))
-                for _ in range(min(size, len(row_ids) - start)):
-                    progress.step()
-    else:
-        results = _map_rows(process, len(row_ids), progress)
-    for writer in writers.values():
-        writer.flush()  # every uploaded file is in the cache before the rows are recorded
-    frames = {c.name: [r[c.name] for r in results] for c in selected}
-    lines = []
-    for col in selected:  # one log event for all columns: each event is a write to the run's event log
-        errs = count_errors(frames[col.name])
-        done = len(row_ids) - skipped[col.name]
-        lines.append(f"{spec.display_path}.{col.name}: added {done} column values with {errs} errors; "
-                     f"skipped {skipped[col.name]} unchanged rows")
-    log.info("\n".join(lines))
-    return frames
+    try:
+        if computer.has_deferred:
+            size = computer.chunk_size
+            results = []
+            with _row_pool() as pool:
+                for start in range(0, len(row_ids), size):
+                    indexes = range(start, min(len(row_ids), start + size))
+                    results += computer.process_chunk(pool, list(pool.map(load, indexes)))
+                    for _ in indexes:
+                        progress.step()
+        else:
+            results = _map_rows(lambda i: computer.process(*load(i)), len(row_ids), progress)
+    finally:
+        close_frame_cursors()
+    return computer.finish(results, log)
 
 
 def _chunk_rows(calls: list[Any]) -> int:

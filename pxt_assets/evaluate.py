@@ -6,9 +6,11 @@ the row), and released when the row is done, so a step never holds a batch of de
 
 from __future__ import annotations
 
+import collections
 import io
 import operator
 import re
+import threading
 from typing import Any
 
 import PIL.Image
@@ -263,21 +265,96 @@ def frame_reference_of(uri: str) -> tuple[str, float, int | None] | None:
     return m.group("video"), float(m.group("t")), int(m.group("pts")) if m.group("pts") else None
 
 
-def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:
-    """The frame of `video_uri` at `pts` (or `time_s`): seek to the keyframe before it, decode up to it."""
-    import av
+class _FrameCursor:
+    """An open video for reading frames that are not written (view rows read in order): frames come from
+    decoding forward; a seek (to the keyframe before) only when the next frame asked for is behind, or far
+    ahead. The last decoded frames are kept (undecoded to RGB) for rows that threads finish out of order."""
 
-    with reader.open(video_uri) as path, av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        target = pts if pts is not None else int(time_s / stream.time_base)
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-        found = None
-        for frame in container.decode(stream):
-            if frame.pts is not None and frame.pts > target:
-                break
-            found = frame
-            if frame.pts == target:
-                break
-        if found is None:
-            raise RowError(f"no frame at {time_s:.3f} s in {video_uri}", "not_found")
-        return PIL.Image.fromarray(found.to_ndarray(format="rgb24"))
+    RING = 32
+    FORWARD_S = 4.0
+
+    def __init__(self, reader: MediaReader, video_uri: str) -> None:
+        import av
+
+        self._pin = reader.open(video_uri)
+        path = self._pin.__enter__()
+        try:
+            self.container = av.open(str(path))
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+        except BaseException:
+            self._pin.__exit__(None, None, None)
+            raise
+        self.video_uri = video_uri
+        self.forward = int(self.FORWARD_S / self.stream.time_base)
+        self.frames: Any = None
+        self.last_pts: int | None = None
+        self.ring: collections.OrderedDict[int, Any] = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, pts: int) -> PIL.Image.Image:
+        with self.lock:
+            frame = self.ring.get(pts)
+            if frame is None:
+                if self.frames is None or self.last_pts is None or pts < self.last_pts \
+                        or pts - self.last_pts > self.forward:
+                    self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
+                    self.frames = self.container.decode(self.stream)
+                    self.last_pts = None
+                best = None
+                for decoded in self.frames:
+                    if decoded.pts is None:
+                        continue
+                    self.last_pts = decoded.pts
+                    self.ring[decoded.pts] = decoded
+                    while len(self.ring) > self.RING:
+                        self.ring.popitem(last=False)
+                    if decoded.pts > pts:
+                        break
+                    best = decoded
+                    if decoded.pts == pts:
+                        break
+                frame = self.ring.get(pts, best)
+            if frame is None:
+                raise RowError(f"no frame at pts {pts} in {self.video_uri}", "not_found")
+            return PIL.Image.fromarray(frame.to_ndarray(format="rgb24"))
+
+    def close(self) -> None:
+        self.ring.clear()
+        self.frames = None
+        try:
+            self.container.close()
+        finally:
+            self._pin.__exit__(None, None, None)
+
+
+_CURSORS: collections.OrderedDict[str, _FrameCursor] = collections.OrderedDict()
+_CURSORS_LOCK = threading.Lock()
+_MAX_CURSORS = 4
+
+
+def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:
+    """The frame of `video_uri` at `pts` (or `time_s`), through the video's cursor (see _FrameCursor)."""
+    with _CURSORS_LOCK:
+        cursor = _CURSORS.get(video_uri)
+        if cursor is None:
+            cursor = _CURSORS[video_uri] = _FrameCursor(reader, video_uri)
+            while len(_CURSORS) > _MAX_CURSORS:
+                _, old = _CURSORS.popitem(last=False)
+                with old.lock:
+                    old.close()
+        else:
+            _CURSORS.move_to_end(video_uri)
+    if pts is None:
+        pts = int(time_s / cursor.stream.time_base)
+    return cursor.get(pts)
+
+
+def close_frame_cursors() -> None:
+    """Close the videos opened for reading frames (at the end of a step or a query)."""
+    with _CURSORS_LOCK:
+        cursors = list(_CURSORS.values())
+        _CURSORS.clear()
+    for cursor in cursors:
+        with cursor.lock:
+            cursor.close()

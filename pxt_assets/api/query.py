@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from pxt_assets import rowstore
-from pxt_assets.evaluate import Row, deferred_calls, make_calls
+from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_calls
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
 
@@ -226,12 +226,10 @@ class Query:
         for i, name in enumerate(direct):
             columns[name] = transposed[i] if transposed else []
         if computed:
-            built = [row_of(r) for r in rows]
-            for name in computed:  # batched and async UDFs: one call per batch, concurrent calls
-                for call in deferred_calls(exprs[name]):
-                    make_calls(built, call)
-            for name in computed:
-                columns[name] = [_value(row, exprs[name]) for row in built]
+            try:
+                _compute_items(rows, computed, exprs, row_of, columns)
+            finally:
+                close_frame_cursors()
         frame = ResultSet({name: columns[name] for name, _ in items}) if rows else ResultSet(
             {name: pd.Series([], dtype=object) for name, _ in items})
         for name, e in items:
@@ -244,6 +242,15 @@ class Query:
                 errors.append("; ".join(parts) or None)
             frame["errors"] = errors
         return frame
+
+
+def _compute_items(rows, computed, exprs, row_of, columns) -> None:
+    built = [row_of(r) for r in rows]
+    for name in computed:  # batched and async UDFs: one call per batch, concurrent calls
+        for call in deferred_calls(exprs[name]):
+            make_calls(built, call)
+    for name in computed:
+        columns[name] = [_value(row, exprs[name]) for row in built]
 
 
 def _value(row: Row, expr: Expr) -> Any:

@@ -110,12 +110,7 @@ class MediaView(MediaTable):
         return dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(self.base_spec))
 
     def assets_definitions(self) -> list[dg.AssetsDefinition]:
-        pdef = self.partitions_def
-        out = [asset_builder.build_view_source_asset(self, pdef)]
-        computed = asset_builder.build_computed_asset(self.spec, pdef, automation=self.automation)
-        if computed is not None:
-            out.append(computed)
-        return out
+        return [asset_builder.build_view_asset(self, self.partitions_def)]
 
     def _describe(self, outcome: Any) -> str:
         noun = "row" if outcome.num_rows == 1 else "rows"
