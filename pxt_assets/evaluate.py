@@ -195,6 +195,10 @@ class Row:
             return None
         if expr.prop == "fileurl":
             return uri
+        reference = frame_reference_of(uri)
+        if reference is not None:  # a frame not written: decoded into the file cache, as a PNG
+            return str(self.reader.cache.get(
+                uri, lambda tmp: decode_frame(self.reader, *reference).save(tmp, format="PNG"), suffix=".png"))
         return self.reader.localpath(uri)
 
 

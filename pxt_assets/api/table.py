@@ -276,7 +276,7 @@ class MediaTable:
     def __repr__(self) -> str:
         lines = [f"MediaTable {self.path!r}"]
         for c in self.spec.columns.values():
-            what = f"= {c.expr!r}" if c.expr is not None else "(inserted)"
+            what = f"= {c.expr!r}" if c.expr is not None else ("(iterator)" if hasattr(self, "base_spec") else "(inserted)")
             where = f"  -> {c.destination or 'referenced in place'} [{c.destination_source}]" if c.is_media else ""
             lines.append(f"  {c.name}: {c.col_type!r} {what}{where}")
         return "\n".join(lines)
