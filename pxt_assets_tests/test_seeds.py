@@ -192,3 +192,9 @@ def test_seed_003_load_media_from_cloud_storage(notebook, pxt_home, http_server,
     frames = pxt.create_view('cloud_demo.frames', videos, iterator=frame_iterator(videos.video, fps=2))
     assert frames.count() == 4 and "Created view 'frames' with 4 rows." in _printed(capsys)
     assert {img.size for img in frames.select(frames.frame).collect()["frame"]} == {(64, 48)}
+    # a frame not written is served as its video at that time (a media fragment on the presigned URL)
+    urls = frames.where(frames.pos == 1).select(pxtf.net.presigned_url(frames.frame.fileurl, 600)).collect()
+    for url in urls.iloc[:, 0]:
+        assert url.endswith("#t=0.500000") and "X-Amz-Signature=" in url
+        with urllib.request.urlopen(url.split("#")[0]) as resp:
+            assert resp.read() == video_bytes

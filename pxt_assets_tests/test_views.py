@@ -62,6 +62,10 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
         # not written (no destination): the frame is decoded again from the video, the right one
         assert "#t=" in row["frame_fileurl"] and abs(_level(row["frame"]) - (10 * attrs["index"]) % 256) <= 3
     assert not any(p.suffix == ".jpg" for p in files_under(pathlib.Path(str(a)).parent))
+    # .localpath of a frame not written: decoded into the file cache
+    paths = frames.where(frames.pos == 3).select(frames.frame.localpath, frames.frame_attrs.index).collect()
+    for path, index in paths.itertuples(index=False):
+        assert path.endswith(".png") and abs(_level(PIL.Image.open(path)) - (10 * index) % 256) <= 3
     assert frames.where(frames.frame_attrs.time >= 2.0).count() == 2
     assert frames.where(frames.pos == 0).count() == 2
 
