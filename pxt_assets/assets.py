@@ -33,7 +33,7 @@ import PIL.Image
 
 from pxt_assets import memory, stores
 from pxt_assets.evaluate import (Row, RowError, as_json, close_frame_cursors, deferred_calls, error_kind, is_missing,
-                                 make_calls)
+                                 make_calls, want_frames)
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
 from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
@@ -348,7 +348,7 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
                                 rid = row_id(batch, counts["rows"])
                                 counts["rows"] += 1
                                 pending.append(pool.submit(finish, rid, pos, item, uri))
-                                settle(_WRITES_IN_FLIGHT * 2, pool)  # frames in flight stay bounded
+                                settle(_WRITES_IN_FLIGHT, pool)  # frames in flight stay bounded
                                 if time.monotonic() - progress_at >= _PROGRESS_EVERY_S:
                                     progress_at = time.monotonic()
                                     context.log.info(f"{spec.display_path}: {counts['rows']} rows so far ({base_rid})")
@@ -571,6 +571,9 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
         return Row(spec, computer.reader, rid, values, errors, errortypes), versions
 
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
+    for name in stored_cols:  # frames that were not written: their videos are read once, in order
+        if spec.columns.get(name) is not None and spec.columns[name].col_type.name == "Image":
+            want_frames(computer.reader, (rec.get("value") for rec in by_col[name].values()))
     try:
         if computer.has_deferred:
             size = computer.chunk_size

@@ -274,8 +274,8 @@ class _FrameCursor:
     decoding forward; a seek (to the keyframe before) only when the next frame asked for is behind, or far
     ahead. The last decoded frames are kept (undecoded to RGB) for rows that threads finish out of order."""
 
-    RING = 32
-    FORWARD_S = 4.0
+    RING = 4
+    FORWARD_S = 10.0
 
     def __init__(self, reader: MediaReader, video_uri: str) -> None:
         import av
@@ -294,11 +294,14 @@ class _FrameCursor:
         self.frames: Any = None
         self.last_pts: int | None = None
         self.ring: collections.OrderedDict[int, Any] = collections.OrderedDict()
+        self.wanted: set[int] = set()  # frames rows will ask for (see want_frames): kept when decoded early
+        self.kept: dict[int, Any] = {}
         self.lock = threading.Lock()
 
     def get(self, pts: int) -> PIL.Image.Image:
         with self.lock:
-            frame = self.ring.get(pts)
+            frame = self.kept.pop(pts, None) or self.ring.get(pts)
+            self.wanted.discard(pts)
             if frame is None:
                 if self.frames is None or self.last_pts is None or pts < self.last_pts \
                         or pts - self.last_pts > self.forward:
@@ -310,6 +313,8 @@ class _FrameCursor:
                     if decoded.pts is None:
                         continue
                     self.last_pts = decoded.pts
+                    if decoded.pts in self.wanted and decoded.pts != pts:
+                        self.kept[decoded.pts] = decoded  # another row's: it asks soon (rows run in order)
                     self.ring[decoded.pts] = decoded
                     while len(self.ring) > self.RING:
                         self.ring.popitem(last=False)
@@ -325,6 +330,7 @@ class _FrameCursor:
 
     def close(self) -> None:
         self.ring.clear()
+        self.kept.clear()
         self.frames = None
         try:
             self.container.close()
@@ -337,8 +343,7 @@ _CURSORS_LOCK = threading.Lock()
 _MAX_CURSORS = 4
 
 
-def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:
-    """The frame of `video_uri` at `pts` (or `time_s`), through the video's cursor (see _FrameCursor)."""
+def _cursor(reader: MediaReader, video_uri: str) -> _FrameCursor:
     with _CURSORS_LOCK:
         cursor = _CURSORS.get(video_uri)
         if cursor is None:
@@ -349,6 +354,26 @@ def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | 
                     old.close()
         else:
             _CURSORS.move_to_end(video_uri)
+    return cursor
+
+
+def want_frames(reader: MediaReader, uris: Any) -> None:
+    """Tell the videos' cursors which frames rows will ask for (the frame references among `uris`), so a
+    frame decoded before its row asks for it is kept rather than decoded again."""
+    by_video: dict[str, set[int]] = {}
+    for uri in uris:
+        ref = frame_reference_of(uri) if isinstance(uri, str) else None
+        if ref is not None and ref[2] is not None:
+            by_video.setdefault(ref[0], set()).add(ref[2])
+    for video, pts in by_video.items():
+        cursor = _cursor(reader, video)
+        with cursor.lock:
+            cursor.wanted |= pts
+
+
+def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:
+    """The frame of `video_uri` at `pts` (or `time_s`), through the video's cursor (see _FrameCursor)."""
+    cursor = _cursor(reader, video_uri)
     if pts is None:
         pts = int(time_s / cursor.stream.time_base)
     return cursor.get(pts)
