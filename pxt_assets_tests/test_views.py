@@ -34,6 +34,11 @@ def videos(pxt_home, instance, tmp_path):
     return t
 
 
+@pxt.udf
+def brightness(img: PIL.Image.Image) -> int:
+    return _level(img)
+
+
 def _level(img: PIL.Image.Image) -> int:
     return img.convert("L").getpixel((img.width // 2, img.height // 2))
 
@@ -47,6 +52,7 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
     thumbs.mkdir()
     frames.add_computed_column(thumb=frames.frame.resize((16, 12)), destination=str(thumbs))
     frames.add_computed_column(level=frames.frame_attrs.index)
+    frames.add_computed_column(bright=brightness(frames.frame))  # a UDF on a view's frames
 
     second = videos.insert([{"video": str(b), "title": "b"}], instance=instance)
     assert frames.count() == 10 and frames.batches() == videos.batches()  # b adds only its 4 frames
@@ -61,6 +67,8 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
         assert attrs["index"] == 5 * row["pos"] and attrs["time"] == pytest.approx(row["pos"] / 2)
         # not written (no destination): the frame is decoded again from the video, the right one
         assert "#t=" in row["frame_fileurl"] and abs(_level(row["frame"]) - (10 * attrs["index"]) % 256) <= 3
+    assert [abs(b - (10 * i) % 256) <= 3 for b, i in frames.select(frames.bright, frames.level).collect()
+            .itertuples(index=False)] == [True] * 10
     assert not any(p.suffix == ".jpg" for p in files_under(pathlib.Path(str(a)).parent))
     # .localpath of a frame not written: decoded into the file cache
     paths = frames.where(frames.pos == 3).select(frames.frame.localpath, frames.frame_attrs.index).collect()
@@ -80,8 +88,8 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     keys, parents = done.stdout.strip().splitlines()[-2:]
-    assert keys == str(["vid/frames/frame", "vid/frames/frame_attrs", "vid/frames/level", "vid/frames/pos",
-                        "vid/frames/thumb", "vid/videos/title", "vid/videos/video"])
+    assert keys == str(["vid/frames/bright", "vid/frames/frame", "vid/frames/frame_attrs", "vid/frames/level",
+                        "vid/frames/pos", "vid/frames/thumb", "vid/videos/title", "vid/videos/video"])
     assert parents == "['vid/videos/video']"
 
     # a batch deleted from the base table goes from its views too, files and all

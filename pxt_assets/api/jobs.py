@@ -40,8 +40,9 @@ def definitions(*tables, resources: dict[str, Any] | None = None) -> dg.Definiti
             build = watching.build_schedule if w.cron_schedule else watching.build_sensor
             target = schedules if w.cron_schedule else sensors
             target.append(build(table.spec, w, batch_job, table.partitions_def))
-    if any(t.automation and t.spec.computed_columns() for t in tables):
-        # Dagster's default automation sensor starts stopped; this one runs, so columns follow new batches.
+    if any(t.automation and (t.spec.computed_columns() or hasattr(t, "base_spec")) for t in tables):
+        # Dagster's default automation sensor starts stopped; this one runs, so columns (and views) follow new
+        # batches of their tables, however the batch came (a sensor's run, the UI, `dagster job execute`).
         sensors.append(dg.AutomationConditionSensorDefinition(
             "pxt_assets_automation_sensor", target=dg.AssetSelection.all(),
             default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
