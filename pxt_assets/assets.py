@@ -185,10 +185,25 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
 _WRITES_IN_FLIGHT = 8
 
 
-def frame_reference(video_uri: str, time_s: float, pts: int | None) -> str:
+def frame_reference(video_uri: str, time_s: float, pts: int | None, version: Any = None) -> str:
     """The value of a frame that is not written (a frame_iterator view without a destination): the video's
-    URL with a media fragment naming the frame's time; the frame is decoded again from there when read."""
-    return f"{video_uri}#t={time_s:.6f}&pts={'' if pts is None else pts}"
+    URL with a media fragment naming the frame's time; the frame is decoded again from there when read.
+    `v=` (the video's version, e.g. its mtime and size) makes a video changed in place give new values, so
+    columns computed from its frames are recomputed and cached copies are not served."""
+    ref = f"{video_uri}#t={time_s:.6f}&pts={'' if pts is None else pts}"
+    if version is not None:
+        ref += "&v=" + hashlib.sha1(str(version).encode()).hexdigest()[:10]
+    return ref
+
+
+def _file_version(uri: str, recorded: Any) -> Any:
+    """A base file's version as it is now: a local file edited in place since it was inserted is a new
+    input (its mtime and size); remote files are immutable under their URI."""
+    local = stores.store_for(uri).local_path(uri)
+    if local is not None and local.is_file():
+        stat = local.stat()
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+    return recorded
 
 
 def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -236,7 +251,8 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
             _commit(context, media_io, spec, batch)
             return
         missing = sorted({n for c in selected for n in c.expr.columns()
-                          if n in spec.columns and spec.columns[n].is_computed and n not in chosen})
+                          if n in spec.columns and spec.columns[n].is_computed and n not in chosen}
+                         | {c.name for c in columns if c.name not in chosen})  # the rows are made whole
         if missing:
             raise dg.Failure(f"view {spec.display_path!r}: making its rows computes its columns with them; "
                              f"select {missing} too (or materialize every column of the view)")
@@ -257,12 +273,15 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         records: list[dict[str, dict[str, Any]]] = []  # per row: column -> record (iterator's and computed)
         counts = {"rows": 0, "failed": 0}
 
-        def make_row(rid: str, pos: int, item: dict[str, Any], base_uri: str) -> tuple[dict[str, dict[str, Any]], Row]:
-            """The row's iterator records, its files written; a Row holding its values (and media in memory)."""
-            recs: dict[str, dict[str, Any]] = {"pos": {**new_record(rid, False), "value": pos}}
+        def make_row(rid: str, pos: int, item: dict[str, Any], base_uri: str,
+                     base_version: Any) -> tuple[dict[str, dict[str, Any]], Row, dict[str, Any]]:
+            """The row's iterator records, its files written; a Row holding its values (and media in memory);
+            the inputs' versions (the base file's, so a video changed in place recomputes its frames' columns)."""
+            recs: dict[str, dict[str, Any]] = {"pos": {**new_record(rid, False, None, base_version), "value": pos}}
             row = Row(spec, reader, rid, {"pos": pos})
+            versions = {c.name: base_version for c in columns}
             for col in outputs:
-                rec = recs[col.name] = new_record(rid, col.is_media, col.destination)
+                rec = recs[col.name] = new_record(rid, col.is_media, col.destination, base_version)
                 value = item.get(col.name)
                 try:
                     if value is None:
@@ -280,7 +299,8 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
                         rec["owned"] = True
                     elif col.is_media:  # a frame not written: a reference into the video
                         attrs = item.get("frame_attrs") or {}
-                        rec["value"] = frame_reference(base_uri, attrs.get("time", 0.0), attrs.get("pts"))
+                        rec["value"] = frame_reference(base_uri, attrs.get("time", 0.0), attrs.get("pts"),
+                                                       base_version)
                         row.objects[col.name] = value
                     else:
                         rec["value"] = as_json(value) if col.col_type.name == "Json" else value
@@ -288,15 +308,16 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     rec["value"], rec["error"], rec["errortype"] = None, f"{col.name}: {e}", error_kind(e)
                     row.set_error(col.name, e)
                 row.stored[col.name] = rec["value"]
-            return recs, row
+            return recs, row, versions
 
-        def finish(rid: str, pos: int, item: dict[str, Any], base_uri: str) -> tuple[dict[str, dict[str, Any]], Any]:
-            recs, row = make_row(rid, pos, item, base_uri)
+        def finish(rid: str, pos: int, item: dict[str, Any], base_uri: str,
+                   base_version: Any) -> tuple[dict[str, dict[str, Any]], Any]:
+            recs, row, versions = make_row(rid, pos, item, base_uri, base_version)
             if computer is None:
                 return recs, None
             if computer.has_deferred:
-                return recs, (row, {})
-            recs.update(computer.process(row, {}))
+                return recs, (row, versions)
+            recs.update(computer.process(row, versions))
             return recs, None
 
         pending: list[concurrent.futures.Future] = []
@@ -343,11 +364,12 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     if uri is None or not is_missing(rec.get("error")):
                         continue  # a base row without a value (or in error) has no rows here, as in Pixeltable
                     try:
+                        version = _file_version(uri, rec.get("version"))
                         with reader.open(uri) as path:
                             for pos, item in enumerate(it.run(str(path), **kwargs)):
                                 rid = row_id(batch, counts["rows"])
                                 counts["rows"] += 1
-                                pending.append(pool.submit(finish, rid, pos, item, uri))
+                                pending.append(pool.submit(finish, rid, pos, item, uri, version))
                                 settle(_WRITES_IN_FLIGHT, pool)  # frames in flight stay bounded
                                 if time.monotonic() - progress_at >= _PROGRESS_EVERY_S:
                                     progress_at = time.monotonic()
@@ -571,10 +593,10 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
         return Row(spec, computer.reader, rid, values, errors, errortypes), versions
 
     progress = _Progress(log, f"{spec.display_path} computed columns", len(row_ids))
-    for name in stored_cols:  # frames that were not written: their videos are read once, in order
-        if spec.columns.get(name) is not None and spec.columns[name].col_type.name == "Image":
-            want_frames(computer.reader, (rec.get("value") for rec in by_col[name].values()))
     try:
+        for name in stored_cols:  # frames that were not written: their videos are read once, in order
+            if spec.columns.get(name) is not None and spec.columns[name].col_type.name == "Image":
+                want_frames(computer.reader, (rec.get("value") for rec in by_col[name].values()))
         if computer.has_deferred:
             size = computer.chunk_size
             results = []
@@ -611,23 +633,37 @@ def _iterate_into(writer, col: ColumnSpec, row: Row) -> list[Any]:
     path = row.evaluate(col.expr.args[0])
     if path is None:
         return None
-    out = []
+    out: list[dict[str, Any]] = []
+    written: list[str] = []
     kwargs = iterator_kwargs(col.expr)
     image_format = kwargs.get("image_format")
-    for pos, item in enumerate(it.run(str(path), **kwargs)):
-        entry: dict[str, Any] = {"pos": pos}
-        for name, value in item.items():
-            if isinstance(value, PIL.Image.Image):
-                entry[name] = writer.write_image(f"{row.row_id}-{pos:06d}", value, fmt=image_format)
-            elif name == "audio_segment" and value is not None:
-                tmp = pathlib.Path(value)
-                try:
-                    entry[name] = writer.copy_file(f"{row.row_id}-{pos:06d}", tmp, suffix_of(str(tmp)))
-                finally:
-                    tmp.unlink(missing_ok=True)
-            else:
-                entry[name] = as_json(value)
-        out.append(entry)
+    items = it.run(str(path), **kwargs)
+    try:
+        for pos, item in enumerate(items):
+            entry: dict[str, Any] = {"pos": pos}
+            for name, value in item.items():
+                if isinstance(value, PIL.Image.Image):
+                    entry[name] = writer.write_image(f"{row.row_id}-{pos:06d}", value, fmt=image_format)
+                    written.append(entry[name])
+                elif name == "audio_segment" and value is not None:
+                    tmp = pathlib.Path(value)
+                    try:
+                        entry[name] = writer.copy_file(f"{row.row_id}-{pos:06d}", tmp, suffix_of(str(tmp)))
+                        written.append(entry[name])
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                else:
+                    entry[name] = as_json(value)
+            out.append(entry)
+    except BaseException:
+        for uri in written:  # the row is an error: nothing names these files, so none stays behind
+            try:
+                stores.store_for(uri).delete(uri)
+            except stores.StoreError:
+                pass
+        raise
+    finally:
+        items.close()  # an audio splitter's last temporary segment, an open video or PDF
     return out
 
 

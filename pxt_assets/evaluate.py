@@ -9,14 +9,13 @@ from __future__ import annotations
 import collections
 import io
 import operator
-import re
 import threading
 from typing import Any
 
 import PIL.Image
 
 from pxt_assets.functions import registry
-from pxt_assets.media import Json, MediaReader
+from pxt_assets.media import FRAME_REF_RE, Json, MediaReader
 from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -258,23 +257,25 @@ def make_calls(rows: list[Row], call: Call, map_rows: Any = map) -> None:
         row.made[id(call)] = result
 
 
-_FRAME_REF = re.compile(r"^(?P<video>.+)#t=(?P<t>[0-9.]+)&pts=(?P<pts>-?[0-9]*)$")
-
-
 def frame_reference_of(uri: str) -> tuple[str, float, int | None] | None:
     """(video URI, time, pts) of a frame stored as a reference into its video (see assets.frame_reference)."""
-    m = _FRAME_REF.match(uri) if "#t=" in uri else None
+    m = FRAME_REF_RE.match(uri) if "#t=" in uri else None
     if m is None:
         return None
     return m.group("video"), float(m.group("t")), int(m.group("pts")) if m.group("pts") else None
 
 
+class _Closed(Exception):
+    """The cursor was closed (evicted) by another thread: open the video again."""
+
+
 class _FrameCursor:
     """An open video for reading frames that are not written (view rows read in order): frames come from
     decoding forward; a seek (to the keyframe before) only when the next frame asked for is behind, or far
-    ahead. The last decoded frames are kept (undecoded to RGB) for rows that threads finish out of order."""
+    ahead. Frames rows will ask for (want_frames) are kept when decoded early, a bounded number of them."""
 
     RING = 4
+    KEPT = 32
     FORWARD_S = 10.0
 
     def __init__(self, reader: MediaReader, video_uri: str) -> None:
@@ -294,41 +295,67 @@ class _FrameCursor:
         self.frames: Any = None
         self.last_pts: int | None = None
         self.ring: collections.OrderedDict[int, Any] = collections.OrderedDict()
-        self.wanted: set[int] = set()  # frames rows will ask for (see want_frames): kept when decoded early
-        self.kept: dict[int, Any] = {}
+        self.wanted: set[int] = set()
+        self.kept: collections.OrderedDict[int, Any] = collections.OrderedDict()
+        self.closed = False
         self.lock = threading.Lock()
+
+    def _restart(self, pts: int, from_start: bool = False) -> None:
+        self.container.seek(0 if from_start else pts, stream=self.stream, backward=True, any_frame=False)
+        self.frames = self.container.decode(self.stream)
+        self.last_pts = None
+
+    def _scan(self, pts: int) -> Any:
+        """Decode forward up to `pts`; the frame at `pts` (or the last one before it), or None if the first
+        frame decoded was already past it (a seek that landed late)."""
+        best, first = None, True
+        for decoded in self.frames:
+            if decoded.pts is None:
+                continue
+            if first and decoded.pts > pts and self.last_pts is None:
+                self.ring[decoded.pts] = decoded
+                self.last_pts = decoded.pts
+                return None
+            first = False
+            self.last_pts = decoded.pts
+            if decoded.pts in self.wanted and decoded.pts != pts:
+                self.kept[decoded.pts] = decoded  # another row's: it asks soon (rows run in order)
+                while len(self.kept) > self.KEPT:
+                    self.kept.popitem(last=False)  # a row that never asks (kept as unchanged), or far behind
+            self.ring[decoded.pts] = decoded
+            while len(self.ring) > self.RING:
+                self.ring.popitem(last=False)
+            if decoded.pts > pts:
+                break
+            best = decoded
+            if decoded.pts == pts:
+                break
+        return best
 
     def get(self, pts: int) -> PIL.Image.Image:
         with self.lock:
-            frame = self.kept.pop(pts, None) or self.ring.get(pts)
+            if self.closed:
+                raise _Closed()
+            frame = self.kept.pop(pts, None)
+            if frame is None:
+                frame = self.ring.get(pts)
             self.wanted.discard(pts)
             if frame is None:
                 if self.frames is None or self.last_pts is None or pts < self.last_pts \
                         or pts - self.last_pts > self.forward:
-                    self.container.seek(pts, stream=self.stream, backward=True, any_frame=False)
-                    self.frames = self.container.decode(self.stream)
-                    self.last_pts = None
-                best = None
-                for decoded in self.frames:
-                    if decoded.pts is None:
-                        continue
-                    self.last_pts = decoded.pts
-                    if decoded.pts in self.wanted and decoded.pts != pts:
-                        self.kept[decoded.pts] = decoded  # another row's: it asks soon (rows run in order)
-                    self.ring[decoded.pts] = decoded
-                    while len(self.ring) > self.RING:
-                        self.ring.popitem(last=False)
-                    if decoded.pts > pts:
-                        break
-                    best = decoded
-                    if decoded.pts == pts:
-                        break
-                frame = self.ring.get(pts, best)
+                    self._restart(pts)
+                frame = self._scan(pts)
+                if frame is None and self.ring.get(pts) is None:
+                    # the seek landed after the frame (some containers, e.g. MPEG-TS): decode from the start
+                    self._restart(pts, from_start=True)
+                    frame = self._scan(pts)
+                frame = self.ring.get(pts, frame)
             if frame is None:
                 raise RowError(f"no frame at pts {pts} in {self.video_uri}", "not_found")
             return PIL.Image.fromarray(frame.to_ndarray(format="rgb24"))
 
     def close(self) -> None:
+        self.closed = True
         self.ring.clear()
         self.kept.clear()
         self.frames = None
@@ -340,43 +367,56 @@ class _FrameCursor:
 
 _CURSORS: collections.OrderedDict[str, _FrameCursor] = collections.OrderedDict()
 _CURSORS_LOCK = threading.Lock()
-_MAX_CURSORS = 4
+_MAX_CURSORS = 8
 
 
 def _cursor(reader: MediaReader, video_uri: str) -> _FrameCursor:
     with _CURSORS_LOCK:
         cursor = _CURSORS.get(video_uri)
-        if cursor is None:
-            cursor = _CURSORS[video_uri] = _FrameCursor(reader, video_uri)
-            while len(_CURSORS) > _MAX_CURSORS:
-                _, old = _CURSORS.popitem(last=False)
-                with old.lock:
-                    old.close()
-        else:
+        if cursor is not None:
             _CURSORS.move_to_end(video_uri)
+            return cursor
+    opened = _FrameCursor(reader, video_uri)  # opened (perhaps downloaded) without holding the lock
+    evicted = []
+    with _CURSORS_LOCK:
+        cursor = _CURSORS.setdefault(video_uri, opened)
+        while len(_CURSORS) > _MAX_CURSORS:
+            evicted.append(_CURSORS.popitem(last=False)[1])
+    if cursor is not opened:
+        evicted.append(opened)  # another thread opened it meanwhile
+    for old in evicted:
+        with old.lock:
+            old.close()
     return cursor
 
 
 def want_frames(reader: MediaReader, uris: Any) -> None:
     """Tell the videos' cursors which frames rows will ask for (the frame references among `uris`), so a
-    frame decoded before its row asks for it is kept rather than decoded again."""
+    frame decoded before its row asks for it is kept rather than decoded again. A video that cannot be
+    opened is left to its rows' errors."""
     by_video: dict[str, set[int]] = {}
     for uri in uris:
         ref = frame_reference_of(uri) if isinstance(uri, str) else None
         if ref is not None and ref[2] is not None:
             by_video.setdefault(ref[0], set()).add(ref[2])
     for video, pts in by_video.items():
-        cursor = _cursor(reader, video)
+        try:
+            cursor = _cursor(reader, video)
+        except Exception:  # noqa: BLE001 - each row reading it reports why
+            continue
         with cursor.lock:
             cursor.wanted |= pts
 
 
 def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:
     """The frame of `video_uri` at `pts` (or `time_s`), through the video's cursor (see _FrameCursor)."""
-    cursor = _cursor(reader, video_uri)
-    if pts is None:
-        pts = int(time_s / cursor.stream.time_base)
-    return cursor.get(pts)
+    for _ in range(3):
+        cursor = _cursor(reader, video_uri)
+        try:
+            return cursor.get(pts if pts is not None else int(time_s / cursor.stream.time_base))
+        except _Closed:
+            continue  # evicted by another thread between lookup and use
+    raise RowError(f"could not read a frame of {video_uri}: its reader kept being closed", "read_error")
 
 
 def close_frame_cursors() -> None:

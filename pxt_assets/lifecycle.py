@@ -39,7 +39,7 @@ _BATCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 #: the file names ColumnWriter.object_name gives: <slug>_<col>_<batch>-<6 digits>_<hash16><ext>
 #: (batch keys are new_batch_key()'s: 20261122T211640123456-3fa9)
-OBJECT_NAME_RE = re.compile(rf"^{_IDENT}_{_IDENT}_(?P<batch>\d{{8}}T\d{{6,}}-[0-9a-f]{{4,}})-\d{{6}}_[0-9a-f]{{16}}\.\w+$")
+OBJECT_NAME_RE = re.compile(rf"^{_IDENT}_{_IDENT}_(?P<batch>\d{{8}}T\d{{6,}}-[0-9a-f]{{4,}})-\d{{6}}(?:-\d{{6}})?_[0-9a-f]{{16}}\.\w+$")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,6 +195,13 @@ def drop_column(table, name: str, *, instance: dg.DagsterInstance | None = None)
             names = ", ".join(repr(d) for d in dependents)
             raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: column(s) {names} "
                             f"compute from it; drop {'them' if len(dependents) > 1 else 'it'} first")
+        if not hasattr(table, "base_spec"):
+            from pxt_assets.api.catalog import views_of
+
+            readers = [v.path for v in views_of(table.path) if name in v.iterator.columns()]
+            if readers:
+                raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: view(s) {readers} "
+                                "make their rows from it; drop them first")
         if not col.is_computed and len(spec.source_columns()) == 1:
             raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: it is the table's only "
                             "inserted column; use pxt.drop_table to drop the table")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ def suffix_of(uri: str) -> str:
     suffix = pathlib.PurePosixPath(path).suffix
     return suffix.lower() if 1 < len(suffix) <= 6 else ""
 
+
+#: a frame that is not written: `<video url>#t=<seconds>&pts=<pts>[&v=<video version>]` (assets.frame_reference)
+FRAME_REF_RE = re.compile(r"^(?P<video>.+)#t=(?P<t>-?[0-9.]+)&pts=(?P<pts>-?[0-9]*)(?:&v=[0-9a-f]+)?$")
 
 _CACHES: dict[tuple[str, int], FileCache] = {}
 _CACHES_LOCK = threading.Lock()

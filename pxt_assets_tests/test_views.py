@@ -161,9 +161,11 @@ def test_audio_segments_open_and_cover_the_file(pxt_home, instance, tmp_path):
     overlapping = pxt.create_view("aud/overlap", sounds, iterator=audio_splitter(sounds.audio, duration=2.0,
                                                                                  overlap=0.5))
     sized = pxt.create_view("aud/sized", sounds, iterator=audio_splitter(sounds.audio, max_size=40_000))
+    sized_overlap = pxt.create_view("aud/sized_overlap", sounds, iterator=audio_splitter(
+        sounds.audio, max_size=40_000, overlap=2.0))
     dropped = pxt.create_view("aud/dropped", sounds, iterator=audio_splitter(sounds.audio, duration=4.0,
                                                                              min_segment_duration=2.5))
-    for view in (segs, overlapping, sized, dropped):
+    for view in (segs, overlapping, sized, sized_overlap, dropped):
         rows = view.select(view.segment_start, view.segment_end, view.audio_segment.localpath,
                            view.audio_segment.fileurl).collect().to_dict("records")
         assert rows and view.where(view.audio_segment.errortype != None).count() == 0  # noqa: E711
@@ -171,7 +173,7 @@ def test_audio_segments_open_and_cover_the_file(pxt_home, instance, tmp_path):
             path = r["audio_segment_localpath"]
             check_media(path, "audio")  # every segment opens and decodes: no one-packet tail
             assert r["segment_end"] > r["segment_start"] and duration_of(path, "audio") > 0.05
-            if view is sized:
+            if view in (sized, sized_overlap):
                 assert os.path.getsize(path) <= 40_000
     by_file = {}
     for r in segs.select(segs.segment_start, segs.segment_end, segs.audio_segment.fileurl).collect().to_dict("records"):
@@ -273,3 +275,72 @@ def test_iterators_as_columns_list_the_files_they_wrote(pxt_home, instance, tmp_
     assert lifecycle.find_orphans(frames_dest.as_uri(), min_age=0) == []
     assert t.drop_column("n_frames") == 0 and t.drop_column("frames") == 3 and files_under(frames_dest) == []
     assert pxt.drop_table("cols/media") == 4  # two audio segments and two page images
+
+
+def test_review_cases_files_named_in_text_changed_and_missing_videos_mpeg_ts(pxt_home, instance, tmp_path):
+    from pxt_assets import evaluate
+
+    pxt.create_dir("rv")
+    # text naming a file under the destination is text: dropping the column keeps the user's file
+    dest = tmp_path / "chunks"
+    dest.mkdir()
+    precious = dest / "precious.csv"
+    precious.write_text("keep me")
+    docs = pxt.create_table("rv/docs", {"doc": pxt.Document})
+    md = tmp_path / "n.md"
+    md.write_text(f"# T\n\n{precious.as_uri()}\n\nOther text.\n")
+    docs.add_computed_column(chunks=document_splitter(docs.doc, "paragraph"), destination=str(dest))
+    docs.insert([{"doc": str(md)}], instance=instance)
+    docs.drop_column("chunks")
+    assert precious.read_text() == "keep me"
+
+    # a video changed in place: its frames' columns are recomputed; a missing one is its rows' errors
+    videos = pxt.create_table("rv/videos", {"video": pxt.Video})
+    a, b = make_video(tmp_path / "a.mp4", seconds=1.0), make_video(tmp_path / "b.mp4", seconds=1.0)
+    videos.insert([{"video": str(a)}, {"video": str(b)}], instance=instance)
+    frames = pxt.create_view("rv/frames", videos, iterator=frame_iterator(videos.video, fps=2))
+    frames.add_computed_column(w=frames.frame.width)
+    make_video(a, seconds=1.0, size=(32, 24))  # same path, new content
+    frames._populate(instance)  # the view made again: a's frames are new ones, their column recomputed
+    assert sorted(frames.select(frames.w).collect()["w"]) == [32, 32, 64, 64]
+    b.unlink()
+    frames.add_computed_column(h=frames.frame.height)  # the backfill reads frames of both videos
+    heights = frames.select(frames.h, frames.h.errortype).collect()
+    assert sorted(heights["h"].dropna()) == [24, 24] and list(heights["h_errortype"].dropna()) == ["not_found"] * 2
+    assert evaluate._CURSORS == {}  # every video opened for frames was closed
+
+    # frames of an MPEG-TS video (its seeks land late) read back, in order and not
+    ts = make_video(tmp_path / "c.ts", seconds=4.0, fps=10)
+    clips = pxt.create_table("rv/clips", {"video": pxt.Video})
+    clips.insert([{"video": str(ts)}], instance=instance)
+    tsf = pxt.create_view("rv/tsframes", clips, iterator=frame_iterator(clips.video, fps=2))
+    got = tsf.select(tsf.frame, tsf.frame_attrs.index).collect()
+    assert len(got) == 8 and all(abs(_level(img) - (10 * i) % 256) <= 3 for img, i in got.itertuples(index=False))
+    assert tsf.where(tsf.frame.width > 10).count() == 8 and evaluate._CURSORS == {}
+    last = tsf.order_by(tsf.pos, asc=False).limit(1).select(tsf.frame, tsf.frame_attrs.index).collect()
+    assert abs(_level(last.iloc[0, 0]) - (10 * last.iloc[0, 1]) % 256) <= 3
+
+    # a base column a view iterates over cannot be dropped; drop_dir(force=True) takes views with tables
+    with pytest.raises(pxt.SpecError, match=r"view\(s\) \['rv/frames'\] make their rows from it"):
+        videos.drop_column("video")
+    pxt.drop_dir("rv", force=True)
+    assert pxt.list_tables() == []
+
+
+def test_document_splitting_details(pxt_home, instance, tmp_path):
+    from pxt_assets.functions.document import iter_chunks
+
+    md = tmp_path / "code.md"
+    md.write_text("# Guide\n\nFirst para.\n\nSecond para\nspans two lines.\n\n```\n# not a heading\n```\n")
+    chunks = list(iter_chunks(str(md), "heading,paragraph", metadata="heading,sourceline"))
+    assert [(c["text"].splitlines()[0], c["sourceline"]) for c in chunks] == [
+        ("First para.", 3), ("Second para", 5), ("```", 8)]
+    assert all(c["heading"] == {"1": "Guide"} for c in chunks)
+    html = tmp_path / "p.html"
+    html.write_text("<p>Intro text</p><h2>Sub</h2><p>Body.</p>")
+    assert [c["text"] for c in iter_chunks(str(html), "paragraph")] == ["Intro text", "Sub", "Body."]
+    pdf = make_text_pdf(tmp_path / "d.pdf", ["One. Two.", "Three."])
+    assert [(c["text"], c["page"]) for c in iter_chunks(str(pdf), "sentence", metadata="page")] == [
+        ("One.", None), ("Two.", None), ("Three.", None)]
+    assert [(c["text"], c["page"]) for c in iter_chunks(str(pdf), "page,sentence", metadata="page")] == [
+        ("One.", 0), ("Two.", 0), ("Three.", 1)]

@@ -173,8 +173,9 @@ def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
     tables = list_tables(path)
     if tables and not force:
         raise SpecError(f"directory {path!r} is not empty ({len(tables)} tables); use force=True")
-    for t in tables:
-        drop_table(t, instance=instance)
+    for t in tables:  # a base table drops its views with it (they may come later in the list)
+        if store.table_doc(t) is not None:
+            drop_table(t, force=True, instance=instance)
     store.remove_dir(_joined(parts))
 
 

@@ -155,7 +155,10 @@ class Query:
         store, rt = self._store()
         if self._limit is None and (self._where is None or store.compiles(rt, self._where)):
             return store.count(rt, self._where)
-        return len(self._run(store, rt, [])[0])
+        try:
+            return len(self._run(store, rt, [])[0])
+        finally:
+            close_frame_cursors()  # a filter that read frames (re-extracted from their videos)
 
     def _items_or_all(self) -> list[tuple[str, Expr]]:
         if self._items is not None:
@@ -218,7 +221,11 @@ class Query:
         no select, every column plus `errors`), in insertion order unless ordered."""
         store, rt = self._store()
         items = self._items_or_all()
-        rows, direct, raw_cols, computed, row_of = self._run(store, rt, items)
+        try:
+            rows, direct, raw_cols, computed, row_of = self._run(store, rt, items)
+        except BaseException:
+            close_frame_cursors()
+            raise
         nd = len(direct)
         columns: dict[str, list[Any]] = {}
         exprs = dict(items)

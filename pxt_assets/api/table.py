@@ -349,6 +349,11 @@ class MediaTable:
         if not result.success or info is None or info.status != rowstore.COMMITTED:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
+            if hasattr(self, "base_spec"):
+                raise RuntimeError(
+                    f"{doing} {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}. The rows of "
+                    f"{self.base_spec.display_path!r} are committed; this view's rows for the batch are not "
+                    f"visible; fix the cause and run pxt.get_table({self.path!r}).resume({batch!r})")
             raise RuntimeError(
                 f"{doing} {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}. None of the "
                 f"batch's rows are visible; fix the cause and run it again with t.resume({batch!r}) "

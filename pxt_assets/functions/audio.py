@@ -97,8 +97,11 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
             return seconds(packets[-1].pts + (packets[-1].duration or 0) - packets[0].pts)
 
         overlap_pts = overlap / float(tb)
+        budget = None
         if max_size is not None:
-            max_size -= min(4096, max_size // 10)  # room for the container's header and trailer
+            # room for the container: a header, and an index entry per packet (MP4's sample tables)
+            def budget(n_packets: int) -> int:
+                return max_size - min(1024, max_size // 8) - 16 * n_packets
         segment: list[Any] = []
         held: list[Any] | None = None  # the previous segment, written once we know the next is not a short tail
         size = 0
@@ -106,7 +109,7 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
             if packet.size == 0 or packet.pts is None:
                 continue
             full = bool(segment) and (
-                (max_size is not None and size + packet.size > max_size)
+                (budget is not None and size + packet.size > budget(len(segment) + 1))
                 or (duration is not None and seconds(packet.pts - segment[0].pts) >= duration))
             if full:
                 if held is not None:
@@ -114,6 +117,9 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
                 held = segment
                 end = segment[-1].pts + (segment[-1].duration or 0)
                 segment = [p for p in segment if p.pts >= end - overlap_pts] if overlap else []
+                if budget is not None:  # the overlap may take at most half a segment: segments must advance
+                    while segment and sum(p.size for p in segment) > budget(len(segment)) // 2:
+                        segment.pop(0)
                 size = sum(p.size for p in segment)
             segment.append(packet)
             size += packet.size
@@ -126,7 +132,7 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
                 tail = []
             elif len(fresh) < 2 or length(fresh) < MIN_TAIL_S:
                 merged = held + fresh
-                if max_size is None or sum(p.size for p in merged) <= max_size:
+                if budget is None or sum(p.size for p in merged) <= budget(len(merged)):
                     held, tail = merged, []
         if held is not None:
             yield write(held)

@@ -130,9 +130,22 @@ class _Section:
 
 
 def _paragraphs(section: _Section) -> list[_Section]:
+    """The section's paragraphs (split at blank lines), each with its own first line."""
     import re
 
-    return [section.derive(p.strip()) for p in re.split(r"\n\s*\n", section.text) if p.strip()]
+    out, start = [], 0
+    for m in [*re.finditer(r"\n\s*\n", section.text), None]:
+        end = m.start() if m is not None else len(section.text)
+        text = section.text[start:end]
+        if text.strip():
+            part = section.derive(text.strip())
+            if section.sourceline is not None:
+                lead = len(text) - len(text.lstrip())
+                part.sourceline = section.sourceline + section.text[:start + lead].count("\n")
+            out.append(part)
+        if m is not None:
+            start = m.end()
+    return out
 
 
 def _sentences(section: _Section) -> list[_Section]:
@@ -175,8 +188,11 @@ def _markdown_sections(text: str, by_heading: bool) -> tuple[str | None, list[_S
         if body:
             out.append(_Section(body, None, dict(headings) or None, first))
 
+    fenced = False
     for n, line in enumerate(text.splitlines(), 1):
-        m = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced  # a code block: its '#' lines are code, not headings
+        m = None if fenced else re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
         if m:
             level, name = len(m.group(1)), m.group(2)
             title = title or (name if level == 1 else None)
@@ -242,7 +258,7 @@ def _html_sections(text: str, by_heading: bool) -> tuple[str | None, list[_Secti
                 self.title = self.title or (name if level == 1 else None)
                 self.heading_level = None
                 if not by_heading:
-                    self.buf.append(name + "\n\n")
+                    self.buf.append("\n\n" + name + "\n\n")
             elif tag in blocks:
                 self.buf.append("\n\n")
 
@@ -294,7 +310,7 @@ def iter_chunks(document: str, separators: Any, *, elements: Any = None, limit: 
         if "page" in seps:
             sections: Any = pages()
         else:
-            sections = [_Section("\n\n".join(s.text for s in pages()), 0)]
+            sections = [_Section("\n\n".join(s.text for s in pages()), None)]  # not split by page: no page
     else:
         text = pathlib.Path(document).read_text(encoding="utf-8")
         if fmt == "markdown":

@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-import re
 
 from pxt_assets import stores
 from pxt_assets.functions.registry import ExpressionFunction, is_expression, register
-from pxt_assets.media import String
+from pxt_assets.media import FRAME_REF_RE, String
 from pxt_assets.stores.base import check_expiration
 
 
@@ -19,13 +18,11 @@ from pxt_assets.stores.base import check_expiration
 def _presigned_url(uri: str | None, expiration_seconds: int) -> str | None:
     if uri is None:
         return None
-    frame = _FRAME_REF.match(uri) if "#t=" in uri else None
+    frame = FRAME_REF_RE.match(uri) if "#t=" in uri else None
     if frame is not None:  # a frame not written: the video's URL, at that time (a media fragment)
         return stores.store_for(frame["video"]).presign(frame["video"], expiration_seconds) + f"#t={frame['t']}"
     return stores.store_for(uri).presign(uri, expiration_seconds)
 
-
-_FRAME_REF = re.compile(r"^(?P<video>.+)#t=(?P<t>[0-9.]+)&pts=-?[0-9]*$")  # see assets.frame_reference
 
 
 def _check_presigned_url_args(url, expiration_seconds) -> None:

@@ -144,7 +144,7 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
                 if num_frames is not None and pos >= num_frames:
                     break
                 target = first + pos * step
-                if following is not None:
+                if following is not None and following.pts is not None:
                     t_next = float(following.pts * tb)
                     emit = not (t_next - target < target - t)  # the next frame is closer to the target
                 else:

@@ -698,19 +698,17 @@ def files_named(value: Any, destination: str | None) -> list[str]:
         return []
     out: list[str] = []
 
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            if v.startswith(destination):
-                out.append(v)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    walk(value)
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict):
+            for key in FILE_KEYS:  # only an iterator's media outputs: text that names a file is just text
+                uri = item.get(key)
+                if isinstance(uri, str) and uri.startswith(destination):
+                    out.append(uri)
     return out
+
+
+#: the outputs of frame_iterator, audio_splitter and document_splitter that are files
+FILE_KEYS = ("frame", "audio_segment", "image")
 
 
 def _replaced(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
