@@ -11,8 +11,13 @@ from pxt_assets.io_managers import MediaIOManager, TableIOManager
 from pxt_assets.spec import SpecError
 
 
-def definitions(*tables, resources: dict[str, Any] | None = None) -> dg.Definitions:
-    """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers."""
+def definitions(*tables, resources: dict[str, Any] | None = None,
+                executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers.
+
+    `executor` runs the tables' jobs (e.g. `dagster_celery.celery_executor.configured({...})` for Celery
+    workers; the `pxt_assets[distributed]` extra installs dagster-celery and dagster-postgres); by default,
+    Dagster's (multiprocess for launched runs)."""
     from pxt_assets import watch as watching
 
     all_assets: list[dg.AssetsDefinition] = []
@@ -48,6 +53,7 @@ def definitions(*tables, resources: dict[str, Any] | None = None) -> dg.Definiti
             default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
         ))
     return dg.Definitions(
+        executor=executor,
         assets=all_assets,
         jobs=jobs,
         sensors=sensors,
@@ -77,8 +83,12 @@ def _insert_job(table) -> dg.JobDefinition:
             rows.extend({media_cols[0]: f} for f in config.files)
         if not rows:
             raise dg.Failure(f"nothing to insert into {table.path!r}: give `files` or `rows` in the run config")
+        from pxt_assets import launch
+
+        # On a shared instance the batch's run is submitted (from this run's own code location), not nested.
         result = table.insert(rows, instance=context.instance, log=context.log,
-                              tags={"pxt/parent_run_id": context.run_id})
+                              tags={"pxt/parent_run_id": context.run_id},
+                              _code_location=launch.target_of_run(context.dagster_run))
         context.log.info(f"{result.num_rows} rows inserted with {result.num_errors} errors")
         return dg.Output(result.batch, metadata={"batch": result.batch, "rows": result.num_rows,
                                                  "errors": result.num_errors, "run_id": result.run_id})

@@ -227,8 +227,18 @@ class MediaTable:
         # that commits meanwhile (run by another process, with the table as it was) is picked up on the next
         # pass, until a pass finds none.
         done: set[str] = set()
+        from pxt_assets import launch
+
+        shared = launch.is_shared(instance)
         while todo := [b for b in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED) if b not in done]:
             for batch in todo:
+                if shared:  # the whole batch job, through the deployment: unchanged columns are skipped
+                    run = launch.submit_and_wait(instance, asset_builder.batch_job_name(self.spec), batch)
+                    if run.status != dg.DagsterRunStatus.SUCCESS:
+                        detail = launch.failure_of(instance, run.run_id)
+                        raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
+                    done.add(batch)
+                    continue
                 result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
                 if not result.success:
                     failure = next((e for e in result.all_events if e.is_step_failure), None)
@@ -307,7 +317,8 @@ class MediaTable:
 
     # -- data -------------------------------------------------------------------------------------------
     def insert(self, rows: list[dict[str, Any]] | None = None, /, *, instance: dg.DagsterInstance | None = None,
-               log=None, tags: dict[str, str] | None = None, **values: Any) -> InsertResult:
+               log=None, tags: dict[str, str] | None = None, _code_location: dict[str, Any] | None = None,
+               **values: Any) -> InsertResult:
         """Insert rows as one new batch and materialize every column for it on the Dagster instance.
 
         `rows` is a list of {column: value}; or pass one row as keywords (`t.insert(source_image=path)`).
@@ -339,33 +350,46 @@ class MediaTable:
         # rows, and any worker that shares the database can run it.
         store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
         instance.add_dynamic_partitions(asset_builder.partitions_name(self.spec), [batch])
-        return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into")
+        return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into",
+                               code_location=_code_location)
 
     def _run_batch(self, batch: str, instance: dg.DagsterInstance, started: float, *, log=None,
-                   tags: dict[str, str] | None = None, doing: str) -> InsertResult:
-        job = self.definitions().resolve_job_def(asset_builder.batch_job_name(self.spec))
-        result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags, raise_on_error=False)
-        info = self._rowstore().batch_info(self.spec.slug, batch)
-        if not result.success or info is None or info.status != rowstore.COMMITTED:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
+                   tags: dict[str, str] | None = None, doing: str,
+                   code_location: dict[str, Any] | None = None) -> InsertResult:
+        """Run the batch's job: submitted through a shared instance (its coordinator, daemon, launcher and
+        executor; see pxt_assets.launch), or in this process on the embedded default."""
+        from pxt_assets import launch
+
+        job_name = asset_builder.batch_job_name(self.spec)
+        if launch.is_shared(instance):
+            run = launch.submit_and_wait(instance, job_name, batch, tags=tags, target=code_location, log=log)
+            success, run_id = run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
+            detail = None if success else launch.failure_of(instance, run_id)
+        else:
+            job = self.definitions().resolve_job_def(job_name)
+            result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags, raise_on_error=False)
+            success, run_id = result.success, result.run_id
+            failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
             detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
+        info = self._rowstore().batch_info(self.spec.slug, batch)
+        if not success or info is None or info.status != rowstore.COMMITTED:
             if hasattr(self, "base_spec"):
                 raise RuntimeError(
-                    f"{doing} {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}. The rows of "
+                    f"{doing} {self.path!r} (batch {batch}, run {run_id}) failed: {detail}. The rows of "
                     f"{self.base_spec.display_path!r} are committed; this view's rows for the batch are not "
                     f"visible; fix the cause and run pxt.get_table({self.path!r}).resume({batch!r})")
             raise RuntimeError(
-                f"{doing} {self.path!r} (batch {batch}, run {result.run_id}) failed: {detail}. None of the "
+                f"{doing} {self.path!r} (batch {batch}, run {run_id}) failed: {detail}. None of the "
                 f"batch's rows are visible; fix the cause and run it again with t.resume({batch!r}) "
                 "(nothing is duplicated)")
-        outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, result.run_id,
-                               time.monotonic() - started)
+        outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, run_id, time.monotonic() - started)
         (log.info if log is not None else print)(self._describe(outcome))
         if self._persistent and not hasattr(self, "base_spec"):
             from pxt_assets.api.catalog import views_of
 
             for view in views_of(self.path):  # each view makes its rows from the batch's rows
-                view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view")
+                view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view",
+                                code_location=code_location)
         return outcome
 
     def _describe(self, outcome: InsertResult) -> str:

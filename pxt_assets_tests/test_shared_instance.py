@@ -1,0 +1,88 @@
+"""A shared deployment: Dagster's storage in PostgreSQL, rows in PostgreSQL, the Dagster daemon running.
+Batches are submitted through the instance (its run coordinator, the daemon, the run launcher), never run
+nested in the caller: a notebook's insert, the insert job run by `dagster job execute`, a column's backfill."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import dagster as dg
+import PIL.Image
+import pytest
+
+import pxt_assets as pxt
+from pxt_assets import launch
+from pxt_assets_tests.conftest import SAMPLES
+from pxt_assets_tests.test_cli_and_ui import stop
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
+
+pytest.importorskip("dagster_postgres", reason="the [distributed] extra (dagster-postgres) is not installed")
+
+
+@pytest.fixture
+def deployment(pg_server, tmp_path, monkeypatch):
+    """DAGSTER_HOME on PostgreSQL, PIXELTABLE_DB_URL on PostgreSQL, and `dagster-daemon run` (with its own
+    empty PIXELTABLE_HOME) launching what is submitted."""
+    dagster_db = pg_server.create_database("dagster").replace("+psycopg:", "+psycopg2:")
+    rows_db = pg_server.create_database("rows")
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("PIXELTABLE_DB_URL", rows_db)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PXT_")}
+    env["PIXELTABLE_HOME"] = str(tmp_path / "daemon_home")  # nothing of the notebook's home is shared
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        yield dg.DagsterInstance.get(), log
+    finally:
+        stop(proc)
+
+
+def test_batches_go_through_the_instance_and_its_daemon(deployment, tmp_path, pxt_home):
+    instance, log = deployment
+    assert launch.is_shared(instance)
+    pxt.create_dir("shared")
+    t = pxt.create_table("shared/photos", {"img": pxt.Image})
+    t.add_computed_column(w=t.img.width)
+
+    # a notebook insert: submitted, launched by the daemon, waited for
+    result = t.insert([{"img": str(p)} for p in SAMPLES[:2]], instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.remote_job_origin is not None, log.read_text()[-3000:]
+    assert run.tags["dagster/partition"] == result.batch
+    assert t.count() == 2 and sorted(t.select(t.w).collect()["w"]) == sorted(
+        PIL.Image.open(p).width for p in SAMPLES[:2])
+
+    # a column added later: its backfill is a submitted run too
+    runs_before = len(instance.get_run_records())
+    t.add_computed_column(h=t.img.height)
+    assert len(instance.get_run_records()) == runs_before + 1
+    assert t.where(t.h == None).count() == 0  # noqa: E711
+
+    # the insert job (`dagster job execute`): its op submits the batch's run; nothing is nested
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"ops": {"shared__photos__insert": {"config": {"files": [str(SAMPLES[2])]}}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PXT_")}
+    done = subprocess.run([str(BIN / "dagster"), "job", "execute", "-m", "pxt_assets.definitions", "-j",
+                           "shared__photos_job", "-c", str(config)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert t.count() == 3
+    batch_runs = [r for r in instance.get_run_records()
+                  if r.dagster_run.job_name == "shared__photos__batch_job"]
+    assert len(batch_runs) == 3 and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in batch_runs)
+    inserting = next(r.dagster_run for r in instance.get_run_records() if r.dagster_run.job_name == "shared__photos_job")
+    child = next(r.dagster_run for r in batch_runs if r.dagster_run.tags.get("pxt/parent_run_id") == inserting.run_id)
+    assert child.remote_job_origin is not None  # launched by the daemon, not executed inside the op
