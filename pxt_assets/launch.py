@@ -33,6 +33,20 @@ def is_shared(instance: dg.DagsterInstance) -> bool:
     return not isinstance(inner, SqliteRunStorage)
 
 
+def shared_deployment(settings: Any) -> bool:
+    """Whether steps may run on other machines: rows in a shared database (db_url) and a shared Dagster
+    instance under DAGSTER_HOME. Then no machine's local files are seen by the others: inserted local files
+    go to a bucket at insert time, and local destinations are refused."""
+    if not settings.db_url or settings.db_url.startswith("sqlite"):
+        return False
+    from pxt_assets.instance import get_instance
+
+    try:
+        return is_shared(get_instance())
+    except Exception:  # noqa: BLE001 - no instance configured here: not a deployment
+        return False
+
+
 def _origin_target() -> dict[str, Any]:
     """Where the code location's definitions are, named as the deployment's workspace names it (the daemon
     finds the run's code location by that name): PXT_CODE_LOCATION_MODULE (default pxt_assets.definitions)

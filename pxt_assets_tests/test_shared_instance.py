@@ -50,7 +50,7 @@ def deployment(pg_server, tmp_path, monkeypatch):
         stop(proc)
 
 
-def test_batches_go_through_the_instance_and_its_daemon(deployment, tmp_path, pxt_home):
+def test_batches_go_through_the_instance_and_its_daemon(deployment, tmp_path, pxt_home, http_server):
     instance, log = deployment
     assert launch.is_shared(instance)
     pxt.create_dir("shared")
@@ -58,7 +58,8 @@ def test_batches_go_through_the_instance_and_its_daemon(deployment, tmp_path, px
     t.add_computed_column(w=t.img.width)
 
     # a notebook insert: submitted, launched by the daemon, waited for
-    result = t.insert([{"img": str(p)} for p in SAMPLES[:2]], instance=instance)
+    # URLs: every machine of the deployment reads them (local files are refused, see below)
+    result = t.insert([{"img": http_server.url(p.name)} for p in SAMPLES[:2]], instance=instance)
     run = instance.get_run_by_id(result.run_id)
     assert run.status == dg.DagsterRunStatus.SUCCESS and run.remote_job_origin is not None, log.read_text()[-3000:]
     assert run.tags["dagster/partition"] == result.batch
@@ -73,7 +74,7 @@ def test_batches_go_through_the_instance_and_its_daemon(deployment, tmp_path, px
 
     # the insert job (`dagster job execute`): its op submits the batch's run; nothing is nested
     config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({"ops": {"shared__photos__insert": {"config": {"files": [str(SAMPLES[2])]}}}}))
+    config.write_text(json.dumps({"ops": {"shared__photos__insert": {"config": {"files": [http_server.url(SAMPLES[2].name)]}}}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PXT_")}
     done = subprocess.run([str(BIN / "dagster"), "job", "execute", "-m", "pxt_assets.definitions", "-j",
                            "shared__photos_job", "-c", str(config)], cwd=REPO, env=env, capture_output=True,
@@ -86,3 +87,29 @@ def test_batches_go_through_the_instance_and_its_daemon(deployment, tmp_path, px
     inserting = next(r.dagster_run for r in instance.get_run_records() if r.dagster_run.job_name == "shared__photos_job")
     child = next(r.dagster_run for r in batch_runs if r.dagster_run.tags.get("pxt/parent_run_id") == inserting.run_id)
     assert child.remote_job_origin is not None  # launched by the daemon, not executed inside the op
+
+
+def test_in_a_shared_deployment_local_files_go_to_a_bucket_or_are_refused(s3_env, deployment, pxt_home, tmp_path,
+                                                                         monkeypatch):
+    instance, log = deployment
+    pxt.create_dir("nodisk")
+    t = pxt.create_table("nodisk/photos", {"img": pxt.Image})
+    # no input_media_dest: a worker elsewhere could not read a local file
+    with pytest.raises(pxt.SpecError, match=r"column 'img' gets the local file .*000000000036.jpg"):
+        t.insert([{"img": str(SAMPLES[0])}], instance=instance)
+    with pytest.raises(pxt.SpecError, match=r"Column 'small': in a shared deployment .* give a bucket destination"):
+        t.add_computed_column(small=t.img.resize((8, 8)))
+    assert "small" not in t.spec.columns
+
+    bucket = "nodisk-" + os.urandom(4).hex()
+    s3_env.client().create_bucket(Bucket=bucket)
+    (pxt_home / "config.toml").write_text(f'[pixeltable]\ninput_media_dest = "s3://{bucket}/in/"\n'
+                                          f'output_media_dest = "s3://{bucket}/out/"\n')
+    u = pxt.create_table("nodisk/uploaded", {"img": pxt.Image})
+    u.add_computed_column(small=u.img.resize((8, 8)))
+    result = u.insert([{"img": str(SAMPLES[0])}], instance=instance)  # uploaded here, computed by the daemon's run
+    assert result.num_errors == 0, log.read_text()[-3000:]
+    (rec,) = [r for r in u.select(u.img.fileurl, u.small.fileurl).collect().itertuples(index=False)]
+    assert rec[0].startswith(f"s3://{bucket}/in/") and rec[1].startswith(f"s3://{bucket}/out/")
+    keys = sorted(o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"])
+    assert len(keys) == 2  # the upload is the row's file: not copied again by the insert step

@@ -141,6 +141,8 @@ class MediaTable:
         if col_type is None:
             raise SpecError(f"Column {name!r}: cannot tell the type of {expr!r}")
         column = ColumnSpec(name, col_type, expr)
+        if column.writes_files and self._persistent:  # a catalog table: defined where it is shared
+            _refuse_local_destination_when_shared(self, name, destination)
         if column.is_file_list:  # an iterator as a column: what it makes is written like computed media
             from pxt_assets.api.view import check_iterator_call
 
@@ -346,6 +348,10 @@ class MediaTable:
         batch = new_batch_key()
         store = self._rowstore()
         store.for_spec(self.spec)
+        from pxt_assets import launch
+
+        if launch.is_shared(instance) and launch.shared_deployment(self.settings):
+            rows = _upload_local_sources(self, batch, rows)
         # The manifest is in the database before the partition exists, so a run never sees a batch without
         # rows, and any worker that shares the database can run it.
         store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
@@ -468,6 +474,53 @@ class MediaTable:
     def collect(self) -> pd.DataFrame:
         """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
         return self._query().collect()
+
+
+def _refuse_local_destination_when_shared(table: MediaTable, name: str, destination: str | None) -> None:
+    """In a shared deployment a computed file must land where every worker (and reader) finds it."""
+    from pxt_assets import launch
+
+    settings = table.settings
+    chosen = destination or settings.output_media_dest
+    if chosen is not None and stores.store_for(str(chosen)).remote:
+        return
+    if not launch.shared_deployment(settings):
+        return
+    raise SpecError(f"Column {name!r}: in a shared deployment (db_url and a shared Dagster instance) its files "
+                    f"would land on one worker's disk ({chosen or 'the default $PIXELTABLE_HOME/media'}); give a "
+                    "bucket destination= or set output_media_dest to a bucket")
+
+
+def _upload_local_sources(table: MediaTable, batch: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """In a shared deployment, local files inserted into media columns are uploaded now, from the machine that
+    has them, to the column's input_media_dest (a bucket), under the names the insert step would give them;
+    without a bucket destination they are refused: a worker elsewhere could not read them."""
+    from pxt_assets.io_managers import MediaIOManager
+    from pxt_assets.io_managers.rows import row_id
+    from pxt_assets.media import suffix_of
+
+    media_io = MediaIOManager()
+    out = []
+    for i, row in enumerate(rows):
+        row = dict(row)
+        for col in table.spec.source_columns():
+            value = row.get(col.name)
+            if not col.is_media or value is None:
+                continue
+            uri = stores.normalize_uri(str(value))
+            local = stores.store_for(uri).local_path(uri)
+            if local is None:
+                continue  # a URL: every machine can read it
+            if col.destination is None or not stores.store_for(col.destination).remote:
+                raise SpecError(
+                    f"insert into {table.path!r}: column {col.name!r} gets the local file {local}, which workers "
+                    "on other machines cannot read; set input_media_dest to a bucket (the file is then uploaded "
+                    "now) or insert a URL")
+            if not local.is_file():
+                continue  # the insert step records the row's error (file not found)
+            row[col.name] = media_io.writer_for(table.spec, col).copy_file(row_id(batch, i), local, suffix_of(uri))
+        out.append(row)
+    return out
 
 
 def _root_message(error: Any) -> str:

@@ -42,6 +42,8 @@ def ingest_value(col: ColumnSpec, writer: ColumnWriter | None, rid: str, value: 
             if writer is not None:  # input_media_dest set: keep our own copy there
                 uri = writer.copy_file(rid, local, suffix_of(uri))
                 record["owned"] = True
+        elif writer is not None and writer.store.remote and writer.wrote(rid, uri):
+            record["owned"] = True  # uploaded by the inserting machine (a shared deployment's insert)
         elif writer is not None and writer.store.remote:
             # A URL with a cloud input_media_dest: downloaded once now, uploaded, cached.
             uri = writer.copy_remote(rid, uri, suffix_of(uri))

@@ -58,6 +58,12 @@ class ColumnWriter:
         slug, col = self.table.slug, self.column.name
         return f"{slug}/{col}/{shard[:2]}/{shard[2:4]}/{slug}_{col}_{row_id}_{digest[:16]}{ext}"
 
+    def wrote(self, row_id: str, uri: str) -> bool:
+        """Whether `uri` is a name this writer gives row `row_id`'s file (written already, e.g. uploaded by
+        the inserting machine in a shared deployment); a user's own file never has such a name."""
+        prefix = self.store.join(self.destination, self.object_name(row_id, "", ""))
+        return uri.startswith(prefix) and len(uri) > len(prefix)
+
     def write_image(self, row_id: str, img: PIL.Image.Image, fmt: str | None = None) -> str:
         """Encode and store a computed image (as `fmt`: 'png', 'jpeg', 'webp', or chosen by its mode);
         returns its fileurl."""
