@@ -152,6 +152,7 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
     def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
+        _on_worker(context)
         rows = media_io.manifest(spec, batch)
         media_io.start_run(spec, batch, context.run_id)
         bad_rows: set[int] = set()
@@ -420,6 +421,7 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automat
     def computed(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
+        _on_worker(context)
         selected = [c for c in columns if c.name in context.selected_output_names]
         media_io.start_run(spec, batch, context.run_id)
         frames = compute_batch(spec, selected, batch, media_io, context.log)
@@ -435,6 +437,13 @@ def _computed_later_in_run(context: dg.AssetExecutionContext, spec: TableSpec) -
     """Whether this run also computes columns of the table (then that step commits the batch)."""
     planned = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
     return any(asset_key(spec, c.name) in planned for c in spec.computed_columns())
+
+
+def _on_worker(context: dg.AssetExecutionContext) -> None:
+    """Say which worker runs the step, when it has a name (PXT_WORKER_NAME: scale-out demos and tests)."""
+    name = os.environ.get("PXT_WORKER_NAME")
+    if name:
+        context.log.info(f"pxt worker {name}: step {context.op_def.name}")
 
 
 def _commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: TableSpec, batch: str) -> None:

@@ -14,4 +14,19 @@ for _path, _error in _errors:
     warnings.warn(f"pxt_assets: skipped catalog table {_path}: {_error}", stacklevel=1)
 
 tables = merge_tables([media], _catalog)
-defs = pxt.definitions(*tables)
+
+
+def _executor():
+    """Celery workers when PXT_CELERY_BROKER is set (the [distributed] extra): the tables' steps run on
+    whichever worker takes them (`dagster-celery worker start -A dagster_celery.app -y celery.yaml`)."""
+    import os
+
+    broker = os.environ.get("PXT_CELERY_BROKER")
+    if not broker:
+        return None
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured({"broker": broker, "backend": os.environ.get("PXT_CELERY_BACKEND", broker)})
+
+
+defs = pxt.definitions(*tables, executor=_executor())

@@ -52,7 +52,8 @@ def build_media_table() -> pxt.MediaTable:
         media.add_computed_column(serving_url=net.presigned_url(media.thumbnail.fileurl, 3600))
     watched = os.environ.get("PXT_DEMO_WATCH", "").strip()
     if watched:  # e.g. s3://bucket/incoming/ or a local folder: new images become rows on their own
-        media.watch(watched, minimum_interval_seconds=int(os.environ.get("PXT_DEMO_WATCH_INTERVAL", "30")))
+        media.watch(watched, minimum_interval_seconds=int(os.environ.get("PXT_DEMO_WATCH_INTERVAL", "30")),
+                    max_batch_rows=int(os.environ.get("PXT_DEMO_WATCH_BATCH_ROWS", "1000")))
     return media
 
 
