@@ -51,6 +51,10 @@ storage:
     class: SqliteStorage
     config:
       base_dir: {base_dir}
+# Runs submitted here (the insert job's batch run, the UI's) launch at once in a process of their own.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
 telemetry:
   enabled: false
 nux:

@@ -33,6 +33,14 @@ def is_shared(instance: dg.DagsterInstance) -> bool:
     return not isinstance(inner, SqliteRunStorage)
 
 
+def launches_at_once(instance: dg.DagsterInstance) -> bool:
+    """Whether a run submitted to `instance` starts without a daemon (its run coordinator launches it
+    immediately, as the embedded default's dagster.yaml asks), or the instance is shared (a daemon runs)."""
+    from dagster._core.run_coordinator import DefaultRunCoordinator
+
+    return is_shared(instance) or isinstance(instance.run_coordinator, DefaultRunCoordinator)
+
+
 def shared_deployment(settings: Any) -> bool:
     """Whether steps may run on other machines: rows in a shared database (db_url) and a shared Dagster
     instance under DAGSTER_HOME. Then no machine's local files are seen by the others: inserted local files

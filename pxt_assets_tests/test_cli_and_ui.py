@@ -256,6 +256,9 @@ def test_dagster_job_execute_inserts_batch_from_run_config_file(pxt_env: PxtEnv)
         parent_runs = [r for r in instance.get_runs() if r.job_name == INSERT_JOB]
         assert len(parent_runs) == 1 and parent_runs[0].status == dg.DagsterRunStatus.SUCCESS
         parent_run_id = parent_runs[0].run_id
+        launched = [r for r in instance.get_runs() if r.tags.get("pxt/parent_run_id") == parent_run_id]
+        # the batch's run was submitted through the instance and launched in its own process, not nested
+        assert len(launched) == 1 and launched[0].remote_job_origin is not None, launched
         child_run_ids = set()
         for column in COLUMNS:
             records = materializations(instance, column, batch)

@@ -85,10 +85,16 @@ def _insert_job(table) -> dg.JobDefinition:
             raise dg.Failure(f"nothing to insert into {table.path!r}: give `files` or `rows` in the run config")
         from pxt_assets import launch
 
-        # On a shared instance the batch's run is submitted (from this run's own code location), not nested.
+        # The batch's run is submitted through the instance (from this run's own code location), not nested in
+        # this op: it runs on the deployment's executor. Only an instance that would leave it queued with no
+        # daemon to launch it (a dagster.yaml without pxt_assets' run coordinator) runs it here instead.
+        submit = launch.launches_at_once(context.instance)
+        if not submit:
+            context.log.warning("this instance queues runs for a daemon: the batch runs inside this op instead "
+                                "(set run_coordinator to DefaultRunCoordinator, or run dagster-daemon)")
         result = table.insert(rows, instance=context.instance, log=context.log,
                               tags={"pxt/parent_run_id": context.run_id},
-                              _code_location=launch.target_of_run(context.dagster_run))
+                              _code_location=launch.target_of_run(context.dagster_run), _submit=submit)
         context.log.info(f"{result.num_rows} rows inserted with {result.num_errors} errors")
         return dg.Output(result.batch, metadata={"batch": result.batch, "rows": result.num_rows,
                                                  "errors": result.num_errors, "run_id": result.run_id})

@@ -320,7 +320,7 @@ class MediaTable:
     # -- data -------------------------------------------------------------------------------------------
     def insert(self, rows: list[dict[str, Any]] | None = None, /, *, instance: dg.DagsterInstance | None = None,
                log=None, tags: dict[str, str] | None = None, _code_location: dict[str, Any] | None = None,
-               **values: Any) -> InsertResult:
+               _submit: bool | None = None, **values: Any) -> InsertResult:
         """Insert rows as one new batch and materialize every column for it on the Dagster instance.
 
         `rows` is a list of {column: value}; or pass one row as keywords (`t.insert(source_image=path)`).
@@ -357,17 +357,20 @@ class MediaTable:
         store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
         instance.add_dynamic_partitions(asset_builder.partitions_name(self.spec), [batch])
         return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into",
-                               code_location=_code_location)
+                               code_location=_code_location, submit=_submit)
 
     def _run_batch(self, batch: str, instance: dg.DagsterInstance, started: float, *, log=None,
                    tags: dict[str, str] | None = None, doing: str,
-                   code_location: dict[str, Any] | None = None) -> InsertResult:
-        """Run the batch's job: submitted through a shared instance (its coordinator, daemon, launcher and
-        executor; see pxt_assets.launch), or in this process on the embedded default."""
+                   code_location: dict[str, Any] | None = None, submit: bool | None = None) -> InsertResult:
+        """Run the batch's job: submitted through the instance (its coordinator, daemon, launcher and
+        executor; see pxt_assets.launch) when `submit` (default: on a shared instance), else in this process
+        (a notebook on the embedded default: fast, nothing to start)."""
         from pxt_assets import launch
 
         job_name = asset_builder.batch_job_name(self.spec)
-        if launch.is_shared(instance):
+        if submit is None:
+            submit = launch.is_shared(instance)
+        if submit:
             run = launch.submit_and_wait(instance, job_name, batch, tags=tags, target=code_location, log=log)
             success, run_id = run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
             detail = None if success else launch.failure_of(instance, run_id)
@@ -395,7 +398,7 @@ class MediaTable:
 
             for view in views_of(self.path):  # each view makes its rows from the batch's rows
                 view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view",
-                                code_location=code_location)
+                                code_location=code_location, submit=submit)
         return outcome
 
     def _describe(self, outcome: InsertResult) -> str:
