@@ -16,6 +16,7 @@ import PIL.Image
 
 from pxt_assets.functions import registry
 from pxt_assets.media import FRAME_REF_RE, Json, MediaReader
+from pxt_assets.media import decoded as media_decoded
 from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -95,8 +96,7 @@ class Row:
         data = self.reader.read_bytes(uri)  # one read (or one download), decoded from memory
         try:
             with PIL.Image.open(io.BytesIO(data)) as img:
-                img.load()
-                decoded = img
+                decoded = media_decoded(img)  # first frame, EXIF orientation applied
         except (PIL.UnidentifiedImageError, OSError) as e:
             raise RowError(f"cannot decode {uri}: {e}", "decode_error") from None
         self.objects[column] = decoded

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import re
+from typing import Any
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +58,61 @@ def suffix_of(uri: str) -> str:
     path = urllib.parse.urlparse(uri).path if "://" in uri else uri
     suffix = pathlib.PurePosixPath(path).suffix
     return suffix.lower() if 1 < len(suffix) <= 6 else ""
+
+
+# How each Pillow mode is stored: (format, extension, mode to convert to first or None). JPEG for photographs
+# (it holds L, RGB, CMYK and YCbCr natively); PNG where JPEG would lose data (bilevel, alpha, palettes,
+# 16-bit); TIFF for what neither holds exactly (32-bit integer, float, LAB); modes no format stores are
+# converted to the nearest one that is (premultiplied alpha, HSV, padding bytes).
+_STORED_AS: dict[str, tuple[str, str, str | None]] = {
+    "L": ("JPEG", ".jpg", None), "RGB": ("JPEG", ".jpg", None), "CMYK": ("JPEG", ".jpg", None),
+    "YCbCr": ("JPEG", ".jpg", None), "RGBX": ("JPEG", ".jpg", "RGB"), "HSV": ("JPEG", ".jpg", "RGB"),
+    "1": ("PNG", ".png", None), "LA": ("PNG", ".png", None), "P": ("PNG", ".png", None),
+    "RGBA": ("PNG", ".png", None), "I;16": ("PNG", ".png", None), "I;16B": ("PNG", ".png", None),
+    "PA": ("PNG", ".png", "RGBA"), "La": ("PNG", ".png", "LA"), "RGBa": ("PNG", ".png", "RGBA"),
+    "I;16L": ("PNG", ".png", "I;16"), "I": ("TIFF", ".tiff", None), "F": ("TIFF", ".tiff", None),
+    "LAB": ("TIFF", ".tiff", None),
+}
+_FORMAT_NAMES = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "jpg": ("JPEG", ".jpg"),
+                 "webp": ("WEBP", ".webp"), "tiff": ("TIFF", ".tiff")}
+
+
+def storable(img: Any, fmt: str | None = None) -> tuple[str, str, Any]:
+    """(Pillow format, extension, image to save) for storing `img` in a format that holds its mode: `fmt`
+    ('png', 'jpeg', 'webp', 'tiff') when it can, else the mode's own choice (see _STORED_AS)."""
+    fallback = _STORED_AS.get(img.mode, ("PNG", ".png", "RGBA" if "A" in img.mode else "RGB"))
+    if fmt:
+        name, ext = _FORMAT_NAMES.get(fmt.lower(), fallback[:2])
+        if name == "JPEG" and img.mode not in ("L", "RGB", "CMYK", "YCbCr"):
+            return name, ext, img.convert("RGB")
+        if name == "PNG" and img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"):
+            return (*fallback[:2], img.convert(fallback[2]) if fallback[2] else img)
+        return name, ext, img
+    name, ext, convert = fallback
+    return name, ext, img.convert(convert) if convert else img
+
+
+def to_rgb(img: Any) -> Any:
+    """An RGB view of any mode, for display and for conversions Pillow lacks (LAB goes through sRGB)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode == "LAB":
+        from PIL import ImageCms
+
+        to_srgb = ImageCms.buildTransformFromOpenProfiles(ImageCms.createProfile("LAB"),
+                                                          ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        return ImageCms.applyTransform(img, to_srgb)
+    return img.convert("RGB")
+
+
+def decoded(img: Any) -> Any:
+    """A just-opened image as browsers show it: the first frame of an animation, EXIF orientation applied."""
+    import PIL.ImageOps
+
+    img.load()
+    if img.getexif().get(0x0112, 1) not in (1, None):  # Orientation
+        return PIL.ImageOps.exif_transpose(img)
+    return img
 
 
 #: a frame that is not written: `<video url>#t=<seconds>&pts=<pts>[&v=<video version>]` (assets.frame_reference)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pxt_assets import rowstore
 from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_calls
+from pxt_assets.media import to_rgb
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
 
@@ -39,10 +40,11 @@ class ResultSet(pd.DataFrame):
 
         def cell(v: Any) -> str:
             if isinstance(v, PIL.Image.Image):
-                img = v.copy()
-                img.thumbnail((self._PREVIEW_PX, self._PREVIEW_PX))
+                img = to_rgb(v)
+                img = img.resize((max(1, img.width * self._PREVIEW_PX // max(img.size)),
+                                  max(1, img.height * self._PREVIEW_PX // max(img.size))))
                 buf = io.BytesIO()
-                img.convert("RGB").save(buf, format="JPEG", quality=80)
+                img.save(buf, format="JPEG", quality=80)
                 return f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
             return html.escape("" if v is None else str(v))
 

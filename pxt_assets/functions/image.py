@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import PIL.Image
 
 from pxt_assets.functions.registry import register
-from pxt_assets.media import Image, Int, String
+from pxt_assets.media import Image, Int, String, to_rgb
 
 
 def _size(size: Sequence[int]) -> tuple[int, int]:
@@ -40,8 +40,12 @@ def resize(img: PIL.Image.Image, size: Sequence[int]) -> PIL.Image.Image:
 @register("image.thumbnail", applies_to=Image, returns=Image)
 def thumbnail(img: PIL.Image.Image, size: Sequence[int]) -> PIL.Image.Image:
     """Shrink to fit within `size`, keeping the aspect ratio (a copy: the source image is shared)."""
+    w, h = _size(size)
+    if img.mode.startswith("I;16"):  # Pillow's thumbnail cannot reduce 16-bit modes: the same size by resize
+        scale = min(w / img.width, h / img.height, 1.0)
+        return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
     out = img.copy()
-    out.thumbnail(_size(size))
+    out.thumbnail((w, h))
     return out
 
 
@@ -54,7 +58,10 @@ def crop(img: PIL.Image.Image, box: Sequence[int]) -> PIL.Image.Image:
 
 @register("image.convert", applies_to=Image, returns=Image)
 def convert(img: PIL.Image.Image, mode: str) -> PIL.Image.Image:
-    """Convert to PIL mode `mode` ('L', 'RGB', 'RGBA', ...)."""
+    """Convert to PIL mode `mode` ('L', 'RGB', 'RGBA', ...). LAB images go through sRGB (Pillow has no direct
+    conversion from LAB)."""
+    if img.mode == "LAB" and mode != "LAB":
+        img = to_rgb(img)
     return img.convert(mode)
 
 

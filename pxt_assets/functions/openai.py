@@ -46,13 +46,15 @@ def _client() -> Any:
 
 def image_data_url(img: PIL.Image.Image) -> str:
     """A `data:` URL of the image (JPEG for photographs, PNG where JPEG would lose data, e.g. alpha)."""
+    from pxt_assets.media import storable
+
     buf = io.BytesIO()
-    if img.mode in ("RGBA", "LA", "P", "PA", "1", "I;16"):  # transparency, palettes, bit depths: lossless
-        img.save(buf, format="PNG")
-        mime = "image/png"
-    else:
-        (img if img.mode in ("RGB", "L") else img.convert("RGB")).save(buf, format="JPEG", quality=90)
-        mime = "image/jpeg"
+    # what a model reads: JPEG for photographs, PNG where that would lose data (formats the API accepts)
+    fmt, _, img = storable(img, "png" if img.mode not in ("L", "RGB", "CMYK", "YCbCr") else "jpeg")
+    if fmt not in ("JPEG", "PNG"):
+        fmt, img = "PNG", img.convert("RGBA" if "A" in img.mode else "RGB")
+    img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    mime = f"image/{fmt.lower()}"
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 

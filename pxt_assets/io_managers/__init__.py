@@ -22,7 +22,7 @@ from pxt_assets.config import Settings, load_settings
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
-from pxt_assets.media import MediaReader, shared_cache
+from pxt_assets.media import MediaReader, shared_cache, to_rgb
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 __all__ = ["TableIOManager", "MediaIOManager", "ColumnWriter", "destinations"]
@@ -172,7 +172,7 @@ class MediaIOManager(TableIOManager):
                 img.draft("RGB", (_PREVIEW_PX, _PREVIEW_PX))  # JPEG: decode at reduced scale, much faster
                 img.thumbnail((_PREVIEW_PX, _PREVIEW_PX))
                 buf = io.BytesIO()
-                img.convert("RGB").save(buf, format="PNG")
-        except (OSError, stores.StoreError, PIL.UnidentifiedImageError):
+                to_rgb(img).save(buf, format="PNG")
+        except Exception:  # noqa: BLE001 - a preview is cosmetic: an image it cannot show has none
             return None
         return f"![preview](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"

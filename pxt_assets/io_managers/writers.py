@@ -19,21 +19,13 @@ import PIL.Image
 
 from pxt_assets import stores
 from pxt_assets.cache import FileCache
-from pxt_assets.media import suffix_of
+from pxt_assets.media import storable, suffix_of
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 _HASH_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
-def image_format(img: PIL.Image.Image) -> tuple[str, str]:
-    """(PIL format, extension) to store a computed image: JPEG for photo modes, PNG where JPEG would lose data."""
-    if img.mode in ("RGB", "L", "CMYK"):
-        return "JPEG", ".jpg"
-    return "PNG", ".png"
-
-
-_FORMATS = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
 
 
 class ColumnWriter:
@@ -65,11 +57,9 @@ class ColumnWriter:
         return uri.startswith(prefix) and len(uri) > len(prefix)
 
     def write_image(self, row_id: str, img: PIL.Image.Image, fmt: str | None = None) -> str:
-        """Encode and store a computed image (as `fmt`: 'png', 'jpeg', 'webp', or chosen by its mode);
-        returns its fileurl."""
-        fmt, ext = image_format(img) if not fmt else _FORMATS.get(fmt.lower(), image_format(img))
-        if fmt == "JPEG" and img.mode not in ("RGB", "L", "CMYK"):
-            img = img.convert("RGB")
+        """Encode and store a computed image (as `fmt`: 'png', 'jpeg', 'webp', 'tiff', or chosen by its mode,
+        in a format that holds it: see media.storable); returns its fileurl."""
+        fmt, ext, img = storable(img, fmt)
         buf = io.BytesIO()
         img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
         return self.write_bytes(row_id, buf.getvalue(), ext)
