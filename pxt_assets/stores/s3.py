@@ -122,6 +122,37 @@ class _Clients:
     presign: Any
     session: Any = None
     signers: dict = field(default_factory=dict)  # bucket -> _QuerySigner
+    endpoint: str | None = None
+    find_region: bool = False  # plain S3: a bucket's region is asked for once (HeadBucket), then cached
+    by_region: dict = field(default_factory=dict)  # region -> presign client for buckets outside the default
+    bucket_clients: dict = field(default_factory=dict)  # bucket -> its presign client (one lookup per bucket)
+
+    def presign_client_for(self, bucket: str) -> Any:
+        """The presign client whose region is the bucket's own (a URL signed for another region is refused by
+        S3). The region comes from one HeadBucket per bucket, with the data client's credentials."""
+        if not self.find_region or self.session is None:
+            return self.presign
+        known = self.bucket_clients.get(bucket)
+        if known is not None:
+            return known
+        client = self.bucket_clients[bucket] = self._regional(bucket)
+        return client
+
+    def _regional(self, bucket: str) -> Any:
+        try:
+            headers = self.data.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+            region = headers.get("x-amz-bucket-region")
+        except botocore.exceptions.ClientError as e:  # a 301/403 still names the region
+            region = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        except Exception:  # noqa: BLE001 - unreachable now: sign for the default region, as before
+            region = None
+        if not region or region == self.presign.meta.region_name:
+            return self.presign
+        client = self.by_region.get(region)
+        if client is None:
+            client = self.by_region[region] = self.session.client(
+                "s3", endpoint_url=self.endpoint, region_name=region, config=Config(signature_version="s3v4"))
+        return client
 
 
 @retry(
@@ -195,7 +226,7 @@ class S3Store(ObjectStore):
             config=Config(signature_version="s3v4"),
         )
         log.debug("S3 clients for endpoint=%s profile=%s region=%s", endpoint, profile, region)
-        return _Clients(data, presign, session)
+        return _Clients(data, presign, session, endpoint=endpoint, find_region=region is None)
 
     def _call(self, what: str, uri: str, fn, *args, **kwargs):
         with self._translated(what, uri):
@@ -311,7 +342,7 @@ class S3Store(ObjectStore):
         if signer is None:
             signer = clients.signers[loc.bucket] = _QuerySigner.learn(clients, loc.bucket)
         if signer is None:  # not a SigV4 URL botocore would make: let botocore do it
-            return clients.presign.generate_presigned_url(
+            return clients.presign_client_for(loc.bucket).generate_presigned_url(
                 "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=int(expiration_seconds))
         return signer.sign(loc.key, int(expiration_seconds))
 
@@ -329,8 +360,8 @@ class _QuerySigner:
 
     @classmethod
     def learn(cls, clients: _Clients, bucket: str) -> "_QuerySigner | None":
-        probe = clients.presign.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"},
-                                                       ExpiresIn=60)
+        presign = clients.presign_client_for(bucket)
+        probe = presign.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
         parts = urllib.parse.urlsplit(probe)
         query = dict(urllib.parse.parse_qsl(parts.query))
         if (clients.session is None or query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256"
