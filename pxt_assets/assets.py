@@ -38,6 +38,7 @@ from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, Me
 from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
 from pxt_assets.media import suffix_of
+from pxt_assets.redaction import redact
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 TABLE_IO = "pxt_table_io"
@@ -306,7 +307,7 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
                     else:
                         rec["value"] = as_json(value) if col.col_type.name == "Json" else value
                 except Exception as e:  # noqa: BLE001 - the row's error
-                    rec["value"], rec["error"], rec["errortype"] = None, f"{col.name}: {e}", error_kind(e)
+                    rec["value"], rec["error"], rec["errortype"] = None, redact(f"{col.name}: {e}"), error_kind(e)
                     row.set_error(col.name, e)
                 row.stored[col.name] = rec["value"]
             return recs, row, versions
@@ -378,7 +379,7 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
                             settle(0, pool)
                     except Exception as e:  # noqa: BLE001 - the base row's failure is one row in error, visible
                         settle(0, pool)
-                        message = f"{name} failed on {base.display_path} row {base_rid} ({uri}): {e}"
+                        message = redact(f"{name} failed on {base.display_path} row {base_rid} ({uri}): {e}")
                         context.log.warning(message)
                         failed_row(message)
             finally:
@@ -510,7 +511,7 @@ class _Computer:
                 row.set_result(col.name, result, result)
         except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
             row.set_error(col.name, e)
-            message = str(e)
+            message = row.errors[col.name]  # redacted
             if row.errortypes[col.name] == "udf_error":  # name the column too: it is shown on its own
                 message = row.errors[col.name] = f"{col.name}: {message}"
             rec["error"], rec["errortype"] = message, row.errortypes[col.name]

@@ -17,6 +17,7 @@ import PIL.Image
 from pxt_assets.functions import registry
 from pxt_assets.media import FRAME_REF_RE, Json, MediaReader
 from pxt_assets.media import decoded as media_decoded
+from pxt_assets.redaction import redact
 from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -32,7 +33,7 @@ class RowError(Exception):
     """A value could not be computed for a row. `kind` is stable: upstream_error, not_found, decode_error, ..."""
 
     def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.kind = kind
 
 
@@ -78,7 +79,7 @@ class Row:
         self.objects.pop(column, None)
 
     def set_error(self, column: str, exc: BaseException) -> None:
-        self.errors[column] = str(exc)
+        self.errors[column] = redact(str(exc))  # stored and shown: never a credential
         self.errortypes[column] = error_kind(exc)
 
     def media(self, column: str) -> PIL.Image.Image:

@@ -16,6 +16,7 @@ from pxt_assets.config import Settings, load_settings
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import new_batch_key
 from pxt_assets.media import ColumnType
+from pxt_assets.redaction import redact
 from pxt_assets.spec import (ColumnRef, ColumnSpec, Expr, InlineJson, Prop, SpecError, TableSpec, as_expr,
                              check_column_name, code_included, parse_table_path)
 
@@ -381,6 +382,7 @@ class MediaTable:
             failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
             detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
         info = self._rowstore().batch_info(self.spec.slug, batch)
+        detail = redact(detail) if detail else detail
         if not success or info is None or info.status != rowstore.COMMITTED:
             if hasattr(self, "base_spec"):
                 raise RuntimeError(

@@ -23,6 +23,7 @@ from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
 from pxt_assets.media import MediaReader, shared_cache, to_rgb
+from pxt_assets.redaction import redact
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 __all__ = ["TableIOManager", "MediaIOManager", "ColumnWriter", "destinations"]
@@ -154,7 +155,7 @@ class MediaIOManager(TableIOManager):
         meta: dict[str, Any] = {
             "destination": column.destination or "referenced in place",
             "destination_rule": column.destination_source or "",
-            "sample_fileurls": dg.MetadataValue.json(ok[:_SAMPLE_URLS]),
+            "sample_fileurls": dg.MetadataValue.json([redact(u) for u in ok[:_SAMPLE_URLS]]),
             "file_cache": dg.MetadataValue.json(self.cache().stats.as_dict()),
         }
         if ok and column.col_type.name == "Image":

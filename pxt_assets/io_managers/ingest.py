@@ -17,6 +17,7 @@ from pxt_assets.evaluate import RowError, error_kind
 from pxt_assets.io_managers.rows import new_record
 from pxt_assets.io_managers.writers import ColumnWriter
 from pxt_assets.media import suffix_of
+from pxt_assets.redaction import redact
 from pxt_assets.spec import ColumnSpec
 
 
@@ -53,7 +54,7 @@ def ingest_value(col: ColumnSpec, writer: ColumnWriter | None, rid: str, value: 
         if record["version"] is None or record["owned"]:
             record["version"] = uri  # remote and copied files are immutable under their URI
     except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
-        record["error"], record["errortype"] = str(e), error_kind(e)
+        record["error"], record["errortype"] = redact(str(e)), error_kind(e)
         if col.is_media:
             record["value"] = None
     return record

@@ -21,7 +21,9 @@ class StoreError(Exception):
     """A storage operation failed. `kind` is a stable error kind (not_found, access_denied, unsupported, ...)."""
 
     def __init__(self, message: str, *, kind: str = "store_error") -> None:
-        super().__init__(message)
+        from pxt_assets.redaction import redact
+
+        super().__init__(redact(message))  # a URL in the message may carry a signature or a token
         self.kind = kind
 
 
