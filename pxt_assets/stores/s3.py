@@ -139,8 +139,13 @@ class _Clients:
         return client
 
     def _regional(self, bucket: str) -> Any:
+        # One quick request with no retries: an unreachable endpoint must not hold up signing (which then
+        # falls back to the default region, as before).
+        probe = self.session.client("s3", endpoint_url=self.endpoint, region_name=self.presign.meta.region_name,
+                                    config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                                                  connect_timeout=2, read_timeout=5))
         try:
-            headers = self.data.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
+            headers = probe.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"]
             region = headers.get("x-amz-bucket-region")
         except botocore.exceptions.ClientError as e:  # a 301/403 still names the region
             region = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
