@@ -243,6 +243,7 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
     def view_step(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
+        _on_worker(context)
         chosen = context.selected_output_names
         selected = [c for c in computed_cols if c.name in chosen]
         if not any(c.name in chosen for c in columns):  # computed columns alone: from the stored rows

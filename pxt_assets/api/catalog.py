@@ -41,6 +41,21 @@ def create_dir(path: str, *, if_exists: str = "error", parents: bool = False) ->
     print(f"Created directory {parts[-1]!r}.")
 
 
+def _claim(path: str, parts: tuple[str, ...], store: rowstore.RowStore, if_exists: str,
+           instance: dg.DagsterInstance | None) -> MediaTable | None:
+    """Make room for a new table or view at `path`: the existing one (if_exists='ignore'), an error, or
+    nothing there (after dropping it for 'replace'); its directory must exist."""
+    if store.table_doc(_joined(parts)) is not None:
+        if if_exists == "error":
+            raise SpecError(f"table {path!r} already exists")
+        if if_exists == "ignore":
+            return get_table(path)
+        drop_table(path, instance=instance)
+    if not store.dir_exists(_joined(parts[:-1])):
+        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    return None
+
+
 def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "error",
                  instance: dg.DagsterInstance | None = None) -> MediaTable:
     """Create a table in the persistent catalog; every process (and `dagster dev`) sees it.
@@ -50,16 +65,10 @@ def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "
     """
     if if_exists not in ("error", "ignore", "replace"):
         raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
-    parts = parse_table_path(path)
-    store = _store()
-    if store.table_doc(_joined(parts)) is not None:
-        if if_exists == "error":
-            raise SpecError(f"table {path!r} already exists")
-        if if_exists == "ignore":
-            return get_table(path)
-        drop_table(path, instance=instance)
-    if not store.dir_exists(_joined(parts[:-1])):
-        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    parts, store = parse_table_path(path), _store()
+    existing = _claim(path, parts, store, if_exists, instance)
+    if existing is not None:
+        return existing
     table = MediaTable(path, schema)
     table._persistent = True
     table._save()
@@ -100,16 +109,10 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
         raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
     if not isinstance(base, MediaTable):
         raise SpecError(f"create_view {path!r}: the base must be a table (pxt.get_table(...)), got {base!r}")
-    parts = parse_table_path(path)
-    store = _store()
-    if store.table_doc(_joined(parts)) is not None:
-        if if_exists == "error":
-            raise SpecError(f"table {path!r} already exists")
-        if if_exists == "ignore":
-            return get_table(path)
-        drop_table(path, instance=instance)
-    if not store.dir_exists(_joined(parts[:-1])):
-        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    parts, store = parse_table_path(path), _store()
+    existing = _claim(path, parts, store, if_exists, instance)
+    if existing is not None:
+        return existing
     if store.table_doc(base.path) is None:
         raise SpecError(f"create_view {path!r}: the base table {base.path!r} is not in the catalog "
                         "(make it with pxt.create_table)")
