@@ -32,6 +32,7 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import memory, stores
+from pxt_assets.stores import StoreError
 from pxt_assets.evaluate import (Row, RowError, as_json, close_frame_cursors, deferred_calls, error_kind, is_missing,
                                  make_calls, want_frames)
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, MediaIOManager
@@ -513,7 +514,8 @@ class _Computer:
         except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
             row.set_error(col.name, e)
             message = row.errors[col.name]  # redacted
-            if row.errortypes[col.name] == "udf_error":  # name the column too: it is shown on its own
+            if row.errortypes[col.name] == "udf_error" or isinstance(e, StoreError):
+                # name the column too: it is shown on its own (a store error names the file and the cause)
                 message = row.errors[col.name] = f"{col.name}: {message}"
             rec["error"], rec["errortype"] = message, row.errortypes[col.name]
         return rec

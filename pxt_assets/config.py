@@ -8,6 +8,7 @@ Layout of the config file (``$PIXELTABLE_CONFIG``, else ``$PIXELTABLE_HOME/confi
     input_media_dest = "s3://bucket/in"
     output_media_dest = "s3://bucket/out"
     file_cache_size_g = 20
+    retry_budget_s = 60        # how long one storage / HTTP request keeps retrying transient failures
     s3_profile = "default"
     r2_profile = "r2"
     b2_profile = "b2"
@@ -39,6 +40,8 @@ from typing import Any
 __all__ = ['ConfigError', 'Settings', 'load_settings']
 
 DEFAULT_FILE_CACHE_SIZE_G = 20.0
+# Long enough to ride out a 30 s outage of a store or web source with room for the backoff's last wait.
+DEFAULT_RETRY_BUDGET_S = 60.0
 
 # Keys of [pixeltable] that Pixeltable itself uses but this package does not: they are legitimate in a
 # shared config.toml, so warning about them would be noise.
@@ -70,6 +73,9 @@ class Settings:
     input_media_dest: str | None = None
     output_media_dest: str | None = None
     file_cache_size_g: float = DEFAULT_FILE_CACHE_SIZE_G
+    # Seconds one request to a store or web source keeps retrying transient failures (5xx, throttling,
+    # refused or reset connections, timeouts) before its row fails; 0 turns retries off.
+    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
     s3_profile: str | None = None
     r2_profile: str | None = None
     b2_profile: str | None = None
@@ -131,8 +137,10 @@ def _parse_str(raw: Any, key: str, source: str) -> str | None:
     return raw.strip() or None
 
 
-def _parse_size_g(raw: Any, key: str, source: str) -> float:
-    # bool is an int subclass; `file_cache_size_g = true` is a mistake, not 1 GiB.
+def _as_number(raw: Any) -> float | None:
+    """A finite number from a TOML number or an environment string; None if it is not one. bool is an int
+    subclass, but `file_cache_size_g = true` is a mistake, not 1 GiB; inf/nan parse as floats but are no
+    usable size or duration (int(inf) would blow up in file_cache_bytes)."""
     value: float | None = None
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         value = float(raw)
@@ -141,10 +149,23 @@ def _parse_size_g(raw: Any, key: str, source: str) -> float:
             value = float(raw.strip())
         except ValueError:
             value = None
-    # inf/nan parse as floats but are not a usable cache size (int(inf) would blow up in file_cache_bytes).
-    if value is None or not math.isfinite(value) or value <= 0:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _parse_size_g(raw: Any, key: str, source: str) -> float:
+    value = _as_number(raw)
+    if value is None or value <= 0:
         raise ConfigError(
             f'{key} must be a positive number of GiB, got {raw!r} (from {source})', key=key, source=source
+        )
+    return value
+
+
+def _parse_seconds(raw: Any, key: str, source: str) -> float:
+    value = _as_number(raw)
+    if value is None or value < 0:
+        raise ConfigError(
+            f'{key} must be a number of seconds (0 or more), got {raw!r} (from {source})', key=key, source=source
         )
     return value
 
@@ -177,6 +198,7 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('input_media_dest'),
     _pixeltable_key('output_media_dest'),
     _pixeltable_key('file_cache_size_g', _parse_size_g),
+    _pixeltable_key('retry_budget_s', _parse_seconds),
     _pixeltable_key('s3_profile'),
     _pixeltable_key('r2_profile'),
     _pixeltable_key('b2_profile'),

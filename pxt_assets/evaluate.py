@@ -14,6 +14,7 @@ from typing import Any
 
 import PIL.Image
 
+from pxt_assets.errors import ErrorCode
 from pxt_assets.functions import registry
 from pxt_assets.media import FRAME_REF_RE, Json, MediaReader
 from pxt_assets.media import decoded as media_decoded
@@ -30,27 +31,37 @@ def is_missing(value: Any) -> bool:
 
 
 class RowError(Exception):
-    """A value could not be computed for a row. `kind` is stable: upstream_error, not_found, decode_error, ..."""
+    """A value could not be computed for a row. `kind` is its stable ErrorCode: upstream_error, not_found,
+    decode_error, ..."""
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: str | ErrorCode) -> None:
         super().__init__(redact(message))
-        self.kind = kind
+        self.kind = ErrorCode.of(kind)
+
+
+def error_code(exc: BaseException) -> ErrorCode:
+    """The stable code of a row's failure."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return ErrorCode.of(kind)
+    if isinstance(exc, PIL.UnidentifiedImageError):
+        return ErrorCode.DECODE_ERROR
+    if isinstance(exc, FileNotFoundError):
+        return ErrorCode.NOT_FOUND
+    if isinstance(exc, PermissionError):
+        return ErrorCode.ACCESS_DENIED
+    if isinstance(exc, TimeoutError):
+        return ErrorCode.TIMEOUT
+    if isinstance(exc, ConnectionError):
+        return ErrorCode.UNREACHABLE
+    if isinstance(exc, TypeError):
+        return ErrorCode.TYPE_ERROR
+    return ErrorCode.INTERNAL_ERROR
 
 
 def error_kind(exc: BaseException) -> str:
-    """A stable error kind for a row's failure, for the `errortype` field."""
-    if isinstance(exc, RowError):
-        return exc.kind
-    kind = getattr(exc, "kind", None)
-    if isinstance(kind, str):
-        return kind
-    if isinstance(exc, PIL.UnidentifiedImageError):
-        return "decode_error"
-    if isinstance(exc, FileNotFoundError):
-        return "not_found"
-    if isinstance(exc, PermissionError):
-        return "access_denied"
-    return type(exc).__name__
+    """A row's failure as stored in its `errortype` field: the code's plain string value."""
+    return error_code(exc).value
 
 
 class Row:

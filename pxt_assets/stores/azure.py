@@ -11,10 +11,8 @@ a changed key or endpoint takes effect without a restart; clients are cached per
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import email.utils
 import logging
 import os
 import pathlib
@@ -32,6 +30,7 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import (
@@ -44,6 +43,7 @@ from azure.storage.blob import (
 )
 
 from pxt_assets.config import Settings, load_settings
+from pxt_assets.stores import retry
 from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
@@ -79,7 +79,6 @@ _MAX_PRESIGN_S = 7 * 24 * 3600  # the 7-day ceiling the S3 and GCS stores use to
 _SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
 _MAX_CONCURRENCY = 4  # parallel range requests per large blob transfer (callers already run many transfers)
 _POOL_SIZE = 64  # connections kept per host: 16 threads x 4 parallel range requests, without churn
-_MAX_RETRY_AFTER_S = 60.0  # a Retry-After longer than this is capped: a stuck transfer is worse than a retry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,79 +166,11 @@ def _parse_for_write(uri: str) -> AzureURI:
     return ref
 
 
-class _StorageRetry(ExponentialRetry):
-    """The SDK's ExponentialRetry, plus two things it lacks: it retries 429 and it honours Retry-After.
-
-    ExponentialRetry already retries 5xx (except 501/505), 408, and connection/read errors, rewinding a
-    streamed upload body. Blob storage signals throttling with 503 ServerBusy (retried by the base class);
-    429 is not retried by the storage policy, but proxies, private endpoints and other front-ends send it.
-    """
-
-    def get_backoff_time(self, settings: dict[str, Any]) -> float:
-        """The server's Retry-After when the last response had one (capped), else exponential backoff."""
-        history = settings.get("history") or []
-        response = history[-1].http_response if history else None
-        delay = _retry_after_s(response)
-        return delay if delay is not None else super().get_backoff_time(settings)
-
-    def send(self, request):  # noqa: ANN001, ANN201 - azure-core pipeline types
-        # The base loop returns a 429 as final. Wrap it so a 429 is retried too, with one budget shared by all
-        # retries: each pass of the base loop is given what is left (it reads "retry_total" from the options)
-        # and reports the retries it made in context["history"].
-        body = request.http_request.body
-        position = None
-        if hasattr(body, "read"):
-            try:
-                position = body.tell()
-            except (AttributeError, OSError, ValueError):
-                position = None  # not rewindable: a 429 then cannot be retried (as in the base class)
-        remaining = request.context.options.pop("retry_total", self.total_retries)
-        while True:
-            request.context.options["retry_total"] = remaining
-            request.context.pop("history", None)
-            response = super().send(request)
-            remaining -= len(response.context.get("history") or [])
-            if response.http_response.status_code != 429 or remaining <= 0:
-                return response
-            if hasattr(body, "read"):
-                if position is None:
-                    return response
-                body.seek(position)
-            remaining -= 1
-            delay = _retry_after_s(response.http_response)
-            if delay is None:
-                delay = self.get_backoff_time({"count": self.total_retries - remaining - 1, "history": []})
-            logger.debug("HTTP 429 from %s; retrying in %.1f s (%d retries left)", request.http_request.url,
-                         delay, remaining)
-            if delay > 0:
-                request.context.transport.sleep(delay)
-
-
-def _retry_after_s(response: Any) -> float | None:
-    """Seconds to wait from a response's Retry-After header (delta-seconds or HTTP date), or None."""
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
-
-
-def _retry_policy() -> _StorageRetry:
-    # ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=5): waits ~1, 3, 5, 9, 17 s (about
-    # 35 s in all) instead of the SDK default 15/18/24 s. Jitter is narrowed to +-1 s: the default +-3 s
-    # would swamp a 1 s first backoff.
-    return _StorageRetry(initial_backoff=1, increment_base=2, retry_total=5, random_jitter_range=1)
+def _retry_policy() -> ExponentialRetry:
+    # The SDK's own retry is one quick one (after about 1 s) for a blip, rewinding a streamed upload body;
+    # longer outages and 429s (which the storage policy does not retry) are ridden out by stores/retry.py
+    # around each call, within the retry budget, honouring Retry-After.
+    return ExponentialRetry(initial_backoff=0, increment_base=1, retry_total=1, random_jitter_range=0.5)
 
 
 def _transport() -> RequestsTransport:
@@ -277,8 +208,14 @@ def _error(e: AzureError, what: str, ref: AzureURI) -> StoreError:
         detail = f" ({code})" if code else ""
         return StoreError(f"access denied{detail} {what}; check AZURE_STORAGE_ACCOUNT_NAME/KEY or the "
                           "identity's role on the account", kind="access_denied")
-    if status in (429, 503):
-        return StoreError(f"Azure kept throttling (HTTP {status}) after retries {what}", kind="throttled")
+    retry_after = retry.retry_after_s(getattr(getattr(e, "response", None), "headers", None))
+    transient = retry.code_for_status(status)
+    if transient:
+        detail = f" {code}" if code else ""
+        return StoreError(f"Azure error HTTP {status}{detail} {what}", kind=transient, retry_after=retry_after)
+    if isinstance(e, ServiceResponseError):  # the connection broke or timed out after the request was sent
+        kind = "timeout" if "timed out" in str(e.message).lower() else "unreachable"
+        return StoreError(f"no answer from Azure storage {what}: {e.message}", kind=kind)
     if isinstance(e, ServiceRequestError):
         return StoreError(f"cannot reach Azure storage {what}: {e.message}", kind="unreachable")
     if isinstance(e, HttpResponseError):
@@ -387,31 +324,36 @@ class AzureStore(ObjectStore):
 
     # -- ObjectStore -----------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _reading(self, uri: str, doing: str) -> Iterator[BlobClient]:
-        """A client for the blob at `uri`: Azure errors become StoreErrors ("<doing> <uri>: ..."), and a
-        one-off client (a SAS URL) is closed afterwards."""
+    def _read(self, uri: str, doing: str, fn: Any) -> Any:
+        """`fn(blob client)` for the blob at `uri`, retried on transient failures: Azure errors become
+        StoreErrors ("<doing> <uri>: ..."), and a one-off client (a SAS URL) is closed afterwards."""
         ref = _parse_blob(uri)
-        blob, one_off = self._blob(ref)
-        try:
-            yield blob
-        except AzureError as e:
-            raise _error(e, f"{doing} {uri}", ref) from None
-        finally:
-            if one_off:
-                blob.close()
+
+        def attempt() -> Any:
+            blob, one_off = self._blob(ref)
+            try:
+                return fn(blob)
+            except AzureError as e:
+                raise _error(e, f"{doing} {uri}", ref) from None
+            finally:
+                if one_off:
+                    blob.close()
+
+        return retry.call(attempt)
 
     def download(self, uri: str, dest: pathlib.Path) -> None:
         """Stream the blob at `uri` into the local file `dest` (4 parallel range reads for a large blob)."""
-        with self._reading(uri, "reading") as blob:
+        def fetch(blob: BlobClient) -> int:
             # download_blob() makes the first request, so a missing blob fails before `dest` is touched.
             downloader = blob.download_blob(max_concurrency=_MAX_CONCURRENCY)
             try:
                 with open(dest, "wb") as f:
-                    size = downloader.readinto(f)
+                    return downloader.readinto(f)
             except BaseException:
                 pathlib.Path(dest).unlink(missing_ok=True)  # no truncated file left looking like a download
                 raise
+
+        size = self._read(uri, "reading", fetch)
         logger.debug("downloaded %s (%d bytes) to %s", uri, size, dest)
 
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
@@ -421,13 +363,18 @@ class AzureStore(ObjectStore):
         never a mix. `content_type` defaults to one guessed from the blob name.
         """
         ref = self._writable_blob(uri)
-        with open(src, "rb") as f:
-            self._put(ref, uri, f, os.fstat(f.fileno()).st_size, content_type)
+
+        def put() -> None:  # the file is opened per attempt, so a retry sends it from its start
+            with open(src, "rb") as f:
+                self._put(ref, uri, f, os.fstat(f.fileno()).st_size, content_type)
+
+        retry.call(put)
         logger.debug("uploaded %s to %s", src, uri)
 
     def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
         """Store `data` at `uri`, replacing any blob there (as `upload`, without a file)."""
-        self._put(self._writable_blob(uri), uri, data, len(data), content_type)
+        ref = self._writable_blob(uri)
+        retry.call(lambda: self._put(ref, uri, data, len(data), content_type))
 
     @staticmethod
     def _writable_blob(uri: str) -> AzureURI:
@@ -446,13 +393,11 @@ class AzureStore(ObjectStore):
             raise _error(e, f"writing {uri}", ref) from None
 
     def read_bytes(self, uri: str) -> bytes:
-        with self._reading(uri, "reading") as blob:
-            return blob.download_blob(max_concurrency=_MAX_CONCURRENCY).readall()
+        return self._read(uri, "reading", lambda blob: blob.download_blob(max_concurrency=_MAX_CONCURRENCY).readall())
 
     def exists(self, uri: str) -> bool:
         """Whether a blob exists at `uri` (False also when its container does not exist)."""
-        with self._reading(uri, "checking") as blob:
-            return blob.exists()
+        return self._read(uri, "checking", lambda blob: blob.exists())
 
     def delete(self, uri: str) -> None:
         """Delete the blob at `uri` with its snapshots; a blob that is already gone is not an error."""
@@ -460,13 +405,17 @@ class AzureStore(ObjectStore):
         if not ref.blob or ref.blob.endswith("/"):
             raise _invalid(uri, "it names a container or folder, not a blob")
         blob, _ = self._blob(ref)
-        try:
-            # "include": a blob with snapshots cannot be deleted alone (409 SnapshotsPresent).
-            blob.delete_blob(delete_snapshots="include")
-        except ResourceNotFoundError:
-            logger.debug("delete %s: already absent", uri)
-        except AzureError as e:
-            raise _error(e, f"deleting {uri}", ref) from None
+
+        def delete() -> None:
+            try:
+                # "include": a blob with snapshots cannot be deleted alone (409 SnapshotsPresent).
+                blob.delete_blob(delete_snapshots="include")
+            except ResourceNotFoundError:
+                logger.debug("delete %s: already absent", uri)
+            except AzureError as e:
+                raise _error(e, f"deleting {uri}", ref) from None
+
+        retry.call(delete)
 
     def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         """Blobs under the folder `prefix_uri`, with URIs in the same form (wasbs/abfss/https) as given.
@@ -483,16 +432,28 @@ class AzureStore(ObjectStore):
 
     def _iter_blobs(self, container: Any, ref: AzureURI, prefix: str, prefix_uri: str,
                     page_size: int) -> Iterator[ObjectInfo]:
-        try:
-            # metadata is included to skip ADLS Gen2 directory markers (hdi_isfolder), which are not files.
-            for item in container.list_blobs(name_starts_with=prefix or None, include=["metadata"],
-                                             results_per_page=page_size):
+        # A page at a time with its continuation token, each page one retried request: an outage in the
+        # middle of a long listing resumes at the page that failed.
+        token: str | None = None
+        while True:
+            def fetch_page(token: str | None = token) -> tuple[list[Any], str | None]:
+                try:
+                    # metadata is included to skip ADLS Gen2 directory markers (hdi_isfolder), not files.
+                    pages = container.list_blobs(name_starts_with=prefix or None, include=["metadata"],
+                                                 results_per_page=page_size).by_page(continuation_token=token)
+                    page = list(next(pages, []))
+                    return page, pages.continuation_token
+                except AzureError as e:
+                    raise _error(e, f"listing {prefix_uri}", ref) from None
+
+            items, token = retry.call(fetch_page)
+            for item in items:
                 if (item.metadata or {}).get("hdi_isfolder") == "true":
                     continue
                 yield ObjectInfo(uri=ref.with_blob(item.name), mtime=epoch_seconds(item.last_modified),
                                  size=int(item.size))
-        except AzureError as e:
-            raise _error(e, f"listing {prefix_uri}", ref) from None
+            if not token:
+                return
 
     def validate_destination(self, uri: str) -> None:
         """Check that the container of `uri` exists and is reachable with the configured credentials.
@@ -501,8 +462,18 @@ class AzureStore(ObjectStore):
         """
         ref = _parse_for_write(uri)
         container = self._service(self._resolve(ref)).get_container_client(ref.container)
+
+        def check() -> None:
+            try:
+                container.get_container_properties()
+            except AzureError as e:
+                error = _error(e, f"checking destination {uri}", ref)
+                if error.retryable:
+                    raise error from None
+                raise
+
         try:
-            container.get_container_properties()
+            retry.call(check)
         except AzureError as e:
             status = _status_of(e)
             if isinstance(e, ResourceNotFoundError) or status == 404:

@@ -16,15 +16,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pxt_assets.errors import ErrorCode
+from pxt_assets.redaction import redact
+
 
 class StoreError(Exception):
-    """A storage operation failed. `kind` is a stable error kind (not_found, access_denied, unsupported, ...)."""
+    """A storage operation failed. `kind` is its stable code (an ErrorCode: not_found, access_denied,
+    throttled, ...); `retryable` whether the same request may succeed later (the retry loop's test), and
+    `retry_after` the seconds a server asked us to wait (a Retry-After header), if it did."""
 
-    def __init__(self, message: str, *, kind: str = "store_error") -> None:
-        from pxt_assets.redaction import redact
-
+    def __init__(self, message: str, *, kind: str | ErrorCode = ErrorCode.STORE_ERROR,
+                 retry_after: float | None = None) -> None:
         super().__init__(redact(message))  # a URL in the message may carry a signature or a token
-        self.kind = kind
+        self.kind = ErrorCode.of(kind, ErrorCode.STORE_ERROR)
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind.retryable
 
 
 class UnsupportedURIError(StoreError, ValueError):

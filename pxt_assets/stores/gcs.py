@@ -3,7 +3,8 @@
 Data clients come from Dagster's GCP integration (`dagster_gcp.GCSResource`), built once per (project,
 emulator host) and shared by all threads. With `STORAGE_EMULATOR_HOST` set, google-cloud-storage itself
 points the client at the emulator and uses anonymous credentials. Every call goes through the SDK's
-`DEFAULT_RETRY` (exponential backoff on 429, 5xx and connection errors).
+`DEFAULT_RETRY` cut to a few seconds (quick retries of blips), inside stores/retry.py's loop, which rides out
+longer outages within the retry budget and honours Retry-After.
 
 Presigned URLs are V4 signed URLs computed locally with a service-account key: the signing credentials are
 kept apart from the data client (see `GcsStore.presign`).
@@ -26,9 +27,11 @@ import google.auth.exceptions
 import requests.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY
+from google.cloud.storage.exceptions import InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY as _SDK_DEFAULT_RETRY
 from google.oauth2 import service_account
 
+from pxt_assets.stores import retry
 from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
@@ -50,6 +53,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 # A partial response for listings: just what ObjectInfo needs, and the token of the next page.
 _LIST_FIELDS = "items(name,size,updated),nextPageToken"
+# The SDK's own retries stop after a few seconds; stores/retry.py retries on within the budget.
+DEFAULT_RETRY = _SDK_DEFAULT_RETRY.with_timeout(4.0)
 _KEY_HINT = "set GOOGLE_APPLICATION_CREDENTIALS to the path of a service-account key file (JSON)"
 
 
@@ -76,32 +81,60 @@ def _emulator_host() -> str | None:
     return os.environ.get("STORAGE_EMULATOR_HOST") or None
 
 
+def _store_error(what: str, uri: str, e: BaseException) -> StoreError | None:
+    """The StoreError for an SDK exception (None for one that is not about the request)."""
+    if isinstance(e, api_exceptions.RetryError) and e.cause is not None:
+        return _store_error(what, uri, e.cause)  # the SDK's quick retries ran out: what failed last
+    if isinstance(e, InvalidResponse):  # a download or resumable upload's unexpected status
+        response = getattr(e, "response", None)
+        status = getattr(response, "status_code", None)
+        error = api_exceptions.from_http_status(status, f"HTTP {status}", response=response) if status else None
+        return (_store_error(what, uri, error) if error is not None
+                else StoreError(f"{what} {uri}: {e}", kind="store_error"))
+    if isinstance(e, api_exceptions.NotFound):
+        return StoreError(f"{what} {uri}: not found", kind="not_found")
+    if isinstance(e, (api_exceptions.Forbidden, api_exceptions.Unauthorized)):
+        return StoreError(f"{what} {uri}: access denied ({e.message})", kind="access_denied")
+    if isinstance(e, api_exceptions.BadRequest):
+        return StoreError(f"{what} {uri}: rejected as invalid ({e.message})", kind="invalid")
+    if isinstance(e, api_exceptions.GoogleAPICallError):
+        response = getattr(e, "response", None)
+        return StoreError(f"{what} {uri}: {e}", kind=retry.code_for_status(e.code) or "store_error",
+                          retry_after=retry.retry_after_s(getattr(response, "headers", None)))
+    if isinstance(e, google.auth.exceptions.DefaultCredentialsError):
+        return StoreError(f"{what} {uri}: no Google Cloud credentials found ({e}); {_KEY_HINT}, or run "
+                          "`gcloud auth application-default login`", kind="access_denied")
+    if isinstance(e, google.auth.exceptions.RefreshError):
+        return StoreError(f"{what} {uri}: Google Cloud credentials rejected ({e})", kind="access_denied")
+    if isinstance(e, requests.exceptions.Timeout):
+        return StoreError(f"{what} {uri}: timed out ({e})", kind="timeout")
+    if isinstance(e, (api_exceptions.RetryError, google.auth.exceptions.TransportError,
+                      requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                      ConnectionError)):
+        return StoreError(f"{what} {uri}: cannot reach Google Cloud Storage ({e})", kind="unreachable")
+    return None
+
+
 @contextlib.contextmanager
 def _translated(what: str, uri: str) -> Iterator[None]:
-    """Turn SDK exceptions into StoreErrors with a stable kind and a message naming the URI."""
+    """Turn SDK exceptions into StoreErrors with a stable code and a message naming the URI."""
     try:
         yield
-    except api_exceptions.NotFound:
-        raise StoreError(f"{what} {uri}: not found", kind="not_found") from None
-    except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as e:
-        raise StoreError(f"{what} {uri}: access denied ({e.message})", kind="access_denied") from None
-    except api_exceptions.BadRequest as e:
-        raise StoreError(f"{what} {uri}: rejected as invalid ({e.message})", kind="invalid") from None
-    except api_exceptions.GoogleAPICallError as e:
-        raise StoreError(f"{what} {uri}: {e}", kind="store_error") from None
-    except google.auth.exceptions.DefaultCredentialsError as e:
-        raise StoreError(
-            f"{what} {uri}: no Google Cloud credentials found ({e}); {_KEY_HINT}, or run "
-            "`gcloud auth application-default login`", kind="access_denied",
-        ) from None
-    except google.auth.exceptions.RefreshError as e:
-        raise StoreError(f"{what} {uri}: Google Cloud credentials rejected ({e})",
-                         kind="access_denied") from None
-    # DEFAULT_RETRY has already retried these until its deadline; what is left is an unreachable service.
-    except (api_exceptions.RetryError, google.auth.exceptions.TransportError,
-            requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-        raise StoreError(f"{what} {uri}: cannot reach Google Cloud Storage ({e})",
-                         kind="unreachable") from None
+    except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError, google.auth.exceptions.GoogleAuthError,
+            requests.exceptions.RequestException, ConnectionError, InvalidResponse) as e:
+        error = _store_error(what, uri, e)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _call(what: str, uri: str, fn: Any) -> Any:
+    """`fn()` with its SDK errors translated, retried on transient ones within the retry budget."""
+    def attempt() -> Any:
+        with _translated(what, uri):
+            return fn()
+
+    return retry.call(attempt)
 
 
 class GcsStore(ObjectStore):
@@ -150,8 +183,8 @@ class GcsStore(ObjectStore):
         bucket, key = parse(uri)
         log.debug("GCS download %s -> %s", uri, dest)
         try:
-            with _translated("cannot download", uri):
-                self._blob(bucket, key).download_to_filename(str(dest), retry=DEFAULT_RETRY)
+            _call("cannot download", uri,
+                  lambda: self._blob(bucket, key).download_to_filename(str(dest), retry=DEFAULT_RETRY))
         except BaseException:
             # A truncated file must not pass for a complete copy.
             pathlib.Path(dest).unlink(missing_ok=True)
@@ -162,39 +195,37 @@ class GcsStore(ObjectStore):
         bucket, key = parse(uri)
         content_type = content_type or content_type_for(uri)
         log.debug("GCS upload %s -> %s (%s)", src, uri, content_type)
-        with _translated("cannot upload to", uri):
-            # Retrying an upload without if_generation_match is safe here: object names are deterministic,
-            # so a repeated upload writes the same bytes to the same name.
-            self._blob(bucket, key).upload_from_filename(str(src), content_type=content_type,
-                                                         retry=DEFAULT_RETRY)
+        # Retrying an upload without if_generation_match is safe here: object names are deterministic, so a
+        # repeated upload writes the same bytes to the same name.
+        _call("cannot upload to", uri, lambda: self._blob(bucket, key).upload_from_filename(
+            str(src), content_type=content_type, retry=DEFAULT_RETRY))
 
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = parse(uri)
-        with _translated("cannot download", uri):
-            return self._blob(bucket, key).download_as_bytes(retry=DEFAULT_RETRY)
+        return _call("cannot download", uri, lambda: self._blob(bucket, key).download_as_bytes(retry=DEFAULT_RETRY))
 
     def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
         bucket, key = parse(uri)
-        with _translated("cannot upload to", uri):
-            # Safe to retry for the same reason as upload(): deterministic names, same bytes.
-            self._blob(bucket, key).upload_from_string(data, content_type=content_type or content_type_for(uri),
-                                                       retry=DEFAULT_RETRY)
+        # Safe to retry for the same reason as upload(): deterministic names, same bytes.
+        _call("cannot upload to", uri, lambda: self._blob(bucket, key).upload_from_string(
+            data, content_type=content_type or content_type_for(uri), retry=DEFAULT_RETRY))
 
     def exists(self, uri: str) -> bool:
         """Whether an object is stored at `uri` (False also when the bucket does not exist)."""
         bucket, key = parse(uri)
-        with _translated("cannot check", uri):
-            return self._blob(bucket, key).exists(retry=DEFAULT_RETRY)
+        return _call("cannot check", uri, lambda: self._blob(bucket, key).exists(retry=DEFAULT_RETRY))
 
     def delete(self, uri: str) -> None:
         """Delete the object at `uri`; deleting a missing object is not an error."""
         bucket, key = parse(uri)
         log.debug("GCS delete %s", uri)
-        with _translated("cannot delete", uri):
+        def delete() -> None:
             try:
                 self._blob(bucket, key).delete(retry=DEFAULT_RETRY)
             except api_exceptions.NotFound:
                 pass
+
+        _call("cannot delete", uri, delete)
 
     def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         """Objects under the folder `prefix_uri`, fetched a page (`page_size` objects) at a time.
@@ -211,14 +242,23 @@ class GcsStore(ObjectStore):
                     page_size: int | None) -> Iterator[ObjectInfo]:
         log.debug("GCS list gs://%s/%s (page size %s)", bucket, prefix, page_size)
         try:
-            # The iterator requests pages lazily, so errors surface while iterating: translate around it.
-            with _translated("cannot list", prefix_uri):
-                blobs = self.client().list_blobs(bucket, prefix=prefix, page_size=page_size,
-                                                 fields=_LIST_FIELDS, retry=DEFAULT_RETRY)
-                for blob in blobs:
+            # A page at a time with its token, each page one retried request: an outage in the middle of a
+            # long listing resumes at the page that failed.
+            token: str | None = None
+            while True:
+                def fetch_page(token: str | None = token) -> tuple[list[Any], str | None]:
+                    blobs = self.client().list_blobs(bucket, prefix=prefix, page_size=page_size, page_token=token,
+                                                     fields=_LIST_FIELDS, retry=DEFAULT_RETRY)
+                    page = next(blobs.pages, None)
+                    return (list(page) if page is not None else []), blobs.next_page_token
+
+                items, token = _call("cannot list", prefix_uri, fetch_page)
+                for blob in items:
                     if not blob.name.endswith("/"):
                         yield ObjectInfo(uri=f"{_SCHEME}{bucket}/{blob.name}",
                                          mtime=epoch_seconds(blob.updated), size=int(blob.size))
+                if not token:
+                    return
         except StoreError as e:
             if e.kind == "not_found":  # a missing prefix lists nothing: only the bucket can be missing
                 raise StoreError(f"cannot list {prefix_uri}: bucket '{bucket}' not found",
@@ -230,8 +270,7 @@ class GcsStore(ObjectStore):
         bucket, _ = parse(uri, object_required=False)
         log.debug("GCS validate destination %s", uri)
         try:
-            with _translated("cannot use destination", uri):
-                self.client().get_bucket(bucket, retry=DEFAULT_RETRY)
+            _call("cannot use destination", uri, lambda: self.client().get_bucket(bucket, retry=DEFAULT_RETRY))
         except StoreError as e:
             raise bucket_error(e, bucket) from None
 

@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
+import http.client
 import pathlib
 import shutil
+import socket
 import urllib.error
 import urllib.request
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
-
+from pxt_assets.stores import retry
 from pxt_assets.stores.base import ObjectStore, StoreError
 
 _TIMEOUT_S = 60
 _CHUNK = 1 << 20
 
 
-def _is_transient(exc: BaseException) -> bool:
-    # Throttling and server errors are worth another try; a 404 or 403 is not.
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code == 429 or exc.code >= 500
-    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError))
+def _fetch(uri: str, dest: pathlib.Path) -> None:
+    """One GET of `uri` into `dest`, its failures as StoreErrors with a stable code."""
+    # The URL is requested exactly as stored, query string included (presigned URLs need it); messages
+    # name it redacted (StoreError does that).
+    req = urllib.request.Request(uri, headers={"User-Agent": "pxt_assets"})
+    try:
+        with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp, open(dest, "wb") as out:
+            shutil.copyfileobj(resp, out, _CHUNK)
+    except urllib.error.HTTPError as e:
+        kind = ({404: "not_found", 410: "not_found", 403: "access_denied", 401: "access_denied"}.get(e.code)
+                or retry.code_for_status(e.code) or "http_error")
+        raise StoreError(f"HTTP {e.code} {e.reason} fetching {uri}", kind=kind,
+                         retry_after=retry.retry_after_s(e.headers)) from None
+    except (TimeoutError, socket.timeout) as e:
+        raise StoreError(f"timed out fetching {uri}: {e}", kind="timeout") from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        kind = "timeout" if isinstance(reason, (TimeoutError, socket.timeout)) else "unreachable"
+        raise StoreError(f"cannot fetch {uri}: {reason}", kind=kind) from None
+    except (ConnectionError, http.client.HTTPException) as e:  # reset, or a body cut off mid-way
+        raise StoreError(f"cannot fetch {uri}: {type(e).__name__}: {e}", kind="unreachable") from None
 
 
 class HttpStore(ObjectStore):
@@ -27,27 +44,8 @@ class HttpStore(ObjectStore):
     writable = False
     remote = True
 
-    @retry(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_attempt(4),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
-    def _fetch(self, uri: str, dest: pathlib.Path) -> None:
-        # The URL is requested exactly as stored, query string included (presigned URLs need it).
-        req = urllib.request.Request(uri, headers={"User-Agent": "pxt_assets"})
-        with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp, open(dest, "wb") as out:
-            shutil.copyfileobj(resp, out, _CHUNK)
-
     def presign(self, uri: str, expiration_seconds: int) -> str:
         return uri  # already an HTTP URL: nothing to sign
 
     def download(self, uri: str, dest: pathlib.Path) -> None:
-        try:
-            self._fetch(uri, dest)
-        except urllib.error.HTTPError as e:
-            kind = {404: "not_found", 403: "access_denied", 401: "access_denied"}.get(e.code, "http_error")
-            raise StoreError(f"HTTP {e.code} {e.reason} fetching {uri}", kind=kind) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-            reason = getattr(e, "reason", e)
-            raise StoreError(f"cannot fetch {uri}: {reason}", kind="unreachable") from None
+        retry.call(lambda: _fetch(uri, dest))

@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import os
 import pathlib
 import re
 import threading
@@ -30,14 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import boto3.exceptions
 import botocore.exceptions
 import botocore.session
 import urllib3.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from pxt_assets.config import current_settings
+from pxt_assets.stores import retry
 from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
@@ -52,7 +54,9 @@ from pxt_assets.stores.base import (
 
 log = logging.getLogger(__name__)
 
-_MAX_ATTEMPTS = 6
+# botocore's own quick retries (standard mode) for blips such as one dropped multipart part; outages are
+# ridden out by stores/retry.py around each call, within the retry budget.
+_MAX_ATTEMPTS = 3
 _CHUNK = 1 << 20
 # Several files move at once on our own thread pool; a few parts per file is enough on top of that.
 _TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
@@ -160,26 +164,19 @@ class _Clients:
         return client
 
 
-@retry(
-    retry=retry_if_exception_type((botocore.exceptions.ReadTimeoutError, botocore.exceptions.ResponseStreamingError,
-                                   urllib3.exceptions.ProtocolError)),
-    stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
-)
 def _get_to_file(client: Any, bucket: str, key: str, dest: pathlib.Path) -> None:
-    # botocore retries the request (throttling, 5xx); this retries a body cut off while streaming.
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     with open(dest, "wb") as out:
         for chunk in body.iter_chunks(_CHUNK):
             out.write(chunk)
 
 
-@retry(
-    retry=retry_if_exception_type((botocore.exceptions.ReadTimeoutError, botocore.exceptions.ResponseStreamingError,
-                                   urllib3.exceptions.ProtocolError)),
-    stop=stop_after_attempt(4), wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
-)
 def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+_THROTTLING = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                         "TooManyRequestsException", "RequestThrottled", "ServiceUnavailable"})
 
 
 def _error_kind(e: botocore.exceptions.ClientError) -> str:
@@ -189,7 +186,37 @@ def _error_kind(e: botocore.exceptions.ClientError) -> str:
         return "not_found"
     if code in ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status == 403:
         return "access_denied"
-    return "store_error"
+    if code in _THROTTLING:
+        return "throttled"
+    if code in ("RequestTimeout", "RequestTimeoutException"):
+        return "timeout"
+    return retry.code_for_status(status) or "store_error"
+
+
+def _store_error(what: str, uri: str, e: BaseException) -> StoreError | None:
+    """The StoreError for an SDK exception (None for one that is not about the request: a bug to show)."""
+    if isinstance(e, boto3.exceptions.S3UploadFailedError) and e.__cause__ is not None:
+        return _store_error(what, uri, e.__cause__)  # a multipart upload's failed part
+    if isinstance(e, botocore.exceptions.ClientError):
+        kind = _error_kind(e)
+        meta = e.response.get("ResponseMetadata", {})
+        detail = "not found" if kind == "not_found" else e.response.get("Error", {}).get("Message") or str(e)
+        if kind in ("throttled", "server_error") and meta.get("HTTPStatusCode"):
+            detail = f"HTTP {meta['HTTPStatusCode']}: {detail}"
+        return StoreError(f"{what} {uri}: {detail}", kind=kind,
+                          retry_after=retry.retry_after_s(meta.get("HTTPHeaders", {})))
+    if isinstance(e, botocore.exceptions.NoCredentialsError):
+        return StoreError(f"{what} {uri}: no AWS credentials found (environment, profile or role)",
+                          kind="access_denied")
+    if isinstance(e, (botocore.exceptions.ConnectTimeoutError, botocore.exceptions.ReadTimeoutError)):
+        return StoreError(f"{what} {uri}: timed out: {e}", kind="timeout")
+    if isinstance(e, botocore.exceptions.SSLError):
+        return StoreError(f"{what} {uri}: TLS error: {e}", kind="store_error")
+    if isinstance(e, (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError,
+                      urllib3.exceptions.HTTPError)):
+        # refused, reset or closed connections, a body cut off while streaming
+        return StoreError(f"{what} {uri}: cannot reach the endpoint: {e}", kind="unreachable")
+    return None
 
 
 class S3Store(ObjectStore):
@@ -209,7 +236,9 @@ class S3Store(ObjectStore):
         endpoint = loc.endpoint
         if profile and loc.flavor != "s3":
             endpoint = _profile_endpoint(profile) or endpoint
-        key = (loc.flavor, endpoint, profile, loc.region)
+        # botocore reads AWS_ENDPOINT_URL(_S3) when the client is made: a changed one needs other clients
+        env_endpoint = (os.environ.get("AWS_ENDPOINT_URL_S3"), os.environ.get("AWS_ENDPOINT_URL"))
+        key = (loc.flavor, endpoint, profile, loc.region, env_endpoint)
         with self._lock:
             clients = self._clients.get(key)
             if clients is None:
@@ -234,24 +263,24 @@ class S3Store(ObjectStore):
         return _Clients(data, presign, session, endpoint=endpoint, find_region=region is None)
 
     def _call(self, what: str, uri: str, fn, *args, **kwargs):
-        with self._translated(what, uri):
-            return fn(*args, **kwargs)
+        def attempt():
+            with self._translated(what, uri):
+                return fn(*args, **kwargs)
+
+        return retry.call(attempt)
 
     @staticmethod
     @contextlib.contextmanager
     def _translated(what: str, uri: str) -> Iterator[None]:
-        """Turn botocore exceptions into StoreErrors with a stable kind and a message naming the URI."""
+        """Turn botocore exceptions into StoreErrors with a stable code and a message naming the URI."""
         try:
             yield
-        except botocore.exceptions.ClientError as e:
-            kind = _error_kind(e)
-            detail = "not found" if kind == "not_found" else e.response.get("Error", {}).get("Message") or str(e)
-            raise StoreError(f"{what} {uri}: {detail}", kind=kind) from None
-        except botocore.exceptions.NoCredentialsError:
-            raise StoreError(f"{what} {uri}: no AWS credentials found (environment, profile or role)",
-                             kind="access_denied") from None
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionError) as e:
-            raise StoreError(f"{what} {uri}: cannot reach the endpoint: {e}", kind="unreachable") from None
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, urllib3.exceptions.HTTPError,
+                boto3.exceptions.S3UploadFailedError) as e:
+            error = _store_error(what, uri, e)
+            if error is None:
+                raise
+            raise error from None
 
     # -- ObjectStore ------------------------------------------------------------------------------------
     def download(self, uri: str, dest: pathlib.Path) -> None:
@@ -266,9 +295,11 @@ class S3Store(ObjectStore):
         ctype = content_type or content_type_for(uri)
         if src.stat().st_size < _TRANSFER.multipart_threshold:
             # One streamed PUT: upload_file would build a transfer manager (and its threads) per file.
-            with open(src, "rb") as body:
-                self._call("cannot upload to", uri, client.put_object, Bucket=loc.bucket, Key=loc.key, Body=body,
-                           ContentType=ctype)
+            def put() -> None:  # the file is opened per attempt, so a retry sends it from its start
+                with open(src, "rb") as body:
+                    client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, ContentType=ctype)
+
+            self._call("cannot upload to", uri, put)
             return
         self._call("cannot upload to", uri, client.upload_file, str(src), loc.bucket, loc.key,
                    ExtraArgs={"ContentType": ctype}, Config=_TRANSFER)
@@ -310,18 +341,23 @@ class S3Store(ObjectStore):
 
     def _iter_objects(self, client: Any, loc: S3Location, prefix: str, prefix_uri: str,
                       page_size: int | None) -> Iterator[ObjectInfo]:
-        paging = {"PageSize": page_size} if page_size else {}
+        # Page by page with the continuation token, each page one retried request: an outage in the middle
+        # of a long listing resumes at the page that failed.
+        args: dict[str, Any] = {"Bucket": loc.bucket, "Prefix": prefix}
+        if page_size:
+            args["MaxKeys"] = page_size
         try:
-            with self._translated("cannot list", prefix_uri):
-                pages = client.get_paginator("list_objects_v2").paginate(
-                    Bucket=loc.bucket, Prefix=prefix, PaginationConfig=paging)
-                for page in pages:  # each page is requested when the previous one is used up
-                    for obj in page.get("Contents", ()):
-                        key = obj["Key"]
-                        if key.endswith("/"):
-                            continue
-                        yield ObjectInfo(uri=loc.uri(key), mtime=epoch_seconds(obj["LastModified"]),
-                                         size=int(obj["Size"]))
+            while True:
+                page = self._call("cannot list", prefix_uri, client.list_objects_v2, **args)
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"]
+                    if key.endswith("/"):
+                        continue
+                    yield ObjectInfo(uri=loc.uri(key), mtime=epoch_seconds(obj["LastModified"]), size=int(obj["Size"]))
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    return
+                args["ContinuationToken"] = token
         except StoreError as e:
             if e.kind == "not_found":  # a missing prefix lists nothing: only the bucket can be missing
                 raise StoreError(f"cannot list {prefix_uri}: bucket '{loc.bucket}' not found",
