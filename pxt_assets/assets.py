@@ -632,6 +632,9 @@ def _chunk_rows(calls: list[Any]) -> int:
     size = 16
     for call in calls:
         udf = call.udf
+        if udf is None:  # a built-in's batch form (presigned_url: 100 URLs a control-plane request)
+            size = max(size, 100)
+            continue
         size = max(size, udf.batch_size if udf.batch_size is not None else 4 * udf.max_concurrency)
     return size
 

@@ -14,6 +14,7 @@ Layout of the config file (``$PIXELTABLE_CONFIG``, else ``$PIXELTABLE_HOME/confi
     b2_profile = "b2"
     tigris_profile = "tigris"
     db_url = "postgresql+psycopg://user@host:5432/db"   # default: SQLite at $PIXELTABLE_HOME/pxt.db
+    api_key = "..."            # Pixeltable Cloud (the home bucket); PIXELTABLE_API_KEY; never printed
 
     [azure]
     storage_account_name = "acct"
@@ -45,7 +46,7 @@ DEFAULT_RETRY_BUDGET_S = 60.0
 
 # Keys of [pixeltable] that Pixeltable itself uses but this package does not: they are legitimate in a
 # shared config.toml, so warning about them would be noise.
-_FOREIGN_PIXELTABLE_KEYS = frozenset({'api_key', 'verbosity', 'hide_warnings', 'log_level', 'time_zone'})
+_FOREIGN_PIXELTABLE_KEYS = frozenset({'verbosity', 'hide_warnings', 'log_level', 'time_zone'})
 
 SOURCE_DEFAULT = 'default'
 SOURCE_ARGUMENT = 'argument'
@@ -83,6 +84,10 @@ class Settings:
     # The row store's database (PostgreSQL to share tables between machines); None: SQLite under home.
     # repr=False: a database URL may carry a password.
     db_url: str | None = field(default=None, repr=False)
+    # Pixeltable Cloud: the API key that gets home-bucket credentials (repr=False: a secret), and the
+    # control plane's URL (None: Pixeltable's own).
+    api_key: str | None = field(default=None, repr=False)
+    api_url: str | None = None
     azure_storage_account_name: str | None = None
     # repr=False: Settings get logged and shown in tracebacks; the account key is a secret.
     azure_storage_account_key: str | None = field(default=None, repr=False)
@@ -204,6 +209,8 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('b2_profile'),
     _pixeltable_key('tigris_profile'),
     _pixeltable_key('db_url', _parse_db_url),
+    _pixeltable_key('api_key'),
+    _pixeltable_key('api_url'),
     _Key('azure_storage_account_name', 'azure', 'storage_account_name', 'AZURE_STORAGE_ACCOUNT_NAME',
          _parse_str),
     _Key('azure_storage_account_key', 'azure', 'storage_account_key', 'AZURE_STORAGE_ACCOUNT_KEY',

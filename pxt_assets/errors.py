@@ -26,6 +26,7 @@ class ErrorCode(enum.StrEnum):
     READ_ONLY = "read_only"
     MISSING_PROVIDER = "missing_provider"  # the provider's SDK is not installed
     NO_SIGNING_CREDENTIALS = "no_signing_credentials"
+    STORE_FULL = "store_full"  # the home bucket's quota or plan refuses writes (reads and deletes still work)
     LOCAL_FILE = "local_file"  # a local path where a shared deployment needs a bucket
     HTTP_ERROR = "http_error"  # another 4xx from a web source
     STORE_ERROR = "store_error"  # a storage failure of no known kind

@@ -130,7 +130,7 @@ class Row:
         if isinstance(expr, Prop):
             return self._prop(expr)
         if isinstance(expr, Call):
-            if expr.udf is not None and id(expr) in self.made:
+            if id(expr) in self.made:
                 made = self.made[id(expr)]
                 if isinstance(made, BaseException):
                     raise made
@@ -250,14 +250,16 @@ def make_calls(rows: list[Row], call: Call, map_rows: Any = map) -> None:
     for row, got in zip(rows, evaluated):
         if isinstance(got, BaseException):
             row.made[id(call)] = got
-        elif udf.skipped(*got):
+        elif udf is not None and udf.skipped(*got):
             row.made[id(call)] = None
         else:
             ready.append((row, got))
     if not ready:
         return
     try:
-        if udf.batch_size is not None:
+        if udf is None:  # a built-in's batch form
+            results = registry.get(call.fn).batch([got for _, got in ready])
+        elif udf.batch_size is not None:
             kwargs = ready[0][1][1]  # keyword-only constants: the same for every row
             columns = [list(col) for col in zip(*(args for _, (args, _) in ready))]
             results = udf.call_batch(columns, kwargs)

@@ -225,8 +225,13 @@ class Call(Expr):
 
     @property
     def deferred(self) -> bool:
-        """A call that is best made for many rows at once: a batched or an async UDF."""
-        return self.udf is not None and (self.udf.batch_size is not None or self.udf.is_async)
+        """A call that is best made for many rows at once: a batched or an async UDF, or a built-in with a
+        batch form (presigned_url)."""
+        if self.udf is not None:
+            return self.udf.batch_size is not None or self.udf.is_async
+        from pxt_assets.functions import registry
+
+        return registry.get(self.fn).batch is not None
 
     def children(self) -> tuple[Expr, ...]:
         return (*self.args, *self.kwargs.values())

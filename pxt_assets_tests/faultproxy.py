@@ -38,34 +38,44 @@ class FaultProxy:
         self._matching = 0
         self._first_failure: float | None = None
         self.ended = threading.Event()
+        # gate(method, path, headers) -> None to go on, or (status, body) to answer instead (e.g. a store
+        # checking the credentials a request was signed with)
+        self.gate = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def _error(self, line: str, status: int, payload: bytes, retry_after: str | None = None) -> None:
+                with outer.lock:
+                    outer.failed.append(line)
+                self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 line = f"{self.command} {self.path}"
                 fault = outer._fault_for(self.command)
-                if fault is not None:
+                if fault is not None and fault.status is None:  # RST instead of an answer: ECONNRESET
                     with outer.lock:
                         outer.failed.append(line)
-                    if fault.status is None:  # RST instead of an answer: ECONNRESET at the client
-                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        self.close_connection = True
-                        return
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                if fault is not None:
                     payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
                                b"<Message>Please reduce your request rate.</Message></Error>"
                                if fault.status == 503 else b"")
-                    self.send_response(fault.status)
-                    if fault.retry_after is not None:
-                        self.send_header("Retry-After", fault.retry_after)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                    return
+                    return self._error(line, fault.status, payload, fault.retry_after)
+                refused = outer.gate(self.command, self.path, self.headers) if outer.gate is not None else None
+                if refused is not None:
+                    return self._error(line, *refused)
                 with outer.lock:
                     outer.forwarded.append(line)
                 conn = http.client.HTTPConnection(*outer.upstream, timeout=60)

@@ -20,6 +20,9 @@ class Function:
     raw_args: bool = False
     #: an iterator (frame_iterator, audio_splitter, document_splitter): many output rows per input value
     iterator: "IteratorSpec | None" = None
+    #: many calls at once: [(args, kwargs), ...] -> one result (or exception) per call; such a call is made for
+    #: a chunk of rows together (as a batched UDF), e.g. presigned_url asking a control plane for 100 URLs
+    batch: Callable[[list[tuple[list[Any], dict[str, Any]]]], list[Any]] | None = None
 
     @property
     def short_name(self) -> str:
@@ -44,13 +47,13 @@ _FUNCTIONS: dict[str, Function] = {}
 
 
 def register(name: str, *, applies_to: ColumnType | None, returns: Any, is_property: bool = False, raw_args: bool = False,
-             iterator: IteratorSpec | None = None):
+             iterator: IteratorSpec | None = None, batch: Callable[..., list[Any]] | None = None):
     """Decorator: make a plain Python function callable from expressions under `name`."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if name in _FUNCTIONS:
             raise ValueError(f"function {name!r} registered twice")
-        _FUNCTIONS[name] = Function(name, fn, applies_to, returns, is_property, raw_args, iterator)
+        _FUNCTIONS[name] = Function(name, fn, applies_to, returns, is_property, raw_args, iterator, batch)
         return fn
 
     return wrap

@@ -31,6 +31,8 @@ class Resolved:
 
 def _normalize(uri: str, column: str) -> str:
     try:
+        if stores.provider_of(uri) == "pxt":
+            return stores.normalize_uri(uri)  # a legacy pxtfs:// destination is kept in the pxt:// form
         if stores.provider_of(uri) == "local":
             path = stores.path_of(uri)
             # A relative path would mean different places for different working directories (Pixeltable

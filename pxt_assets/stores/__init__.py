@@ -31,6 +31,7 @@ __all__ = [
 
 #: What users may write, shown in every "unsupported" message.
 SUPPORTED_FORMS = (
+    "pxt://<org>:<db>/buckets/home/prefix/ (Pixeltable Cloud's home bucket)",
     "a local path or file:///path",
     "s3://bucket/prefix/",
     "gs://bucket/prefix/",
@@ -54,6 +55,8 @@ _SCHEMES = {
     "wasbs": "azure",
     "abfs": "azure",
     "abfss": "azure",
+    "pxt": "pxt",
+    "pxtfs": "pxt",  # the legacy spelling, stored as pxt://
 }
 # https hosts of object stores (anything else over https is a plain, read-only web URL)
 _HTTPS_HOSTS = (
@@ -69,6 +72,7 @@ _FACTORIES = {
     "s3": "pxt_assets.stores.s3:S3Store",
     "gcs": "pxt_assets.stores.gcs:GcsStore",
     "azure": "pxt_assets.stores.azure:AzureStore",
+    "pxt": "pxt_assets.stores.pxt:PxtStore",
 }
 
 _INSTANCES: dict[str, ObjectStore] = {}
@@ -122,8 +126,14 @@ def canonical_uri(uri: str) -> str:
 
 
 def normalize_uri(uri: str, *, base: pathlib.Path | None = None) -> str:
-    """A URI as stored: local paths become absolute file:// URLs; remote URLs are kept exactly as given."""
-    if provider_of(uri) == "local":
+    """A URI as stored: local paths become absolute file:// URLs; a legacy pxtfs:// URI its pxt:// form;
+    other remote URLs are kept exactly as given."""
+    provider = provider_of(uri)
+    if provider == "pxt":
+        from pxt_assets.stores.pxt import logical_uri
+
+        return logical_uri(uri)
+    if provider == "local":
         path = path_of(uri)
         if not path.is_absolute():
             path = (base or pathlib.Path.cwd()) / path

@@ -177,6 +177,17 @@ class ObjectStore(ABC):
         """A time-limited HTTP(S) URL that reads `uri` without credentials. Computed locally: no network call."""
         raise StoreError(f"cannot generate a presigned URL for {self.provider} URI {uri}", kind="unsupported")
 
+    def presign_many(self, uris: list[str], expiration_seconds: int) -> list[str | BaseException]:
+        """`presign` for many URIs at once (a provider that signs remotely batches them); a URI that cannot
+        be signed gets its StoreError in its place."""
+        out: list[str | BaseException] = []
+        for uri in uris:
+            try:
+                out.append(self.presign(uri, expiration_seconds))
+            except StoreError as e:
+                out.append(e)
+        return out
+
     def join(self, prefix_uri: str, name: str) -> str:
         """The URI of object `name` under destination prefix `prefix_uri`."""
         return prefix_uri.rstrip("/") + "/" + name.lstrip("/")

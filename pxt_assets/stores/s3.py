@@ -75,6 +75,12 @@ class S3Location:
     base: str  # what precedes the bucket: 's3://' or 'https://host/'
     endpoint: str | None  # endpoint named by the URI (https forms)
     region: str | None
+    physical: str | None = None  # the bucket's name at the provider, when the URI names it otherwise (pxt://)
+
+    @property
+    def api_bucket(self) -> str:
+        """The bucket name requests carry."""
+        return self.physical or self.bucket
 
     def uri(self, key: str) -> str:
         return f"{self.base}{self.bucket}/{key}"
@@ -282,45 +288,47 @@ class S3Store(ObjectStore):
                 raise
             raise error from None
 
+    parse = staticmethod(parse)  # a URI's location (a subclass maps its own URI forms)
+
     # -- ObjectStore ------------------------------------------------------------------------------------
     def download(self, uri: str, dest: pathlib.Path) -> None:
-        loc = parse(uri)
+        loc = self.parse(uri)
         client = self.clients_for(loc).data
         # One streamed GET (download_file would HEAD first): copied to disk in chunks, never whole in memory.
-        self._call("cannot download", uri, _get_to_file, client, loc.bucket, loc.key, dest)
+        self._call("cannot download", uri, _get_to_file, client, loc.api_bucket, loc.key, dest)
 
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
-        loc = parse(uri)
+        loc = self.parse(uri)
         client = self.clients_for(loc).data
         ctype = content_type or content_type_for(uri)
         if src.stat().st_size < _TRANSFER.multipart_threshold:
             # One streamed PUT: upload_file would build a transfer manager (and its threads) per file.
             def put() -> None:  # the file is opened per attempt, so a retry sends it from its start
                 with open(src, "rb") as body:
-                    client.put_object(Bucket=loc.bucket, Key=loc.key, Body=body, ContentType=ctype)
+                    client.put_object(Bucket=loc.api_bucket, Key=loc.key, Body=body, ContentType=ctype)
 
             self._call("cannot upload to", uri, put)
             return
-        self._call("cannot upload to", uri, client.upload_file, str(src), loc.bucket, loc.key,
+        self._call("cannot upload to", uri, client.upload_file, str(src), loc.api_bucket, loc.key,
                    ExtraArgs={"ContentType": ctype}, Config=_TRANSFER)
 
     def read_bytes(self, uri: str) -> bytes:
-        loc = parse(uri)
-        return self._call("cannot download", uri, _get_bytes, self.clients_for(loc).data, loc.bucket, loc.key)
+        loc = self.parse(uri)
+        return self._call("cannot download", uri, _get_bytes, self.clients_for(loc).data, loc.api_bucket, loc.key)
 
     def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
-        loc = parse(uri)
+        loc = self.parse(uri)
         client = self.clients_for(loc).data
         if len(data) >= _TRANSFER.multipart_threshold:
             super().write_bytes(data, uri, content_type=content_type)
             return
-        self._call("cannot upload to", uri, client.put_object, Bucket=loc.bucket, Key=loc.key, Body=data,
+        self._call("cannot upload to", uri, client.put_object, Bucket=loc.api_bucket, Key=loc.key, Body=data,
                    ContentType=content_type or content_type_for(uri))
 
     def exists(self, uri: str) -> bool:
-        loc = parse(uri)
+        loc = self.parse(uri)
         try:
-            self._call("cannot check", uri, self.clients_for(loc).data.head_object, Bucket=loc.bucket, Key=loc.key)
+            self._call("cannot check", uri, self.clients_for(loc).data.head_object, Bucket=loc.api_bucket, Key=loc.key)
         except StoreError as e:
             if e.kind == "not_found":
                 return False
@@ -328,14 +336,14 @@ class S3Store(ObjectStore):
         return True
 
     def delete(self, uri: str) -> None:
-        loc = parse(uri)
-        self._call("cannot delete", uri, self.clients_for(loc).data.delete_object, Bucket=loc.bucket, Key=loc.key)
+        loc = self.parse(uri)
+        self._call("cannot delete", uri, self.clients_for(loc).data.delete_object, Bucket=loc.api_bucket, Key=loc.key)
 
     def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         """Objects under the folder `prefix_uri`, one ListObjectsV2 page (`page_size` keys, at most 1000)
         at a time, in the URI form given. Keys ending in '/' (folder markers) are skipped."""
         check_page_size(page_size)
-        loc = parse(prefix_uri)
+        loc = self.parse(prefix_uri)
         client = self.clients_for(loc).data
         return self._iter_objects(client, loc, folder_prefix(loc.key), prefix_uri, page_size)
 
@@ -343,7 +351,7 @@ class S3Store(ObjectStore):
                       page_size: int | None) -> Iterator[ObjectInfo]:
         # Page by page with the continuation token, each page one retried request: an outage in the middle
         # of a long listing resumes at the page that failed.
-        args: dict[str, Any] = {"Bucket": loc.bucket, "Prefix": prefix}
+        args: dict[str, Any] = {"Bucket": loc.api_bucket, "Prefix": prefix}
         if page_size:
             args["MaxKeys"] = page_size
         try:
@@ -365,9 +373,9 @@ class S3Store(ObjectStore):
             raise
 
     def validate_destination(self, uri: str) -> None:
-        loc = parse(uri)
+        loc = self.parse(uri)
         try:
-            self._call("cannot use", uri, self.clients_for(loc).data.head_bucket, Bucket=loc.bucket)
+            self._call("cannot use", uri, self.clients_for(loc).data.head_bucket, Bucket=loc.api_bucket)
         except StoreError as e:
             raise bucket_error(e, loc.bucket) from None
 
