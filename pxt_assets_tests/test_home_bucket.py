@@ -152,3 +152,12 @@ def test_pxt_uris_parse_and_reject_malformed_ones():
         assert stores.provider_of(f"{HOME}/a.jpg") == "pxt"
     with pytest.raises(stores.StoreError, match="expected pxt://<org>:<db>/buckets/home"):
         PxtStore().canonical("pxt://acme/home/a.jpg")
+
+
+def test_a_home_bucket_file_is_a_source(pxt_home, instance, cloud, sources):
+    uri = f"{HOME}/src/a.jpg"
+    PxtStore().write_bytes(sources[2].read_bytes(), uri)
+    t = pxt.MediaTable("home/src", {"img": pxt.Image})
+    t.add_computed_column(w=t.img.width)
+    assert t.insert([{"img": uri}], instance=instance).num_errors == 0
+    assert t.select(t.img.fileurl, t.w).collect().to_dict("records") == [{"img_fileurl": uri, "w": 42}]
