@@ -174,6 +174,18 @@ def azure_env(monkeypatch, azurite_server):
     return azurite_server
 
 
+@pytest.fixture
+def home_cloud(s3_env, monkeypatch):
+    """A stand-in Pixeltable Cloud control plane over moto, with PIXELTABLE_API_KEY / _URL pointing at it."""
+    from pxt_assets_tests.controlplane import ControlPlane
+
+    plane = ControlPlane(s3_env)
+    monkeypatch.setenv("PIXELTABLE_API_KEY", plane.api_key)
+    monkeypatch.setenv("PIXELTABLE_API_URL", plane.url)
+    yield plane
+    plane.close()
+
+
 def unique_bucket(prefix: str = "bkt") -> str:
     """A fresh, valid bucket/container name (3-63 lowercase letters, digits, dashes)."""
     import uuid

@@ -14,18 +14,13 @@ from pxt_assets import stores
 from pxt_assets.functions import net
 from pxt_assets.stores.pxt import LegacyURIWarning, PxtStore
 from pxt_assets_tests.conftest import make_image
-from pxt_assets_tests.controlplane import ControlPlane
 
 HOME = "pxt://acme:main/buckets/home"
 
 
 @pytest.fixture
-def cloud(s3_env, monkeypatch):
-    plane = ControlPlane(s3_env)
-    monkeypatch.setenv("PIXELTABLE_API_KEY", plane.api_key)
-    monkeypatch.setenv("PIXELTABLE_API_URL", plane.url)
-    yield plane
-    plane.close()
+def cloud(home_cloud):
+    return home_cloud
 
 
 @pytest.fixture

@@ -47,17 +47,6 @@ class Place:
         return path
 
 
-@pytest.fixture
-def home_cloud(s3_env, monkeypatch):
-    from pxt_assets_tests.controlplane import ControlPlane
-
-    plane = ControlPlane(s3_env)
-    monkeypatch.setenv("PIXELTABLE_API_KEY", plane.api_key)
-    monkeypatch.setenv("PIXELTABLE_API_URL", plane.url)
-    yield plane
-    plane.close()
-
-
 @pytest.fixture(params=PROVIDERS)
 def place(request, tmp_path, pxt_home) -> Place:
     if request.param == "azure":
