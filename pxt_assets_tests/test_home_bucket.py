@@ -156,3 +156,20 @@ def test_a_home_bucket_file_is_a_source(pxt_home, instance, cloud, sources):
     t.add_computed_column(w=t.img.width)
     assert t.insert([{"img": uri}], instance=instance).num_errors == 0
     assert t.select(t.img.fileurl, t.w).collect().to_dict("records") == [{"img_fileurl": uri, "w": 42}]
+
+
+def test_gc_and_delete_batch_work_on_the_home_bucket(pxt_home, instance, cloud, sources):
+    from pxt_assets import lifecycle
+
+    t = pxt.MediaTable("home/gc", {"img": pxt.Image})
+    t.add_computed_column(rot=t.img.rotate(90), destination=f"{HOME}/gc/")
+    first = t.insert([{"img": str(p)} for p in sources[:2]], instance=instance)
+    t.insert([{"img": str(sources[3])}], instance=instance)
+    kept = cloud.objects()
+    # a file named like ours that no row names (a run killed after its upload)
+    orphan = f"{HOME}/gc/home__gc/rot/00/00/home__gc_rot_20200101T000000000000-dead-000000_0123456789abcdef.jpg"
+    PxtStore().write_bytes(b"orphan", orphan)
+    assert lifecycle.collect_garbage(f"{HOME}/gc/", delete=True, min_age=0) == [orphan]
+    assert cloud.objects() == kept
+    assert lifecycle.delete_batch(t, first.batch, instance=instance) == 2
+    assert len(cloud.objects()) == 1
