@@ -26,7 +26,6 @@ import shutil
 import socket
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +33,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import filelock
+
+from pxt_assets import fsutil
 
 try:
     import fcntl
@@ -304,6 +305,8 @@ class FileCache:
                     if isinstance(src, (bytes, bytearray, memoryview)):
                         with open(fd, "wb") as out:  # the descriptor mkstemp opened: no second open
                             out.write(src)
+                            out.flush()
+                            fsutil.sync_file(out.fileno())
                         size, moved = memoryview(src).nbytes, False
                     else:
                         os.close(fd)
@@ -313,6 +316,7 @@ class FileCache:
                         else:
                             shutil.copyfile(src, tmp)
                         size, moved = tmp.stat().st_size, move
+                        fsutil.sync_file(tmp)  # before the rename (in _publishing_many), outside the index lock
                 except BaseException:
                     tmp.unlink(missing_ok=True)
                     raise
@@ -438,6 +442,7 @@ class FileCache:
             tmp = self._new_temp_path(suffix)
             try:
                 fetch(tmp)
+                fsutil.sync_file(tmp)  # a power cut must not leave a torn file under an index entry
                 size = tmp.stat().st_size
                 rel = self._relpath(key, suffix)
                 with self._publishing_many() as publish:
@@ -544,6 +549,10 @@ class FileCache:
             if publish is not None:
                 publish.undo()
             raise
+        if publish.moved:
+            # Once per transaction, after it (outside the index lock): a rename lost to a power cut is only a
+            # miss (an entry without its file is dropped and fetched again); the bytes were synced before.
+            fsutil.sync_dir(self._files_dir)
 
     def _relpath(self, key: str, suffix: str) -> str:
         return f"{self._files_dir.name}/{key}{suffix}"
@@ -556,8 +565,7 @@ class FileCache:
     def _new_temp_file(self, suffix: str) -> tuple[int, pathlib.Path]:
         # In the cache directory, so the final rename is atomic. The owner prefix lets a later process remove
         # what a crashed one left. The suffix is kept for fetchers that pick a format from the name.
-        fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix=_temp_prefix(), suffix=suffix)
-        return fd, pathlib.Path(name)
+        return fsutil.new_temp(self._tmp_dir, prefix=_temp_prefix(), suffix=suffix)
 
     def _remove_orphan_temp_files(self) -> None:
         # Only tmp/ is listed (small: files being written right now), never the cached files.
@@ -652,15 +660,16 @@ class _Publish:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._moved: list[pathlib.Path] = []
+        self.moved: list[pathlib.Path] = []
 
     def move(self, tmp: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
-        os.replace(tmp, dest)
-        self._moved.append(dest)
+        # Synced when staged, outside the index lock; the folder is synced once after the transaction.
+        fsutil.publish(tmp, dest, synced=True, sync_folder=False)
+        self.moved.append(dest)
         return dest
 
     def undo(self) -> None:
-        for dest in self._moved:
+        for dest in self.moved:
             dest.unlink(missing_ok=True)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from pxt_assets import fsutil
 from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
 
@@ -106,7 +107,7 @@ class RowStore:
         if self.is_sqlite:
             db = self.url.database
             if db and db != ":memory:":
-                pathlib.Path(db).parent.mkdir(parents=True, exist_ok=True)
+                fsutil.make_dirs(pathlib.Path(db).parent)
             engine = sa.create_engine(self.url, connect_args={"timeout": 120, "check_same_thread": False},
                                       pool_size=4, max_overflow=8)
 
