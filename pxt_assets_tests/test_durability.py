@@ -367,3 +367,17 @@ def test_no_fixed_temp_names_in_the_package() -> None:
                     offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {v!r}")
     assert offenders == []
 
+
+
+def test_the_sqlite_row_store_syncs_every_commit(tmp_path: pathlib.Path) -> None:
+    """Rows, batches, the catalog and schedule cursors are committed with synchronous=FULL: a commit that
+    returned survives a power cut (NORMAL, SQLite's default advice for WAL, may roll the last ones back)."""
+    from pxt_assets import rowstore
+
+    store = rowstore.RowStore(rowstore.default_url(tmp_path / "home"))
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        store.engine.dispose()
