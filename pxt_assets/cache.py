@@ -22,11 +22,11 @@ import hashlib
 import logging
 import os
 import pathlib
+import queue
 import shutil
 import socket
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import filelock
+
+from pxt_assets import fsutil
 
 try:
     import fcntl
@@ -150,6 +152,7 @@ def _reset_write_locks_in_child() -> None:
     global _write_locks_guard
     _write_locks_guard = threading.Lock()
     _write_locks.clear()
+    _unpinner.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -255,7 +258,19 @@ class FileCache:
         cached file name so tools that sniff extensions work; a URL already cached keeps the name it was
         first stored under.
         """
+        pin = self.pin(url, fetch, suffix=suffix)
+        try:
+            yield pin.path
+        finally:
+            pin.release()
+
+    def pin(self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = "") -> Pin:
+        """`pinned()` as a handle, for a reader whose use of the file does not fit one block (a video kept
+        open across rows, a `.localpath` handed to the user): the file stays pinned until `Pin.release()`,
+        or until the handle is garbage collected (then released on a background thread: see
+        `drain_releases`)."""
         _check_suffix(suffix)
+        _unpinner.start()  # here, not from a finalizer: starting a thread there could deadlock
         key = cache_key(url)
         token = uuid.uuid4().hex
         path = self._pin_existing(key, token)
@@ -263,10 +278,12 @@ class FileCache:
             self._count(hits=1)
         else:
             path = self._fetch_pinned(url, key, token, fetch, suffix)
-        try:
-            yield path
-        finally:
-            self._unpin(key, token)
+        return Pin(self, key, token, path)
+
+    def pin_count(self, url: str) -> int:
+        """How many pins (of any process) `url`'s file has now."""
+        with self._connection() as conn:
+            return conn.execute("SELECT COUNT(*) FROM pins WHERE key = ?", (cache_key(url),)).fetchone()[0]
 
     def get(self, url: str, fetch: Callable[[pathlib.Path], None], *, suffix: str = "") -> pathlib.Path:
         """Like `pinned()` but unpinned: the path once the file is present (it may be evicted later)."""
@@ -304,6 +321,8 @@ class FileCache:
                     if isinstance(src, (bytes, bytearray, memoryview)):
                         with open(fd, "wb") as out:  # the descriptor mkstemp opened: no second open
                             out.write(src)
+                            out.flush()
+                            fsutil.sync_file(out.fileno())
                         size, moved = memoryview(src).nbytes, False
                     else:
                         os.close(fd)
@@ -313,6 +332,7 @@ class FileCache:
                         else:
                             shutil.copyfile(src, tmp)
                         size, moved = tmp.stat().st_size, move
+                        fsutil.sync_file(tmp)  # before the rename (in _publishing_many), outside the index lock
                 except BaseException:
                     tmp.unlink(missing_ok=True)
                     raise
@@ -438,6 +458,7 @@ class FileCache:
             tmp = self._new_temp_path(suffix)
             try:
                 fetch(tmp)
+                fsutil.sync_file(tmp)  # a power cut must not leave a torn file under an index entry
                 size = tmp.stat().st_size
                 rel = self._relpath(key, suffix)
                 with self._publishing_many() as publish:
@@ -471,10 +492,14 @@ class FileCache:
         )
 
     def _unpin(self, key: str, token: str) -> None:
+        self._unpin_many([(key, token)])
+
+    def _unpin_many(self, pins: list[tuple[str, str]]) -> None:
         # Unpinning counts as a use: a file read for a long time is not the first to go once released.
         with self._transaction() as conn:
-            conn.execute("DELETE FROM pins WHERE token = ?", (token,))
-            conn.execute("UPDATE entries SET last_used = ? WHERE key = ?", (_next_use_time(conn), key))
+            for key, token in pins:
+                conn.execute("DELETE FROM pins WHERE token = ?", (token,))
+                conn.execute("UPDATE entries SET last_used = ? WHERE key = ?", (_next_use_time(conn), key))
 
     # --- eviction ----------------------------------------------------------------------------------
 
@@ -544,6 +569,10 @@ class FileCache:
             if publish is not None:
                 publish.undo()
             raise
+        if publish.moved:
+            # Once per transaction, after it (outside the index lock): a rename lost to a power cut is only a
+            # miss (an entry without its file is dropped and fetched again); the bytes were synced before.
+            fsutil.sync_dir(self._files_dir)
 
     def _relpath(self, key: str, suffix: str) -> str:
         return f"{self._files_dir.name}/{key}{suffix}"
@@ -556,8 +585,7 @@ class FileCache:
     def _new_temp_file(self, suffix: str) -> tuple[int, pathlib.Path]:
         # In the cache directory, so the final rename is atomic. The owner prefix lets a later process remove
         # what a crashed one left. The suffix is kept for fetchers that pick a format from the name.
-        fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix=_temp_prefix(), suffix=suffix)
-        return fd, pathlib.Path(name)
+        return fsutil.new_temp(self._tmp_dir, prefix=_temp_prefix(), suffix=suffix)
 
     def _remove_orphan_temp_files(self) -> None:
         # Only tmp/ is listed (small: files being written right now), never the cached files.
@@ -647,20 +675,130 @@ class FileCache:
             conn.execute("COMMIT")
 
 
+class Pin:
+    """A file of a FileCache pinned for a reader (see `FileCache.pin`): `path` is not evicted by any process
+    until `release()` (or the end of a `with` block). A handle dropped unreleased is released when it is
+    garbage collected, on this process's unpin thread; a pin belongs to the process that took it, so a
+    forked child's copy releases nothing (and a dead process's pins are dropped by the next eviction)."""
+
+    __slots__ = ("cache", "key", "token", "path", "_pid", "_released")
+
+    def __init__(self, cache: FileCache, key: str, token: str, path: pathlib.Path) -> None:
+        self.cache, self.key, self.token, self.path = cache, key, token, path
+        self._pid = os.getpid()
+        self._released = False
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def release(self) -> None:
+        """Unpin now (idempotent)."""
+        if not self._released:
+            self._released = True
+            if self._pid == os.getpid():
+                self.cache._unpin(self.key, self.token)
+
+    def __enter__(self) -> Pin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        # A finalizer may run in the middle of anything, even inside this thread's own index transaction:
+        # it only queues the unpin (SimpleQueue.put is safe to call from __del__), never takes a lock.
+        try:
+            if not self._released and self._pid == os.getpid():
+                self._released = True
+                _unpinner.put((self.cache, self.key, self.token))
+        except Exception:  # noqa: BLE001 - interpreter shutdown: the pin goes with the process
+            pass
+
+    def __repr__(self) -> str:
+        return f"Pin({str(self.path)!r}{', released' if self._released else ''})"
+
+
+class _Unpinner:
+    """One thread per process that releases pins whose handles were garbage collected."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue | None = None
+        self._pid: int | None = None
+        self._guard = threading.Lock()
+
+    def start(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._guard:
+            if self._pid != os.getpid():  # first use in this process (or in a forked child)
+                q: queue.SimpleQueue = queue.SimpleQueue()
+                threading.Thread(target=self._run, args=(q,), name="pxt-cache-unpin", daemon=True).start()
+                self._queue, self._pid = q, os.getpid()
+
+    def put(self, item: tuple[FileCache, str, str] | threading.Event) -> bool:
+        q = self._queue
+        if q is None or self._pid != os.getpid():
+            return False
+        q.put(item)
+        return True
+
+    def after_fork(self) -> None:
+        self._guard = threading.Lock()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the unpins queued so far are done; False on timeout."""
+        done = threading.Event()
+        return not self.put(done) or done.wait(timeout)
+
+    @staticmethod
+    def _run(q: queue.SimpleQueue) -> None:
+        while True:
+            items = [q.get()]
+            while True:  # whatever has queued up meanwhile: one transaction per cache
+                try:
+                    items.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            by_cache: dict[FileCache, list[tuple[str, str]]] = {}
+            for item in items + [None]:
+                if isinstance(item, tuple):
+                    by_cache.setdefault(item[0], []).append(item[1:])
+                    continue
+                for cache, pins in by_cache.items():
+                    try:
+                        cache._unpin_many(pins)
+                    except Exception as e:  # noqa: BLE001 - a pin left behind is dropped when this process ends
+                        _logger.warning("could not release %d cache pins: %s", len(pins), e)
+                by_cache.clear()
+                if item is not None:
+                    item.set()  # a drain() waiting for what was queued before it
+
+
+_unpinner = _Unpinner()
+
+
+def drain_releases(timeout: float | None = None) -> bool:
+    """Wait until this process has released the pins of every `Pin` garbage collected so far (they are
+    released on a background thread); False if `timeout` seconds passed first."""
+    return _unpinner.drain(timeout)
+
+
 class _Publish:
     """The final renames of files into the cache, undone if their transaction does not commit."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._moved: list[pathlib.Path] = []
+        self.moved: list[pathlib.Path] = []
 
     def move(self, tmp: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
-        os.replace(tmp, dest)
-        self._moved.append(dest)
+        # Synced when staged, outside the index lock; the folder is synced once after the transaction.
+        fsutil.publish(tmp, dest, synced=True, sync_folder=False)
+        self.moved.append(dest)
         return dest
 
     def undo(self) -> None:
-        for dest in self._moved:
+        for dest in self.moved:
             dest.unlink(missing_ok=True)
 
 

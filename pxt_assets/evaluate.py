@@ -16,7 +16,7 @@ import PIL.Image
 
 from pxt_assets.errors import ErrorCode
 from pxt_assets.functions import registry
-from pxt_assets.media import FRAME_REF_RE, Json, MediaReader
+from pxt_assets.media import FRAME_REF_RE, Json, MediaReader, PinnedPath, release_pins
 from pxt_assets.media import decoded as media_decoded
 from pxt_assets.redaction import redact
 from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
@@ -124,6 +124,8 @@ class Row:
             if col.is_media and col.col_type.name == "Image":
                 return self.media(expr.name)
             if col.is_media:  # video, audio, documents: a local file to open, as Pixeltable gives them
+                # A remote file's path is a PinnedPath: pinned in the cache for as long as the function it is
+                # passed to holds it (a generator: until it is closed), so no eviction removes it mid-read.
                 uri = self.stored.get(expr.name)
                 return None if uri is None else self.reader.localpath(uri)
             return self.objects.get(expr.name, self.stored.get(expr.name))
@@ -207,10 +209,10 @@ class Row:
         if expr.prop == "fileurl":
             return uri
         reference = frame_reference_of(uri)
-        if reference is not None:  # a frame not written: decoded into the file cache, as a PNG
-            return str(self.reader.cache.get(
+        if reference is not None:  # a frame not written: decoded into the file cache, as a PNG, pinned
+            return PinnedPath(self.reader.cache.pin(
                 uri, lambda tmp: decode_frame(self.reader, *reference).save(tmp, format="PNG"), suffix=".png"))
-        return self.reader.localpath(uri)
+        return self.reader.localpath(uri)  # pinned in the cache while the value lives, if remote
 
 
 def as_json(value: Any) -> Any:
@@ -295,14 +297,14 @@ class _FrameCursor:
     def __init__(self, reader: MediaReader, video_uri: str) -> None:
         import av
 
-        self._pin = reader.open(video_uri)
-        path = self._pin.__enter__()
+        # Pinned in the file cache (if remote) for the cursor's lifetime: the container reads it across rows.
+        self.path = reader.localpath(video_uri, must_exist=True)
         try:
-            self.container = av.open(str(path))
+            self.container = av.open(str(self.path))
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = "AUTO"
         except BaseException:
-            self._pin.__exit__(None, None, None)
+            release_pins([self.path])
             raise
         self.video_uri = video_uri
         self.forward = int(self.FORWARD_S / self.stream.time_base)
@@ -376,7 +378,7 @@ class _FrameCursor:
         try:
             self.container.close()
         finally:
-            self._pin.__exit__(None, None, None)
+            release_pins([self.path])
 
 
 _CURSORS: collections.OrderedDict[str, _FrameCursor] = collections.OrderedDict()

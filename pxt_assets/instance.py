@@ -20,7 +20,6 @@ import pathlib
 import sqlite3
 import tempfile
 import threading
-import uuid
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +40,7 @@ from dagster._core.storage.sqlite_storage import (
 )
 from sqlalchemy.pool import NullPool, QueuePool
 
+from pxt_assets import fsutil
 from pxt_assets.config import load_settings
 
 _DAGSTER_YAML = """\
@@ -155,20 +155,13 @@ class _EventLogStorage(SqliteEventLogStorage):
     def _new_shard_from_template(self, path: str) -> bool:
         """Create the new run shard `path` as a copy of an empty shard that Dagster's own _initdb set up
         (tables, WAL mode, alembic stamp). _initdb loads every alembic migration script to check and stamp
-        the revision: about 60 ms per run. The copy is linked into place, so a shard another process
-        created first is left alone (then _initdb runs and finds it set up). Returns whether it created it."""
+        the revision: about 60 ms per run. The copy is written durably and linked into place (fsutil, with
+        replace=False), so a shard another process created first is left alone (then _initdb runs and finds
+        it set up). Returns whether it created it."""
         if os.path.exists(path):
             return False
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(self._empty_shard())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-        return True
+        # suffix "": a temp named *.db could be taken for a shard by Dagster's listing of the folder
+        return fsutil.atomic_write(path, self._empty_shard(), replace=False, suffix="")
 
     def _empty_shard(self) -> bytes:
         cls = type(self)
@@ -247,10 +240,12 @@ def write_config(path: pathlib.Path) -> pathlib.Path:
     """Create the instance folder `path` with pxt_assets' dagster.yaml (the repo's dagster.yaml, with the
     folder's absolute path as base_dir so the instance also opens by path, without $DAGSTER_HOME), unless it
     has a dagster.yaml already. `./dev` calls this as `python -m pxt_assets.instance DIR`."""
-    path.mkdir(parents=True, exist_ok=True)
+    fsutil.make_dirs(path)
     config = path / "dagster.yaml"
     if not config.exists():
-        config.write_text(_DAGSTER_YAML.format(base_dir=json.dumps(str(path.resolve()))))  # JSON is YAML
+        # first writer wins: two processes setting up one home at once write the same file anyway
+        fsutil.atomic_write(config, _DAGSTER_YAML.format(base_dir=json.dumps(str(path.resolve()))),  # JSON is YAML
+                            replace=False)
     return path
 
 

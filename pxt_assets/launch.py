@@ -17,6 +17,8 @@ from typing import Any
 
 import dagster as dg
 
+from pxt_assets import fsutil
+
 #: how often a waiting caller looks at the run's status
 _POLL_S = 0.5
 
@@ -93,8 +95,7 @@ def _workspace(instance: dg.DagsterInstance, target: dict[str, Any]) -> Iterator
 
     with tempfile.TemporaryDirectory(prefix="pxt-workspace-") as folder:
         path = os.path.join(folder, "workspace.yaml")
-        with open(path, "w") as f:
-            yaml.safe_dump({"load_from": [target]}, f)
+        fsutil.atomic_write(path, yaml.safe_dump({"load_from": [target]}))
         with get_workspace_from_cli_opts(instance, version=__version__, workspace_opts=WorkspaceOpts(workspace=(path,)),
                                          log_level="WARNING") as workspace:
             yield workspace

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pxt_assets import stores
-from pxt_assets.cache import FileCache
+from pxt_assets.cache import FileCache, Pin
 
 
 @dataclass(frozen=True)
@@ -141,15 +141,11 @@ class MediaReader:
     @contextlib.contextmanager
     def open(self, uri: str) -> Iterator[pathlib.Path]:
         """A local path for `uri`, valid (pinned in the cache if remote) until the block exits."""
-        store = stores.store_for(uri)
-        local = store.local_path(uri)
-        if local is not None:
-            if not local.is_file():
-                raise stores.StoreError(f"file not found: {local}", kind="not_found")
-            yield local
-            return
-        with self.cache.pinned(uri, lambda tmp: store.download(uri, tmp), suffix=suffix_of(uri)) as path:
-            yield path
+        path = self.localpath(uri, must_exist=True)
+        try:
+            yield pathlib.Path(path)
+        finally:
+            release_pins([path])
 
     def read_bytes(self, uri: str) -> bytes:
         """The whole file at `uri` (media decoded whole, such as images): read in place for local files;
@@ -163,10 +159,60 @@ class MediaReader:
                 raise stores.StoreError(f"file not found: {local}", kind="not_found") from None
         return self.cache.fetch_bytes(uri, lambda: store.read_bytes(uri), suffix=suffix_of(uri))
 
-    def localpath(self, uri: str) -> str:
-        """The path of a local copy of `uri` (downloaded to the cache if needed), as `.localpath` reports."""
+    def localpath(self, uri: str, *, must_exist: bool = False) -> str:
+        """The path of a local copy of `uri`, as `.localpath` reports and as functions of video, audio and
+        documents get their file: the path itself for a local file (StoreError 'not_found' if it is missing
+        and `must_exist`); for a remote one, a `PinnedPath` to the copy in the file cache (downloaded if
+        needed), pinned for as long as the object is used (see PinnedPath)."""
         store = stores.store_for(uri)
         local = store.local_path(uri)
         if local is not None:
+            if must_exist and not local.is_file():
+                raise stores.StoreError(f"file not found: {local}", kind="not_found")
             return str(local)
-        return str(self.cache.get(uri, lambda tmp: store.download(uri, tmp), suffix=suffix_of(uri)))
+        return PinnedPath(self.cache.pin(uri, lambda tmp: store.download(uri, tmp), suffix=suffix_of(uri)))
+
+
+class PinnedPath(str):
+    """The path (a `str`) of a file in the file cache that no process evicts while this object lives: what
+    `.localpath` gives for remote media, and what functions of video, audio and documents are called with.
+
+    The pin is released by `release()`, at the end of `with path:`, or when the object is garbage
+    collected (on a background thread: `pxt_assets.cache.drain_releases()` waits for it). Strings made from
+    it (`str(path)`, `pathlib.Path(path)`, a pickled copy) are plain and hold no pin, so keep the object
+    itself for as long as the file is read."""
+
+    _pin: Pin
+
+    def __new__(cls, pin: Pin) -> PinnedPath:
+        self = super().__new__(cls, str(pin.path))
+        self._pin = pin
+        return self
+
+    @property
+    def pinned(self) -> bool:
+        """Whether this path still holds its pin."""
+        return not self._pin.released
+
+    def release(self) -> None:
+        """Unpin the file now (idempotent); the path stays a string, and the file may then be evicted."""
+        self._pin.release()
+
+    def __enter__(self) -> PinnedPath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return (str, (str(self),))  # a pin does not cross processes
+
+
+def release_pins(values: Any) -> int:
+    """Release the pins of the `PinnedPath`s among `values` (any iterable of values); returns how many."""
+    n = 0
+    for v in values:
+        if isinstance(v, PinnedPath) and v.pinned:
+            v.release()
+            n += 1
+    return n

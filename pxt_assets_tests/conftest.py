@@ -48,6 +48,18 @@ def images(tmp_path) -> list[pathlib.Path]:
     return out
 
 
+#: The package folder, and the first lines of a child process's script that imports pxt_assets modules
+#: without running the package __init__, which imports Dagster (seconds per process, and nothing to do with
+#: the cache or fsutil): the child gets PACKAGE_DIR as sys.argv[1], and an empty package module stands in.
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent.parent / "pxt_assets"
+BARE_PACKAGE = r"""
+import sys, types
+package = types.ModuleType("pxt_assets")
+package.__path__ = [sys.argv[1]]
+sys.modules["pxt_assets"] = package
+"""
+
+
 def files_under(folder: pathlib.Path) -> list[pathlib.Path]:
     """Every file below `folder` (none if it does not exist), sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

@@ -17,8 +17,8 @@ import pytest
 
 import pxt_assets.cache as cache_module
 from pxt_assets.cache import CacheStats, FileCache, cache_key
+from pxt_assets_tests.conftest import BARE_PACKAGE, PACKAGE_DIR
 
-CACHE_SOURCE = pathlib.Path(cache_module.__file__).resolve()
 
 
 def payload(url: str, size: int) -> bytes:
@@ -440,16 +440,12 @@ def test_cache_reopened_from_the_same_directory_keeps_its_entries(tmp_path: path
 
 # A worker process using its own FileCache on a shared directory. It prints one JSON line per step and, where
 # it says so, waits for a line on stdin before going on, so the test controls the interleaving.
-# It loads cache.py from its file rather than `import pxt_assets.cache`: the package __init__ imports Dagster,
-# which costs seconds per process and has nothing to do with the cache.
-WORKER = r"""
-import hashlib, importlib.util, json, os, pathlib, sys, time
+# It imports pxt_assets.cache without the package's __init__ (BARE_PACKAGE).
+WORKER = BARE_PACKAGE + r"""
+import hashlib, json, os, pathlib, sys, time
 
-source, mode, directory, max_bytes, url, size, log = sys.argv[1:8]
-spec = importlib.util.spec_from_file_location("pxt_assets_cache_under_test", source)
-cache_module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = cache_module  # dataclasses look their module up while the class is created
-spec.loader.exec_module(cache_module)
+mode, directory, max_bytes, url, size, log = sys.argv[2:8]
+import pxt_assets.cache as cache_module
 FileCache = cache_module.FileCache
 
 max_bytes, size = int(max_bytes), int(size)
@@ -505,7 +501,7 @@ class Worker:
     def __init__(
         self, mode: str, cache_dir: pathlib.Path, max_bytes: int, url: str, size: int, log: pathlib.Path
     ) -> None:
-        args = [str(CACHE_SOURCE), mode, str(cache_dir), str(max_bytes), url, str(size), str(log)]
+        args = [str(PACKAGE_DIR), mode, str(cache_dir), str(max_bytes), url, str(size), str(log)]
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, *args],
             stdin=subprocess.PIPE,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pxt_assets import rowstore
 from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_calls
-from pxt_assets.media import to_rgb
+from pxt_assets.media import release_pins, to_rgb
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
 
@@ -23,13 +23,27 @@ _SQL_PROPS = ("fileurl", "errormsg", "errortype")
 
 
 class ResultSet(pd.DataFrame):
-    """A query result: a pandas DataFrame that shows media as small inline previews in Jupyter."""
+    """A query result: a pandas DataFrame that shows media as small inline previews in Jupyter.
+
+    `.localpath` values of remote media are `PinnedPath`s: their files stay in the file cache (no process
+    evicts them) until the frame is garbage collected, `release()` is called, or a `with` block on the frame
+    ends."""
 
     _PREVIEW_PX = 96
 
     @property
     def _constructor(self):
         return ResultSet
+
+    def release(self) -> int:
+        """Release the file cache pins of this frame's `.localpath` values now; returns how many."""
+        return sum(release_pins(column) for _, column in self.items() if column.dtype == object)
+
+    def __enter__(self) -> ResultSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def _repr_html_(self) -> str:  # type: ignore[override]
         import base64

@@ -20,6 +20,7 @@ import PIL.ImageDraw
 import PIL.ImageOps
 
 import pxt_assets as pxt
+from pxt_assets import fsutil
 
 CASCADE = "haarcascade_frontalface_default.xml"
 ASTRONAUT = pathlib.Path(__file__).with_name("astronaut.jpg")  # NASA portrait (public domain), 256x256
@@ -76,7 +77,7 @@ def sample_photos(folder: str | pathlib.Path) -> list[pathlib.Path]:
     out = []
     for name, img in made.items():
         path = folder / name
-        img.save(path)
+        fsutil.atomic_write(path, img.save)  # the temp file keeps the name's extension: Pillow's format
         out.append(path)
     return out
 

@@ -55,9 +55,10 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
     reliably (one packet, or under 0.1 s) joins the segment before it. The caller deletes each file."""
     import os
     import pathlib
-    import tempfile
 
     import av
+
+    from pxt_assets import fsutil
 
     if duration is None and max_size is None:
         duration = DEFAULT_DURATION_S
@@ -71,8 +72,7 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
             return float(pts * tb)
 
         def write(packets: list[Any]) -> dict[str, Any]:
-            fd, path = tempfile.mkstemp(suffix=suffix, prefix="pxt-segment-", dir=folder)
-            os.close(fd)
+            path = str(fsutil.scratch_file(suffix=suffix, prefix="pxt-segment-", folder=folder))
             try:
                 with av.open(path, "w") as out:
                     out_stream = out.add_stream_from_template(stream)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
-from pxt_assets import stores
+from pxt_assets import fsutil, stores
 from pxt_assets.config import Settings
 from pxt_assets.spec import SpecError
 
@@ -80,7 +80,7 @@ def resolve(column: str, *, computed: bool, is_media: bool, explicit: str | None
         if configured:
             uri, rule = _normalize(configured, column), f"{key} ({settings.sources.get(key, 'config')})"
         elif computed:
-            settings.media_dir.mkdir(parents=True, exist_ok=True)
+            fsutil.make_dirs(settings.media_dir)
             uri, rule = stores.file_url(settings.media_dir), "default ($PIXELTABLE_HOME/media)"
         else:
             return Resolved(None, "referenced in place")

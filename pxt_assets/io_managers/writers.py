@@ -9,15 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import pathlib
 import queue
-import tempfile
 import threading
 
 import PIL.Image
 
-from pxt_assets import stores
+from pxt_assets import fsutil, stores
 from pxt_assets.cache import FileCache
 from pxt_assets.media import storable, suffix_of
 from pxt_assets.spec import ColumnSpec, TableSpec
@@ -85,9 +83,7 @@ class ColumnWriter:
     def copy_remote(self, row_id: str, source_uri: str, ext: str) -> str:
         """Store a copy of a remote file (a URL inserted with a cloud input_media_dest): downloaded once,
         that same download uploaded and kept in the cache, so nothing is uploaded and downloaded again."""
-        fd, tmp_name = tempfile.mkstemp(suffix=ext)
-        os.close(fd)
-        tmp = pathlib.Path(tmp_name)
+        tmp = fsutil.scratch_file(suffix=ext)
         try:
             stores.store_for(source_uri).download(source_uri, tmp)
             uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(tmp), ext))

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from pxt_assets import fsutil
 from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
 
@@ -106,7 +107,7 @@ class RowStore:
         if self.is_sqlite:
             db = self.url.database
             if db and db != ":memory:":
-                pathlib.Path(db).parent.mkdir(parents=True, exist_ok=True)
+                fsutil.make_dirs(pathlib.Path(db).parent)
             engine = sa.create_engine(self.url, connect_args={"timeout": 120, "check_same_thread": False},
                                       pool_size=4, max_overflow=8)
 
@@ -115,7 +116,12 @@ class RowStore:
                 dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")  # SQLite's advice for WAL: durable across crashes
+                # FULL: a commit is on disk when it returns (the WAL is synced at every commit), so an insert
+                # that reported its rows keeps them through an OS crash or power cut; NORMAL (SQLite's advice
+                # for WAL) keeps the database consistent but may roll the last commits back. The catalog,
+                # batches and cursors are the record, and the cost is about ten WAL syncs per insert (measured:
+                # ~0.1 ms each here, against the per-file fsyncs of its media).
+                cur.execute("PRAGMA synchronous=FULL")
                 cur.execute("PRAGMA busy_timeout=120000")
                 cur.close()
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
-import os
 import pathlib
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pxt_assets import fsutil
 from pxt_assets.errors import ErrorCode
 from pxt_assets.redaction import redact
 
@@ -126,24 +125,23 @@ class ObjectStore(ABC):
     def read_bytes(self, uri: str) -> bytes:
         """The whole file at `uri` in memory, in one request where the provider allows (for small media that
         are decoded whole anyway, such as images). This default goes through `download` and a temp file."""
-        fd, name = tempfile.mkstemp(suffix=pathlib.PurePosixPath(uri.split("?")[0]).suffix[:8])
-        os.close(fd)
+        scratch = fsutil.scratch_file(suffix=pathlib.PurePosixPath(uri.split("?")[0]).suffix[:8])
         try:
-            self.download(uri, pathlib.Path(name))
-            return pathlib.Path(name).read_bytes()
+            self.download(uri, scratch)
+            return scratch.read_bytes()
         finally:
-            os.unlink(name)
+            scratch.unlink(missing_ok=True)
 
     def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
         """Store `data` (produced in memory, such as an encoded image) at `uri`. This default goes through a
         temp file and `upload`; providers that can send bytes directly override it."""
-        fd, name = tempfile.mkstemp(suffix=pathlib.PurePosixPath(uri).suffix[:8])
+        scratch = fsutil.scratch_file(suffix=pathlib.PurePosixPath(uri).suffix[:8])
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(scratch, "wb") as f:
                 f.write(data)
-            self.upload(pathlib.Path(name), uri, content_type=content_type)
+            self.upload(scratch, uri, content_type=content_type)
         finally:
-            os.unlink(name)
+            scratch.unlink(missing_ok=True)
 
     def exists(self, uri: str) -> bool:
         raise StoreError(f"{self.provider} URIs cannot be checked for existence: {uri}", kind="unsupported")

@@ -6,11 +6,11 @@ import logging
 import os
 import pathlib
 import shutil
-import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
+from pxt_assets import fsutil
 from pxt_assets.stores.base import ObjectInfo, ObjectStore, StoreError, check_page_size
 
 log = logging.getLogger(__name__)
@@ -46,18 +46,10 @@ class LocalStore(ObjectStore):
             raise StoreError(f"permission denied reading {src}", kind="access_denied") from None
 
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
-        # Copy to a temp file beside the target, then rename: a reader never sees half a file, and a
-        # re-run of the same batch replaces the file instead of leaving a second one.
-        dest = path_of(uri)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
-        os.close(fd)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        # Copied to a temp file beside the target, synced, then renamed (fsutil): a reader never sees half a
+        # file, a power cut never leaves one, and a re-run of the same batch replaces the file instead of
+        # leaving a second one.
+        fsutil.copy_file(src, path_of(uri))
 
     def read_bytes(self, uri: str) -> bytes:
         src = path_of(uri)
@@ -69,17 +61,8 @@ class LocalStore(ObjectStore):
             raise StoreError(f"permission denied reading {src}", kind="access_denied") from None
 
     def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
-        """Atomically write `data` at `uri` (no intermediate copy)."""
-        dest = path_of(uri)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dest)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        """Atomically and durably write `data` at `uri` (no intermediate copy)."""
+        fsutil.atomic_write(path_of(uri), data)
 
     def exists(self, uri: str) -> bool:
         return path_of(uri).is_file()

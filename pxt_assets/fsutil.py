@@ -1,0 +1,205 @@
+"""Durable local writes: every file pxt_assets writes on this machine goes through here.
+
+A file is written to a temp file with a unique name (``mkstemp``) in the folder it is going to, flushed to
+disk (``fsync``), renamed over the target (``os.replace``, atomic on POSIX and Windows), and then the folder
+itself is flushed, so that the rename survives a power cut too. A reader therefore sees the old file or the
+new one, never half of one, and a writer that fails (or is killed) leaves the old file as it was; a temp
+file it leaves behind is hidden (``.tmp-`` prefix: listings skip it) and never in the way of a later write,
+because no two writes share a temp name.
+
+``atomic_file(path)`` and ``atomic_write(path, data)`` are what callers use; ``publish`` and ``sync_dir`` are
+the primitives, for the file cache, which stages its files in a folder of its own and renames them into
+place inside an index transaction. Folders created on the way (``make_dirs``) are flushed into their
+parents, so a new file's path survives as well as its bytes.
+
+Scratch files (a download on its way to a bucket, an audio segment before it is uploaded) are not published
+anywhere and need no fsync: ``scratch_file()`` gives each a unique name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+#: the prefix of temp files being written beside their target: hidden, and skipped by LocalStore listings
+TEMP_PREFIX = ".tmp-"
+
+Data = bytes | bytearray | memoryview | str | Callable[[pathlib.Path], Any]
+
+
+def new_temp(folder: str | os.PathLike, *, prefix: str = TEMP_PREFIX, suffix: str = "") -> tuple[int, pathlib.Path]:
+    """A new empty file with a unique name in `folder` (mkstemp: created exclusively, mode 0600); returns its
+    open descriptor and path. The only place pxt_assets makes up a temp name."""
+    fd, name = tempfile.mkstemp(dir=os.fspath(folder), prefix=prefix, suffix=suffix)
+    return fd, pathlib.Path(name)
+
+
+def scratch_file(*, suffix: str = "", prefix: str = "pxt-", folder: str | os.PathLike | None = None) -> pathlib.Path:
+    """A new empty scratch file (in the system temp folder unless `folder` is given), closed. The caller
+    deletes it; it is never published, so it is not synced."""
+    fd, path = new_temp(folder if folder is not None else tempfile.gettempdir(), prefix=prefix, suffix=suffix)
+    os.close(fd)
+    return path
+
+
+def sync_file(target: int | str | os.PathLike) -> None:
+    """Flush a file's bytes to disk (an open descriptor, or a path that is opened for it)."""
+    if isinstance(target, int):
+        os.fsync(target)
+        return
+    # Windows' FlushFileBuffers needs a handle open for writing; POSIX takes any descriptor.
+    fd = os.open(target, os.O_RDWR if sys.platform == "win32" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk. A no-op where folders cannot be opened
+    (Windows: NTFS makes the rename durable with the file's metadata)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return  # Windows
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        # Some filesystems (certain network mounts) do not support fsync on a folder: nothing more to do.
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def make_dirs(folder: str | os.PathLike) -> pathlib.Path:
+    """`mkdir -p folder`, flushing each folder it creates into its parent so the path survives a power cut.
+    Safe against another process creating the same folders at the same time."""
+    folder = pathlib.Path(folder)
+    missing: list[pathlib.Path] = []
+    p = folder
+    while not p.is_dir():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+            continue  # made by someone else, who syncs it
+        sync_dir(d.parent)
+    return folder
+
+
+def publish(tmp: str | os.PathLike, dest: str | os.PathLike, *, replace: bool = True, synced: bool = False,
+            sync_folder: bool = True) -> bool:
+    """Move the finished temp file `tmp` to `dest` (same filesystem): fsync it (unless `synced`), rename it
+    over `dest` (or, with `replace=False`, link it into place only if `dest` does not exist yet, and remove
+    the temp), then fsync `dest`'s folder (unless `sync_folder=False`, for a caller that syncs it once for
+    many files). Returns False only when `replace=False` found `dest` there (the temp is removed then)."""
+    if not synced:
+        sync_file(tmp)
+    if replace:
+        os.replace(tmp, dest)
+    else:
+        try:
+            os.link(tmp, dest)  # atomic, and fails rather than clobber: first writer wins
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+    if sync_folder:
+        sync_dir(pathlib.Path(dest).parent)
+    return True
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", *, replace: bool = True,
+                suffix: str | None = None, encoding: str | None = None) -> Iterator[IO[Any]]:
+    """Write `path` atomically and durably: yields a file object open on a temp file beside it; when the
+    block ends normally the file is flushed, synced and renamed over `path` (see `publish`). If the block
+    raises, the temp file is removed and `path` is untouched. `mode` is "wb" or "w" (text, `encoding`
+    default UTF-8). `suffix` is the temp file's (default: `path`'s, for writers that pick a format by name).
+    With `replace=False` an existing `path` is kept and the new content dropped (see `atomic_write`)."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_file writes whole files: mode 'wb' or 'w', not {mode!r}")
+    dest = pathlib.Path(path)
+    fd, tmp = _temp_beside(dest, suffix)
+    try:
+        with open(fd, mode, encoding=(encoding or "utf-8") if mode == "w" else None) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        publish(tmp, dest, replace=replace, synced=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, data: Data, *, replace: bool = True, suffix: str | None = None) -> bool:
+    """Write `path` atomically and durably (see the module docstring). `data` is bytes, a str (UTF-8), or a
+    callable that writes the file at the temp path it is given (a copy, an encoder that takes a file name).
+    With `replace=False`, an existing `path` is left as it is and False returned (first writer wins);
+    otherwise returns True."""
+    dest = pathlib.Path(path)
+    fd, tmp = _temp_beside(dest, suffix)
+    try:
+        if callable(data):
+            os.close(fd)
+            data(tmp)
+        else:
+            with open(fd, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        return publish(tmp, dest, replace=replace)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _temp_beside(dest: pathlib.Path, suffix: str | None) -> tuple[int, pathlib.Path]:
+    """A temp file in `dest`'s folder (created if missing) with the permissions a new file gets from the
+    umask (mkstemp's are 0600), or those of the file it replaces."""
+    make_dirs(dest.parent)
+    fd, tmp = new_temp(dest.parent, suffix=dest.suffix if suffix is None else suffix)
+    if hasattr(os, "fchmod"):
+        try:
+            mode = dest.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
+    return fd, tmp
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        try:  # Linux: read it without changing it (os.umask sets it, for every thread at once)
+            status = pathlib.Path("/proc/self/status").read_text()
+            _UMASK = int(re.search(r"^Umask:\s*([0-7]+)", status, re.M).group(1), 8)  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            _UMASK = 0o022
+    return _UMASK
+
+
+def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy `src` to `dest` atomically and durably."""
+    import shutil
+
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+
+__all__ = ["TEMP_PREFIX", "new_temp", "scratch_file", "sync_file", "sync_dir", "make_dirs", "publish",
+           "atomic_file", "atomic_write", "copy_file"]
