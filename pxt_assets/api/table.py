@@ -336,7 +336,7 @@ class MediaTable:
         sources = {c.name for c in self.spec.source_columns()}
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
-                raise TypeError(f"insert into {self.path!r}: row {i} is not a dict: {row!r}")
+                raise TypeError(redact(f"insert into {self.path!r}: row {i} is not a dict: {row!r}"))
             unknown = set(row) - sources
             if unknown:
                 raise SpecError(f"insert into {self.path!r}: row {i} has unknown column(s) {sorted(unknown)}; "
