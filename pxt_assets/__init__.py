@@ -26,7 +26,10 @@ from pxt_assets.functions.udf import UDF, Batch, udf
 from pxt_assets.config import ConfigError, Settings, load_settings
 from pxt_assets.io_managers.destinations import DestinationError
 from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
+from pxt_assets.redaction import install_log_redaction
 from pxt_assets.spec import ColumnTypeError, SpecError
+
+install_log_redaction()  # no log record made in this process carries a credential (pxt_assets.redaction)
 
 __all__ = [
     "functions", "MediaTable", "MediaView", "create_view", "Query", "ResultSet", "InsertResult", "definitions",

@@ -39,7 +39,7 @@ from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE, Me
 from pxt_assets.io_managers.ingest import check_image, ingest_value
 from pxt_assets.io_managers.rows import count_errors, new_record, row_id
 from pxt_assets.media import suffix_of
-from pxt_assets.redaction import redact
+from pxt_assets.redaction import redact, redact_metadata, scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 TABLE_IO = "pxt_table_io"
@@ -67,11 +67,13 @@ def asset_key(spec: TableSpec, column: str) -> dg.AssetKey:
 
 
 def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automation: bool = False) -> dg.AssetOut:
-    metadata: dict[str, Any] = {META_TABLE: spec.to_dict(), META_COLUMN: col.name}
+    shown: dict[str, Any] = {}
     if col.writes_files:
-        metadata[META_DESTINATION] = col.destination or "referenced in place"
+        shown[META_DESTINATION] = col.destination or "referenced in place"
     if col.expr is not None:
-        metadata["expression"] = repr(col.expr)
+        shown["expression"] = repr(col.expr)
+    # the table's spec is read back by the IO managers as it is; what is shown is redacted
+    metadata: dict[str, Any] = {META_TABLE: spec.to_dict(), META_COLUMN: col.name, **redact_metadata(shown)}
     kinds = {"pxt", col.col_type.name.lower()}
     if col.destination:
         kinds.add(stores.store_for(col.destination).provider)
@@ -85,8 +87,8 @@ def _out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automation: boo
         code_version=col.expr.code_version() if col.expr is not None else "source",
         # eager: a new batch's columns follow its source; a column added later is not backfilled on its own
         automation_condition=dg.AutomationCondition.eager() if automation else None,
-        description=(f"{spec.display_path}.{col.name} = {col.expr!r}" if col.expr is not None
-                     else f"{spec.display_path}.{col.name}: inserted {col.col_type!r} values"),
+        description=redact(f"{spec.display_path}.{col.name} = {col.expr!r}" if col.expr is not None
+                           else f"{spec.display_path}.{col.name}: inserted {col.col_type!r} values"),
     )
 
 
@@ -151,6 +153,7 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
         partitions_def=pdef,
         required_resource_keys={MEDIA_IO},
     )
+    @scrubbing  # a failed step's error, as Dagster stores it, carries no credential
     def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
@@ -241,6 +244,7 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         can_subset=True,
         required_resource_keys={MEDIA_IO},
     )
+    @scrubbing
     def view_step(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
@@ -421,6 +425,7 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automat
         can_subset=True,
         required_resource_keys={MEDIA_IO},
     )
+    @scrubbing
     def computed(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key

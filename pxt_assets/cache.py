@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import filelock
 
 from pxt_assets import fsutil
+from pxt_assets.redaction import redact
 
 try:
     import fcntl
@@ -58,7 +59,7 @@ _LOCK_STRIPE_DIGITS = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
+    url TEXT NOT NULL,           -- for people reading the index: credentials redacted
     path TEXT NOT NULL,          -- relative to the cache directory
     size INTEGER NOT NULL,
     last_used REAL NOT NULL
@@ -348,7 +349,7 @@ class FileCache:
                     conn.execute(
                         "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
                         " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
-                        (key, url, rel, size, _next_use_time(conn)),
+                        (key, redact(url), rel, size, _next_use_time(conn)),
                     )
                     paths.append(publish.move(tmp, self.directory / rel))
                 total = _total(conn)
@@ -469,7 +470,7 @@ class FileCache:
                     conn.execute(
                         "INSERT INTO entries (key, url, path, size, last_used) VALUES (?, ?, ?, ?, ?)"
                         " ON CONFLICT (key) DO UPDATE SET size = excluded.size, last_used = excluded.last_used",
-                        (key, url, rel, size, _next_use_time(conn)),
+                        (key, redact(url), rel, size, _next_use_time(conn)),
                     )
                     self._insert_pin(conn, key, token)
                     total = _total(conn)

@@ -25,6 +25,7 @@ Destinations stay plain strings here; checking that they are usable URIs is anot
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import functools
@@ -33,10 +34,13 @@ import threading
 import pathlib
 import tomllib
 import types
+import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pxt_assets.redaction import RedactedMessage, register_secret
 
 __all__ = ['ConfigError', 'Settings', 'load_settings']
 
@@ -52,7 +56,7 @@ SOURCE_DEFAULT = 'default'
 SOURCE_ARGUMENT = 'argument'
 
 
-class ConfigError(ValueError):
+class ConfigError(RedactedMessage, ValueError):
     """A setting has a bad value, or the config file cannot be read or parsed.
 
     The message names the offending key (if any) and where the value came from; ``key`` and ``source``
@@ -142,6 +146,14 @@ def _parse_str(raw: Any, key: str, source: str) -> str | None:
     return raw.strip() or None
 
 
+def _parse_secret(raw: Any, key: str, source: str) -> str | None:
+    if not isinstance(raw, str):  # not shown: it is a credential
+        raise ConfigError(f'{key} must be a string, got a {type(raw).__name__} (from {source})', key=key, source=source)
+    value = _parse_str(raw, key, source)
+    register_secret(value)  # never printed from now on, wherever it would appear
+    return value
+
+
 def _as_number(raw: Any) -> float | None:
     """A finite number from a TOML number or an environment string; None if it is not one. bool is an int
     subclass, but `file_cache_size_g = true` is a mistake, not 1 GiB; inf/nan parse as floats but are no
@@ -190,6 +202,8 @@ def _parse_db_url(raw: Any, key: str, source: str) -> str | None:
             f'sqlite:////path/pxt.db, got a value with scheme {scheme + "://" if scheme else "(none)"!r} '
             f'(from {source})', key=key, source=source,
         )
+    with contextlib.suppress(ValueError):  # the password: never printed from now on
+        register_secret(urllib.parse.unquote(urllib.parse.urlsplit(value).password or ''))
     if scheme.startswith('postgresql') and '+' not in scheme:
         value = 'postgresql+psycopg' + value[len(scheme):]  # psycopg 3, installed with the project
     return value
@@ -209,12 +223,12 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('b2_profile'),
     _pixeltable_key('tigris_profile'),
     _pixeltable_key('db_url', _parse_db_url),
-    _pixeltable_key('api_key'),
+    _pixeltable_key('api_key', _parse_secret),
     _pixeltable_key('api_url'),
     _Key('azure_storage_account_name', 'azure', 'storage_account_name', 'AZURE_STORAGE_ACCOUNT_NAME',
          _parse_str),
     _Key('azure_storage_account_key', 'azure', 'storage_account_key', 'AZURE_STORAGE_ACCOUNT_KEY',
-         _parse_str),
+         _parse_secret),
     _Key('azure_storage_account_url', 'azure', 'storage_account_url', 'AZURE_STORAGE_ACCOUNT_URL',
          _parse_str),
 )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pxt_assets.media import ColumnType, type_named
+from pxt_assets.redaction import RedactedMessage
 
 # Properties every media expression has; evaluated by the reader, not stored.
 MEDIA_PROPERTIES = ("fileurl", "localpath")
@@ -25,7 +26,7 @@ ERROR_PROPERTIES = ("errormsg", "errortype")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class SpecError(ValueError):
+class SpecError(RedactedMessage, ValueError):
     """A table or column definition that cannot work; the message names the table and column."""
 
 

@@ -25,6 +25,7 @@ import dagster as dg
 
 from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
+from pxt_assets.redaction import redact, scrubbing
 from pxt_assets.spec import TableSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -128,7 +129,7 @@ def schedule_name(spec: TableSpec) -> str:
 
 def _run_request(spec: TableSpec, watch: WatchSpec, b: PlannedBatch) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"{spec.slug}:{b.key}", partition_key=b.key,
-                         tags={"pxt/watch": watch.prefix, "pxt/rows": str(len(b.uris))})
+                         tags={"pxt/watch": redact(watch.prefix), "pxt/rows": str(len(b.uris))})
 
 
 def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
@@ -138,12 +139,13 @@ def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
         job_name=job_name,
         minimum_interval_seconds=watch.minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New objects under {watch.prefix} become batches of {spec.display_path}.{watch.column}",
+        description=redact(f"New objects under {watch.prefix} become batches of {spec.display_path}.{watch.column}"),
     )
+    @scrubbing  # a failed tick's error, as Dagster stores it, carries no credential
     def watch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         batches, cursor = tick(spec, watch, WatchCursor.from_json(context.cursor))
         if not batches:
-            return dg.SensorResult(skip_reason=f"no new objects under {watch.prefix}", cursor=cursor.to_json())
+            return dg.SensorResult(skip_reason=redact(f"no new objects under {watch.prefix}"), cursor=cursor.to_json())
         rows = sum(len(b.uris) for b in batches)
         context.log.info(f"{spec.display_path}: {rows} new objects under {watch.prefix} -> {len(batches)} batches")
         return dg.SensorResult(
@@ -164,16 +166,17 @@ def build_schedule(spec: TableSpec, watch: WatchSpec, job_name: str,
         job_name=job_name,
         cron_schedule=watch.cron_schedule,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"On '{watch.cron_schedule}', new objects under {watch.prefix} become batches of "
-                    f"{spec.display_path}.{watch.column}",
+        description=redact(f"On '{watch.cron_schedule}', new objects under {watch.prefix} become batches of "
+                           f"{spec.display_path}.{watch.column}"),
     )
+    @scrubbing
     def watch_schedule(context: dg.ScheduleEvaluationContext):
         key = f"watch:{spec.slug}:{_h(watch.prefix)}"
         cursor = WatchCursor.from_json(_rows().get_value(key))
         batches, cursor = tick(spec, watch, cursor)
         if not batches:
             _rows().set_value(key, cursor.to_json())
-            return dg.SkipReason(f"no new objects under {watch.prefix}")
+            return dg.SkipReason(redact(f"no new objects under {watch.prefix}"))
         context.instance.add_dynamic_partitions(pdef.name, [b.key for b in batches])
         _rows().set_value(key, cursor.to_json())
         return [_run_request(spec, watch, b) for b in batches]

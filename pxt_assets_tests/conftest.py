@@ -254,6 +254,22 @@ def forget_value(table, column: str, row_id: str) -> None:
         conn.execute(t.update().where(t.c._row_id == row_id).values({f"v_{column}": None, f"o_{column}": False}))
 
 
+def stored_events(dagster_home: pathlib.Path) -> str:
+    """Every event a Dagster instance stored under `dagster_home` (its SQLite event log storage, read directly,
+    one JSON document a line): what the UI shows and what stays on disk."""
+    import sqlite3
+
+    out = []
+    for path in sorted(pathlib.Path(dagster_home).rglob("*.db")):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_logs'").fetchone():
+                out += [r[0] for r in conn.execute("SELECT event FROM event_logs")]
+        finally:
+            conn.close()
+    return "\n".join(out)
+
+
 # -- PostgreSQL: one throwaway cluster per test run, a fresh database per test module ---------------------
 
 

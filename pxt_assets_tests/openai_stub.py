@@ -1,5 +1,6 @@
 """A local OpenAI-compatible server for the tests: `POST /v1/chat/completions` on 127.0.0.1, recording what it
-was sent. It can answer the first requests with 429 / 503 (and a Retry-After header) to exercise retries."""
+was sent. It can answer the first requests with 429 / 503 (and a Retry-After header) to exercise retries, and
+refuse every key but one with a 401 that quotes the key it was sent (as OpenAI's "Incorrect API key provided")."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 
 class OpenAIStub:
-    def __init__(self, *, failures: list[tuple[int, str | None]] | None = None) -> None:
+    def __init__(self, *, failures: list[tuple[int, str | None]] | None = None, accepted_key: str | None = None) -> None:
         self.requests: list[dict[str, Any]] = []  # {"at": monotonic time, "body": ..., "auth": ..., "status": ...}
         self.failures = list(failures or [])  # (status, Retry-After) for the first requests, in order
         self.lock = threading.Lock()
@@ -31,6 +32,11 @@ class OpenAIStub:
                     n = sum(1 for r in stub.requests if r["status"] == 200)
                 if self.path != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
+                key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                if accepted_key is not None and key != accepted_key:
+                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {key}. You can find "
+                                                                 "your API key at https://platform.openai.com/account/api-keys.",
+                                                      "type": "invalid_request_error", "code": "invalid_api_key"}})
                 if failure is not None:
                     status, retry_after = failure
                     headers = {"Retry-After": retry_after} if retry_after else {}

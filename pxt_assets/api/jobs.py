@@ -8,6 +8,7 @@ import dagster as dg
 
 from pxt_assets import assets as asset_builder
 from pxt_assets.io_managers import MediaIOManager, TableIOManager
+from pxt_assets.redaction import redact_metadata, scrubbing
 from pxt_assets.spec import SpecError
 
 
@@ -75,6 +76,7 @@ def _insert_job(table) -> dg.JobDefinition:
     media_cols = [c.name for c in table.spec.source_columns() if c.is_media]
 
     @dg.op(name=f"{table.spec.slug}__insert", description=f"Insert a batch into {table.path!r} and materialize it.")
+    @scrubbing  # a failure's error, as Dagster stores it, carries no credential
     def insert_op(context: dg.OpExecutionContext, config: InsertConfig) -> dg.Output[str]:
         rows: list[dict[str, Any]] = [dict(r) for r in config.rows]
         if config.files:
@@ -96,8 +98,8 @@ def _insert_job(table) -> dg.JobDefinition:
                               tags={"pxt/parent_run_id": context.run_id},
                               _code_location=launch.target_of_run(context.dagster_run), _submit=submit)
         context.log.info(f"{result.num_rows} rows inserted with {result.num_errors} errors")
-        return dg.Output(result.batch, metadata={"batch": result.batch, "rows": result.num_rows,
-                                                 "errors": result.num_errors, "run_id": result.run_id})
+        return dg.Output(result.batch, metadata=redact_metadata({"batch": result.batch, "rows": result.num_rows,
+                                                                 "errors": result.num_errors, "run_id": result.run_id}))
 
     @dg.job(name=asset_builder.insert_job_name(table.spec),
             description=f"Insert the files or rows in the run config into {table.path!r} as a new batch, "

@@ -16,6 +16,7 @@ import pandas as pd
 from pxt_assets import rowstore
 from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_calls
 from pxt_assets.media import release_pins, to_rgb
+from pxt_assets.redaction import redact
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
 
@@ -159,7 +160,7 @@ class Query:
             parts.append(f"order_by({e!r}, asc={asc})")
         if self._limit is not None:
             parts.append(f"limit({self._limit})")
-        return "Query " + ".".join(parts)
+        return redact("Query " + ".".join(parts))  # a constant may be a signed URL
 
     # -- running --------------------------------------------------------------------------------------
     def _store(self) -> tuple[rowstore.RowStore, rowstore.RowTable]:

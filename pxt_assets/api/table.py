@@ -263,8 +263,8 @@ class MediaTable:
             f"<td>{html.escape(c.destination or ('referenced in place' if c.is_media else ''))}</td></tr>"
             for c in self.spec.columns.values()
         )
-        return (f"<b>table {html.escape(self.path)!r}</b><table><tr><th>Column</th><th>Type</th>"
-                f"<th>Computed with</th><th>Destination</th></tr>{rows}</table>")
+        return redact(f"<b>table {html.escape(self.path)!r}</b><table><tr><th>Column</th><th>Type</th>"
+                      f"<th>Computed with</th><th>Destination</th></tr>{rows}</table>")
 
     def _check_new(self, name: str) -> None:
         check_column_name(name)
@@ -292,7 +292,7 @@ class MediaTable:
             what = f"= {c.expr!r}" if c.expr is not None else ("(iterator)" if hasattr(self, "base_spec") else "(inserted)")
             where = f"  -> {c.destination or 'referenced in place'} [{c.destination_source}]" if c.is_media else ""
             lines.append(f"  {c.name}: {c.col_type!r} {what}{where}")
-        return "\n".join(lines)
+        return redact("\n".join(lines))  # a constant in an expression may be a signed URL
 
     # -- Dagster ----------------------------------------------------------------------------------------
     def assets_definitions(self) -> list[dg.AssetsDefinition]:
@@ -336,7 +336,7 @@ class MediaTable:
         sources = {c.name for c in self.spec.source_columns()}
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
-                raise TypeError(f"insert into {self.path!r}: row {i} is not a dict: {row!r}")
+                raise TypeError(redact(f"insert into {self.path!r}: row {i} is not a dict: {row!r}"))
             unknown = set(row) - sources
             if unknown:
                 raise SpecError(f"insert into {self.path!r}: row {i} has unknown column(s) {sorted(unknown)}; "

@@ -41,16 +41,17 @@ import PIL.Image
 
 from pxt_assets.functions import registry
 from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video, type_named
+from pxt_assets.redaction import RedactedMessage
 
 #: concurrent calls of an async UDF (per process) unless the decorator says otherwise
 DEFAULT_ASYNC_CONCURRENCY = 16
 
 
-class UDFDefinitionError(TypeError):
+class UDFDefinitionError(RedactedMessage, TypeError):
     """A UDF whose hints cannot be columns types, or a call whose arguments do not fit its parameters."""
 
 
-class UDFCallError(Exception):
+class UDFCallError(RedactedMessage, Exception):
     """A UDF raised for a row. `kind` is the stable error code recorded as the row's `errortype`."""
 
     kind = "udf_error"

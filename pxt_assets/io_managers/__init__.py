@@ -23,7 +23,7 @@ from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
 from pxt_assets.media import MediaReader, shared_cache, to_rgb
-from pxt_assets.redaction import redact
+from pxt_assets.redaction import redact_metadata, scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 __all__ = ["TableIOManager", "MediaIOManager", "ColumnWriter", "destinations"]
@@ -95,6 +95,7 @@ class TableIOManager(dg.ConfigurableIOManager):
         return result
 
     # -- Dagster --------------------------------------------------------------------------------------------
+    @scrubbing  # an error Dagster stores carries no credential
     def handle_output(self, context: dg.OutputContext, obj: Records) -> None:
         table, column = _table_and_column(context.definition_metadata)
         store = self.rowstore()
@@ -103,19 +104,18 @@ class TableIOManager(dg.ConfigurableIOManager):
             records = obj if len(context.asset_partition_keys) == 1 else [r for r in obj if r["row_id"].startswith(batch + "-")]
             replaced = store.stage_column(rt, batch, column.name, records, run_id=context.run_id)
             delete_replaced(context.log, column.name, replaced)
-        context.add_output_metadata(
-            {
-                "dagster/row_count": len(obj),
-                "rows": len(obj),
-                "errors": count_errors(obj),
-                "column": f"{table.display_path}.{column.name} ({column.col_type!r})",
-                **self._media_metadata(table, column, obj),
-            }
-        )
+        context.add_output_metadata(redact_metadata({
+            "dagster/row_count": len(obj),
+            "rows": len(obj),
+            "errors": count_errors(obj),
+            "column": f"{table.display_path}.{column.name} ({column.col_type!r})",
+            **self._media_metadata(table, column, obj),
+        }))
 
     def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
         return {}
 
+    @scrubbing
     def load_input(self, context: dg.InputContext) -> Records:
         table, column = _table_and_column(context.upstream_output.definition_metadata)
         return self.load_column(table, column.name, context.asset_partition_keys)
@@ -155,7 +155,7 @@ class MediaIOManager(TableIOManager):
         meta: dict[str, Any] = {
             "destination": column.destination or "referenced in place",
             "destination_rule": column.destination_source or "",
-            "sample_fileurls": dg.MetadataValue.json([redact(u) for u in ok[:_SAMPLE_URLS]]),
+            "sample_fileurls": dg.MetadataValue.json(ok[:_SAMPLE_URLS]),  # redacted with the rest
             "file_cache": dg.MetadataValue.json(self.cache().stats.as_dict()),
         }
         if ok and column.col_type.name == "Image":

@@ -104,12 +104,13 @@ class RowStore:
 
     # -- connections -------------------------------------------------------------------------------------
     def _make_engine(self) -> sa.Engine:
+        # hide_parameters: a failed statement's message would show the values it wrote (URLs with signatures)
         if self.is_sqlite:
             db = self.url.database
             if db and db != ":memory:":
                 fsutil.make_dirs(pathlib.Path(db).parent)
             engine = sa.create_engine(self.url, connect_args={"timeout": 120, "check_same_thread": False},
-                                      pool_size=4, max_overflow=8)
+                                      pool_size=4, max_overflow=8, hide_parameters=True)
 
             @event.listens_for(engine, "connect")
             def _connect(dbapi_conn, _record) -> None:
@@ -131,7 +132,7 @@ class RowStore:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("pxt_write") else "BEGIN")
 
             return engine
-        return sa.create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        return sa.create_engine(self.url, pool_pre_ping=True, pool_size=4, max_overflow=8, hide_parameters=True)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:

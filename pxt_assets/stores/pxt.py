@@ -35,6 +35,7 @@ import botocore.session
 import requests
 
 from pxt_assets.config import current_settings
+from pxt_assets.redaction import register_secret
 from pxt_assets.stores import retry
 from pxt_assets.stores.base import StoreError, check_expiration
 from pxt_assets.stores.s3 import S3Location, S3Store
@@ -202,6 +203,8 @@ class _Bucket:
 
     @staticmethod
     def _metadata(creds: dict[str, Any]) -> dict[str, str]:
+        for secret in (creds["secret_access_key"], creds["session_token"]):
+            register_secret(secret)  # never printed, wherever it would appear
         expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=float(creds["ttl_seconds"]))
         return {"access_key": creds["access_key_id"], "secret_key": creds["secret_access_key"],
                 "token": creds["session_token"], "expiry_time": expiry.isoformat()}

@@ -39,6 +39,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from pxt_assets.config import current_settings
+from pxt_assets.redaction import register_secret
 from pxt_assets.stores import retry
 from pxt_assets.stores.base import (
     ObjectInfo,
@@ -422,6 +423,7 @@ class _QuerySigner:
     def _signing_key(self, secret: str, date: str) -> bytes:
         key = self._keys.get((secret, date))
         if key is None:
+            register_secret(secret)  # a profile's or role's secret key: never printed, like the environment's
             k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
             for part in (self.region, "s3", "aws4_request"):
                 k = hmac.new(k, part.encode(), hashlib.sha256).digest()
