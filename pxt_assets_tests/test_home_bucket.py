@@ -173,3 +173,27 @@ def test_gc_and_delete_batch_work_on_the_home_bucket(pxt_home, instance, cloud, 
     assert cloud.objects() == kept
     assert lifecycle.delete_batch(t, first.batch, instance=instance) == 2
     assert len(cloud.objects()) == 1
+
+
+def test_the_api_key_and_the_temporary_keys_are_never_printed_or_stored(pxt_home, instance, cloud, sources, tmp_path,
+                                                                        capfd, caplog):
+    import logging
+
+    t = pxt.MediaTable("home/quiet", {"img": pxt.Image})
+    t.add_computed_column(rot=t.img.rotate(90), destination=f"{HOME}/quiet/")
+    with caplog.at_level(logging.DEBUG):
+        t.insert([{"img": str(p)} for p in sources[:2]], instance=instance)
+        cloud.refuse_code = "STORE_FULL"  # then every control-plane answer is a refusal: errors are shown
+        full = PxtStore()
+        with pytest.raises(stores.StoreError) as e:
+            full.write_bytes(b"x", f"{HOME}/quiet/x.jpg")
+        print(repr(e.value), t, full)
+    secrets = [cloud.api_key, "pxt-secret-1", "pxt-token-1"]
+    out, err = capfd.readouterr()
+    shown = out + err + caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    for secret in secrets:
+        assert secret not in shown
+    for path in [p for p in tmp_path.rglob("*") if p.is_file()]:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, (secret, path)
