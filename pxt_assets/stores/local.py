@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
+from pxt_assets.faults import fault_point
 from pxt_assets.stores.base import ObjectInfo, ObjectStore, StoreError, check_page_size
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,19 @@ def path_of(uri: str) -> pathlib.Path:
 def file_url(path: str | os.PathLike) -> str:
     """The file:// URL of a local path (absolute, percent-encoded), as `.fileurl` reports local files."""
     return pathlib.Path(path).absolute().as_uri()
+
+
+def temp_prefix(name: str) -> str:
+    """Files being written get a hidden name beside their target: `.tmp-<name>-<random>`. A write killed
+    midway leaves it; the name it was to get says whose it is (see list_temp_files, temp_target)."""
+    return f".tmp-{name}-"
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file a temporary file (`temp_prefix`) was to become, or None for any other name."""
+    if not name.startswith(".tmp-") or "-" not in name[5:]:
+        return None
+    return name[5:].rsplit("-", 1)[0]
 
 
 class LocalStore(ObjectStore):
@@ -50,10 +64,11 @@ class LocalStore(ObjectStore):
         # re-run of the same batch replaces the file instead of leaving a second one.
         dest = path_of(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest.name))
         os.close(fd)
         try:
             shutil.copyfile(src, tmp)
+            fault_point("mid_upload")
             os.replace(tmp, dest)
         except BaseException:
             pathlib.Path(tmp).unlink(missing_ok=True)
@@ -72,10 +87,11 @@ class LocalStore(ObjectStore):
         """Atomically write `data` at `uri` (no intermediate copy)."""
         dest = path_of(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(dest.name))
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            fault_point("mid_upload")
             os.replace(tmp, dest)
         except BaseException:
             pathlib.Path(tmp).unlink(missing_ok=True)
@@ -104,6 +120,16 @@ class LocalStore(ObjectStore):
         if not root.is_dir():
             raise StoreError(f"{str(root)!r} is not a folder (listing {prefix_uri})", kind="invalid")
         return self._walk(root, prefix_uri)
+
+    def list_temp_files(self, prefix_uri: str) -> Iterator[ObjectInfo]:
+        """The temporary files of writes below the folder `prefix_uri`, in progress or left by a process killed
+        while writing (list_objects skips them); `temp_target` names the file each was to become."""
+        for path in path_of(prefix_uri).absolute().rglob(".tmp-*"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+            yield ObjectInfo(uri=file_url(path), mtime=st.st_mtime_ns / 1e9, size=st.st_size)
 
     def list(self, prefix_uri: str) -> Iterator[str]:
         """file:// URLs of the files below `prefix_uri`; nothing (not an error) when it is not a folder."""
