@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import dagster as dg
 import PIL.Image
@@ -216,3 +218,70 @@ def test_a_step_process_killed_mid_step_fails_its_run_and_resume_completes_the_b
     assert f"Inserted {len(LABELS)} rows with 1 errors" in resumed.stdout, output_of(resumed)
     assert [lifecycle.collect_garbage(d, delete=True, min_age=0) for d in setup.destinations] == [[]] * len(setup.destinations)
     assert_exact(setup, s3_env)
+
+
+def wait_stopped(proc: subprocess.Popen, timeout_s: float = SUBPROCESS_TIMEOUT_S) -> None:
+    """Wait until `proc` has stopped itself at its fault point (PXT_FAULT_POINT=name:count:stop); fail with
+    its output if it ends instead."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.05)  # polling the condition: the child has not reached its point yet
+            continue
+        if os.WIFSTOPPED(status):
+            return
+        out, err = proc.communicate()
+        pytest.fail(f"the child ended (status {status}) before its fault point:\n{out[-3000:]}\n{err[-6000:]}")
+    proc.kill()
+    pytest.fail("the child never reached its fault point")
+
+
+def resume_stopped(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+# -- gc beside an insert frozen at a point: it takes nothing the insert wrote ----------------------------------
+
+
+def test_gc_beside_an_insert_frozen_after_its_uploads_deletes_nothing_it_wrote(pxt_home, tmp_path, monkeypatch,
+                                                                              s3_env, bucket):
+    """The insert stops itself (SIGSTOP) once its inserted copies are in the bucket, before any row is staged;
+    gc with --min-age 0 then finds nothing to delete; let go, the insert completes exactly."""
+    setup = Setup(tmp_path, pxt_home, bucket, "s3", monkeypatch)
+    env = child_env(pxt_home, tmp_path / "dagster", PXT_FAULT_POINT="after_upload:6:stop")
+    child = subprocess.Popen([sys.executable, "-c", setup.insert_code()], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_stopped(child)
+    written = listed_objects(setup, s3_env)
+    assert len(written) == 6  # the six inserted copies: named by no row yet
+    assert [lifecycle.collect_garbage(d, delete=True, min_age=0) for d in setup.destinations] == [[], []]
+    assert listed_objects(setup, s3_env) == written
+    done = resume_stopped(child)
+    assert done.returncode == 0, output_of(done)
+    assert_exact(setup, s3_env)
+
+
+def test_gc_beside_a_rerun_of_a_committed_batch_frozen_after_writing_new_files_deletes_none_of_them(
+        pxt_home, tmp_path, monkeypatch, s3_env, bucket, instance):
+    """A committed batch run again after its source file changed in place writes new copies under new names,
+    which no row names until it commits: only its run's mark protects them. Frozen there, gc takes none."""
+    setup = Setup(tmp_path, pxt_home, bucket, "local", monkeypatch)
+    t = setup.table
+    (first,) = [t.insert(setup.rows, instance=instance).batch]
+    before = listed_objects(setup, s3_env)
+    make_image(pathlib.Path(setup.rows[0]["img"]), size=(40, 32), color=(250, 250, 250))  # rows 0 and 4 change
+    env = child_env(pxt_home, tmp_path / "dagster", PXT_FAULT_POINT="after_upload:6:stop")
+    child = subprocess.Popen([sys.executable, "-m", "pxt_assets", "resume", TABLE, first], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_stopped(child)
+    new = listed_objects(setup, s3_env) - before
+    assert len(new) == 2, new  # the new copies of rows 0 and 4: named by no row, staged by no step yet
+    assert [lifecycle.collect_garbage(d, delete=True, min_age=0) for d in setup.destinations] == [[]] * 3
+    assert new <= listed_objects(setup, s3_env)
+    done = resume_stopped(child)
+    assert done.returncode == 0, output_of(done)
+    assert_exact(setup, s3_env)  # the new files named, the replaced ones deleted
+    assert not new - listed_objects(setup, s3_env)
