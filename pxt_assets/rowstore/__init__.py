@@ -321,17 +321,25 @@ class RowStore:
         with self._read() as conn:
             return [r[0] for r in conn.execute(q.order_by(schema.batches.c.created_at, schema.batches.c.batch))]
 
-    def start_run(self, slug: str, batch: str, run_id: str) -> None:
+    def start_run(self, slug: str, batch: str, run_id: str, *, new_batch: bool = False) -> None:
         """A run is about to write this batch's files (from this process): until it commits, or this process
-        is gone, gc leaves them alone. Each step of a run marks it again: steps may be processes of their own."""
+        is gone, gc leaves them alone. Each step of a run marks it again: steps may be processes of their own.
+        `new_batch`: the batch is not recorded yet (an insert uploading its files first; see end_run)."""
         a = schema.active_runs
         holder = _dumps(process_identity())
         with self._write() as conn:
-            self._batch_row(conn, slug, batch)
+            if not new_batch:
+                self._batch_row(conn, slug, batch)
             where = (a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)
             if conn.execute(a.update().where(where).values(started_at=time.time(), holder=holder)).rowcount == 0:
                 conn.execute(a.insert().values(slug=slug, batch=batch, run_id=run_id, started_at=time.time(),
                                                holder=holder))
+
+    def end_run(self, slug: str, batch: str, run_id: str) -> None:
+        """Remove a run's mark without committing (the batch is recorded as pending now, which protects it)."""
+        a = schema.active_runs
+        with self._write() as conn:
+            conn.execute(a.delete().where((a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)))
 
     def live_batches(self) -> set[str]:
         """Keys of batches whose files may not all be named by committed rows yet: not committed, or being
