@@ -32,17 +32,6 @@ DATA = pathlib.Path(__file__).parent / "data"
 SUBPROCESS_TIMEOUT_S = 300
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, pxt_home, monkeypatch) -> str:
-    """The row store's database: the embedded SQLite file, or this module's PostgreSQL database."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_database")
-        monkeypatch.setenv("PIXELTABLE_DB_URL", url)
-        return url
-    monkeypatch.delenv("PIXELTABLE_DB_URL", raising=False)
-    return rowstore.default_url(pxt_home)
-
-
 def _plain(series: pd.Series) -> list:
     """A column's values with pandas' missing markers (<NA>, NaN) as None."""
     return [None if pd.isna(v) else v for v in series]
