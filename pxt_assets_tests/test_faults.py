@@ -134,20 +134,24 @@ def assert_exact(setup: Setup, s3) -> None:
 # -- kill -9 of the inserting process ---------------------------------------------------------------------------
 
 KILL_POINTS = [
-    # (point, input_media_dest): every point with a local folder and the bucket among the destinations
-    ("before_upload:1", "s3"),     # nothing written yet
-    ("after_upload:3", "s3"),      # some inserted files in the bucket, no row staged
-    ("mid_upload:2", "local"),     # a local file written under its temporary name, not renamed into place
-    ("after_upload:9", "local"),   # the inserted copies staged, some computed files written
-    ("before_commit:1", "s3"),     # every file written and staged, nothing committed
-    ("mid_commit:1", "local"),     # inside the SQL transaction: rows written, not committed
-    ("after_commit:1", "s3"),      # committed; the process dies before it says so
+    # (point, input_media_dest, database): every point with a local folder and the bucket among the destinations
+    ("before_upload:1", "s3", "sqlite"),     # nothing written yet
+    ("after_upload:3", "s3", "sqlite"),      # some inserted files in the bucket, no row staged
+    ("mid_upload:2", "local", "sqlite"),     # a local file written under its temporary name, not renamed into place
+    ("after_upload:9", "local", "sqlite"),   # the inserted copies staged, some computed files written
+    ("before_commit:1", "s3", "sqlite"),     # every file written and staged, nothing committed
+    ("mid_commit:1", "local", "sqlite"),     # inside the SQL transaction: rows written, not committed
+    ("mid_commit:1", "s3", "postgres"),      # the same, the server rolling back for a client that vanished
+    ("after_commit:1", "s3", "sqlite"),      # committed; the process dies before it says so
 ]
 
 
-@pytest.mark.parametrize("point,input_dest", KILL_POINTS, ids=[p.split(":")[0] + "-" + d for p, d in KILL_POINTS])
+@pytest.mark.parametrize("point,input_dest,database", KILL_POINTS,
+                         ids=[f"{p.split(':')[0]}-{d}-{db}" for p, d, db in KILL_POINTS])
 def test_kill_9_of_the_inserting_process_then_resume_gives_every_row_once_and_no_orphan(
-        point, input_dest, pxt_home, tmp_path, monkeypatch, s3_env, bucket, instance):
+        point, input_dest, database, request, pxt_home, tmp_path, monkeypatch, s3_env, bucket, instance):
+    if database == "postgres":
+        monkeypatch.setenv("PIXELTABLE_DB_URL", request.getfixturevalue("pg_database"))
     setup = Setup(tmp_path, pxt_home, bucket, input_dest, monkeypatch)
     t = setup.table
     env = child_env(pxt_home, tmp_path / "child_dagster", PXT_FAULT_POINT=point)
@@ -285,3 +289,21 @@ def test_gc_beside_a_rerun_of_a_committed_batch_frozen_after_writing_new_files_d
     assert done.returncode == 0, output_of(done)
     assert_exact(setup, s3_env)  # the new files named, the replaced ones deleted
     assert not new - listed_objects(setup, s3_env)
+
+
+def test_kill_9_after_a_reruns_commit_leaves_only_the_replaced_files_for_gc(pxt_home, tmp_path, monkeypatch,
+                                                                           s3_env, bucket, instance):
+    """A committed batch run again after a source file changed in place: its commit names new files, and the
+    process is killed before it deletes the files the new values replaced. Those, and only those, are gc's."""
+    setup = Setup(tmp_path, pxt_home, bucket, "local", monkeypatch)
+    t = setup.table
+    batch = t.insert(setup.rows, instance=instance).batch
+    before = listed_objects(setup, s3_env)
+    make_image(pathlib.Path(setup.rows[0]["img"]), size=(40, 32), color=(250, 250, 250))  # rows 0 and 4 change
+    killed = run([sys.executable, "-m", "pxt_assets", "resume", TABLE, batch],
+                 child_env(pxt_home, tmp_path / "dagster", PXT_FAULT_POINT="after_commit:1"))
+    assert killed.returncode == -9, output_of(killed)
+    collected = {stores.canonical_uri(u) for d in setup.destinations
+                 for u in lifecycle.collect_garbage(d, delete=True, min_age=0)}
+    assert len(collected) == 2 * 3 and collected <= before  # rows 0 and 4: the inserted copy, rotated, thumb
+    assert_exact(setup, s3_env)
