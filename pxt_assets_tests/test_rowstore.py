@@ -20,6 +20,7 @@ import time
 import pandas as pd
 import PIL.Image
 import pytest
+import sqlalchemy as sa
 
 import pxt_assets as pxt
 from pxt_assets import lifecycle, rowstore, stores
@@ -166,6 +167,48 @@ def test_one_runs_commit_does_not_unprotect_another_run_writing_the_same_batch(d
     assert batch not in store.live_batches()
     assert store.count(rt) == 1
     store.drop_row_table(rt.slug)
+
+
+def test_a_runs_mark_protects_its_batch_while_its_process_lives_and_not_once_it_is_killed(db, tmp_path):
+    """Marks name their process: a killed process's mark protects nothing; a mark recorded without one (by
+    the release before) counts until it is old."""
+    store = rowstore.for_settings(pxt.load_settings())
+    rt = store.ensure_row_table("marks__t", "marks/t", [("img", "Image")])
+    alive, killed, old = "20260101T000000000000-aaaa", "20260101T000000000000-bbbb", "20260101T000000000000-cccc"
+    for batch in (alive, killed, old):
+        store.create_batch(rt.slug, batch, [])
+        store.stage_column(rt, batch, "img", [])
+        store.commit_batch(rt, batch)  # committed: only a mark can make it live
+    store.start_run(rt.slug, alive, "run-here")
+    code = (f"from pxt_assets import rowstore, faults; import pxt_assets as pxt; "
+            f"rowstore.for_settings(pxt.load_settings()).start_run({rt.slug!r}, {killed!r}, 'run-killed'); "
+            "faults.fault_point('after_commit')")
+    done = _python(code, {**_env(pxt.load_settings().home), "PXT_FAULT_POINT": "after_commit:1"})
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    with store.engine.begin() as conn:  # a mark as the release before wrote it: no holder
+        conn.execute(sa.text("INSERT INTO pxt_active_runs (slug, batch, run_id, started_at) VALUES "
+                             "(:s, :b, 'run-old', :t)"), {"s": rt.slug, "b": old, "t": time.time()})
+    live = store.live_batches()
+    assert alive in live and old in live and killed not in live
+    store.drop_row_table(rt.slug)
+
+
+def test_a_database_made_before_marks_named_their_process_gains_the_field(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # pxt_active_runs as the release before made it
+        conn.execute("CREATE TABLE pxt_active_runs (slug VARCHAR(1000) NOT NULL, batch VARCHAR(200) NOT NULL, "
+                     "run_id VARCHAR(100) NOT NULL, started_at FLOAT NOT NULL, PRIMARY KEY (slug, batch, run_id))")
+    store = rowstore.RowStore(f"sqlite:///{path}")
+    try:
+        store.create_batch("old__t", "20260101T000000000000-aaaa", [])
+        store.start_run("old__t", "20260101T000000000000-aaaa", "run-1")
+        assert store.live_batches() == {"20260101T000000000000-aaaa"}
+        with store.engine.connect() as conn:
+            assert "holder" in {c["name"] for c in sa.inspect(conn).get_columns("pxt_active_runs")}
+    finally:
+        store.dispose()
 
 
 def test_a_database_password_is_never_printed():
