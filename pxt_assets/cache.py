@@ -193,6 +193,20 @@ def _pin_owner_alive(pid: int, start: int | None, ns: str) -> bool:
     return stat is not None and stat[0] != "Z" and stat[1] == start
 
 
+def process_identity() -> list:
+    """This process as [pid, start time, host and pid namespace] (JSON-able), for records that other processes
+    check with process_alive(): the row store's marks of runs writing a batch use it too."""
+    me = _current_process()
+    return [me.pid, me.start, me.ns]
+
+
+def process_alive(identity: list) -> bool:
+    """Whether the process `identity` names may still be running; 'alive' unless provably gone (a process of
+    another host or container is taken as alive)."""
+    pid, start, ns = identity
+    return _pin_owner_alive(int(pid), start, str(ns))
+
+
 # --- the cache ----------------------------------------------------------------------------------------
 
 

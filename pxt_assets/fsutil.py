@@ -34,6 +34,12 @@ TEMP_PREFIX = ".tmp-"
 Data = bytes | bytearray | memoryview | str | Callable[[pathlib.Path], Any]
 
 
+def temp_prefix(name: str) -> str:
+    """Files being written get a hidden name beside their target: `.tmp-<name>-<random>`. A write killed
+    midway leaves it; the name it was to get says whose it is (see stores.local.temp_target, used by gc)."""
+    return f"{TEMP_PREFIX}{name}-"
+
+
 def new_temp(folder: str | os.PathLike, *, prefix: str = TEMP_PREFIX, suffix: str = "") -> tuple[int, pathlib.Path]:
     """A new empty file with a unique name in `folder` (mkstemp: created exclusively, mode 0600); returns its
     open descriptor and path. The only place pxt_assets makes up a temp name."""
@@ -170,7 +176,7 @@ def _temp_beside(dest: pathlib.Path, suffix: str | None) -> tuple[int, pathlib.P
     """A temp file in `dest`'s folder (created if missing) with the permissions a new file gets from the
     umask (mkstemp's are 0600), or those of the file it replaces."""
     make_dirs(dest.parent)
-    fd, tmp = new_temp(dest.parent, suffix=dest.suffix if suffix is None else suffix)
+    fd, tmp = new_temp(dest.parent, prefix=temp_prefix(dest.name), suffix=dest.suffix if suffix is None else suffix)
     if hasattr(os, "fchmod"):
         try:
             mode = dest.stat().st_mode & 0o7777
@@ -201,5 +207,5 @@ def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
     atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
-__all__ = ["TEMP_PREFIX", "new_temp", "scratch_file", "sync_file", "sync_dir", "make_dirs", "publish",
+__all__ = ["TEMP_PREFIX", "temp_prefix", "new_temp", "scratch_file", "sync_file", "sync_dir", "make_dirs", "publish",
            "atomic_file", "atomic_write", "copy_file"]

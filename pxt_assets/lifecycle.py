@@ -12,12 +12,15 @@ Garbage collection (`find_orphans`, `collect_garbage`, `python -m pxt_assets gc`
 destination that are named by our naming scheme (see io_managers/writers.py) and that are safe to delete: no
 row or staged record in the (shared) database refers to them, they belong to no batch that is pending or
 being written, and they are older than `min_age` seconds. Anything not named by the scheme is never listed
-nor deleted. URIs are compared in each store's canonical form.
+nor deleted. URIs are compared in each store's canonical form. In local folders, the hidden temporary file of
+a write killed midway counts as the file it was to become (see stores.local.temp_prefix). A run killed while
+writing stops protecting its batch once its process is provably gone (see RowStore.live_batches).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import re
 import threading
 import time
@@ -262,7 +265,12 @@ def referenced_uris(store: rowstore.RowStore | None = None) -> set[str]:
 
 
 def _batch_of(uri: str) -> str | None:
-    m = OBJECT_NAME_RE.match(urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1]))
+    """The batch a file named like ours belongs to (a temporary file of a local write: that of the file it
+    was to become), else None."""
+    from pxt_assets.stores.local import temp_target
+
+    name = urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1])
+    m = OBJECT_NAME_RE.match(temp_target(name) or name)
     return m.group("batch") if m else None
 
 
@@ -275,6 +283,9 @@ def _listing(destination: str):
         path = stores.path_of(uri)
         if not path.is_dir():
             raise FileNotFoundError(f"local folder {str(path)!r} does not exist")
+        # and the temporary files of writes killed midway, which no listing shows (gc's, once their batch is
+        # not live: a write in progress belongs to a live batch)
+        return itertools.chain(store.list_objects(uri), store.list_temp_files(uri))
     return store.list_objects(uri)
 
 

@@ -284,3 +284,16 @@ def pg_server():
 def pg_database(pg_server) -> str:
     """The URL of a database of this test module's own."""
     return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, pxt_home, monkeypatch) -> str:
+    """The row store's database: the embedded SQLite file, or this module's PostgreSQL database."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_database")
+        monkeypatch.setenv("PIXELTABLE_DB_URL", url)
+        return url
+    monkeypatch.delenv("PIXELTABLE_DB_URL", raising=False)
+    from pxt_assets import rowstore
+
+    return rowstore.default_url(pxt_home)

@@ -15,8 +15,9 @@ import PIL.Image
 import pytest
 
 import pxt_assets as pxt
-from pxt_assets import launch
-from pxt_assets_tests.conftest import SAMPLES
+from pxt_assets import launch, lifecycle, stores
+from pxt_assets_tests.conftest import SAMPLES, make_image, unique_bucket
+from pxt_assets_tests.test_faults import child_env, output_of, resume_stopped, wait_stopped
 from pxt_assets_tests.test_cli_and_ui import stop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -113,3 +114,36 @@ def test_in_a_shared_deployment_local_files_go_to_a_bucket_or_are_refused(s3_env
     assert rec[0].startswith(f"s3://{bucket}/in/") and rec[1].startswith(f"s3://{bucket}/out/")
     keys = sorted(o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"])
     assert len(keys) == 2  # the upload is the row's file: not copied again by the insert step
+
+
+def test_in_a_shared_deployment_gc_leaves_an_inserts_uploads_alone_before_its_batch_is_recorded(
+        s3_env, deployment, pxt_home, tmp_path, monkeypatch):  # s3_env first: the daemon needs it too
+    """In a shared deployment the inserting machine uploads its local files before it records the batch (the
+    manifest names the uploads). Frozen between the two, gc with --min-age 0 takes none of them."""
+    bucket = unique_bucket("shfaults")
+    s3_env.client().create_bucket(Bucket=bucket)
+    monkeypatch.setenv("PIXELTABLE_INPUT_MEDIA_DEST", f"s3://{bucket}/inputs/")
+    pxt.create_dir("shfaults", if_exists="ignore")
+    t = pxt.create_table("shfaults/media", {"img": pxt.Image, "label": pxt.String})
+    t.add_computed_column(thumb=t.img.thumbnail((24, 24)), destination=f"s3://{bucket}/thumbs/")
+    monkeypatch.delenv("PIXELTABLE_INPUT_MEDIA_DEST")
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = [{"img": str(make_image(src / f"{i}.jpg", size=(40 + i, 32))), "label": f"row{i}"} for i in range(3)]
+    env = child_env(tmp_path / "notebook_home", pathlib.Path(os.environ["DAGSTER_HOME"]),
+                    PXT_FAULT_POINT="after_upload:3:stop")
+    child = subprocess.Popen([sys.executable, "-c", f"import pxt_assets as pxt; pxt.get_table('shfaults/media').insert({rows!r})"],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_stopped(child)
+    s3 = s3_env.client()
+    uploaded = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert len(uploaded) == 3 and t.batches() == []  # uploaded; the batch not recorded yet
+    assert lifecycle.collect_garbage(f"s3://{bucket}/", delete=True, min_age=0) == []
+    done = resume_stopped(child)
+    assert done.returncode == 0, output_of(done)
+    assert t.count() == 3
+    frame = t.select(t.img.fileurl, t.thumb.fileurl).collect()
+    recorded = {u for c in frame.columns for u in frame[c]}
+    assert all(stores.store_for(u).exists(u) for u in recorded), "an uploaded file was deleted under the insert"
+    listed = {f"s3://{bucket}/{o['Key']}" for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert listed == recorded

@@ -351,11 +351,20 @@ class MediaTable:
         store.for_spec(self.spec)
         from pxt_assets import launch
 
-        if launch.is_shared(instance) and launch.shared_deployment(self.settings):
-            rows = _upload_local_sources(self, batch, rows)
         # The manifest is in the database before the partition exists, so a run never sees a batch without
         # rows, and any worker that shares the database can run it.
-        store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
+        if launch.is_shared(instance) and launch.shared_deployment(self.settings):
+            # Local files are uploaded before the batch is recorded (its manifest names the uploads): marked as
+            # being written meanwhile, so gc, from any machine, leaves them alone; if this process dies, they
+            # are gc's. Once recorded, the batch is pending, which protects them.
+            store.start_run(self.spec.slug, batch, "insert", new_batch=True)
+            try:
+                rows = _upload_local_sources(self, batch, rows)
+                store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
+            finally:
+                store.end_run(self.spec.slug, batch, "insert")
+        else:
+            store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
         instance.add_dynamic_partitions(asset_builder.partitions_name(self.spec), [batch])
         return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into",
                                code_location=_code_location, submit=_submit)

@@ -19,6 +19,7 @@ import PIL.Image
 from pxt_assets import rowstore, stores
 from pxt_assets.cache import FileCache
 from pxt_assets.config import Settings, load_settings
+from pxt_assets.faults import fault_point
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
@@ -89,8 +90,10 @@ class TableIOManager(dg.ConfigurableIOManager):
         """Make the batch's staged columns its visible rows, in one transaction; then delete files the new
         values replaced."""
         sources = table.source_columns()
+        fault_point("before_commit")
         result = self.rowstore().commit_batch(self.row_table(table), batch, run_id,
                                               rows_from=sources[0].name if sources else None)
+        fault_point("after_commit")
         delete_replaced(log, table.display_path, result.replaced)
         return result
 

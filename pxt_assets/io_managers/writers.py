@@ -17,6 +17,7 @@ import PIL.Image
 
 from pxt_assets import fsutil, stores
 from pxt_assets.cache import FileCache
+from pxt_assets.faults import fault_point
 from pxt_assets.media import storable, suffix_of
 from pxt_assets.spec import ColumnSpec, TableSpec
 
@@ -65,7 +66,9 @@ class ColumnWriter:
     def write_bytes(self, row_id: str, data: bytes, ext: str) -> str:
         """Store bytes produced in memory (an encoded image); returns the fileurl."""
         uri = self.store.join(self.destination, self.object_name(row_id, hashlib.sha256(data).hexdigest(), ext))
+        fault_point("before_upload")
         self.store.write_bytes(data, uri, content_type=stores.content_type_for(uri))  # from memory: no temp file
+        fault_point("after_upload")
         if self.store.remote and self.cache is not None:
             # Write-through (see _upload_and_cache); the filler writes the bytes to the cache.
             _CacheFiller.for_cache(self.cache).put(uri, data, move=False)
@@ -74,10 +77,12 @@ class ColumnWriter:
     def copy_file(self, row_id: str, src: pathlib.Path, ext: str) -> str:
         """Store a copy of the local file `src` (an inserted file going to input_media_dest)."""
         uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(src), ext))
+        fault_point("before_upload")
         if self.store.remote:
             self._upload_and_cache(src, uri, owned_tmp=False)
         else:
             self.store.upload(src, uri, content_type=stores.content_type_for(uri))
+        fault_point("after_upload")
         return uri
 
     def copy_remote(self, row_id: str, source_uri: str, ext: str) -> str:
@@ -87,6 +92,7 @@ class ColumnWriter:
         try:
             stores.store_for(source_uri).download(source_uri, tmp)
             uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(tmp), ext))
+            fault_point("before_upload")
             if not self.store.remote:
                 self.store.upload(tmp, uri, content_type=stores.content_type_for(uri))
         except BaseException:
@@ -96,6 +102,7 @@ class ColumnWriter:
             self._upload_and_cache(tmp, uri, owned_tmp=True)  # the cache filler takes the temp file over
         else:
             tmp.unlink(missing_ok=True)
+        fault_point("after_upload")
         return uri
 
     def _upload_and_cache(self, local: pathlib.Path, uri: str, *, owned_tmp: bool) -> None:

@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from pxt_assets import fsutil
+from pxt_assets.cache import process_alive, process_identity
+from pxt_assets.faults import fault_point
 from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
 
@@ -98,6 +100,9 @@ class RowStore:
         with self._write() as conn:  # serialised: two processes may open a new database at once
             self._lock_key(conn, "schema")
             schema.metadata.create_all(conn, checkfirst=True)
+            marks = {c["name"] for c in sa.inspect(conn).get_columns(schema.active_runs.name)}
+            if "holder" not in marks:  # a database made before runs' marks named their process
+                self._add_sql_column(conn, schema.active_runs.name, sa.Column("holder", sa.String(500)))
 
     def __repr__(self) -> str:
         return f"RowStore({redact(self.url)})"
@@ -323,23 +328,35 @@ class RowStore:
         with self._read() as conn:
             return [r[0] for r in conn.execute(q.order_by(schema.batches.c.created_at, schema.batches.c.batch))]
 
-    def start_run(self, slug: str, batch: str, run_id: str) -> None:
-        """A run is about to write this batch's files: until it commits, gc leaves them alone."""
+    def start_run(self, slug: str, batch: str, run_id: str, *, new_batch: bool = False) -> None:
+        """A run is about to write this batch's files (from this process): until it commits, or this process
+        is gone, gc leaves them alone. Each step of a run marks it again: steps may be processes of their own.
+        `new_batch`: the batch is not recorded yet (an insert uploading its files first; see end_run)."""
+        a = schema.active_runs
+        holder = _dumps(process_identity())
+        with self._write() as conn:
+            if not new_batch:
+                self._batch_row(conn, slug, batch)
+            where = (a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)
+            if conn.execute(a.update().where(where).values(started_at=time.time(), holder=holder)).rowcount == 0:
+                conn.execute(a.insert().values(slug=slug, batch=batch, run_id=run_id, started_at=time.time(),
+                                               holder=holder))
+
+    def end_run(self, slug: str, batch: str, run_id: str) -> None:
+        """Remove a run's mark without committing (the batch is recorded as pending now, which protects it)."""
         a = schema.active_runs
         with self._write() as conn:
-            self._batch_row(conn, slug, batch)
-            where = (a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)
-            if conn.execute(sa.select(a.c.run_id).where(where)).first() is None:
-                conn.execute(a.insert().values(slug=slug, batch=batch, run_id=run_id, started_at=time.time()))
+            conn.execute(a.delete().where((a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)))
 
     def live_batches(self) -> set[str]:
         """Keys of batches whose files may not all be named by committed rows yet: not committed, or being
-        (re)written by a run now (or by one killed while doing so, for ACTIVE_RUN_TTL_S)."""
+        (re)written by a run now. A run killed while writing counts while its mark may still be alive: until
+        ACTIVE_RUN_TTL_S for a process of another machine, not at all once its process is provably gone."""
         b, a = schema.batches, schema.active_runs
         with self._read() as conn:
             pending = {r[0] for r in conn.execute(sa.select(b.c.batch).where(b.c.status != COMMITTED))}
-            running = {r[0] for r in conn.execute(sa.select(a.c.batch).where(
-                a.c.started_at > time.time() - ACTIVE_RUN_TTL_S))}
+            running = {r[0] for r in conn.execute(sa.select(a.c.batch, a.c.holder).where(
+                a.c.started_at > time.time() - ACTIVE_RUN_TTL_S)) if not _holder_gone(r[1])}
         return pending | running
 
     def _batch_row(self, conn: sa.Connection, slug: str, batch: str) -> Any:
@@ -489,9 +506,12 @@ class RowStore:
             conn.execute(s.delete().where((s.c.slug == rt.slug) & (s.c.batch == batch)))
             conn.execute(b.update().where((b.c.slug == rt.slug) & (b.c.batch == batch)).values(
                 status=COMMITTED, num_rows=num_rows, num_errors=num_errors, committed_at=time.time()))
-            # This run's marker, and markers of runs long dead (killed); another run writing now keeps its own.
-            conn.execute(a.delete().where((a.c.slug == rt.slug) & (a.c.batch == batch) & (
-                (a.c.run_id == (run_id or "")) | (a.c.started_at < time.time() - ACTIVE_RUN_TTL_S))))
+            # This run's marker, and markers of runs long dead or killed; another run writing now keeps its own.
+            mine = (a.c.slug == rt.slug) & (a.c.batch == batch)
+            dead = [r[0] for r in conn.execute(sa.select(a.c.run_id, a.c.holder).where(mine)) if _holder_gone(r[1])]
+            conn.execute(a.delete().where(mine & ((a.c.run_id == (run_id or "")) | a.c.run_id.in_(dead) | (
+                a.c.started_at < time.time() - ACTIVE_RUN_TTL_S))))
+            fault_point("mid_commit")  # tests: killed with every statement made and none committed
         return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
 
     def _reshape_rows(self, conn: sa.Connection, rt: RowTable, batch: str, staged: dict[str, list[dict[str, Any]]],
@@ -679,6 +699,16 @@ class RowStore:
         with self._write() as conn:
             if conn.execute(schema.kv.update().where(schema.kv.c.key == key).values(value=value)).rowcount == 0:
                 conn.execute(schema.kv.insert().values(key=key, value=value))
+
+
+def _holder_gone(holder: str | None) -> bool:
+    """Whether the process that marked a run as writing is provably gone (see cache.process_alive)."""
+    if not holder:
+        return False  # marked by a release that did not record it: only the age of the mark counts
+    try:
+        return not process_alive(json.loads(holder))
+    except (ValueError, TypeError):
+        return False
 
 
 def _fields(column: str, rec: dict[str, Any], media: bool) -> dict[str, Any]:

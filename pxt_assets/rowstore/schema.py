@@ -58,13 +58,16 @@ batches = sa.Table(
 sa.Index("pxt_batches_status", batches.c.status)
 
 # One row per run writing a batch's files now (or killed while doing so): gc leaves such batches alone. A
-# run's commit removes its own row only, so one run's commit never unprotects another's files.
+# run's commit removes its own row only, so one run's commit never unprotects another's files. `holder` is the
+# process writing (JSON [pid, start time, host and pid namespace]): a row whose process is provably gone
+# (killed: kill -9, an OOM kill) protects nothing, so what it wrote and no row names is gc's at once.
 active_runs = sa.Table(
     "pxt_active_runs", metadata,
     sa.Column("slug", sa.String(1000), primary_key=True),
     sa.Column("batch", sa.String(200), primary_key=True),
     sa.Column("run_id", sa.String(100), primary_key=True),
     sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("holder", sa.String(500)),  # added after the first release: databases made before lack it
 )
 
 staged = sa.Table(

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 
 from pxt_assets import fsutil
+from pxt_assets.faults import fault_point
 from pxt_assets.stores.base import ObjectInfo, ObjectStore, StoreError, check_page_size
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,16 @@ def file_url(path: str | os.PathLike) -> str:
     return pathlib.Path(path).absolute().as_uri()
 
 
+temp_prefix = fsutil.temp_prefix  # files being written: `.tmp-<name>-<random>` beside their target
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file a temporary file (`temp_prefix`) was to become, or None for any other name."""
+    if not name.startswith(".tmp-") or "-" not in name[5:]:
+        return None
+    return name[5:].rsplit("-", 1)[0]
+
+
 class LocalStore(ObjectStore):
     provider = "local"
     writable = True
@@ -46,10 +57,14 @@ class LocalStore(ObjectStore):
             raise StoreError(f"permission denied reading {src}", kind="access_denied") from None
 
     def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
-        # Copied to a temp file beside the target, synced, then renamed (fsutil): a reader never sees half a
-        # file, a power cut never leaves one, and a re-run of the same batch replaces the file instead of
-        # leaving a second one.
-        fsutil.copy_file(src, path_of(uri))
+        # Copied to a temp file beside the target (`.tmp-<name>-<random>`), synced, then renamed (fsutil): a
+        # reader never sees half a file, a power cut never leaves one, and a re-run of the same batch replaces
+        # the file instead of leaving a second one.
+        def copy(tmp: pathlib.Path) -> None:
+            shutil.copyfile(src, tmp)
+            fault_point("mid_upload")
+
+        fsutil.atomic_write(path_of(uri), copy)
 
     def read_bytes(self, uri: str) -> bytes:
         src = path_of(uri)
@@ -62,7 +77,12 @@ class LocalStore(ObjectStore):
 
     def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
         """Atomically and durably write `data` at `uri` (no intermediate copy)."""
-        fsutil.atomic_write(path_of(uri), data)
+        def write(tmp: pathlib.Path) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            fault_point("mid_upload")
+
+        fsutil.atomic_write(path_of(uri), write)
 
     def exists(self, uri: str) -> bool:
         return path_of(uri).is_file()
@@ -87,6 +107,16 @@ class LocalStore(ObjectStore):
         if not root.is_dir():
             raise StoreError(f"{str(root)!r} is not a folder (listing {prefix_uri})", kind="invalid")
         return self._walk(root, prefix_uri)
+
+    def list_temp_files(self, prefix_uri: str) -> Iterator[ObjectInfo]:
+        """The temporary files of writes below the folder `prefix_uri`, in progress or left by a process killed
+        while writing (list_objects skips them); `temp_target` names the file each was to become."""
+        for path in path_of(prefix_uri).absolute().rglob(".tmp-*"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+            yield ObjectInfo(uri=file_url(path), mtime=st.st_mtime_ns / 1e9, size=st.st_size)
 
     def list(self, prefix_uri: str) -> Iterator[str]:
         """file:// URLs of the files below `prefix_uri`; nothing (not an error) when it is not a folder."""
