@@ -36,7 +36,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import heapq
+import itertools
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -54,6 +56,9 @@ _SUM = 1 << 128  # sums of names are kept modulo this
 _ASK = 1000  # names per database query when a tick asks about every object it lists
 #: at most this many names in a cursor (about 50 bytes each): a burst of uploads moves the horizon up instead
 SEEN_CAP = 2000
+#: a tick keeps (time, URI) of up to this many objects below the horizon (about 25 MB per 100,000), so that a
+#: listing that does not match the cursor need not be listed again
+KEEP_BELOW = 250_000
 RUN_KEY_TAG = "dagster/run_key"
 
 
@@ -131,10 +136,10 @@ _Candidate = tuple[float, str, str]  # (mtime, uri, name): ordered oldest first,
 def plan(listing: Listing, cursor: WatchCursor, watch: WatchSpec, known: Known | None = None, *,
          reconcile: bool = False) -> tuple[list[PlannedBatch], WatchCursor]:
     """The batches to make from a listing, and the cursor after them. No I/O but what it is given:
-    `listing` is a list, or a function that lists the prefix afresh (called a second time when the
-    cursor's summary below its horizon does not match); `known(names)` says which of the names were taken
-    before (the database; default: none). `reconcile` asks about every listed name, as after a
-    mismatch (a reset cursor)."""
+    `listing` is a list, or a function that lists the prefix afresh (called again when the cursor's summary
+    below its horizon does not match and the prefix holds more than KEEP_BELOW objects below it);
+    `known(names)` says which of the names were taken before (the database; default: none). `reconcile`
+    asks about every listed name, as after a mismatch (a reset cursor)."""
     relist = listing if callable(listing) else (lambda: iter(listing))
     ask = known or (lambda names: set())
     suffixes = tuple(s.lower() for s in watch.suffixes) if watch.suffixes else None
@@ -146,16 +151,24 @@ def plan(listing: Listing, cursor: WatchCursor, watch: WatchSpec, known: Known |
 
     limit = watch.max_batch_rows * watch.max_batches_per_tick
     count, total, top = 0, 0, float("-inf")
+    below: list[tuple[float, str]] | None = []  # (mtime, uri) below the horizon, while at most KEEP_BELOW
+    listed_seen: dict[str, float] = {}  # the names of `seen` listed, with their times now
 
     def above_horizon() -> Iterable[_Candidate]:
-        nonlocal count, total, top
+        nonlocal count, total, top, below
         for o in wanted():
             top = max(top, o.mtime)
             name = name_of(o.uri)
             if o.mtime < cursor.at:
                 count += 1
                 total += int(name, 16)
-            elif name not in cursor.seen:
+                if below is not None:
+                    below.append((o.mtime, o.uri))
+                    if len(below) > KEEP_BELOW:
+                        below = None
+            elif name in cursor.seen:
+                listed_seen[name] = o.mtime
+            else:
                 yield o.mtime, o.uri, name
 
     # Only the oldest `limit` candidates are kept while the listing streams by.
@@ -165,7 +178,14 @@ def plan(listing: Listing, cursor: WatchCursor, watch: WatchSpec, known: Known |
         taken = [c for c in chosen if c[2] not in found]
         return _batches(taken, watch), _advance(cursor, watch, taken, [c for c in chosen if c[2] in found],
                                                 _floor(chosen, limit))
-    taken, after = _reconcile(wanted, cursor, watch, ask, max(cursor.at, top - watch.lookback_seconds), limit)
+    at = max(cursor.at, top - watch.lookback_seconds)
+    if below is None:  # too many to have kept: list again
+        listed: Iterable[_Candidate] = ((o.mtime, o.uri, name_of(o.uri)) for o in wanted())
+        taken, after = _reconcile(listed, cursor.seen, cursor, ask, at, limit)
+    else:  # what the listing showed is in hand; candidates beyond the oldest `limit` wait above the horizon
+        listed = itertools.chain(((m, u, name_of(u)) for m, u in below), chosen,
+                                 ((m, "", name) for name, m in listed_seen.items()))
+        taken, after = _reconcile(listed, listed_seen, cursor, ask, min(at, _floor(chosen, limit)), limit)
     return _batches(taken, watch), after
 
 
@@ -190,10 +210,12 @@ def _advance(cursor: WatchCursor, watch: WatchSpec, taken: list[_Candidate], kno
 
 def _folded(cursor: WatchCursor, floor: float) -> WatchCursor:
     """`cursor` with the names below its horizon folded into its count and sum, the horizon first raised
-    (up to `floor`) if more than SEEN_CAP names would stay."""
+    (up to `floor`) if more than SEEN_CAP names would stay: just above the time of the newest name that
+    must go (with whole-second times, a burst's names share a few seconds)."""
     at = cursor.at
     if len(cursor.seen) > SEEN_CAP:
-        at = max(at, min(heapq.nlargest(SEEN_CAP, cursor.seen.values())[-1], floor))
+        cut = heapq.nlargest(SEEN_CAP + 1, cursor.seen.values())[-1]
+        at = max(at, min(math.nextafter(cut, math.inf), floor))
     count, total, seen = cursor.count, cursor.total, {}
     for name, mtime in cursor.seen.items():
         if mtime < at:
@@ -204,10 +226,10 @@ def _folded(cursor: WatchCursor, floor: float) -> WatchCursor:
     return WatchCursor(cursor.newest, seen, at, count, total % _SUM, cursor.seq)
 
 
-def _reconcile(wanted: Callable[[], Iterable[ObjectInfo]], cursor: WatchCursor, watch: WatchSpec,
-               ask: Known, at: float, limit: int) -> tuple[list[_Candidate], WatchCursor]:
-    """List again, ask which names were taken before (1,000 per question), take the oldest others, and
-    build the cursor afresh from what is listed now, with horizon `at`."""
+def _reconcile(listed: Iterable[_Candidate], seen: dict[str, float], cursor: WatchCursor, ask: Known, at: float,
+               limit: int) -> tuple[list[_Candidate], WatchCursor]:
+    """Ask which of the names listed were taken before (those in `seen` were; 1,000 names per question),
+    take the oldest others, and build the cursor afresh from what is listed, with horizon `at`."""
     after = WatchCursor(cursor.newest, {}, at, 0, 0, cursor.seq)
 
     def keep(name: str, mtime: float) -> None:
@@ -218,23 +240,16 @@ def _reconcile(wanted: Callable[[], Iterable[ObjectInfo]], cursor: WatchCursor, 
         else:
             after.seen[name] = mtime
 
-    def settle(chunk: list[_Candidate]) -> Iterable[_Candidate]:
-        names = [c[2] for c in chunk if c[2] not in cursor.seen]
-        found = ask(names) if names else set()
-        for mtime, uri, name in chunk:
-            if name in cursor.seen or name in found:
-                keep(name, mtime)
-            else:
-                yield mtime, uri, name
-
     def untaken() -> Iterable[_Candidate]:
-        chunk: list[_Candidate] = []
-        for o in wanted():
-            chunk.append((o.mtime, o.uri, name_of(o.uri)))
-            if len(chunk) == _ASK:
-                yield from settle(chunk)
-                chunk = []
-        yield from settle(chunk)
+        items = iter(listed)
+        while chunk := list(itertools.islice(items, _ASK)):
+            names = [c[2] for c in chunk if c[2] not in seen]
+            found = ask(names) if names else set()
+            for mtime, uri, name in chunk:
+                if name in seen or name in found:
+                    keep(name, mtime)
+                else:
+                    yield mtime, uri, name
 
     taken = heapq.nsmallest(limit, untaken())
     for mtime, _, name in taken:

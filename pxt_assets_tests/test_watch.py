@@ -16,6 +16,7 @@ from pxt_assets.stores.base import ObjectInfo
 from pxt_assets.watch import WatchCursor, WatchSpec, name_of, plan
 from pxt_assets_tests.conftest import SAMPLES
 from pxt_assets_tests.test_cloud import Provider
+from pxt_assets_tests.test_rowstore import db  # noqa: F401  (the row store: SQLite, or PostgreSQL)
 
 
 def _objs(*pairs: tuple[str, float]) -> list[ObjectInfo]:
@@ -50,15 +51,35 @@ def test_a_backlog_becomes_capped_batches_oldest_first_over_several_ticks():
     assert plan(listing, cur, w)[0] == []
 
 
-def test_a_late_object_is_taken_however_late_and_nothing_is_retaken():
+@pytest.mark.parametrize("kept", [True, False], ids=["listed-once", "listed-again"])
+def test_a_late_object_is_taken_however_late_and_nothing_is_retaken(kept, monkeypatch):
+    """The objects below the horizon are kept from the listing (or, past KEEP_BELOW, listed again)."""
+    from pxt_assets import watch
+
+    if not kept:
+        monkeypatch.setattr(watch, "KEEP_BELOW", 2)
     w = WatchSpec("s3://b/in/", "img", lookback_seconds=60)
-    _, cur = plan(_objs(("s3://b/in/new.jpg", 500.0)), WatchCursor(), w)
-    late = _objs(("s3://b/in/new.jpg", 500.0), ("s3://b/in/multipart.jpg", 470.0), ("s3://b/in/ancient.jpg", 100.0))
-    batches, cur = plan(late, cur, w)
+    taken = Taken()
+    batches, cur = plan(_objs(("s3://b/in/new.jpg", 500.0)), WatchCursor(), w, taken)
+    taken.take(batches)
+    old = [(f"s3://b/in/old{i}.jpg", 300.0 + i) for i in range(3)]  # taken long ago
+    batches, cur = plan(_objs(("s3://b/in/new.jpg", 500.0), *old), cur, w, taken)
+    taken.take(batches)
+    late = _objs(("s3://b/in/new.jpg", 500.0), ("s3://b/in/multipart.jpg", 470.0), ("s3://b/in/ancient.jpg", 100.0),
+                 *old)
+    listings = []
+
+    def listing():
+        listings.append(1)
+        return iter(late)
+
+    batches, cur = plan(listing, cur, w, taken)
     # within the look-back window (multipart.jpg) or stamped long before it (ancient.jpg: an upload that took
     # an hour): both found, oldest first
     assert _uris(batches) == [["s3://b/in/ancient.jpg", "s3://b/in/multipart.jpg"]]
-    assert plan(late, WatchCursor.from_json(cur.to_json()), w)[0] == []
+    assert len(listings) == (1 if kept else 2)
+    taken.take(batches)
+    assert plan(late, WatchCursor.from_json(cur.to_json()), w, taken)[0] == []
 
 
 def test_batch_keys_are_deterministic_and_suffixes_filter():
@@ -384,6 +405,7 @@ def _daemon_table(folder) -> pxt.MediaTable:
     return t
 
 
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
 def test_a_file_stamped_older_than_the_lookback_window_is_found_once(pxt_home, tmp_path, instance):
     folder = tmp_path / "drop"
     folder.mkdir()
@@ -433,6 +455,7 @@ def test_a_multipart_upload_stamped_with_its_start_an_hour_ago_is_found(pxt_home
     assert _tick(t, instance, cursor=second.cursor).run_requests == []
 
 
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
 def test_a_cursor_from_the_previous_release_takes_nothing_again(pxt_home, tmp_path, instance):
     import hashlib
     import json
@@ -459,6 +482,7 @@ def test_a_cursor_from_the_previous_release_takes_nothing_again(pxt_home, tmp_pa
     assert _tick(t, instance, cursor=result.cursor).run_requests == []
 
 
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
 def test_a_tick_over_thousands_of_taken_files_makes_a_few_queries(pxt_home, tmp_path, instance):
     import sqlalchemy as sa
 
@@ -471,12 +495,12 @@ def test_a_tick_over_thousands_of_taken_files_makes_a_few_queries(pxt_home, tmp_
     t = _table("watch/many", str(folder), max_batch_rows=1000, max_batches_per_tick=3)
     first = _tick(t, instance)
     assert [int(r.tags["pxt/rows"]) for r in first.run_requests] == [1000, 1000, 500]
-    statements: list[str] = []
+    statements: list[tuple[str, int]] = []  # (statement, number of parameters)
     engine = rowstore.for_settings(t.settings).engine
 
-    def count(_conn, _cursor, sql, *_):
+    def count(_conn, _cursor, sql, parameters, *_):
         if not sql.startswith("BEGIN"):
-            statements.append(sql)
+            statements.append((sql, len(parameters)))
 
     sa.event.listen(engine, "before_cursor_execute", count)
     try:
@@ -488,7 +512,8 @@ def test_a_tick_over_thousands_of_taken_files_makes_a_few_queries(pxt_home, tmp_
         more = _tick(t, instance, cursor=quiet.cursor)
         assert [int(r.tags["pxt/rows"]) for r in more.run_requests] == [3]
         # lost ticks' batches, which of the 3 names were taken, the new batch and its names
-        assert len(statements) == 4 and "IN (?, ?, ?)" in statements[1], statements
+        (sql, params) = statements[1]
+        assert len(statements) == 4 and "IN" in sql and params == 2 + 3, statements  # table, watch, 3 names
     finally:
         sa.event.remove(engine, "before_cursor_execute", count)
 
@@ -510,3 +535,21 @@ def test_a_burst_of_uploads_keeps_the_cursor_small_and_loses_nothing():
     listing += _objs(("s3://b/in/late.jpg", 1000.0), ("s3://b/in/new.jpg", 1040.0))
     batches, cur = plan(listing, cur, w, taken)
     assert _uris(batches) == [["s3://b/in/late.jpg", "s3://b/in/new.jpg"]]
+
+
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
+def test_an_object_taken_by_one_tick_cannot_be_recorded_by_another(pxt_home, tmp_path):
+    """Two processes ticking at once list the same new object: the second one's batches are refused, whole."""
+    import sqlalchemy as sa
+
+    from pxt_assets import rowstore
+
+    t = _table("watch/race", str(tmp_path))
+    rows = rowstore.for_settings(t.settings)
+    rows.for_spec(t.spec)
+    slug = t.spec.slug
+    rows.record_watch_batches(slug, "w", 1, [("k1", [{"img": "a"}], None, ["name-a"])])
+    with pytest.raises(sa.exc.IntegrityError):
+        rows.record_watch_batches(slug, "w", 1, [("k2", [{"img": "b"}], None, ["name-b"]),
+                                                 ("k3", [{"img": "a"}], None, ["name-a"])])
+    assert rows.batches(slug) == ["k1"] and rows.watch_taken(slug, "w", ["name-a", "name-b"]) == {"name-a"}
