@@ -16,9 +16,9 @@ What was taken is kept in two places:
   their names' 128-bit hashes. A tick sums the names it lists below the horizon:
   - if they match the cursor, every one of them was taken, and the new objects are those above the horizon
     that the cursor does not name (one query confirms them);
-  - if they differ (an object that landed below the horizon, a deleted one), the tick lists again, asks
-    the database about every name (1,000 a query), and rebuilds the cursor. A late object is found either
-    way, however late.
+  - if they differ (an object that landed below the horizon, a deleted one), the tick asks the database
+    about every name it listed (1,000 a query; it kept them from the listing, or lists again past
+    KEEP_BELOW) and rebuilds the cursor. A late object is found either way, however late.
 
 The cursor moves on only when Dagster keeps it. Dagster keeps a sensor's cursor after it has recorded the
 tick's run requests. Each cursor carries the number of the tick that made it (`seq`). If Dagster never
