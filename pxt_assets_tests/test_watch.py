@@ -366,17 +366,14 @@ def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt
             with freeze_time(start + datetime.timedelta(minutes=minutes)):
                 list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None, debug_crash_flags=flags))
 
-        def state():
-            (s,) = [s for s in instance.all_instigator_state() if s.name == sensor]
-            return s.instigator_data
-
         for p in SAMPLES:
             (folder / p.name).write_bytes(p.read_bytes())
         # "AUTOMATION_EVALUATIONS_ADDED" is after the sensor returned, before Dagster records its run requests
         daemon_tick(1, fail=RuntimeError("run requests refused"))
-        (failed,) = _ticks(instance, sensor)
+        state = _state(instance, sensor)
+        (failed,) = instance.get_ticks(state.instigator_origin_id, state.selector_id)
         assert failed.status.value == "FAILURE" and "run requests refused" in str(failed.error)
-        assert instance.get_runs() == [] and state().cursor is None
+        assert instance.get_runs() == [] and state.instigator_data.cursor is None
         t = _daemon_table(folder)
         first = t.batches()
         assert len(first) == 2  # 3 images, 2 per batch: planned and recorded, but no run
@@ -388,15 +385,15 @@ def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt
         assert set(first) <= set(t.batches()) and len(t.batches()) == 3
         every = [u for b in t.batches() for u in _manifest_uris(t, b)]
         assert sorted(every) == sorted(p.as_uri() for p in [*(folder / s.name for s in SAMPLES), folder / "late.jpg"])
-        assert state().cursor is not None
+        assert _state(instance, sensor).instigator_data.cursor is not None
 
         daemon_tick(3)
         assert len(instance.get_runs()) == 3 and len(t.batches()) == 3
 
 
-def _ticks(instance, sensor: str) -> list:
-    (s,) = [s for s in instance.all_instigator_state() if s.name == sensor]
-    return list(instance.get_ticks(s.instigator_origin_id, s.selector_id))
+def _state(instance, sensor: str):
+    (state,) = [s for s in instance.all_instigator_state() if s.name == sensor]
+    return state
 
 
 def _daemon_table(folder) -> pxt.MediaTable:
