@@ -1,4 +1,5 @@
 """`python -m bench scale --rows N --batch B [--db URL]`: see bench/scale.py. `python -m bench udf`: bench/udf.py.
+`python -m bench watch [--objects N]`: what a sensor tick costs on a prefix of N taken objects (bench/watch.py).
 
 `python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
 pxt_assets against a plain boto3 + Pillow baseline measured in the same run (`--repeat R`: R interleaved
@@ -83,6 +84,11 @@ def main() -> None:
         from bench import video
 
         video.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["watch"]:  # python -m bench watch [--objects N] [--new K]
+        from bench import watch
+
+        watch.main(sys.argv[2:])
         return
     if sys.argv[1:2] == ["udf"]:  # python -m bench udf [--rows N]
         from bench import udf

@@ -1,22 +1,45 @@
 """Watching a prefix (a bucket or a local folder) for new objects: sensors and schedules per table.
 
-Each tick lists the prefix (paged), takes the objects it has not seen, oldest first, and turns them into
-new batch partitions of at most `max_batch_rows` rows (a backlog becomes several batches, at most
+Each tick lists the prefix (paged), takes the objects it has not taken before, oldest first, and turns them
+into new batch partitions of at most `max_batch_rows` rows (a backlog becomes several batches, at most
 `max_batches_per_tick` a tick), each with a run of the table's batch job.
 
-The cursor is the newest modification time taken plus the (hashed) names of every object taken in a
-look-back window before it. Object stores give modification times in whole seconds (and S3 stamps a
-multipart upload with its start), so "newer than the cursor" alone would skip objects written in the same
-second as the last tick, or finished late; names within the window catch those, and never twice.
-Batch keys are derived from their objects, so a tick retried after a failure re-creates the same batch.
+What was taken is kept in two places:
+
+- The database: a hash of every object's URI taken (`pxt_watch_taken`), with its batch and the number of
+  the tick that planned it, recorded in the transaction that records the batches. An object is never
+  taken twice, whatever the cursor says.
+- The cursor, which spares a tick asking the database about every object it lists. Object stores give
+  modification times in whole seconds, and S3 stamps a multipart upload with its start, so objects appear
+  late. The cursor has a horizon `at` (the newest modification time taken, minus `lookback_seconds`). For
+  objects above it, it keeps their names (hashed). For objects below it, only their number and the sum of
+  their names' 128-bit hashes. A tick sums the names it lists below the horizon:
+  - if they match the cursor, every one of them was taken, and the new objects are those above the horizon
+    that the cursor does not name (one query confirms them);
+  - if they differ (an object that landed below the horizon, a deleted one), the tick asks the database
+    about every name it listed (1,000 a query; it kept them from the listing, or lists again past
+    KEEP_BELOW) and rebuilds the cursor. A late object is found either way, however late.
+
+The cursor moves on only when Dagster keeps it. Dagster keeps a sensor's cursor after it has recorded the
+tick's run requests. Each cursor carries the number of the tick that made it (`seq`). If Dagster never
+kept a later tick's cursor (the tick failed after listing, or the daemon died), the batches that tick
+recorded are pending batches with a higher number. The next tick requests their runs again, with the same
+run keys, skipping those whose runs exist. A schedule keeps its cursor beside the table, in two values: the
+last tick's proposal, and the cursor. The proposal becomes the cursor once every run it planned exists in
+the Dagster instance.
+
+Batch keys are derived from their objects, so the same objects always make the same batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
+import itertools
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -27,8 +50,17 @@ from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
 from pxt_assets.redaction import redact, scrubbing
 from pxt_assets.spec import TableSpec
+from pxt_assets.stores.base import ObjectInfo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+_SUM = 1 << 128  # sums of names are kept modulo this
+_ASK = 1000  # names per database query when a tick asks about every object it lists
+#: at most this many names in a cursor (about 50 bytes each): a burst of uploads moves the horizon up instead
+SEEN_CAP = 2000
+#: a tick keeps (time, URI) of up to this many objects below the horizon (about 25 MB per 100,000), so that a
+#: listing that does not match the cursor need not be listed again
+KEEP_BELOW = 250_000
+RUN_KEY_TAG = "dagster/run_key"
 
 
 @dataclass
@@ -48,21 +80,38 @@ class WatchSpec:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
+def _num(x: float) -> float | None:
+    return None if x == float("-inf") else x
+
+
+def _unnum(x: Any) -> float:
+    return float("-inf") if x is None else float(x)
+
+
 @dataclass
 class WatchCursor:
     newest: float = float("-inf")  # newest modification time taken
-    seen: dict[str, float] = field(default_factory=dict)  # hash(uri) -> mtime, for mtime >= newest - lookback
+    seen: dict[str, float] = field(default_factory=dict)  # name -> mtime of each object taken at or above `at`
+    at: float = float("-inf")  # the horizon: objects taken below it are only counted and summed
+    count: int = 0  # how many objects taken below `at`
+    total: int = 0  # the sum of their names (as 128-bit numbers), modulo 2**128
+    seq: int = 0  # the number of the tick that made this cursor
 
     def to_json(self) -> str:
-        return json.dumps({"newest": self.newest if self.newest != float("-inf") else None, "seen": self.seen})
+        return json.dumps({"v": 2, "seq": self.seq, "newest": _num(self.newest), "at": _num(self.at),
+                           "count": self.count, "sum": f"{self.total:x}", "seen": self.seen})
 
     @classmethod
     def from_json(cls, text: str | None) -> WatchCursor:
+        """A cursor from `to_json`. One from the previous release (names hashed otherwise, no horizon) keeps only
+        its newest time: the next tick finds what it took from the batches it made."""
         if not text:
             return cls()
         doc = json.loads(text)
-        newest = doc.get("newest")
-        return cls(float("-inf") if newest is None else float(newest), dict(doc.get("seen", {})))
+        if doc.get("v") != 2:
+            return cls(newest=_unnum(doc.get("newest")))
+        return cls(_unnum(doc["newest"]), dict(doc["seen"]), _unnum(doc["at"]), int(doc["count"]),
+                   int(doc["sum"], 16), int(doc["seq"]))
 
 
 @dataclass(frozen=True)
@@ -75,48 +124,203 @@ def _h(uri: str) -> str:
     return hashlib.sha1(uri.encode()).hexdigest()[:16]
 
 
-def plan(objects: Iterable[stores.ObjectInfo], cursor: WatchCursor, watch: WatchSpec) -> tuple[list[PlannedBatch], WatchCursor]:
-    """The batches to create from a listing, and the cursor after them (pure: no I/O)."""
-    horizon = cursor.newest - watch.lookback_seconds
+def name_of(uri: str) -> str:
+    """The name an object is known by in cursors and in the database: a 128-bit hash of its URI."""
+    return hashlib.blake2b(uri.encode(), digest_size=16).hexdigest()
+
+
+Listing = Iterable[ObjectInfo] | Callable[[], Iterable[ObjectInfo]]
+Known = Callable[[Sequence[str]], set[str]]
+_Candidate = tuple[float, str, str]  # (mtime, uri, name): ordered oldest first, then by URI
+
+
+def plan(listing: Listing, cursor: WatchCursor, watch: WatchSpec, known: Known | None = None, *,
+         reconcile: bool = False) -> tuple[list[PlannedBatch], WatchCursor]:
+    """The batches to make from a listing, and the cursor after them. No I/O but what it is given:
+    `listing` is a list, or a function that lists the prefix afresh (called again when the cursor's summary
+    below its horizon does not match and the prefix holds more than KEEP_BELOW objects below it);
+    `known(names)` says which of the names were taken before (the database; default: none). `reconcile`
+    asks about every listed name, as after a mismatch (a reset cursor)."""
+    relist = listing if callable(listing) else (lambda: iter(listing))
+    ask = known or (lambda names: set())
     suffixes = tuple(s.lower() for s in watch.suffixes) if watch.suffixes else None
 
-    def fresh(o: stores.ObjectInfo) -> bool:
-        if o.mtime < horizon or _h(o.uri) in cursor.seen:
-            return False
-        return suffixes is None or o.uri.lower().split("?")[0].endswith(suffixes)
+    def wanted() -> Iterable[ObjectInfo]:
+        for o in relist():
+            if suffixes is None or o.uri.lower().split("?")[0].endswith(suffixes):
+                yield o
 
     limit = watch.max_batch_rows * watch.max_batches_per_tick
-    # Only the oldest `limit` unseen objects are kept while the listing streams by.
-    taken = heapq.nsmallest(limit, (o for o in objects if fresh(o)), key=lambda o: (o.mtime, o.uri))
-    if not taken:
-        return [], cursor
+    count, total, top = 0, 0, float("-inf")
+    below: list[tuple[float, str]] | None = []  # (mtime, uri) below the horizon, while at most KEEP_BELOW
+    listed_seen: dict[str, float] = {}  # the names of `seen` listed, with their times now
+
+    def above_horizon() -> Iterable[_Candidate]:
+        nonlocal count, total, top, below
+        for o in wanted():
+            top = max(top, o.mtime)
+            name = name_of(o.uri)
+            if o.mtime < cursor.at:
+                count += 1
+                total += int(name, 16)
+                if below is not None:
+                    below.append((o.mtime, o.uri))
+                    if len(below) > KEEP_BELOW:
+                        below = None
+            elif name in cursor.seen:
+                listed_seen[name] = o.mtime
+            else:
+                yield o.mtime, o.uri, name
+
+    # Only the oldest `limit` candidates are kept while the listing streams by.
+    chosen = heapq.nsmallest(limit, above_horizon())
+    if not reconcile and (count, total % _SUM) == (cursor.count, cursor.total):
+        found = ask([c[2] for c in chosen]) if chosen else set()
+        taken = [c for c in chosen if c[2] not in found]
+        return _batches(taken, watch), _advance(cursor, watch, taken, [c for c in chosen if c[2] in found],
+                                                _floor(chosen, limit))
+    at = max(cursor.at, top - watch.lookback_seconds)
+    if below is None:  # too many to have kept: list again
+        listed: Iterable[_Candidate] = ((o.mtime, o.uri, name_of(o.uri)) for o in wanted())
+        taken, after = _reconcile(listed, cursor.seen, cursor, ask, at, limit)
+    else:  # what the listing showed is in hand; candidates beyond the oldest `limit` wait above the horizon
+        listed = itertools.chain(((m, u, name_of(u)) for m, u in below), chosen,
+                                 ((m, "", name) for name, m in listed_seen.items()))
+        taken, after = _reconcile(listed, listed_seen, cursor, ask, min(at, _floor(chosen, limit)), limit)
+    return _batches(taken, watch), after
+
+
+def _floor(chosen: list[_Candidate], limit: int) -> float:
+    """How far the horizon may rise: not above an object left for the next tick (all are at least as new
+    as the last one chosen, when the tick was full)."""
+    return chosen[-1][0] if len(chosen) == limit else float("inf")
+
+
+def _advance(cursor: WatchCursor, watch: WatchSpec, taken: list[_Candidate], known: list[_Candidate],
+             floor: float) -> WatchCursor:
+    """The cursor after a tick whose listing matched it: the names taken (or found taken before) join `seen`,
+    and those that fall below the new horizon are folded into the count and sum."""
+    if not taken and not known:
+        return cursor
+    entries = dict(cursor.seen)
+    entries.update((name, mtime) for mtime, _, name in taken + known)
+    newest = max([cursor.newest] + [c[0] for c in taken + known])
+    return _folded(WatchCursor(newest, entries, max(cursor.at, newest - watch.lookback_seconds), cursor.count,
+                               cursor.total, cursor.seq), floor)
+
+
+def _folded(cursor: WatchCursor, floor: float) -> WatchCursor:
+    """`cursor` with the names below its horizon folded into its count and sum, the horizon first raised
+    (up to `floor`) if more than SEEN_CAP names would stay: just above the time of the newest name that
+    must go (with whole-second times, a burst's names share a few seconds)."""
+    at = cursor.at
+    if len(cursor.seen) > SEEN_CAP:
+        cut = heapq.nlargest(SEEN_CAP + 1, cursor.seen.values())[-1]
+        at = max(at, min(math.nextafter(cut, math.inf), floor))
+    count, total, seen = cursor.count, cursor.total, {}
+    for name, mtime in cursor.seen.items():
+        if mtime < at:
+            count += 1
+            total += int(name, 16)
+        else:
+            seen[name] = mtime
+    return WatchCursor(cursor.newest, seen, at, count, total % _SUM, cursor.seq)
+
+
+def _reconcile(listed: Iterable[_Candidate], seen: dict[str, float], cursor: WatchCursor, ask: Known, at: float,
+               limit: int) -> tuple[list[_Candidate], WatchCursor]:
+    """Ask which of the names listed were taken before (those in `seen` were; 1,000 names per question),
+    take the oldest others, and build the cursor afresh from what is listed, with horizon `at`."""
+    after = WatchCursor(cursor.newest, {}, at, 0, 0, cursor.seq)
+
+    def keep(name: str, mtime: float) -> None:
+        after.newest = max(after.newest, mtime)
+        if mtime < at:
+            after.count += 1
+            after.total += int(name, 16)
+        else:
+            after.seen[name] = mtime
+
+    def untaken() -> Iterable[_Candidate]:
+        items = iter(listed)
+        while chunk := list(itertools.islice(items, _ASK)):
+            names = [c[2] for c in chunk if c[2] not in seen]
+            found = ask(names) if names else set()
+            for mtime, uri, name in chunk:
+                if name in seen or name in found:
+                    keep(name, mtime)
+                else:
+                    yield mtime, uri, name
+
+    taken = heapq.nsmallest(limit, untaken())
+    for mtime, _, name in taken:
+        keep(name, mtime)
+    return taken, _folded(after, _floor(taken, limit))
+
+
+def _batches(taken: list[_Candidate], watch: WatchSpec) -> list[PlannedBatch]:
     batches = []
     for i in range(0, len(taken), watch.max_batch_rows):
         chunk = taken[i : i + watch.max_batch_rows]
-        uris = tuple(o.uri for o in chunk)
-        stamp = datetime.fromtimestamp(chunk[0].mtime, timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        uris = tuple(c[1] for c in chunk)
+        stamp = datetime.fromtimestamp(chunk[0][0], timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         batches.append(PlannedBatch(f"{stamp}-{hashlib.sha1(chr(10).join(uris).encode()).hexdigest()[:8]}", uris))
-    newest = max(cursor.newest, taken[-1].mtime)
-    seen = {h: m for h, m in cursor.seen.items() if m >= newest - watch.lookback_seconds}
-    seen.update({_h(o.uri): o.mtime for o in taken})
-    return batches, WatchCursor(newest, seen)
+    return batches
 
 
 def _rows() -> rowstore.RowStore:
     return rowstore.for_settings(current_settings())
 
 
-def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor) -> tuple[list[PlannedBatch], WatchCursor]:
-    """List the watched prefix, plan batches and record them in the database (before any partition
-    exists), so whichever worker runs a batch finds what to insert."""
+def _run_key(spec: TableSpec, key: str) -> str:
+    return f"{spec.slug}:{key}"
+
+
+def _unrequested(rows: rowstore.RowStore, spec: TableSpec, watch: WatchSpec, after_seq: int,
+                 instance: Callable[[], dg.DagsterInstance | None]) -> tuple[list[PlannedBatch], int]:
+    """The pending batches of ticks numbered above `after_seq` whose runs the instance does not have (all
+    of them without an instance), and the highest such tick number (`after_seq` if none)."""
+    pending = rows.watch_unconfirmed(spec.slug, name_of(watch.prefix), after_seq)
+    if not pending:
+        return [], after_seq
+    inst = instance()
+    have: set[str] = set()
+    if inst is not None:
+        records = inst.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: [_run_key(spec, k) for k, _, _ in pending]}))
+        have = {r.dagster_run.tags.get(RUN_KEY_TAG) for r in records}
+    batches = [PlannedBatch(key, tuple(r.get(watch.column) for r in manifest))
+               for key, _, manifest in pending if _run_key(spec, key) not in have]
+    return batches, max(seq for _, seq, _ in pending)
+
+
+def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
+         instance: Callable[[], dg.DagsterInstance | None] = lambda: None) -> tuple[list[PlannedBatch], WatchCursor]:
+    """List the watched prefix and plan batches: those of earlier ticks whose runs were never requested
+    (their cursors were not kept), then new ones, recorded in the database with the names they take (before
+    any partition exists, so whichever worker runs a batch finds what to insert)."""
+    rows = _rows()
+    rows.for_spec(spec)
+    slug, watch_key = spec.slug, name_of(watch.prefix)
+    reconcile = False
+    if cursor.seq == 0:  # a first tick, a reset cursor, or one from the previous release
+        if rows.watch_has_taken(slug, watch_key):
+            reconcile = True
+        else:  # what earlier releases took is in the manifests of the batches they made
+            made = rows.batches_from(slug, {"watch": watch.prefix})
+            reconcile = rows.record_watch_taken(slug, watch_key, 0, [
+                (name_of(r[watch.column]), key) for key, manifest in made for r in manifest if r.get(watch.column)]) > 0
+    again, seq = _unrequested(rows, spec, watch, cursor.seq, instance)
     store = stores.store_for(watch.prefix)
-    batches, new_cursor = plan(store.list_objects(watch.prefix), cursor, watch)
+    batches, after = plan(lambda: store.list_objects(watch.prefix), cursor, watch,
+                          lambda names: rows.watch_taken(slug, watch_key, names), reconcile=reconcile)
+    if not batches and seq == cursor.seq:
+        return [], after
+    seq = max(seq, cursor.seq + 1)
     if batches:
-        rows = _rows()
-        rows.for_spec(spec)
-        for b in batches:
-            rows.create_batch(spec.slug, b.key, [{watch.column: u} for u in b.uris], source={"watch": watch.prefix})
-    return batches, new_cursor
+        rows.record_watch_batches(slug, watch_key, seq, [
+            (b.key, [{watch.column: u} for u in b.uris], {"watch": watch.prefix}, [name_of(u) for u in b.uris])
+            for b in batches])
+    return again + batches, dataclasses.replace(after, seq=seq)
 
 
 def sensor_name(spec: TableSpec) -> str:
@@ -128,8 +332,18 @@ def schedule_name(spec: TableSpec) -> str:
 
 
 def _run_request(spec: TableSpec, watch: WatchSpec, b: PlannedBatch) -> dg.RunRequest:
-    return dg.RunRequest(run_key=f"{spec.slug}:{b.key}", partition_key=b.key,
+    return dg.RunRequest(run_key=_run_key(spec, b.key), partition_key=b.key,
                          tags={"pxt/watch": redact(watch.prefix), "pxt/rows": str(len(b.uris))})
+
+
+def _instance_of(context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext) -> Callable[[], Any]:
+    def get() -> dg.DagsterInstance | None:
+        try:
+            return context.instance
+        except dg.DagsterInvariantViolationError:  # a context built in a test without an instance
+            return None
+
+    return get
 
 
 def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
@@ -143,11 +357,12 @@ def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
     )
     @scrubbing  # a failed tick's error, as Dagster stores it, carries no credential
     def watch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        batches, cursor = tick(spec, watch, WatchCursor.from_json(context.cursor))
+        # Dagster keeps the returned cursor only once it has recorded the run requests returned with it.
+        batches, cursor = tick(spec, watch, WatchCursor.from_json(context.cursor), _instance_of(context))
         if not batches:
             return dg.SensorResult(skip_reason=redact(f"no new objects under {watch.prefix}"), cursor=cursor.to_json())
         rows = sum(len(b.uris) for b in batches)
-        context.log.info(f"{spec.display_path}: {rows} new objects under {watch.prefix} -> {len(batches)} batches")
+        context.log.info(f"{spec.display_path}: {rows} objects under {watch.prefix} -> {len(batches)} batches")
         return dg.SensorResult(
             run_requests=[_run_request(spec, watch, b) for b in batches],
             dynamic_partitions_requests=[pdef.build_add_request([b.key for b in batches])],
@@ -159,7 +374,8 @@ def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
 
 def build_schedule(spec: TableSpec, watch: WatchSpec, job_name: str,
                    pdef: dg.DynamicPartitionsDefinition) -> dg.ScheduleDefinition:
-    """The fixed-cadence variant. Schedules have no cursor of their own: it lives in the database."""
+    """The fixed-cadence variant. Schedules have no cursor of their own: it lives in the database, and a
+    tick's cursor is kept there as a proposal until the runs it asked for exist."""
 
     @dg.schedule(
         name=schedule_name(spec),
@@ -171,14 +387,19 @@ def build_schedule(spec: TableSpec, watch: WatchSpec, job_name: str,
     )
     @scrubbing
     def watch_schedule(context: dg.ScheduleEvaluationContext):
+        rows, instance = _rows(), _instance_of(context)
         key = f"watch:{spec.slug}:{_h(watch.prefix)}"
-        cursor = WatchCursor.from_json(_rows().get_value(key))
-        batches, cursor = tick(spec, watch, cursor)
+        cursor = WatchCursor.from_json(rows.get_value(key))
+        proposed = WatchCursor.from_json(rows.get_value(key + ":proposed"))
+        if proposed.seq > cursor.seq and not _unrequested(rows, spec, watch, cursor.seq, instance)[0]:
+            cursor = proposed  # every run the last tick asked for exists
+            rows.set_value(key, cursor.to_json())
+        batches, after = tick(spec, watch, cursor, instance)
         if not batches:
-            _rows().set_value(key, cursor.to_json())
+            rows.set_value(key, after.to_json())
             return dg.SkipReason(redact(f"no new objects under {watch.prefix}"))
-        context.instance.add_dynamic_partitions(pdef.name, [b.key for b in batches])
-        _rows().set_value(key, cursor.to_json())
+        context.instance.add_dynamic_partitions(pdef.name, [b.key for b in batches])  # existing keys are skipped
+        rows.set_value(key + ":proposed", after.to_json())
         return [_run_request(spec, watch, b) for b in batches]
 
     return watch_schedule

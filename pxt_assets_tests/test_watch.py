@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
+import os
+import time
+
 import dagster as dg
 import pytest
 
 import pxt_assets as pxt
+from pxt_assets import stores
 from pxt_assets.assets import batch_job_name
 from pxt_assets.stores.base import ObjectInfo
-from pxt_assets.watch import WatchCursor, WatchSpec, plan
+from pxt_assets.watch import WatchCursor, WatchSpec, name_of, plan
 from pxt_assets_tests.conftest import SAMPLES
 from pxt_assets_tests.test_cloud import Provider
+from pxt_assets_tests.test_rowstore import db  # noqa: F401  (the row store: SQLite, or PostgreSQL)
 
 
 def _objs(*pairs: tuple[str, float]) -> list[ObjectInfo]:
@@ -45,12 +51,35 @@ def test_a_backlog_becomes_capped_batches_oldest_first_over_several_ticks():
     assert plan(listing, cur, w)[0] == []
 
 
-def test_a_late_object_within_the_lookback_is_taken_and_older_ones_are_not_retaken():
+@pytest.mark.parametrize("kept", [True, False], ids=["listed-once", "listed-again"])
+def test_a_late_object_is_taken_however_late_and_nothing_is_retaken(kept, monkeypatch):
+    """The objects below the horizon are kept from the listing (or, past KEEP_BELOW, listed again)."""
+    from pxt_assets import watch
+
+    if not kept:
+        monkeypatch.setattr(watch, "KEEP_BELOW", 2)
     w = WatchSpec("s3://b/in/", "img", lookback_seconds=60)
-    _, cur = plan(_objs(("s3://b/in/new.jpg", 500.0)), WatchCursor(), w)
-    late = _objs(("s3://b/in/new.jpg", 500.0), ("s3://b/in/multipart.jpg", 470.0), ("s3://b/in/ancient.jpg", 100.0))
-    batches, _ = plan(late, cur, w)
-    assert _uris(batches) == [["s3://b/in/multipart.jpg"]]
+    taken = Taken()
+    batches, cur = plan(_objs(("s3://b/in/new.jpg", 500.0)), WatchCursor(), w, taken)
+    taken.take(batches)
+    old = [(f"s3://b/in/old{i}.jpg", 300.0 + i) for i in range(3)]  # taken long ago
+    batches, cur = plan(_objs(("s3://b/in/new.jpg", 500.0), *old), cur, w, taken)
+    taken.take(batches)
+    late = _objs(("s3://b/in/new.jpg", 500.0), ("s3://b/in/multipart.jpg", 470.0), ("s3://b/in/ancient.jpg", 100.0),
+                 *old)
+    listings = []
+
+    def listing():
+        listings.append(1)
+        return iter(late)
+
+    batches, cur = plan(listing, cur, w, taken)
+    # within the look-back window (multipart.jpg) or stamped long before it (ancient.jpg: an upload that took
+    # an hour): both found, oldest first
+    assert _uris(batches) == [["s3://b/in/ancient.jpg", "s3://b/in/multipart.jpg"]]
+    assert len(listings) == (1 if kept else 2)
+    taken.take(batches)
+    assert plan(late, WatchCursor.from_json(cur.to_json()), w, taken)[0] == []
 
 
 def test_batch_keys_are_deterministic_and_suffixes_filter():
@@ -60,6 +89,60 @@ def test_batch_keys_are_deterministic_and_suffixes_filter():
     again, _ = plan(listing, WatchCursor(), w)
     assert first == again and _uris(first) == [["s3://b/in/a.jpg", "s3://b/in/B.JPG"]]
     assert first[0].key.startswith("19700101T000005")
+
+
+
+class Taken:
+    """What the database would say: the names taken so far, and every question asked of it."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.asked: list[int] = []
+
+    def __call__(self, names):
+        self.asked.append(len(names))
+        return self.names & set(names)
+
+    def take(self, batches) -> None:
+        self.names.update(name_of(u) for b in batches for u in b.uris)
+
+
+def test_a_quiet_tick_asks_only_about_new_names_and_a_deletion_is_settled_once():
+    w = WatchSpec("s3://b/in/", "img", lookback_seconds=10, max_batch_rows=500)
+    listing = _objs(*[(f"s3://b/in/{i:04d}.jpg", 1000.0 + i) for i in range(300)])
+    taken = Taken()
+    batches, cur = plan(listing, WatchCursor(), w, taken)
+    taken.take(batches)
+    assert sum(len(b.uris) for b in batches) == 300 and cur.count == 289 and len(cur.seen) == 11
+    taken.asked.clear()
+    # 3 new objects: the database is asked about those 3 names only
+    listing += _objs(*[(f"s3://b/in/new{i}.jpg", 2000.0) for i in range(3)])
+    batches, cur = plan(listing, WatchCursor.from_json(cur.to_json()), w, taken)
+    taken.take(batches)
+    assert _uris(batches) == [[f"s3://b/in/new{i}.jpg" for i in range(3)]] and taken.asked == [3]
+    taken.asked.clear()
+    assert plan(listing, cur, w, taken) == ([], cur) and taken.asked == []
+    # an object below the horizon is deleted: one tick asks about every name, takes nothing, and settles
+    del listing[5]
+    batches, cur = plan(listing, cur, w, taken)
+    assert batches == [] and sum(taken.asked) == len(listing) - 3  # all but the 3 the cursor names
+    taken.asked.clear()
+    assert plan(listing, cur, w, taken) == ([], cur) and taken.asked == []
+
+
+def test_an_object_rewritten_in_place_or_taken_by_a_lost_tick_is_not_taken_again():
+    w = WatchSpec("s3://b/in/", "img", lookback_seconds=10)
+    taken = Taken()
+    batches, cur = plan(_objs(("s3://b/in/a.jpg", 100.0)), WatchCursor(), w, taken)
+    taken.take(batches)
+    # a.jpg written again an hour later (the cursor no longer names it), and b.jpg, taken by a tick whose
+    # cursor was lost (the database has it)
+    taken.names.add(name_of("s3://b/in/b.jpg"))
+    later = _objs(("s3://b/in/a.jpg", 3700.0), ("s3://b/in/b.jpg", 3700.0), ("s3://b/in/c.jpg", 3700.0))
+    batches, cur = plan(later, cur, w, taken)
+    assert _uris(batches) == [["s3://b/in/c.jpg"]]
+    taken.take(batches)
+    assert plan(later, cur, w, taken)[0] == []
 
 
 # -- sensors against real listings ----------------------------------------------------------------------
@@ -156,20 +239,41 @@ def test_definitions_contain_the_named_sensor_and_a_running_automation_sensor(px
     assert auto.default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def test_schedule_variant_keeps_its_cursor_beside_the_table(pxt_home, tmp_path, instance):
+def test_schedule_variant_keeps_its_cursor_beside_the_table_once_its_runs_exist(pxt_home, tmp_path, instance):
+    from pxt_assets import rowstore
+    from pxt_assets.watch import _h
+
     folder = tmp_path / "drop"
     folder.mkdir()
     t = _table("watch/scheduled", str(folder), cron_schedule="*/5 * * * *")
     defs = t.definitions()
     schedule = defs.resolve_schedule_def("watch__scheduled_schedule")
     assert schedule.cron_schedule == "*/5 * * * *"
+
+    def evaluate() -> list[dg.RunRequest]:
+        with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def()) as ctx:
+            return list(schedule.evaluate_tick(ctx).run_requests or [])
+
+    kv = rowstore.for_settings(t.settings)
     (folder / "a.jpg").write_bytes(SAMPLES[1].read_bytes())
-    with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def()) as ctx:
-        requests = schedule.evaluate_tick(ctx).run_requests
+    requests = evaluate()
     assert len(requests) == 1
     assert instance.has_dynamic_partition("watch__scheduled__batches", requests[0].partition_key)
-    with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def()) as ctx:
-        assert not schedule.evaluate_tick(ctx).run_requests
+    cursor_key = f"watch:watch__scheduled:{_h(t._watch.prefix)}"  # where the schedule keeps its cursor
+    assert kv.get_value(cursor_key) is None  # proposed only: no run exists yet
+    # the scheduler never made that run (it failed to submit, the daemon died): the next tick asks again
+    (folder / "b.jpg").write_bytes(SAMPLES[0].read_bytes())
+    again = evaluate()
+    assert [r.run_key for r in again][:1] == [requests[0].run_key] and len(again) == 2
+    # once both runs exist (as the scheduler creates them, tagged with their run keys), nothing is asked again
+    job = defs.resolve_job_def(batch_job_name(t.spec))
+    for rr in again:
+        assert job.execute_in_process(instance=instance, partition_key=rr.partition_key,
+                                      tags={"dagster/run_key": rr.run_key}).success
+    assert evaluate() == []
+    kept = WatchCursor.from_json(kv.get_value(cursor_key))  # the proposal, kept now that its runs exist
+    assert kept.seq == 1 and len(kept.seen) == 2
+    assert sorted(t.select(t.width).collect()["width"]) == [481, 640]
 
 
 # -- automation -----------------------------------------------------------------------------------------
@@ -216,3 +320,233 @@ def test_changing_a_column_expression_changes_its_code_version(pxt_home):
     key = dg.AssetKey(["auto", "cv", "t"])
     versions = [d.definitions().resolve_assets_def(key).code_versions_by_key[key] for d in (a, b)]
     assert versions[0] != versions[1]  # Dagster marks the column stale ("code version changed")
+
+
+# -- nothing lost: ticks Dagster did not record, late objects, what a tick costs -------------------------
+
+DAEMON_DEFS = """
+import pxt_assets as pxt
+
+t = pxt.MediaTable("watch/daemon", {"img": pxt.Image}, automation=False)
+t.watch(FOLDER, max_batch_rows=2)
+defs = t.definitions()
+"""
+
+
+def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt_home, tmp_path):
+    """Through Dagster's own sensor daemon code, in this process: the first tick lists and plans, then fails
+    before Dagster records its run requests, so Dagster keeps no cursor. More objects land. The next tick
+    requests the first tick's batches again (same keys) beside a new one: every object in exactly one
+    batch, every batch with a run."""
+    import logging
+
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+    from dagster._time import get_current_datetime
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    defs_file = tmp_path / "daemon_defs.py"
+    defs_file.write_text(f"FOLDER = {str(folder)!r}\n" + DAEMON_DEFS)
+    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(defs_file), attribute="defs"),
+                                         location_name="watch_daemon")
+    (tmp_path / "dagster_home").mkdir()
+    queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
+    with dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path / "dagster_home")) as instance, \
+            create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
+        sensor = "watch__daemon_sensor"
+        start = get_current_datetime()
+
+        def daemon_tick(minutes: int, fail: Exception | None = None) -> None:
+            # each tick a minute apart on Dagster's clock (past the sensor's minimum interval)
+            flags = {sensor: {"AUTOMATION_EVALUATIONS_ADDED": fail}} if fail else None
+            with freeze_time(start + datetime.timedelta(minutes=minutes)):
+                list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None, debug_crash_flags=flags))
+
+        for p in SAMPLES:
+            (folder / p.name).write_bytes(p.read_bytes())
+        # "AUTOMATION_EVALUATIONS_ADDED" is after the sensor returned, before Dagster records its run requests
+        daemon_tick(1, fail=RuntimeError("run requests refused"))
+        state = _state(instance, sensor)
+        (failed,) = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        assert failed.status.value == "FAILURE" and "run requests refused" in str(failed.error)
+        assert instance.get_runs() == [] and state.instigator_data.cursor is None
+        t = _daemon_table(folder)
+        first = t.batches()
+        assert len(first) == 2  # 3 images, 2 per batch: planned and recorded, but no run
+
+        (folder / "late.jpg").write_bytes(SAMPLES[0].read_bytes())
+        daemon_tick(2)
+        runs = instance.get_runs()
+        assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(t.batches())
+        assert set(first) <= set(t.batches()) and len(t.batches()) == 3
+        every = [u for b in t.batches() for u in _manifest_uris(t, b)]
+        assert sorted(every) == sorted(p.as_uri() for p in [*(folder / s.name for s in SAMPLES), folder / "late.jpg"])
+        assert _state(instance, sensor).instigator_data.cursor is not None
+
+        daemon_tick(3)
+        assert len(instance.get_runs()) == 3 and len(t.batches()) == 3
+
+
+def _state(instance, sensor: str):
+    (state,) = [s for s in instance.all_instigator_state() if s.name == sensor]
+    return state
+
+
+def _daemon_table(folder) -> pxt.MediaTable:
+    t = pxt.MediaTable("watch/daemon", {"img": pxt.Image}, automation=False)
+    t.watch(str(folder), max_batch_rows=2)
+    return t
+
+
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
+def test_a_file_stamped_older_than_the_lookback_window_is_found_once(pxt_home, tmp_path, instance):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    t = _table("watch/late", str(folder), lookback_seconds=60)
+    for p in SAMPLES:
+        (folder / p.name).write_bytes(p.read_bytes())
+    first = _tick(t, instance)
+    assert [int(r.tags["pxt/rows"]) for r in first.run_requests] == [3]
+    late = folder / "late.jpg"  # copied with its original time (cp -p, rsync -t): an hour old
+    late.write_bytes(SAMPLES[0].read_bytes())
+    hour_ago = time.time() - 3600
+    os.utime(late, (hour_ago, hour_ago))
+    assert late.stat().st_mtime < WatchCursor.from_json(first.cursor).at  # the look-back window alone misses it
+    second = _tick(t, instance, cursor=first.cursor)
+    assert [_manifest_uris(t, r.partition_key) for r in second.run_requests] == [[late.as_uri()]]
+    assert _tick(t, instance, cursor=second.cursor).run_requests == []
+    _run(t, instance, first)
+    _run(t, instance, second)
+    assert t.count() == 4
+
+
+def test_a_multipart_upload_stamped_with_its_start_an_hour_ago_is_found(pxt_home, s3_env, instance):
+    """S3 stamps a multipart upload with the time it was started. moto stamps it when completed, so moto's
+    clock (it runs in this process) is set an hour back for the upload."""
+    from unittest import mock
+
+    import moto.s3.models
+
+    provider = Provider("s3", s3_env)
+    t = _table("watch/multipart", provider.prefix + "in/", lookback_seconds=60)
+    provider.put("in/a.jpg", SAMPLES[0].read_bytes())
+    first = _tick(t, instance)
+    assert len(first.run_requests) == 1
+    s3 = s3_env.client()
+    started = moto.s3.models.utcnow() - datetime.timedelta(hours=1)
+    with mock.patch("moto.s3.models.utcnow", return_value=started):
+        up = s3.create_multipart_upload(Bucket=provider.bucket, Key="in/big.jpg")
+        part = s3.upload_part(Bucket=provider.bucket, Key="in/big.jpg", UploadId=up["UploadId"], PartNumber=1,
+                              Body=SAMPLES[1].read_bytes())
+        s3.complete_multipart_upload(Bucket=provider.bucket, Key="in/big.jpg", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    big = provider.prefix + "in/big.jpg"
+    (listed,) = [o for o in stores.store_for(big).list_objects(provider.prefix + "in/") if o.uri == big]
+    assert listed.mtime < WatchCursor.from_json(first.cursor).at
+    second = _tick(t, instance, cursor=first.cursor)
+    assert [_manifest_uris(t, r.partition_key) for r in second.run_requests] == [[big]]
+    assert _tick(t, instance, cursor=second.cursor).run_requests == []
+
+
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
+def test_a_cursor_from_the_previous_release_takes_nothing_again(pxt_home, tmp_path, instance):
+    import hashlib
+    import json
+
+    from pxt_assets import rowstore
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    t = _table("watch/upgraded", str(folder))
+    for p in SAMPLES:
+        (folder / p.name).write_bytes(p.read_bytes())
+    # what the previous release left: a batch recorded with its source, and a cursor of newest time + sha1s
+    rows = rowstore.for_settings(t.settings)
+    rows.for_spec(t.spec)
+    listed = list(stores.store_for(str(folder)).list_objects(str(folder)))
+    rows.create_batch(t.spec.slug, "19700101T000000000000-old", [{"img": o.uri} for o in listed],
+                      source={"watch": t._watch.prefix})
+    old = json.dumps({"newest": max(o.mtime for o in listed),
+                      "seen": {hashlib.sha1(o.uri.encode()).hexdigest()[:16]: o.mtime for o in listed}})
+    new = folder / "new.jpg"
+    new.write_bytes(SAMPLES[0].read_bytes())
+    result = _tick(t, instance, cursor=old)
+    assert [_manifest_uris(t, r.partition_key) for r in result.run_requests] == [[new.as_uri()]]
+    assert _tick(t, instance, cursor=result.cursor).run_requests == []
+
+
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
+def test_a_tick_over_thousands_of_taken_files_makes_a_few_queries(pxt_home, tmp_path, instance):
+    import sqlalchemy as sa
+
+    from pxt_assets import rowstore
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(2500):
+        (folder / f"{i:05d}.jpg").write_bytes(b"x")
+    t = _table("watch/many", str(folder), max_batch_rows=1000, max_batches_per_tick=3)
+    first = _tick(t, instance)
+    assert [int(r.tags["pxt/rows"]) for r in first.run_requests] == [1000, 1000, 500]
+    statements: list[tuple[str, int]] = []  # (statement, number of parameters)
+    engine = rowstore.for_settings(t.settings).engine
+
+    def count(_conn, _cursor, sql, parameters, *_):
+        if not sql.startswith("BEGIN"):
+            statements.append((sql, len(parameters)))
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        quiet = _tick(t, instance, cursor=first.cursor)
+        assert quiet.run_requests == [] and len(statements) == 1, statements  # any batches of a lost tick?
+        statements.clear()
+        for i in range(3):
+            (folder / f"new{i}.jpg").write_bytes(b"x")
+        more = _tick(t, instance, cursor=quiet.cursor)
+        assert [int(r.tags["pxt/rows"]) for r in more.run_requests] == [3]
+        # lost ticks' batches, which of the 3 names were taken, the new batch and its names
+        (sql, params) = statements[1]
+        assert len(statements) == 4 and "IN" in sql and params == 2 + 3, statements  # table, watch, 3 names
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_burst_of_uploads_keeps_the_cursor_small_and_loses_nothing():
+    from pxt_assets.watch import SEEN_CAP
+
+    w = WatchSpec("s3://b/in/", "img", max_batch_rows=1000, max_batches_per_tick=3)
+    n = SEEN_CAP * 2
+    listing = _objs(*[(f"s3://b/in/{i:05d}.jpg", 1000.0 + i / 100) for i in range(n)])  # all in 40 s
+    taken, cur, got = Taken(), WatchCursor(), []
+    for _ in range(3):
+        taken.asked.clear()
+        batches, cur = plan(listing, WatchCursor.from_json(cur.to_json()), w, taken)
+        taken.take(batches)
+        got += [u for b in batches for u in b.uris]
+        assert len(cur.seen) <= SEEN_CAP and sum(taken.asked) <= 3000  # only about the names it chose
+    assert sorted(got) == sorted(o.uri for o in listing)  # every one, once
+    listing += _objs(("s3://b/in/late.jpg", 1000.0), ("s3://b/in/new.jpg", 1040.0))
+    batches, cur = plan(listing, cur, w, taken)
+    assert _uris(batches) == [["s3://b/in/late.jpg", "s3://b/in/new.jpg"]]
+
+
+@pytest.mark.usefixtures("db")  # SQLite, then PostgreSQL
+def test_an_object_taken_by_one_tick_cannot_be_recorded_by_another(pxt_home, tmp_path):
+    """Two processes ticking at once list the same new object: the second one's batches are refused, whole."""
+    import sqlalchemy as sa
+
+    from pxt_assets import rowstore
+
+    t = _table("watch/race", str(tmp_path))
+    rows = rowstore.for_settings(t.settings)
+    rows.for_spec(t.spec)
+    slug = t.spec.slug
+    rows.record_watch_batches(slug, "w", 1, [("k1", [{"img": "a"}], None, ["name-a"])])
+    with pytest.raises(sa.exc.IntegrityError):
+        rows.record_watch_batches(slug, "w", 1, [("k2", [{"img": "b"}], None, ["name-b"]),
+                                                 ("k3", [{"img": "a"}], None, ["name-a"])])
+    assert rows.batches(slug) == ["k1"] and rows.watch_taken(slug, "w", ["name-a", "name-b"]) == {"name-a"}

@@ -292,6 +292,7 @@ class RowStore:
             conn.execute(schema.staged.delete().where(schema.staged.c.slug == slug))
             conn.execute(schema.active_runs.delete().where(schema.active_runs.c.slug == slug))
             conn.execute(schema.batches.delete().where(schema.batches.c.slug == slug))
+            conn.execute(schema.watch_taken.delete().where(schema.watch_taken.c.slug == slug))
 
     # -- batches -------------------------------------------------------------------------------------------
     def create_batch(self, slug: str, batch: str, rows: list[dict[str, Any]], source: Any = None) -> bool:
@@ -699,6 +700,73 @@ class RowStore:
         with self._write() as conn:
             if conn.execute(schema.kv.update().where(schema.kv.c.key == key).values(value=value)).rowcount == 0:
                 conn.execute(schema.kv.insert().values(key=key, value=value))
+
+    # -- watched prefixes (pxt_assets.watch) ------------------------------------------------------------------
+    def record_watch_batches(self, slug: str, watch: str, seq: int,
+                             batches: Sequence[tuple[str, list[dict[str, Any]], Any, Sequence[str]]]) -> None:
+        """Record the batches one tick of a watch planned, as (key, rows, source, names of the objects taken),
+        with the names, in one transaction. A name the watch already took (another process's tick took it
+        first) fails the whole call, and nothing is recorded."""
+        w = schema.watch_taken
+        now = time.time()
+        with self._write() as conn:
+            for key, rows, source, names in batches:
+                conn.execute(schema.batches.insert().values(
+                    slug=slug, batch=key, status=PENDING, manifest=_dumps(rows),
+                    source=None if source is None else _dumps(source), created_at=now))
+                conn.execute(w.insert(), [{"slug": slug, "watch": watch, "name": n, "batch": key, "seq": seq}
+                                          for n in names])
+
+    def record_watch_taken(self, slug: str, watch: str, seq: int, taken: Iterable[tuple[str, str]]) -> int:
+        """Record (name, batch) pairs as taken by a watch, skipping names it has already taken. The number
+        recorded."""
+        w = schema.watch_taken
+        with self._write() as conn:
+            have = {r[0] for r in conn.execute(sa.select(w.c.name).where((w.c.slug == slug) & (w.c.watch == watch)))}
+            new = {n: b for n, b in taken if n not in have}
+            if new:
+                conn.execute(w.insert(), [{"slug": slug, "watch": watch, "name": n, "batch": b, "seq": seq}
+                                          for n, b in new.items()])
+        return len(new)
+
+    def watch_taken(self, slug: str, watch: str, names: Sequence[str]) -> set[str]:
+        """The names among `names` that the watch has taken: one query per 1,000 names."""
+        w = schema.watch_taken
+        out: set[str] = set()
+        with self._read() as conn:
+            for i in range(0, len(names), 1000):
+                out.update(r[0] for r in conn.execute(sa.select(w.c.name).where(
+                    (w.c.slug == slug) & (w.c.watch == watch) & w.c.name.in_(names[i:i + 1000]))))
+        return out
+
+    def watch_has_taken(self, slug: str, watch: str) -> bool:
+        w = schema.watch_taken
+        with self._read() as conn:
+            return conn.execute(sa.select(w.c.name).where((w.c.slug == slug) & (w.c.watch == watch))
+                                .limit(1)).first() is not None
+
+    def watch_unconfirmed(self, slug: str, watch: str, after_seq: int) -> list[tuple[str, int, list[dict[str, Any]]]]:
+        """(key, seq, rows) of the pending batches that ticks numbered above `after_seq` planned for the watch,
+        oldest first: Dagster never kept those ticks' cursors, so their runs may never have been requested."""
+        w, b = schema.watch_taken, schema.batches
+        with self._read() as conn:
+            seqs: dict[str, int] = {}
+            for key, seq in conn.execute(sa.select(w.c.batch, w.c.seq).distinct().where(
+                    (w.c.slug == slug) & (w.c.watch == watch) & (w.c.seq > after_seq))):
+                seqs[key] = max(seq, seqs.get(key, seq))
+            if not seqs:
+                return []
+            found = conn.execute(sa.select(b.c.batch, b.c.manifest).where(
+                (b.c.slug == slug) & b.c.batch.in_(list(seqs)) & (b.c.status != COMMITTED))).all()
+        return sorted((key, seqs[key], json.loads(manifest)) for key, manifest in found)
+
+    def batches_from(self, slug: str, source: Any) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(key, rows) of every batch of a table whose recorded source is `source`."""
+        b = schema.batches
+        with self._read() as conn:
+            found = conn.execute(sa.select(b.c.batch, b.c.source, b.c.manifest).where(
+                (b.c.slug == slug) & b.c.source.is_not(None))).all()
+        return [(key, json.loads(manifest)) for key, src, manifest in found if json.loads(src) == source]
 
 
 def _holder_gone(holder: str | None) -> bool:

@@ -9,6 +9,8 @@ Fixed tables (one set per database, shared by every process that uses it):
     pxt_batches     one row per ingest batch: what was inserted (the manifest), its status, counts
     pxt_staged      a column's records for a batch that is not yet committed (one JSON document each)
     pxt_kv          small named values (a schedule's watch cursor)
+    pxt_watch_taken every object a table's sensor or schedule took from its watched prefix (a hash of its
+                    URI), with the batch it went into and the tick that planned it
 
 Row tables (one per media table, `pxt_t_<slug>`): `_pos` (insertion order), `_row_id`, `_batch`, `_idx`,
 and per column `v_<col>` (value; the URI for media), `e_<col>` (error message), `k_<col>` (error kind),
@@ -84,6 +86,18 @@ kv = sa.Table(
     sa.Column("key", sa.String(1000), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# One row per object a watch took: never taken twice (the key), found again by name when a listing shows an
+# object below the cursor's horizon, and the batches of a tick Dagster did not record are found by `seq`.
+watch_taken = sa.Table(
+    "pxt_watch_taken", metadata,
+    sa.Column("slug", sa.String(1000), primary_key=True),
+    sa.Column("watch", sa.String(64), primary_key=True),  # a hash of the watched prefix
+    sa.Column("name", sa.String(64), primary_key=True),  # a hash of the object's URI
+    sa.Column("batch", sa.String(200), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # the tick (cursor sequence number) that planned it
+)
+sa.Index("pxt_watch_taken_seq", watch_taken.c.slug, watch_taken.c.watch, watch_taken.c.seq)
 
 PENDING = "pending"
 COMMITTED = "committed"
