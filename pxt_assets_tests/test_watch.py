@@ -16,7 +16,6 @@ from pxt_assets.stores.base import ObjectInfo
 from pxt_assets.watch import WatchCursor, WatchSpec, name_of, plan
 from pxt_assets_tests.conftest import SAMPLES
 from pxt_assets_tests.test_cloud import Provider
-from pxt_assets_tests.test_rowstore import db  # noqa: F401  (the row store: SQLite, or PostgreSQL)
 
 
 def _objs(*pairs: tuple[str, float]) -> list[ObjectInfo]:
