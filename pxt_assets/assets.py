@@ -31,7 +31,7 @@ from typing import Any
 import dagster as dg
 import PIL.Image
 
-from pxt_assets import memory, stores
+from pxt_assets import console, memory, stores
 from pxt_assets.stores import StoreError
 from pxt_assets.evaluate import (Row, RowError, as_json, close_frame_cursors, deferred_calls, error_kind, is_missing,
                                  make_calls, want_frames)
@@ -98,9 +98,14 @@ class _Progress:
     def __init__(self, log, what: str, total: int) -> None:
         self.log, self.what, self.total = log, what, total
         self.done, self.last = 0, time.monotonic()
+        self.bar = console.bar(total, what)  # a tqdm bar, for a run in the notebook's own process
 
     def step(self) -> None:
         self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if self.done >= self.total:
+                self.bar.close()
         now = time.monotonic()
         if now - self.last >= _PROGRESS_EVERY_S and self.done < self.total:
             self.last = now

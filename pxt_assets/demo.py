@@ -11,6 +11,7 @@ import time
 
 import pandas as pd
 
+from pxt_assets import console
 from pxt_assets.assets import insert_job_name
 from pxt_assets.instance import get_instance
 
@@ -41,7 +42,9 @@ def run() -> None:
     print(f"\n>>> insert {len(SAMPLES)} sample images through job {insert_job_name(media.spec)}")
     job = media.definitions().resolve_job_def(insert_job_name(media.spec))
     op_name = f"{media.spec.slug}__insert"
-    result = job.execute_in_process(run_config={"ops": {op_name: {"config": {"files": SAMPLES}}}}, instance=instance)
+    with console.progress_bars():
+        result = job.execute_in_process(run_config=console.run_config({"ops": {op_name: {"config": {"files": SAMPLES}}}}),
+                                        instance=instance)
     if not result.success:
         raise SystemExit("the insert job failed; see the log above")
 

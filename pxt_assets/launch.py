@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from pxt_assets import fsutil
+from pxt_assets import console, fsutil
 
 #: how often a waiting caller looks at the run's status
 _POLL_S = 0.5
@@ -122,7 +122,8 @@ def submit_and_wait(instance: dg.DagsterInstance, job_name: str, partition_key: 
                 "instance a batch runs where the deployment runs it, so its table must be in the code location "
                 f"(made with pxt.create_table, or declared in the code) ({e})") from None
         run = _create_run(instance=instance, code_location=location, remote_repo=repo, remote_job=job,
-                          run_config={}, tags={**(tags or {}), "dagster/partition": partition_key},
+                          run_config=console.run_config(),  # its events go to the event log, not stdout
+                          tags={**(tags or {}), "dagster/partition": partition_key},
                           op_selection=None, run_id=None)
         instance.submit_run(run.run_id, workspace)
     say = log.info if log is not None else print

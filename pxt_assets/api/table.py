@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from pxt_assets import assets as asset_builder
-from pxt_assets import rowstore, stores
+from pxt_assets import console, rowstore, stores
 from pxt_assets.api.query import Query
 from pxt_assets.config import Settings, load_settings
 from pxt_assets.io_managers import destinations
@@ -242,7 +242,9 @@ class MediaTable:
                         raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
                     done.add(batch)
                     continue
-                result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
+                with console.progress_bars():
+                    result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False,
+                                                    run_config=console.run_config())
                 if not result.success:
                     failure = next((e for e in result.all_events if e.is_step_failure), None)
                     detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
@@ -386,7 +388,9 @@ class MediaTable:
             detail = None if success else launch.failure_of(instance, run_id)
         else:
             job = self.definitions().resolve_job_def(job_name)
-            result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags, raise_on_error=False)
+            with console.progress_bars():
+                result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
+                                                raise_on_error=False, run_config=console.run_config())
             success, run_id = result.success, result.run_id
             failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
             detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
