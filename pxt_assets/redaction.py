@@ -32,7 +32,9 @@ REDACTED = "REDACTED"
 # Query parameters that carry credentials, matched case-insensitively: AWS SigV4, GCS V4 signing, Azure SAS
 # (`sig`), and any parameter whose name says token / key / signature / secret / password / credential.
 _SECRET_PARAM = re.compile(
-    r"(?i)(?<=[?&;])((?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|"
+    # listing parameters that only look like credentials (S3 max-keys, page tokens) are left as they are
+    r"(?i)(?<=[?&;])(?!(?:max-?keys|key-marker|continuation-token|(?:next-?)?page-?token|upload-id-marker)=)"
+    r"((?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential|"
     r"sig|[a-z0-9_.-]*(?:token|secret|password|passwd|apikey|api_key|credential|signature|key)[a-z0-9_.-]*)=)"
     r"([^&#\s'\"<>]+?)(?=[&#\s'\"<>)]|[:,.;]\s|[:,.;]?$)")  # the value, not a ": reason" after the URL
 # user:password@ in URLs
