@@ -16,10 +16,20 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
                 executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
     """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers.
 
+    `resources`: besides resources of your own, a dagster-aws `S3Resource`, a dagster-gcp `GCSResource` or a
+    dagster-azure `AzureBlobStorageResource` (under any key; "s3", "gcs", "azure_blob" by convention) is the
+    client those providers' files are read and written with (endpoint, credentials, region), instead of
+    config.toml and the environment. `EnvVar` fields are read from the environment.
+
     `executor` runs the tables' jobs (e.g. `dagster_celery.celery_executor.configured({...})` for Celery
     workers; the `pxt_assets[distributed]` extra installs dagster-celery and dagster-postgres); by default,
     Dagster's (multiprocess for launched runs)."""
     from pxt_assets import watch as watching
+    from pxt_assets.stores import resources as store_resources
+
+    # S3Resource / GCSResource / AzureBlobStorageResource given here are the stores' clients in this process
+    # (the code location's, and so every run's, sensor's and lifecycle call's made from it)
+    store_resources.use(resources)
 
     all_assets: list[dg.AssetsDefinition] = []
     jobs: list[Any] = []

@@ -43,7 +43,7 @@ from azure.storage.blob import (
 )
 
 from pxt_assets.config import Settings, load_settings
-from pxt_assets.stores import retry
+from pxt_assets.stores import resources, retry
 from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
@@ -240,9 +240,22 @@ class _Endpoint:
     account: str
     url: str  # blob service: https://acct.blob.core.windows.net, or e.g. Azurite's http://127.0.0.1:N/acct
     key: str | None = dataclasses.field(repr=False)  # the account key, when configured for this account
+    # another credential from an AzureBlobStorageResource (a SAS token, DefaultAzureCredential), or None
+    credential: Any = dataclasses.field(default=None, repr=False, compare=False)
+    anonymous: bool = False  # the resource says so
 
     def blob_url(self, ref: AzureURI) -> str:
         return f"{self.url}/{ref.container}/{urllib.parse.quote(ref.blob, safe=_PATH_SAFE)}"
+
+
+def _account_of(account_url: str) -> str:
+    """The account an account URL names: `https://acct.blob.core.windows.net` or `http://host:port/acct`
+    (Azurite, path-style)."""
+    parts = urllib.parse.urlsplit(account_url)
+    host = (parts.hostname or "").lower()
+    if host.endswith(_BLOB_SUFFIX):
+        return host[: -len(_BLOB_SUFFIX)]
+    return parts.path.strip("/").split("/", 1)[0].lower()
 
 
 def _endpoint(account: str, settings: Settings) -> _Endpoint:
@@ -271,11 +284,18 @@ class AzureStore(ObjectStore):
     # -- clients -------------------------------------------------------------------------------------------
 
     def _resolve(self, ref: AzureURI) -> _Endpoint:
+        resource = resources.get("azure")  # pxt.definitions(resources={"azure_blob": AzureBlobStorage...})
+        if resource is not None and _account_of(resource.account_url) == ref.account:
+            kind = resource.credential.credential_type
+            raw = resource._raw_credential()
+            return _Endpoint(account=ref.account, url=resource.account_url.rstrip("/"),
+                             key=raw if kind == "key" else None, credential=raw if kind != "key" else None,
+                             anonymous=kind == "anonymous")
         return _endpoint(ref.account, load_settings())
 
     def _service(self, ep: _Endpoint) -> BlobServiceClient:
         """The cached client for this endpoint and key, created on first use (thread-safe)."""
-        cache_key = (ep.url, ep.account, ep.key)
+        cache_key = (ep.url, ep.account, ep.key, id(ep.credential), ep.anonymous)
         client = self._clients.get(cache_key)
         if client is not None:
             return client
@@ -291,7 +311,9 @@ class AzureStore(ObjectStore):
         # get_client() passes no client options (so neither the retry policy nor the transport below could be
         # set), and it is a context manager closing the client on exit, while this store keeps its clients
         # for the life of the process.
-        if ep.key:
+        if ep.credential is not None or ep.anonymous:  # from a resource: its SAS token or token credential
+            credential, how = ep.credential, "the resource's credential"
+        elif ep.key:
             # An explicit account name, not the bare key the resource passes: the SDK can only infer the name
             # from *.blob.core.windows.net or localhost URLs, not from a private endpoint's custom host.
             credential: Any = {"account_name": ep.account, "account_key": ep.key}

@@ -31,7 +31,7 @@ from google.cloud.storage.exceptions import InvalidResponse
 from google.cloud.storage.retry import DEFAULT_RETRY as _SDK_DEFAULT_RETRY
 from google.oauth2 import service_account
 
-from pxt_assets.stores import retry
+from pxt_assets.stores import resources, retry
 from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
@@ -145,7 +145,7 @@ class GcsStore(ObjectStore):
     remote = True
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str | None, str | None], storage.Client] = {}
+        self._clients: dict[tuple[str | None, str | None, int], storage.Client] = {}
         self._clients_lock = threading.Lock()
         # Keyed by where credentials come from; a failure is cached too (as its message), so a batch of
         # presigns without a key does not probe the metadata server once per row.
@@ -156,7 +156,8 @@ class GcsStore(ObjectStore):
     # -- clients ----------------------------------------------------------------------------------------
     def client(self) -> storage.Client:
         """The data client for the current project and emulator setting (created once, then shared)."""
-        key = (os.environ.get("GOOGLE_CLOUD_PROJECT") or None, _emulator_host())
+        resource = resources.get("gcs")  # pxt.definitions(resources={"gcs": GCSResource(...)})
+        key = (os.environ.get("GOOGLE_CLOUD_PROJECT") or None, _emulator_host(), id(resource))
         client = self._clients.get(key)
         if client is None:
             with self._clients_lock:
@@ -167,7 +168,7 @@ class GcsStore(ObjectStore):
                     # Credentials are left to the SDK: Application Default Credentials normally, anonymous
                     # when STORAGE_EMULATOR_HOST is set. Never the signing key (see presign). Callers create
                     # the client inside their _translated block, so a missing credential names their URI.
-                    client = GCSResource(project=key[0]).get_client()
+                    client = (resource or GCSResource(project=key[0])).get_client()
                     self._clients[key] = client
                     log.debug("GCS client for project=%s emulator=%s", key[0], key[1])
         return client

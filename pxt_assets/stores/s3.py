@@ -40,7 +40,7 @@ from botocore.config import Config
 
 from pxt_assets.config import current_settings
 from pxt_assets.redaction import register_secret
-from pxt_assets.stores import retry
+from pxt_assets.stores import resources, retry
 from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
@@ -245,12 +245,29 @@ class S3Store(ObjectStore):
             endpoint = _profile_endpoint(profile) or endpoint
         # botocore reads AWS_ENDPOINT_URL(_S3) when the client is made: a changed one needs other clients
         env_endpoint = (os.environ.get("AWS_ENDPOINT_URL_S3"), os.environ.get("AWS_ENDPOINT_URL"))
-        key = (loc.flavor, endpoint, profile, loc.region, env_endpoint)
+        resource = resources.get("s3") if loc.flavor == "s3" else None  # pxt.definitions(resources=...)
+        key = (loc.flavor, endpoint, profile, loc.region, env_endpoint, id(resource))
         with self._lock:
             clients = self._clients.get(key)
             if clients is None:
-                clients = self._clients[key] = self._make_clients(profile, endpoint, loc.region)
+                clients = self._clients[key] = (self._make_clients(profile, endpoint, loc.region) if resource is None
+                                                else self._resource_clients(resource))
         return clients
+
+    @staticmethod
+    def _resource_clients(resource: Any) -> _Clients:
+        """Clients from a dagster-aws S3Resource: its data client, and a SigV4 presign client of the same
+        credentials, endpoint and region."""
+        session = boto3.session.Session(
+            aws_access_key_id=resource.aws_access_key_id, aws_secret_access_key=resource.aws_secret_access_key,
+            aws_session_token=resource.aws_session_token, profile_name=resource.profile_name)
+        data = resource.get_client()
+        region = resource.region_name or data.meta.region_name or "us-east-1"
+        presign = session.client("s3", endpoint_url=resource.endpoint_url, region_name=region,
+                                 config=Config(signature_version="s3v4"))
+        log.debug("S3 clients from an S3Resource (endpoint=%s region=%s)", resource.endpoint_url, region)
+        return _Clients(data, presign, session, endpoint=resource.endpoint_url,
+                        find_region=resource.region_name is None)
 
     @staticmethod
     def _make_clients(profile: str | None, endpoint: str | None, region: str | None) -> _Clients:
