@@ -4,7 +4,7 @@
 `python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
 pxt_assets against a plain boto3 + Pillow baseline measured in the same run (`--repeat R`: R interleaved
 pairs, each side going first in every other pair, medians reported). The last line of output is one JSON
-object (see README, "Performance")."""
+object (see bench/README.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 uploads; before, during and after the row commit), and a worker killed in the middle of a computing step.
 
 Each insert runs in a real child process, which kills itself with SIGKILL at the point PXT_FAULT_POINT names
-(pxt_assets/faults.py: deterministic, no sleeps). Then the batch is run again the way the README says
+(pxt_assets/faults.py: deterministic, no sleeps). Then the batch is run again the way docs/lifecycle.md says
 (`t.resume()`, `python -m pxt_assets resume`), and the table is checked exactly: every row present once,
 every recorded file exists and opens, no staged record or pending batch left, and nothing in any destination
 (local folders, hidden files included, and the bucket) that no row names.
