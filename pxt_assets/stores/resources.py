@@ -43,9 +43,21 @@ def _provider_of(resource: Any) -> str | None:
 
 
 def _resolved(resource: Any) -> Any:
-    """The resource with its EnvVar fields read from the environment."""
-    init = getattr(resource, "process_config_and_initialize", None)
-    return init() if init is not None else resource
+    """The resource (or a credential model inside it) with its EnvVar fields read from the environment. Done
+    here rather than with Dagster's process_config_and_initialize(), which sets up a definitions load
+    context outside any load (and breaks later loads in the same process)."""
+    import dagster as dg
+
+    updates: dict[str, Any] = {}
+    for name in getattr(type(resource), "model_fields", {}):
+        value = getattr(resource, name, None)
+        if isinstance(value, dg.EnvVar):
+            updates[name] = value.get_value()
+        elif hasattr(type(value), "model_fields"):  # a nested model (Azure's credential)
+            resolved = _resolved(value)
+            if resolved is not value:
+                updates[name] = resolved
+    return resource.model_copy(update=updates) if updates else resource
 
 
 def use(resources: dict[str, Any] | None) -> None:
