@@ -38,8 +38,8 @@ class FaultProxy:
         self._matching = 0
         self._first_failure: float | None = None
         self.ended = threading.Event()
-        # gate(method, path, headers) -> None to go on, or (status, body) to answer instead (e.g. a store
-        # checking the credentials a request was signed with)
+        # gate(method, path, headers) -> None to go on, or (status, body[, Retry-After]) to answer instead (a
+        # store checking the credentials a request was signed with, a scripted series of errors)
         self.gate = None
         outer = self
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import collections
 import concurrent.futures
-import http.client
-import http.server
 import threading
 import time
 import urllib.error
@@ -18,6 +16,7 @@ import pytest
 from pxt_assets import stores
 from pxt_assets.stores.azure import AzureStore
 from pxt_assets_tests.conftest import query_params, random_file, unique_bucket
+from pxt_assets_tests.faultproxy import FaultProxy
 from pxt_assets_tests.emulators import AZURITE_ACCOUNT
 
 # Each form, as a user writes it, for container `c` and blob name `key` (Azurite's account in the host).
@@ -373,56 +372,22 @@ def test_an_https_url_carrying_a_sas_is_read_with_that_sas(monkeypatch, containe
 # -- retries ------------------------------------------------------------------------------------------
 
 
-class FaultyProxy:
-    """An HTTP proxy in front of Azurite that answers the first requests with scripted errors."""
+class FaultyProxy(FaultProxy):
+    """A proxy in front of Azurite that answers the first requests with scripted errors (faultproxy.py)."""
 
     def __init__(self, upstream_port: int, faults: list[tuple[int, str | None]]) -> None:
+        super().__init__("127.0.0.1", upstream_port)
         self.faults = collections.deque(faults)  # (status, Retry-After or None), consumed in order
         self.requests: list[str] = []
-        outer = self
+        self.gate = self._next_fault
+        self.account_url = f"{self.endpoint}/{AZURITE_ACCOUNT}"
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.requests.append(f"{self.command} {self.path}")
-                if outer.faults:
-                    status, retry_after = outer.faults.popleft()
-                    self.send_response(status)
-                    if retry_after is not None:
-                        self.send_header("Retry-After", retry_after)
-                    self.send_header("x-ms-error-code", "ServerBusy")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
-                conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status, resp.reason)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _handle  # noqa: N815
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.account_url = f"http://127.0.0.1:{self.server.server_address[1]}/{AZURITE_ACCOUNT}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _next_fault(self, method: str, path: str, headers) -> tuple[int, bytes, str | None] | None:
+        self.requests.append(f"{method} {path}")
+        if self.faults:
+            status, retry_after = self.faults.popleft()
+            return status, b"", retry_after
+        return None
 
 
 @pytest.fixture
