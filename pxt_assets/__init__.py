@@ -28,11 +28,12 @@ from pxt_assets.io_managers.destinations import DestinationError
 from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
 from pxt_assets.redaction import install_log_redaction
 from pxt_assets.spec import ColumnTypeError, SpecError
+from pxt_assets.components import MediaTableComponent
 
 install_log_redaction()  # no log record made in this process carries a credential (pxt_assets.redaction)
 
 __all__ = [
-    "functions", "MediaTable", "MediaView", "create_view", "Query", "ResultSet", "InsertResult", "definitions",
+    "functions", "MediaTable", "MediaTableComponent", "MediaView", "create_view", "Query", "ResultSet", "InsertResult", "definitions",
     "create_dir", "drop_dir", "create_table", "get_table", "list_tables", "drop_table",
     "udf", "UDF", "Batch", "ColumnTypeError",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",

@@ -21,9 +21,8 @@ from pxt_assets.spec import parse_table_path
 
 def _tables(module: str) -> dict[tuple[str, ...], MediaTable]:
     mod = importlib.import_module(module)
-    return {v.spec.path: v for v in vars(mod).values() if isinstance(v, MediaTable)} | {
-        v.spec.path: v for v in getattr(mod, "tables", [])
-    }
+    loaded = mod.load_tables() if callable(getattr(mod, "load_tables", None)) else getattr(mod, "tables", [])
+    return {v.spec.path: v for v in vars(mod).values() if isinstance(v, MediaTable)} | {v.spec.path: v for v in loaded}
 
 
 def _table(module: str, path: str) -> MediaTable:

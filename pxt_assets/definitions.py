@@ -1,26 +1,38 @@
-"""The Definitions that `workspace.yaml` and `dagster job execute -m pxt_assets.definitions` load: the
-tables declared in code (pxt_assets/defs/) and the tables of the persistent catalog (made from Python with
-pxt.create_table), side by side. A catalog file that cannot be read is reported and skipped, so one bad file
-does not take the code location down; reload the location in the UI to pick up new catalog tables."""
+"""The Definitions that `workspace.yaml`, `dg` and `dagster job execute -m pxt_assets.definitions` load.
 
+Nothing happens at import: Dagster calls `defs()` when it loads the code location. It builds the tables
+declared in YAML (`pxt_assets/defs/*/defs.yaml`, `pxt_assets.MediaTableComponent`) and those of the persistent
+catalog (made from Python with pxt.create_table), side by side. A table that cannot be built (a catalog entry
+that cannot be read, a destination that does not answer) does not take the location down: its assets show the
+error. Reload the location in the UI to pick up new catalog tables."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import types
 import warnings
+from typing import Any
 
-import pxt_assets as pxt
-from pxt_assets.api import catalog_tables, merge_tables
-from pxt_assets.defs.demo import media
+import dagster as dg
 
-_catalog, _errors = catalog_tables()
-for _path, _error in _errors:
-    warnings.warn(f"pxt_assets: skipped catalog table {_path}: {_error}", stacklevel=1)
-
-tables = merge_tables([media], _catalog)
+#: destination checks made while loading give up after this many seconds (not the whole retry budget)
+LOAD_RETRY_BUDGET_S = float(os.environ.get("PXT_LOAD_RETRY_BUDGET_S", "10"))
 
 
-def _executor():
+def _component_tree():
+    from dagster.components.core.component_tree import ComponentTree
+
+    import pxt_assets.defs
+
+    return ComponentTree.from_module(defs_module=pxt_assets.defs,
+                                     project_root=pathlib.Path(pxt_assets.defs.__file__).parents[2])
+
+
+def _executor() -> dg.ExecutorDefinition | None:
     """Celery workers when PXT_CELERY_BROKER is set (the [distributed] extra): the tables' steps run on
     whichever worker takes them (`dagster-celery worker start -A dagster_celery.app -y celery.yaml`)."""
-    import os
-
     broker = os.environ.get("PXT_CELERY_BROKER")
     if not broker:
         return None
@@ -29,4 +41,72 @@ def _executor():
     return celery_executor.configured({"broker": broker, "backend": os.environ.get("PXT_CELERY_BACKEND", broker)})
 
 
-defs = pxt.definitions(*tables, executor=_executor())
+def build() -> tuple[dg.Definitions, list[Any]]:
+    """The code location's Definitions, and the tables in it."""
+    import pxt_assets as pxt
+    from pxt_assets.api import catalog_tables
+    from pxt_assets.api.catalog import same_columns
+    from pxt_assets.components import MediaTableComponent, failed_table_definitions
+    from pxt_assets.stores import retry
+
+    with retry.capped_budget(LOAD_RETRY_BUDGET_S):
+        tree = _component_tree()
+        declared = tree.build_defs()
+        code = [t for c in tree.get_all_components(of_type=MediaTableComponent) for t in c.tables]
+        catalog, errors = catalog_tables()
+    by_path = {t.spec.path: t for t in code}
+    extra = []
+    for t in catalog:
+        other = by_path.get(t.spec.path)
+        if other is None:
+            extra.append(t)
+        elif not same_columns(other, t):
+            warnings.warn(f"pxt_assets: table {t.path!r} is declared in YAML and in the catalog with different "
+                          "columns; the YAML one is used (drop the other with pxt.drop_table)", stacklevel=1)
+    from pxt_assets.api.jobs import AUTOMATION_SENSOR
+
+    has_sensor = any(s.name == AUTOMATION_SENSOR for s in declared.sensors or [])
+    parts = [declared, pxt.definitions(*extra, automation_sensor=not has_sensor)]
+    for path, columns, error in errors:  # catalog entries that cannot be read: their assets show why
+        parts.append(failed_table_definitions({path: columns}, error))
+    executor = _executor()
+    if executor is not None:
+        parts.append(dg.Definitions(executor=executor))
+    return dg.Definitions.merge(*parts), [*code, *extra]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build()[0]
+
+
+def load_tables() -> list[Any]:
+    """The tables the code location has (YAML and catalog), e.g. for `python -m pxt_assets show`."""
+    return build()[1]
+
+
+def code_table(path: str) -> Any:
+    """A table declared in YAML under pxt_assets/defs, by path ('blob_storage_demo/media')."""
+    from pxt_assets.components import MediaTableComponent
+    from pxt_assets.spec import SpecError, parse_table_path
+
+    key = parse_table_path(path)
+    tree = _component_tree()
+    for component in tree.get_all_components(of_type=MediaTableComponent):
+        if any(parse_table_path(p) == key for p in component.table_paths()):
+            tables = component.build_tables()
+            return next(t for t in tables if t.spec.path == key)
+    raise SpecError(f"no table {path!r} is declared in pxt_assets/defs")
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this module makes it the package's `definitions` attribute, hiding `pxt.definitions(...)`:
+    calling the module is calling that function."""
+
+    def __call__(self, *tables: Any, **kwargs: Any) -> dg.Definitions:
+        from pxt_assets.api.jobs import definitions
+
+        return definitions(*tables, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

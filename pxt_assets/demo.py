@@ -25,7 +25,9 @@ def _show(title: str, frame: pd.DataFrame) -> None:
 
 
 def run() -> None:
-    from pxt_assets.defs.demo import media
+    from pxt_assets.definitions import code_table
+
+    media = code_table("blob_storage_demo/media")  # declared in pxt_assets/defs/demo/defs.yaml
 
     started = time.monotonic()
     instance = get_instance()

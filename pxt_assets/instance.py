@@ -232,8 +232,25 @@ class SqliteStorage(DagsterSqliteStorage):
         DagsterStorage.__init__(self)
 
     @classmethod
+    def config_type(cls) -> Any:
+        # base_dir may be left out (the repo's dagster.yaml does): $DAGSTER_HOME, else a temporary folder, as
+        # Dagster's CLI makes when DAGSTER_HOME is unset (`dg list defs` in the repository)
+        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
+
+    @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> SqliteStorage:  # type: ignore[override]
-        return cls.from_local(inst_data=inst_data, **config_value)
+        base_dir = config_value.get("base_dir") or os.environ.get("DAGSTER_HOME") or _temporary_home()
+        return cls.from_local(inst_data=inst_data, base_dir=base_dir)
+
+
+def _temporary_home() -> str:
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="pxt-dagster-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def write_config(path: pathlib.Path) -> pathlib.Path:

@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import yaml
@@ -42,7 +43,7 @@ def test_a_table_made_in_one_process_is_found_by_another_and_by_the_code_locatio
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", out.as_uri(), "['nb/photos']"]
 
-    code = ("from pxt_assets.definitions import defs; "
+    code = ("from pxt_assets.definitions import defs; defs = defs(); "
             "print(sorted('/'.join(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys() "
             "if k.path[0] == 'nb'))")
     done = _python(code, pxt_home)
@@ -50,18 +51,31 @@ def test_a_table_made_in_one_process_is_found_by_another_and_by_the_code_locatio
     assert done.stdout.strip() == "['nb/photos/caption', 'nb/photos/photo', 'nb/photos/thumb']"
 
 
-def test_a_corrupt_catalog_entry_is_reported_and_the_rest_still_load(pxt_home):
+def test_a_corrupt_catalog_entry_shows_on_its_assets_and_the_rest_still_load(pxt_home):
     from pxt_assets import rowstore
 
     pxt.create_dir("ok")
     pxt.create_table("ok/good", {"img": pxt.Image})
     rowstore.for_settings(pxt.load_settings()).save_table_doc(
         "ok/broken", {"path": "ok/broken", "columns": [{"name": "x", "type": "NoSuchType"}]})
-    code = "from pxt_assets.definitions import defs, tables; print(sorted(t.path for t in tables))"
+    code = textwrap.dedent("""
+        import dagster as dg
+        from pxt_assets.definitions import defs, load_tables
+        print(sorted(t.path for t in load_tables()))
+        d = defs()
+        node = d.resolve_asset_graph().get(dg.AssetKey(["ok", "broken", "x"]))
+        print(node.description)
+        job = d.resolve_implicit_global_asset_job_def().get_subset(asset_selection={node.key})
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        print(result.success, [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure])
+    """)
     done = _python(code, pxt_home)
     assert done.returncode == 0, done.stderr
-    assert "ok/good" in done.stdout and "ok/broken" not in done.stdout
-    assert "skipped catalog table ok/broken" in done.stderr and "NoSuchType" in done.stderr
+    tables, description, outcome = done.stdout.strip().splitlines()[-3:]
+    assert tables == "['blob_storage_demo/media', 'ok/good']"  # the demo (YAML) and the good catalog table
+    assert description.startswith("Table 'ok/broken' cannot be loaded:") and "NoSuchType" in description
+    assert outcome.startswith("False [") and "table 'ok/broken' cannot be loaded" in outcome and "NoSuchType" in outcome
+    assert "table 'ok/broken' cannot be loaded" in done.stderr  # and a warning where the location loads
 
 
 def test_same_path_in_code_and_catalog_with_different_columns_is_a_clear_error(pxt_home):
@@ -100,7 +114,7 @@ def test_the_embedded_instance_is_dagsters_sqlite_layout_committing_with_synchro
     written = yaml.safe_load((home / "dagster.yaml").read_text())
     assert written["storage"]["custom"]["config"] == {"base_dir": str(home.resolve())}
     template = yaml.safe_load((REPO / "dagster.yaml").read_text())  # the repo's file says the same
-    assert template["storage"]["custom"]["config"] == {"base_dir": {"env": "DAGSTER_HOME"}}
+    assert template["storage"]["custom"]["config"] == {}  # base_dir: $DAGSTER_HOME (else a temporary folder)
     template["storage"]["custom"]["config"] = written["storage"]["custom"]["config"]
     assert template == written
     monkeypatch.delenv("DAGSTER_HOME", raising=False)  # opens by path

@@ -385,6 +385,7 @@ def test_a_udf_module_is_rebuilt_by_other_processes_and_a_changed_source_marks_t
     # the code location (dagster dev, dagster job execute) has an asset per UDF column, with its code version
     code = textwrap.dedent("""
         from pxt_assets.definitions import defs
+        defs = defs()
         graph = defs.resolve_asset_graph()
         node = graph.get(__import__('dagster').AssetKey(['remote', 'photos', 'kind']))
         print(node.code_version, sorted(k.to_user_string() for k in node.parent_keys))
@@ -400,6 +401,7 @@ def test_a_udf_module_is_rebuilt_by_other_processes_and_a_changed_source_marks_t
         from dagster._core.definitions.data_version import CachingStaleStatusResolver
         from dagster._core.loader import LoadingContextForTest
         from pxt_assets.definitions import defs
+        defs = defs()
         graph = defs.resolve_asset_graph()
         instance = dg.DagsterInstance.get()
         # what the UI's asset graph asks (WorkspaceRequestContext.stale_status_loader)
@@ -418,6 +420,7 @@ def test_a_udf_module_is_rebuilt_by_other_processes_and_a_changed_source_marks_t
     code = textwrap.dedent(f"""
         import dagster as dg
         from pxt_assets.definitions import defs
+        defs = defs()
         instance = dg.DagsterInstance.get()
         job = defs.resolve_job_def('remote__photos__batch_job')
         result = job.execute_in_process(instance=instance, partition_key={first.batch!r})
@@ -484,7 +487,7 @@ def test_a_udf_of_a_scripts_main_is_stored_with_the_table_and_computed_by_a_late
     assert len(made) == len(SAMPLES) and all(PIL.Image.open(f).mode == "L" for f in made)
 
     # and the code location loads it as assets, one per column
-    code = ("from pxt_assets.definitions import defs; "
+    code = ("from pxt_assets.definitions import defs; defs = defs(); "
             "print(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys() "
             "if k.path[0] == 'script'))")
     done = _run([sys.executable, "-c", code], pxt_home, dagster_home, cwd=tmp_path)

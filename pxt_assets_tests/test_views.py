@@ -80,7 +80,7 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
     # lineage: the view's columns come from the base column, in the code location (a fresh process)
     graph = frames.definitions().resolve_asset_graph()
     assert dg.AssetKey(["vid", "videos", "video"]) in graph.get(dg.AssetKey(["vid", "frames", "frame"])).parent_keys
-    code = ("from pxt_assets.definitions import defs; import dagster as dg; g = defs.resolve_asset_graph(); "
+    code = ("from pxt_assets.definitions import defs; import dagster as dg; g = defs().resolve_asset_graph(); "
             "print(sorted(k.to_user_string() for k in g.get_all_asset_keys() if k.path[0] == 'vid')); "
             "print(sorted(k.to_user_string() for k in g.get(dg.AssetKey(['vid', 'frames', 'pos'])).parent_keys))")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PXT_", "DAGSTER_"))}

@@ -7,6 +7,7 @@ notebook, `dagster dev` after a reload, a worker on another machine with the sam
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -182,18 +183,29 @@ def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
     store.remove_dir(_joined(parts))
 
 
-def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, str]]]:
-    """Every catalog table, and (path, error) for those that could not be read: one bad entry must not
-    take the others (or the whole code location) down."""
+def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, list[str], str]]]:
+    """Every catalog table, and (path, column names if known, error) for those that could not be read: one
+    bad entry must not take the others (or the whole code location) down."""
     tables, errors = [], []
     for path, text in _store().table_docs():
+        columns: list[str] = []
         try:
             doc = json.loads(text)
+            columns = [str(c.get("name")) for c in doc.get("columns", []) if isinstance(c, dict) and c.get("name")]
             TableSpec.from_dict(doc)  # validates types and expressions
             tables.append(table_from_doc(doc))
         except Exception as e:  # noqa: BLE001 - reported, and the rest still load
-            errors.append((path, f"{type(e).__name__}: {e}"))
+            errors.append((path, columns, f"{type(e).__name__}: {e}"))
     return tables, errors
+
+
+def _columns_of(table: MediaTable) -> list[tuple[str, str, Any]]:
+    return [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in table.spec.columns.values()]
+
+
+def same_columns(a: MediaTable, b: MediaTable) -> bool:
+    """Whether two declarations of a table have the same columns (names, types, expressions)."""
+    return _columns_of(a) == _columns_of(b)
 
 
 def merge_tables(code: list[MediaTable], catalog_tables: list[MediaTable]) -> list[MediaTable]:
@@ -205,12 +217,10 @@ def merge_tables(code: list[MediaTable], catalog_tables: list[MediaTable]) -> li
         other = by_path.get(t.spec.path)
         if other is None:
             out.append(t)
-            continue
-        mine = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in other.spec.columns.values()]
-        theirs = [(c.name, c.col_type.name, c.expr.to_dict() if c.expr else None) for c in t.spec.columns.values()]
-        if mine != theirs:
+        elif not same_columns(other, t):
             raise SpecError(
-                f"table {t.path!r} is declared twice with different columns: in code {[m[0] for m in mine]}, "
-                f"in the catalog {[x[0] for x in theirs]}; drop one (pxt.drop_table) or make them agree"
+                f"table {t.path!r} is declared twice with different columns: in code "
+                f"{[m[0] for m in _columns_of(other)]}, in the catalog {[x[0] for x in _columns_of(t)]}; "
+                "drop one (pxt.drop_table) or make them agree"
             )
     return out

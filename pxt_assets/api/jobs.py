@@ -13,7 +13,7 @@ from pxt_assets.spec import SpecError
 
 
 def definitions(*tables, resources: dict[str, Any] | None = None,
-                executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+                executor: dg.ExecutorDefinition | None = None, automation_sensor: bool = True) -> dg.Definitions:
     """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers.
 
     `resources`: besides resources of your own, a dagster-aws `S3Resource`, a dagster-gcp `GCSResource` or a
@@ -23,7 +23,10 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
 
     `executor` runs the tables' jobs (e.g. `dagster_celery.celery_executor.configured({...})` for Celery
     workers; the `pxt_assets[distributed]` extra installs dagster-celery and dagster-postgres); by default,
-    Dagster's (multiprocess for launched runs)."""
+    Dagster's (multiprocess for launched runs).
+
+    `automation_sensor=False` leaves out the sensor that keeps computed columns following new batches, for
+    Definitions merged with others that have it already."""
     from pxt_assets import watch as watching
     from pxt_assets.stores import resources as store_resources
 
@@ -56,22 +59,30 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
             build = watching.build_schedule if w.cron_schedule else watching.build_sensor
             target = schedules if w.cron_schedule else sensors
             target.append(build(table.spec, w, batch_job, table.partitions_def))
-    if any(t.automation and (t.spec.computed_columns() or hasattr(t, "base_spec")) for t in tables):
-        # Dagster's default automation sensor starts stopped; this one runs, so columns (and views) follow new
-        # batches of their tables, however the batch came (a sensor's run, the UI, `dagster job execute`).
-        sensors.append(dg.AutomationConditionSensorDefinition(
-            "pxt_assets_automation_sensor", target=dg.AssetSelection.all(),
-            default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
-        ))
+    if automation_sensor and any(t.automation and (t.spec.computed_columns() or hasattr(t, "base_spec")) for t in tables):
+        sensors.append(_AUTOMATION_SENSOR)
     return dg.Definitions(
         executor=executor,
         assets=all_assets,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
-        resources={asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager(),
-                   **(resources or {})},
+        resources={**_IO_MANAGERS, **(resources or {})},
     )
+
+
+# Dagster's default automation sensor starts stopped; this one runs, so columns (and views) follow new batches
+# of their tables, however the batch came (a sensor's run, the UI, `dagster job execute`). One object, shared
+# by every Definitions made here, so that they merge.
+AUTOMATION_SENSOR = "pxt_assets_automation_sensor"
+_AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
+    AUTOMATION_SENSOR, target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
+)
+
+# One instance each, shared by every call: Definitions of separately declared tables (YAML components, the
+# catalog) merge only when the same resource key holds the same object.
+_IO_MANAGERS = {asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager()}
 
 
 class InsertConfig(dg.Config):

@@ -16,11 +16,13 @@ the budget is never multiplied.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import tenacity
@@ -68,12 +70,30 @@ def _retryable(e: BaseException) -> bool:
     return isinstance(e, StoreError) and e.retryable
 
 
+_CAP: contextvars.ContextVar[float | None] = contextvars.ContextVar("pxt_retry_cap", default=None)
+
+
+@contextlib.contextmanager
+def capped_budget(seconds: float) -> Iterator[None]:
+    """Within the block, no request retries for longer than `seconds` (e.g. destination checks made while
+    Dagster loads the code location: an unreachable bucket is reported soon, on that table's assets)."""
+    token = _CAP.set(seconds)
+    try:
+        yield
+    finally:
+        _CAP.reset(token)
+
+
 def call(fn: Callable[[], T], *, budget_s: float | None = None, sleep: Callable[[float], None] = time.sleep) -> T:
     """`fn()`, retried on retryable StoreErrors within the retry budget (tenacity does the looping)."""
     if getattr(_active, "depth", 0):
         return fn()  # an outer call() is retrying this request already
     if budget_s is None:
         budget_s = current_settings().retry_budget_s
+    setting = "retry_budget_s"
+    cap = _CAP.get()
+    if cap is not None and cap < budget_s:
+        budget_s, setting = cap, "PXT_LOAD_RETRY_BUDGET_S (while loading definitions)"
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_retryable),
         stop=tenacity.stop_before_delay(budget_s),  # never starts a wait that would end past the budget
@@ -87,7 +107,7 @@ def call(fn: Callable[[], T], *, budget_s: float | None = None, sleep: Callable[
         attempts = retrying.statistics.get("attempt_number", 1)
         waited = retrying.statistics.get("delay_since_first_attempt", 0.0)
         tried = f"tried {attempts} times over {waited:.1f} s" if attempts > 1 else "tried once"
-        raise StoreError(f"{e} ({tried}; the retry budget is retry_budget_s = {budget_s:g} s)",
+        raise StoreError(f"{e} ({tried}; the retry budget is {setting} = {budget_s:g} s)",
                          kind=e.kind) from None
     finally:
         _active.depth = 0
