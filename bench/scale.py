@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         reads["select_s"].append(seconds)
         del everything
         seconds, done = _timed(lambda: subprocess.run(
-            [sys.executable, "-c", "import pxt_assets.definitions"], env=dict(os.environ), capture_output=True,
+            [sys.executable, "-c", "from pxt_assets.definitions import defs; defs()"], env=dict(os.environ), capture_output=True,
             text=True))
         if done.returncode != 0:
             raise SystemExit(f"loading pxt_assets.definitions failed:\n{done.stderr[-3000:]}")

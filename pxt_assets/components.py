@@ -226,7 +226,7 @@ def _value(value: Any, table: Any, where: str) -> Any:
         if name not in table.spec.columns:
             raise SpecError(f"{where}: unknown column {name!r} of {table.path!r}; "
                             f"columns: {list(table.spec.columns)}")
-        col = getattr(table, name)
+        col = table[name]  # not getattr: a column may be named like a method (where, select)
         if value.get("property"):
             try:
                 return getattr(col, value["property"])
@@ -251,6 +251,9 @@ def _function(name: str, where: str) -> Any:
     if name in registry._FUNCTIONS:
         return lambda *a, **k: registry._CALL_FACTORY(name, tuple(a), k)  # type: ignore[misc]
     module_name, _, attr = name.rpartition(".")
+    namespace = sorted(f for f in registry._FUNCTIONS if f.split(".")[0] == module_name)
+    if namespace:
+        raise SpecError(f"{where}: unknown function {name!r}; the {module_name} built-ins are: {', '.join(namespace)}")
     if not module_name:
         raise SpecError(f"{where}: unknown function {name!r}: give a built-in's name (e.g. 'image.rotate') or "
                         "an import path (module.function)")
