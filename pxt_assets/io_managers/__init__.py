@@ -2,6 +2,7 @@
 
 `TableIOManager` stages a column's records (row_id, value, error, ...) for a batch in the row store, and
 commits a finished batch: its rows become visible in one transaction, after every file they name is written.
+Its UI metadata: row and error counts, and the first rows' errors (`sample_errors`).
 `MediaIOManager` adds what media columns need: the destination (read from the asset's `pxt/destination`
 metadata, resolved by the precedence rules when the table was defined), column writers for the computing
 step, the file cache, and the UI metadata (destination, fileurls, a preview image, cache counters).
@@ -34,6 +35,8 @@ META_COLUMN = "pxt/column"
 META_DESTINATION = "pxt/destination"
 
 _SAMPLE_URLS = 3
+_SAMPLE_ERRORS = 3
+_SAMPLE_ERROR_CHARS = 500
 _PREVIEW_PX = 96
 
 Records = list[dict[str, Any]]
@@ -112,8 +115,18 @@ class TableIOManager(dg.ConfigurableIOManager):
             "rows": len(obj),
             "errors": count_errors(obj),
             "column": f"{table.display_path}.{column.name} ({column.col_type!r})",
+            **self._error_metadata(obj),
             **self._media_metadata(table, column, obj),
         }))
+
+    @staticmethod
+    def _error_metadata(records: Records) -> dict[str, Any]:
+        """The first rows in error, by row id, so the UI shows why a row failed (not only how many did)."""
+        failed = [r for r in records if r.get("error") is not None][:_SAMPLE_ERRORS]
+        if not failed:
+            return {}
+        return {"sample_errors": dg.MetadataValue.json(
+            {r["row_id"]: str(r["error"])[:_SAMPLE_ERROR_CHARS] for r in failed})}  # redacted with the rest
 
     def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
         return {}
