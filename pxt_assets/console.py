@@ -2,9 +2,12 @@
 
 Runs made in this process (an insert, add_computed_column, the demo) keep every event in the Dagster
 instance (the UI shows each run) but print none of it: `run_config()` turns the console logger down to
-CRITICAL. `PXT_VERBOSE=1` brings the event stream back. While such a run computes rows, a tqdm bar shows
-rows done and rows/s, once the work has taken more than two seconds; the caller then prints one summary
-line ("Inserted 3 rows with 0 errors in 0.77 s (3.9 rows/s)").
+CRITICAL. Runs submitted to the instance (`launch.submit_and_wait`) get the same run config, and the stderr
+of their processes passes through this process (`quiet_descendants`), which leaves out the lines Dagster's
+multiprocess executor prints from each step process before the run's loggers apply. `PXT_VERBOSE=1` brings
+the event stream back. While such a run computes rows, a tqdm bar shows rows done and rows/s, once the work
+has taken more than two seconds; the caller then prints one summary line ("Inserted 3 rows with 0 errors in
+0.77 s (3.9 rows/s)").
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +35,52 @@ def run_config(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     if not verbose():
         config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     return config
+
+
+#: a line Dagster's console logger writes ("%(asctime)s - dagster - LEVEL - ..."), at a level below CRITICAL,
+#: once the terminal colours (ANSI escapes) are taken out
+_DAGSTER_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - dagster - "
+                           rb"(?:DEBUG|INFO|WARNING|ERROR) - ")
+_ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+_STDERR = threading.Lock()  # one redirection of this process's stderr at a time
+
+
+@contextlib.contextmanager
+def quiet_descendants() -> Iterator[None]:
+    """Processes started inside this block (a code server, and through it each run's worker and the step
+    processes of its multiprocess executor) write their stderr through a pipe that this process forwards to
+    its own stderr, without Dagster's console log lines below CRITICAL (unless verbose).
+
+    A step process logs STEP_WORKER_STARTED ("Executing step ... in subprocess.") to the console before it
+    loads the run's loggers (run_config), with a console logger made from the instance's settings alone;
+    those also set the level that decides which of context.log's messages the event log keeps, so that
+    setting is left alone and the lines are dropped here instead. The event log keeps every event."""
+    if verbose():
+        yield
+        return
+    with _STDERR:
+        read_end, write_end = os.pipe()
+        target, saved = os.dup(2), os.dup(2)
+        sys.stderr.flush()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        threading.Thread(target=_forward, args=(read_end, target), name="pxt-stderr", daemon=True).start()
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)  # the processes started here keep the pipe; the thread ends when they all have
+            os.close(saved)
+
+
+def _forward(read_end: int, target: int) -> None:
+    with open(read_end, "rb") as source, open(target, "wb", buffering=0) as sink:
+        for line in source:
+            if not _DAGSTER_LINE.match(_ANSI.sub(b"", line)):
+                try:
+                    sink.write(line)
+                except OSError:  # our stderr is gone: nothing more to show
+                    return
 
 
 @contextlib.contextmanager
@@ -54,4 +105,4 @@ def bar(total: int, what: str) -> Any:
                 dynamic_ncols=True)
 
 
-__all__ = ["run_config", "progress_bars", "bar", "verbose"]
+__all__ = ["bar", "progress_bars", "quiet_descendants", "run_config", "verbose"]

@@ -93,12 +93,15 @@ def _workspace(instance: dg.DagsterInstance, target: dict[str, Any]) -> Iterator
     from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
     from dagster.version import __version__
 
-    with tempfile.TemporaryDirectory(prefix="pxt-workspace-") as folder:
+    with tempfile.TemporaryDirectory(prefix="pxt-workspace-") as folder, contextlib.ExitStack() as stack:
         path = os.path.join(folder, "workspace.yaml")
         fsutil.atomic_write(path, yaml.safe_dump({"load_from": [target]}))
-        with get_workspace_from_cli_opts(instance, version=__version__, workspace_opts=WorkspaceOpts(workspace=(path,)),
-                                         log_level="WARNING") as workspace:
-            yield workspace
+        # The code server starts here; the runs it launches, and their step processes, are its children. Their
+        # stderr comes through this process without Dagster's console lines (unless PXT_VERBOSE).
+        with console.quiet_descendants():
+            workspace = stack.enter_context(get_workspace_from_cli_opts(
+                instance, version=__version__, workspace_opts=WorkspaceOpts(workspace=(path,)), log_level="WARNING"))
+        yield workspace
 
 
 def submit_and_wait(instance: dg.DagsterInstance, job_name: str, partition_key: str, *,

@@ -75,7 +75,8 @@ class ControlPlane:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # polled every 50 ms (not 0.5 s), so that close() returns at once
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     # -- what the control plane does --------------------------------------------------------------------
     def _credentials(self, body: dict) -> dict:

@@ -16,52 +16,12 @@ from pxt_assets import stores
 from pxt_assets.functions import net
 from pxt_assets.media import shared_cache, suffix_of
 from pxt_assets.config import load_settings
-from pxt_assets_tests.conftest import unique_bucket
-from pxt_assets_tests.emulators import AZURITE_ACCOUNT
-
-
-class Provider:
-    """A fresh bucket (container) on one emulator, and direct access to it for checking."""
-
-    def __init__(self, name: str, server) -> None:
-        self.name, self.server = name, server
-        bucket = unique_bucket()
-        if name == "s3":
-            server.client().create_bucket(Bucket=bucket)
-            self.prefix = f"s3://{bucket}/"
-        elif name == "gcs":
-            server.client().create_bucket(bucket)
-            self.prefix = f"gs://{bucket}/"
-        else:
-            server.client().create_container(bucket)
-            self.prefix = f"wasbs://{bucket}@{AZURITE_ACCOUNT}.blob.core.windows.net/"
-        self.bucket = bucket
-
-    def put(self, name: str, data: bytes) -> str:
-        uri = self.prefix + name
-        tmp = pathlib.Path(f"/tmp/pxt-put-{hashlib.sha1(uri.encode()).hexdigest()}")
-        tmp.write_bytes(data)
-        stores.store_for(uri).upload(tmp, uri)
-        tmp.unlink()
-        return uri
-
-    def objects(self, under: str = "") -> list[str]:
-        return sorted(stores.store_for(self.prefix).list(self.prefix + under))
-
-    def content_type(self, uri: str) -> str:
-        key = uri.removeprefix(self.prefix)
-        if self.name == "s3":
-            return self.server.client().head_object(Bucket=self.bucket, Key=key)["ContentType"]
-        if self.name == "gcs":
-            return self.server.client().bucket(self.bucket).get_blob(key).content_type
-        props = self.server.client().get_blob_client(self.bucket, key).get_blob_properties()
-        return props.content_settings.content_type
+from pxt_assets_tests.places import SERVER_FIXTURE, Place
 
 
 @pytest.fixture(params=["s3", "gcs", "azure"])
-def provider(request, pxt_home) -> Provider:
-    env = {"s3": "s3_env", "gcs": "gcs_env", "azure": "azure_env"}[request.param]
-    return Provider(request.param, request.getfixturevalue(env))
+def provider(request, pxt_home) -> Place:
+    return Place(request.param, request.getfixturevalue(SERVER_FIXTURE[request.param]))
 
 
 @pytest.fixture
@@ -208,7 +168,7 @@ def test_serving_url_column_holds_presigned_urls_that_fetch_the_files(provider, 
 def test_cloud_output_media_dest_is_the_default_and_a_column_destination_still_wins(pxt_home, monkeypatch,
                                                                                    s3_env, gcs_env, instance,
                                                                                    images):
-    s3p, gcsp = Provider("s3", s3_env), Provider("gcs", gcs_env)
+    s3p, gcsp = Place("s3", s3_env), Place("gcs", gcs_env)
     (pxt_home / "config.toml").write_text(f'[pixeltable]\noutput_media_dest = "{s3p.prefix}from-file/"\n')
     monkeypatch.setenv("PIXELTABLE_OUTPUT_MEDIA_DEST", s3p.prefix + "from-env/")
     t = pxt.MediaTable("cloud/precedence", {"img": pxt.Image})
@@ -244,7 +204,7 @@ def test_bad_cloud_uri_forms_are_refused_when_the_column_is_defined(pxt_home, ba
 
 
 def test_denied_access_is_an_error_naming_column_and_destination(pxt_home, azure_env, monkeypatch):
-    container = Provider("azure", azure_env)
+    container = Place("azure", azure_env)
     # Azurite checks the shared key: a wrong key is refused with 403, as a real account would.
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==")
     t = pxt.MediaTable("cloud/denied", {"img": pxt.Image})
@@ -256,7 +216,7 @@ def test_denied_access_is_an_error_naming_column_and_destination(pxt_home, azure
 
 
 def test_s3_profile_chooses_the_credentials_and_endpoint(pxt_home, s3_env, tmp_path, monkeypatch, instance, images):
-    bucket = Provider("s3", s3_env)
+    bucket = Place("s3", s3_env)
     config = tmp_path / "aws_config"
     config.write_text(f"[profile media]\nendpoint_url = {s3_env.endpoint}\nregion = eu-west-3\n"
                       "aws_access_key_id = profile-key\naws_secret_access_key = s\n")

@@ -15,38 +15,16 @@ import pytest
 import pxt_assets as pxt
 from pxt_assets import lifecycle, rowstore, stores
 from pxt_assets.__main__ import main as cli_main
-from pxt_assets.stores.local import file_url
 from pxt_assets_tests.conftest import forget_value, stored_records
 from pxt_assets_tests.emulators import REPO
-from pxt_assets_tests.test_cloud import Provider
-
-
-class LocalProvider:
-    """Provider's interface over a local folder, so one test body covers every provider."""
-
-    name = "local"
-
-    def __init__(self, root: pathlib.Path) -> None:
-        root.mkdir(parents=True)
-        self.root = root
-        self.prefix = file_url(root) + "/"
-
-    def put(self, name: str, data: bytes) -> str:
-        path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return file_url(path)
-
-    def objects(self, under: str = "") -> list[str]:
-        return sorted(stores.store_for(self.prefix).list(self.prefix + under))
+from pxt_assets_tests.places import SERVER_FIXTURE, Place
 
 
 @pytest.fixture(params=["local", "s3", "gcs", "azure"])
 def where(request, pxt_home, tmp_path):
     if request.param == "local":
-        return LocalProvider(tmp_path / "bucket")
-    env = {"s3": "s3_env", "gcs": "gcs_env", "azure": "azure_env"}[request.param]
-    return Provider(request.param, request.getfixturevalue(env))
+        return Place("local", root=tmp_path / "bucket")
+    return Place(request.param, request.getfixturevalue(SERVER_FIXTURE[request.param]))
 
 
 def dest(where, sub: str) -> str:

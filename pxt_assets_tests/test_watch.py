@@ -15,7 +15,7 @@ from pxt_assets.assets import batch_job_name
 from pxt_assets.stores.base import ObjectInfo
 from pxt_assets.watch import WatchCursor, WatchSpec, name_of, plan
 from pxt_assets_tests.conftest import SAMPLES
-from pxt_assets_tests.test_cloud import Provider
+from pxt_assets_tests.places import SERVER_FIXTURE, Place
 
 
 def _objs(*pairs: tuple[str, float]) -> list[ObjectInfo]:
@@ -180,8 +180,7 @@ def watched(request, pxt_home, tmp_path):
             return (folder / name).as_uri()
 
         return str(folder), put
-    env = {"s3": "s3_env", "gcs": "gcs_env", "azure": "azure_env"}[request.param]
-    provider = Provider(request.param, request.getfixturevalue(env))
+    provider = Place(request.param, request.getfixturevalue(SERVER_FIXTURE[request.param]))
     return provider.prefix + "incoming/", lambda name, data: provider.put("incoming/" + name, data)
 
 
@@ -214,7 +213,7 @@ def _manifest_uris(t: pxt.MediaTable, batch: str) -> list[str]:
 
 
 def test_sensor_pages_through_a_listing_larger_than_a_page(pxt_home, s3_env, instance):
-    provider = Provider("s3", s3_env)
+    provider = Place("s3", s3_env)
     client = s3_env.client()
     for i in range(1005):
         client.put_object(Bucket=provider.bucket, Key=f"big/{i:05d}.jpg", Body=b"x")
@@ -430,7 +429,7 @@ def test_a_multipart_upload_stamped_with_its_start_an_hour_ago_is_found(pxt_home
 
     import moto.s3.models
 
-    provider = Provider("s3", s3_env)
+    provider = Place("s3", s3_env)
     t = _table("watch/multipart", provider.prefix + "in/", lookback_seconds=60)
     provider.put("in/a.jpg", SAMPLES[0].read_bytes())
     first = _tick(t, instance)

@@ -48,6 +48,7 @@ from pxt_assets.stores.base import (
     ObjectInfo,
     ObjectStore,
     StoreError,
+    check_expiration,
     check_page_size,
     content_type_for,
     epoch_seconds,
@@ -74,7 +75,6 @@ _CONTAINER_RE = re.compile(r"^(?:\$root|\$web|\$logs|[a-z0-9](?:[a-z0-9]|-(?=[a-
 # `unquote(quote(name)) == name` for every name while ordinary names stay readable.
 _PATH_SAFE = "/-._~!$&'()*+,;=:@"
 
-_MAX_PRESIGN_S = 7 * 24 * 3600  # the 7-day ceiling the S3 and GCS stores use too
 # A SAS start is backdated, so a server whose clock is a little behind still accepts a fresh URL.
 _SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
 _MAX_CONCURRENCY = 4  # parallel range requests per large blob transfer (callers already run many transfers)
@@ -517,10 +517,7 @@ class AzureStore(ObjectStore):
         so with Azurite or a private endpoint it is that host.
         """
         ref = _parse_blob(uri)
-        if (isinstance(expiration_seconds, bool) or not isinstance(expiration_seconds, (int, float))
-                or not 1 <= expiration_seconds <= _MAX_PRESIGN_S):
-            raise StoreError(f"presign expiration must be between 1 and {_MAX_PRESIGN_S} seconds (7 days), "
-                             f"got {expiration_seconds!r}", kind="invalid")
+        check_expiration(expiration_seconds)
         ep = self._resolve(ref)
         if not ep.key:
             raise StoreError(

@@ -53,6 +53,8 @@ class LocalStore(ObjectStore):
             shutil.copyfile(src, dest)
         except FileNotFoundError:
             raise StoreError(f"file not found: {src}", kind="not_found") from None
+        except IsADirectoryError:
+            raise StoreError(f"{src} is a folder, not a file", kind="invalid") from None
         except PermissionError:
             raise StoreError(f"permission denied reading {src}", kind="access_denied") from None
 
@@ -72,6 +74,8 @@ class LocalStore(ObjectStore):
             return src.read_bytes()
         except FileNotFoundError:
             raise StoreError(f"file not found: {src}", kind="not_found") from None
+        except IsADirectoryError:
+            raise StoreError(f"{src} is a folder, not a file", kind="invalid") from None
         except PermissionError:
             raise StoreError(f"permission denied reading {src}", kind="access_denied") from None
 
