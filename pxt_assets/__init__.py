@@ -6,7 +6,7 @@
     defs = pxt.definitions(media)
 """
 
-from pxt_assets import functions
+from pxt_assets import console, functions
 from pxt_assets.api import (
     InsertResult,
     MediaTable,
@@ -31,6 +31,7 @@ from pxt_assets.spec import ColumnTypeError, SpecError
 from pxt_assets.components import MediaTableComponent
 
 install_log_redaction()  # no log record made in this process carries a credential (pxt_assets.redaction)
+console.quiet_dagster_warnings()  # Dagster's warnings about its own beta internals (PXT_VERBOSE=1 shows them)
 
 __all__ = [
     "functions", "MediaTable", "MediaTableComponent", "MediaView", "create_view", "Query", "ResultSet", "InsertResult", "definitions",

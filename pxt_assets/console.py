@@ -29,6 +29,20 @@ def verbose() -> bool:
     return os.environ.get("PXT_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def quiet_dagster_warnings() -> None:
+    """Dagster's Beta/Preview warnings about its own internals (the component loader, code references, the
+    automation sensor's parameters) are not the user's business: ignored unless PXT_VERBOSE=1. Only warnings
+    raised from inside dagster's packages are ignored; a user calling a beta API still sees them."""
+    if verbose():
+        return
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"dagster(\.|$)")
+
+
 def run_config(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run config for a run executed in this process: `extra`, plus a quiet console logger unless verbose."""
     config = dict(extra or {})
