@@ -4,7 +4,7 @@
     type: pxt_assets.MediaTableComponent
     attributes:
       path: blob_storage_demo/media
-      schema: {source_image: Image}
+      schema: {source_image: Image, video: Video}
       columns:
         rotated:
           function: image.rotate              # a built-in by name, or a built-in or @pxt.udf by import path
@@ -29,6 +29,7 @@ description, and materializing them fails with that error.
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import logging
 import warnings
@@ -36,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from pxt_assets.redaction import redact
 from pxt_assets.spec import SpecError, parse_table_path
@@ -69,7 +70,7 @@ class ViewModel(dg.Model, dg.Resolvable):
     path: str
     iterator: CallModel
     destination: str | None = None
-    columns: dict[str, ColumnModel] = Field(default_factory=dict)
+    columns: dict[str, ColumnModel] | None = None
 
 
 class WatchModel(dg.Model, dg.Resolvable):
@@ -92,8 +93,9 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
     path: str
     #: inserted columns: name -> type (Image, Video, Audio, Document, String, Int, Float, Bool, Json)
     table_schema: dict[str, str] = Field(alias="schema")
-    columns: dict[str, ColumnModel] = Field(default_factory=dict)
-    views: list[ViewModel] = Field(default_factory=list)
+    #: computed columns, in order (`columns:` with nothing under it is none)
+    columns: dict[str, ColumnModel] | None = None
+    views: list[ViewModel] | None = None
     watch: WatchModel | None = None
     #: computed columns follow each new batch (Dagster declarative automation)
     automation: bool = True
@@ -101,6 +103,10 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
     create_local_destinations: bool = False
 
     model_config = {"populate_by_name": True}
+
+    _tables: list[Any] = PrivateAttr(default_factory=list)
+    _load_error: BaseException | None = PrivateAttr(default=None)
+    _declared: list[str] | None = PrivateAttr(default=None)  # column names of a defs.yaml that did not load
 
     @staticmethod
     @dg.template_var
@@ -110,9 +116,25 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
 
         return str(load_settings().home)
 
-    def build_tables(self) -> list[Any]:
-        """The table, then its views, with every column added (destinations validated as in Python)."""
-        from pxt_assets.api import MediaTable, MediaView
+    @classmethod
+    def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> MediaTableComponent:
+        """As Dagster's, but a defs.yaml whose values cannot be resolved (an unset `{{ env('X') }}`) fails
+        only its own table: its assets show the error, and the other tables load."""
+        try:
+            return super().load(attributes, context)
+        except Exception as e:  # noqa: BLE001 - shown on this table's assets
+            raw = attributes.model_dump() if attributes is not None else {}
+            path = raw.get("path") if isinstance(raw.get("path"), str) and "{{" not in raw["path"] else None
+            failed = cls.model_construct(path=path or f"pxt_defs/{context.path.name}",
+                                         table_schema=dict(raw.get("table_schema") or raw.get("schema") or {}),
+                                         columns={}, views=[], watch=None)
+            failed._declared = [*(raw.get("columns") or {})]
+            failed._load_error = e
+            return failed
+
+    def build_table(self) -> Any:
+        """The table with every column added (destinations validated as in Python), and its watch."""
+        from pxt_assets.api import MediaTable
         from pxt_assets.media import type_named
 
         try:
@@ -120,26 +142,36 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
         except ValueError as e:
             raise SpecError(f"table {self.path!r}: {e}") from None
         table = MediaTable(self.path, schema, automation=self.automation)
-        self._add_columns(table, self.columns)
+        self._add_columns(table, self.columns or {})
         if self.watch is not None and self.watch.prefix.strip():
             w = self.watch
             table.watch(w.prefix.strip(), minimum_interval_seconds=w.interval_seconds,
                         max_batch_rows=w.max_batch_rows, max_batches_per_tick=w.max_batches_per_tick,
                         column=w.column, cron_schedule=w.cron_schedule,
                         suffixes=tuple(w.suffixes) if w.suffixes else None)
-        out = [table]
-        for v in self.views:
-            iterator = _call(v.iterator, table, f"view {v.path!r}: iterator")
-            view = MediaView(v.path, table, iterator, destination=self._destination(v.destination),
-                             automation=self.automation)
-            self._add_columns(view, v.columns)
-            out.append(view)
-        return out
+        return table
+
+    def build_view(self, table: Any, v: ViewModel) -> Any:
+        from pxt_assets.api import MediaView
+
+        iterator = _call(v.iterator, table, f"view {v.path!r}: iterator")
+        view = MediaView(v.path, table, iterator, destination=self._destination(v.destination),
+                         automation=self.automation)
+        self._add_columns(view, v.columns or {})
+        return view
+
+    def build_tables(self) -> list[Any]:
+        """The table, then its views (raises on the first that cannot be built)."""
+        table = self.build_table()
+        return [table, *(self.build_view(table, v) for v in self.views or [])]
 
     def _add_columns(self, table: Any, columns: dict[str, ColumnModel]) -> None:
         for name, col in columns.items():
             if not col.enabled:
                 continue
+            if name in RESERVED_NAMES:
+                raise SpecError(f"table {table.path!r}, column {name!r}: {name!r} cannot name a column (it is an "
+                                "argument of add_computed_column); choose another name")
             expr = _call(col, table, f"table {table.path!r}, column {name!r}")
             table.add_computed_column(destination=self._destination(col.destination), **{name: expr})
 
@@ -153,50 +185,103 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
         return value
 
     def table_paths(self) -> list[str]:
-        return [self.path, *(v.path for v in self.views)]
+        return [self.path, *(v.path for v in self.views or [])]
 
-    def column_names(self) -> dict[str, list[str]]:
-        """Every table's column names as declared (what its assets are called, even if it cannot be built)."""
-        names = {self.path: [*self.table_schema, *(n for n, c in self.columns.items() if c.enabled)]}
-        for v in self.views:
-            names[v.path] = ["pos", *(n for n, c in v.columns.items() if c.enabled)]
-        return names
+    def _table_columns(self) -> list[str]:
+        if self._declared is not None:
+            return [*self.table_schema, *self._declared]
+        return [*self.table_schema, *(n for n, c in (self.columns or {}).items() if c.enabled)]
+
+    def _view_columns(self, v: ViewModel) -> list[str]:
+        """A view's asset names as declared: pos, the iterator's outputs (when they can be told without
+        building it), its computed columns."""
+        outputs: list[str] = []
+        try:
+            from pxt_assets.functions import registry
+
+            name = v.iterator.function.rsplit(".", 2)[-2:]
+            fn = registry.get(".".join(name))
+            if fn.iterator is not None:
+                kwargs = {k: x for k, x in v.iterator.kwargs.items() if k in ("elements", "metadata")}
+                outputs = list(fn.iterator.outputs(**kwargs))
+        except Exception:  # noqa: BLE001 - the names are a courtesy of a table that cannot be built
+            outputs = []
+        return ["pos", *outputs, *(n for n, c in (v.columns or {}).items() if c.enabled)]
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        """The table's and its views' assets, jobs and sensor. A table or view that cannot be built gets
+        assets of the same names that show why (see failed_table_definitions); a view failing leaves its
+        base table as it is."""
         from pxt_assets.api.jobs import definitions
 
+        self._tables = []
+        if self._load_error is not None:
+            return failed_table_definitions(self.path, self._table_columns(), self._load_error)
         try:
-            self._tables = self.build_tables()
+            table = self.build_table()
         except Exception as e:  # noqa: BLE001 - shown on this table's assets; the code location still loads
-            self._tables = []
-            return failed_table_definitions(self.column_names(), e)
-        return definitions(*self._tables)
+            because = f"its base table {self.path!r} cannot be loaded"
+            return dg.Definitions.merge(
+                failed_table_definitions(self.path, self._table_columns(), e),
+                *(failed_table_definitions(v.path, self._view_columns(v), because, base=self.path)
+                  for v in self.views or []))
+        self._tables, failed = [table], []
+        for v in self.views or []:
+            try:
+                self._tables.append(self.build_view(table, v))
+            except Exception as e:  # noqa: BLE001 - as above, for this view alone
+                failed.append(failed_table_definitions(v.path, self._view_columns(v), e, base=self.path))
+        # inside the code location (pxt_assets.definitions), the location adds the automation sensor once
+        return dg.Definitions.merge(definitions(*self._tables, automation_sensor=not LOCATION_BUILD.get()),
+                                    *failed)
 
     @property
     def tables(self) -> list[Any]:
         """The tables `build_defs` made (none if they could not be built)."""
-        return list(getattr(self, "_tables", []))
+        return list(self._tables)
 
 
-def failed_table_definitions(columns_by_table: dict[str, Sequence[str]], error: BaseException | str) -> dg.Definitions:
-    """Assets for tables that could not be built: listed as usual (key, group) with the error as their
-    description; materializing them fails with it."""
+#: names add_computed_column takes as arguments: not column names
+RESERVED_NAMES = frozenset({"destination", "if_exists", "instance"})
+
+#: set while pxt_assets.definitions builds the code location (it adds the automation sensor once)
+LOCATION_BUILD: contextvars.ContextVar[bool] = contextvars.ContextVar("pxt_location_build", default=False)
+
+
+def failed_table_definitions(path: str, columns: Sequence[str], error: BaseException | str, *,
+                             base: str | None = None) -> dg.Definitions:
+    """For a table (or a view of `base`) that cannot be built: assets of the names it declares, in its group
+    and partitioned by its batches, with the error as their description; its batch job and (tables) insert job
+    under their usual names. Materializing any of them fails with the error, so a run made for the table
+    while it cannot be built fails saying why."""
+    from pxt_assets import assets as asset_builder
+    from pxt_assets.api.jobs import InsertConfig
+    from pxt_assets.spec import TableSpec
+
     message = redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
-    all_assets = []
-    for path, columns in columns_by_table.items():
-        try:
-            parts = parse_table_path(path)
-        except SpecError:
-            continue
-        slug = "__".join(parts)
-        warnings.warn(f"pxt_assets: table {path!r} cannot be loaded: {message}", stacklevel=2)
-        specs = [dg.AssetSpec(dg.AssetKey([*parts, c]), group_name=slug, kinds={"pxt"},
-                              description=f"Table {path!r} cannot be loaded: {message}",
-                              metadata={META_LOAD_ERROR: message}) for c in (list(columns) or ["table"])]
+    try:
+        spec = TableSpec(parse_table_path(path))
+        base_spec = TableSpec(parse_table_path(base)) if base else spec
+    except SpecError:
+        spec = base_spec = TableSpec(("pxt_defs", "cannot_load"))
+    description = f"table {path!r} cannot be loaded: {message}"
+    warnings.warn(f"pxt_assets: {description}", stacklevel=2)
+    pdef = dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(base_spec))
+    specs = [dg.AssetSpec(asset_builder.asset_key(spec, c), group_name=spec.slug, kinds={"pxt"},
+                          description=description[0].upper() + description[1:], partitions_def=pdef,
+                          metadata={META_LOAD_ERROR: message}) for c in dict.fromkeys(list(columns) or ["table"])]
+    failing = dg.multi_asset(specs=specs, name=f"{spec.slug}__cannot_load", can_subset=True)(
+        _failing(description, message))
+    jobs: list[Any] = [dg.define_asset_job(asset_builder.batch_job_name(spec), selection=dg.AssetSelection.assets(failing),
+                                           partitions_def=pdef, description=description)]
+    if base is None:
+        @dg.op(name=f"{spec.slug}__insert", config_schema=InsertConfig.to_config_schema())
+        def insert_op(context):  # noqa: ANN001 - Dagster reads the annotation; none is allowed here
+            raise dg.Failure(description=description, metadata={META_LOAD_ERROR: message})
 
-        all_assets.append(dg.multi_asset(specs=specs, name=f"{slug}__cannot_load", can_subset=True)(
-            _failing(f"table {path!r} cannot be loaded: {message}", message)))
-    return dg.Definitions(assets=all_assets)
+        jobs.append(dg.GraphDefinition(name=asset_builder.insert_job_name(spec), node_defs=[insert_op])
+                    .to_job(description=description))
+    return dg.Definitions(assets=[failing], jobs=jobs)
 
 
 def _failing(description: str, message: str):
@@ -217,6 +302,9 @@ def _call(model: CallModel, table: Any, where: str) -> Any:
         raise SpecError(f"{where}: {model.function}(...): {e}") from None
 
 
+CALL_KEYS = frozenset({"function", "args", "kwargs"})  # a mapping of other keys is a value (an OpenAI tool spec)
+
+
 def _value(value: Any, table: Any, where: str) -> Any:
     if isinstance(value, dict) and "column" in value:
         extra = set(value) - {"column", "property"}
@@ -233,8 +321,12 @@ def _value(value: Any, table: Any, where: str) -> Any:
             except AttributeError as e:
                 raise SpecError(f"{where}: {e}") from None
         return col
-    if isinstance(value, dict) and "function" in value:
-        return _call(CallModel(**value), table, where)
+    if isinstance(value, dict) and isinstance(value.get("function"), str) and set(value) <= CALL_KEYS:
+        try:
+            call = CallModel(**value)
+        except Exception as e:  # noqa: BLE001 - pydantic's message, with the column it is about
+            raise SpecError(f"{where}: {value['function']}(...): {e}") from None
+        return _call(call, table, where)
     if isinstance(value, dict):
         return {k: _value(v, table, where) for k, v in value.items()}
     if isinstance(value, list):

@@ -46,33 +46,52 @@ def build() -> tuple[dg.Definitions, list[Any]]:
     import pxt_assets as pxt
     from pxt_assets.api import catalog_tables
     from pxt_assets.api.catalog import same_columns
-    from pxt_assets.components import MediaTableComponent, failed_table_definitions
+    from pxt_assets.api.jobs import automation_sensors
+    from pxt_assets.components import LOCATION_BUILD, MediaTableComponent, failed_table_definitions
+    from pxt_assets.spec import SpecError, parse_table_path
     from pxt_assets.stores import retry
 
-    with retry.capped_budget(LOAD_RETRY_BUDGET_S):
-        tree = _component_tree()
-        # The defs folder's own definitions: tree.build_defs() would add the "library" metadata of every
-        # installed component package (it imports dagster_aws, _gcp, _azure and more: 2.5 s of each load, and
-        # every run's step processes load the location again)
-        declared = dg.Definitions.merge(tree.build_defs_at_path(tree.defs_module_path),
-                                        dg.Definitions(component_tree=tree))
-        code = [t for c in tree.get_all_components(of_type=MediaTableComponent) for t in c.tables]
-        catalog, errors = catalog_tables()
-    by_path = {t.spec.path: t for t in code}
+    token = LOCATION_BUILD.set(True)
+    try:
+        with retry.capped_budget(LOAD_RETRY_BUDGET_S):
+            tree = _component_tree()
+            # The defs folder's own definitions: tree.build_defs() would add the "library" metadata of every
+            # installed component package (it imports dagster_aws, _gcp, _azure and more: 2.5 s of each load,
+            # and every run's step processes load the location again)
+            declared = dg.Definitions.merge(tree.build_defs_at_path(tree.defs_module_path),
+                                            dg.Definitions(component_tree=tree))
+            components = tree.get_all_components(of_type=MediaTableComponent)
+            catalog, errors = catalog_tables()
+    finally:
+        LOCATION_BUILD.reset(token)
+    code = [t for c in components for t in c.tables]
+    built = {t.spec.path: t for t in code}
+    in_yaml = set()  # every path a defs.yaml declares, built or not: the catalog's entry there is not used
+    for c in components:
+        for p in c.table_paths():
+            try:
+                in_yaml.add(parse_table_path(p))
+            except SpecError:
+                pass
     extra = []
     for t in catalog:
-        other = by_path.get(t.spec.path)
-        if other is None:
+        if t.spec.path not in in_yaml:
             extra.append(t)
-        elif not same_columns(other, t):
+        elif t.spec.path not in built or not same_columns(built[t.spec.path], t):
             warnings.warn(f"pxt_assets: table {t.path!r} is declared in YAML and in the catalog with different "
                           "columns; the YAML one is used (drop the other with pxt.drop_table)", stacklevel=1)
-    from pxt_assets.api.jobs import AUTOMATION_SENSOR
-
-    has_sensor = any(s.name == AUTOMATION_SENSOR for s in declared.sensors or [])
-    parts = [declared, pxt.definitions(*extra, automation_sensor=not has_sensor)]
+    parts = [declared, pxt.definitions(*extra, automation_sensor=False),
+             dg.Definitions(sensors=automation_sensors([*code, *extra]))]
     for path, columns, error in errors:  # catalog entries that cannot be read: their assets show why
-        parts.append(failed_table_definitions({path: columns}, error))
+        try:
+            shadowed = parse_table_path(path) in in_yaml
+        except SpecError:
+            shadowed = False
+        if shadowed:
+            warnings.warn(f"pxt_assets: the catalog's entry for {path!r} cannot be read ({error}); the YAML "
+                          "table of that path is used", stacklevel=1)
+        else:
+            parts.append(failed_table_definitions(path, columns, error))
     executor = _executor()
     if executor is not None:
         parts.append(dg.Definitions(executor=executor))

@@ -59,8 +59,8 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
             build = watching.build_schedule if w.cron_schedule else watching.build_sensor
             target = schedules if w.cron_schedule else sensors
             target.append(build(table.spec, w, batch_job, table.partitions_def))
-    if automation_sensor and any(t.automation and (t.spec.computed_columns() or hasattr(t, "base_spec")) for t in tables):
-        sensors.append(_AUTOMATION_SENSOR)
+    if automation_sensor:
+        sensors.extend(automation_sensors(tables))
     return dg.Definitions(
         executor=executor,
         assets=all_assets,
@@ -83,6 +83,12 @@ _AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
 # One instance each, shared by every call: Definitions of separately declared tables (YAML components, the
 # catalog) merge only when the same resource key holds the same object.
 _IO_MANAGERS = {asset_builder.TABLE_IO: TableIOManager(), asset_builder.MEDIA_IO: MediaIOManager()}
+
+
+def automation_sensors(tables: Any) -> list[dg.SensorDefinition]:
+    """The automation sensor, if any of `tables` has columns (or is a view) that follow new batches."""
+    needed = any(t.automation and (t.spec.computed_columns() or hasattr(t, "base_spec")) for t in tables)
+    return [_AUTOMATION_SENSOR] if needed else []
 
 
 class InsertConfig(dg.Config):

@@ -54,8 +54,10 @@ def validate(uri: str, column: str) -> None:
             f"Column {column!r}: destination {uri!r} is a read-only {store.provider} location; "
             "supported destinations: " + "; ".join(f for f in stores.SUPPORTED_FORMS if "source media only" not in f)
         )
+    from pxt_assets.stores import retry
+
     try:
-        store.validate_destination(uri)
+        retry.within_cap(lambda: store.validate_destination(uri), f"cannot use {uri}")
     except stores.StoreError as e:
         raise DestinationError(f"Column {column!r}: destination {uri!r}: {e}", kind=e.kind) from None
 

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tenacity
 
@@ -82,6 +82,34 @@ def capped_budget(seconds: float) -> Iterator[None]:
         yield
     finally:
         _CAP.reset(token)
+
+
+def within_cap(fn: Callable[[], T], what: str) -> T:
+    """`fn()`; inside `capped_budget(seconds)`, given up (StoreError, kind timeout) if it has not returned after
+    that long: a server that accepts connections and never answers would otherwise hold each attempt for the
+    SDK's read timeout (a minute or more), whatever the retry budget. The abandoned call ends on its own."""
+    cap = _CAP.get()
+    if cap is None:
+        return fn()
+    outcome: list[Any] = []
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            outcome.append((True, context.run(fn)))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            outcome.append((False, e))
+
+    worker = threading.Thread(target=run, name="pxt-capped-call", daemon=True)
+    worker.start()
+    worker.join(cap + 1.0)
+    if not outcome:
+        raise StoreError(f"{what}: no answer within {cap:g} s (PXT_LOAD_RETRY_BUDGET_S, while loading "
+                         "definitions)", kind="timeout")
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value
 
 
 def call(fn: Callable[[], T], *, budget_s: float | None = None, sleep: Callable[[float], None] = time.sleep) -> T:
