@@ -228,6 +228,9 @@ ALLOWED = {
         "a cache fetch callback: writes the temp file FileCache.pin hands it, which the cache publishes",
     ("functions/audio.py", "iter_segments.write", "av.open(w)"):
         "muxes a segment into a scratch file from fsutil.scratch_file, which the writer then uploads",
+    ("console.py", "_forward", "open(w)"):
+        "wraps a duplicate of this process's stderr descriptor (a terminal or a pipe, not a file) to forward "
+        "child processes' stderr",
 }
 
 _TEMP_MAKERS = {"mkstemp", "NamedTemporaryFile"}
