@@ -8,7 +8,8 @@ what a person sees:
   computed column (the edges' end points are matched to the nodes' boxes on screen);
 - the `rotated` asset page shows the row and error counts, the destination, and the preview image (loaded:
   its natural size is the picture's);
-- the failed row's error is on the page, by row id.
+- the failed row's error is on the page, by row id;
+- a catalog table that cannot be read shows why on its asset's page, while the demo loads beside it.
 
 Full-page screenshots go to `$PXT_TEST_ARTIFACTS` (default `test-artifacts/ui/` at the repository root), and
 so does `dagster dev`'s log; a failing step adds `failure-<name>.png` and `.html`.
@@ -23,6 +24,7 @@ import contextlib
 import os
 import pathlib
 import shutil
+import sys
 
 import PIL.Image
 import pytest
@@ -101,6 +103,12 @@ def ui(tmp_path_factory) -> UI:
     proc = pxt_env.run(DAGSTER, "job", "execute", "-m", "pxt_assets.definitions", "-j", INSERT_JOB, "-c", config)
     assert proc.returncode == 0 and "3 rows inserted with 1 errors" in proc.stdout + proc.stderr, output_of(proc)
     (batch,) = pxt_env.batches()
+    # and a catalog entry that cannot be read, beside the demo: its asset shows why, the rest loads
+    broken = pxt_env.run(sys.executable, "-c", (
+        "import pxt_assets as pxt; from pxt_assets import rowstore; pxt.create_dir('broken'); "
+        "rowstore.for_settings(pxt.load_settings()).save_table_doc('broken/t', "
+        "{'path': 'broken/t', 'columns': [{'name': 'x', 'type': 'NoSuchType'}]})"))
+    assert broken.returncode == 0, output_of(broken)
 
     dev, port, log = start_dagster_dev(pxt_env)
     try:
@@ -220,3 +228,11 @@ def test_failed_rows_error_is_visible(ui: UI, page: Page) -> None:
             for good in range(2):
                 expect(cell).not_to_contain_text(f"{ui.batch}-{good:06d}")
             ui.screenshot(page, f"errors-{column}")
+
+
+def test_a_table_that_cannot_be_loaded_shows_why_on_its_asset_page(ui: UI, page: Page) -> None:
+    with kept_on_failure(ui, page, "broken-table"):
+        page.goto(f"{ui.base}/assets/broken/t/x")
+        expect(page.get_by_text("Table 'broken/t' cannot be loaded").first).to_be_visible()
+        expect(page.get_by_text("NoSuchType").first).to_be_visible()
+        ui.screenshot(page, "asset-broken-table")
