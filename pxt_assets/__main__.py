@@ -30,7 +30,8 @@ def _table(module: str, path: str) -> MediaTable:
     key = parse_table_path(path)
     if key not in tables:
         known = ", ".join("/".join(k) for k in tables) or "none"
-        raise SystemExit(f"no table {path!r} in {module}; tables there: {known}")
+        raise SystemExit(f"no table {path!r} in {module}; tables there: {known} (a table that cannot be "
+                         "loaded is named, with the reason, in the warnings above)")
     return tables[key]
 
 
