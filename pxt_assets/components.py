@@ -341,7 +341,7 @@ def _function(name: str, where: str) -> Any:
 
     registry._load_builtins()
     if name in registry._FUNCTIONS:
-        return lambda *a, **k: registry._CALL_FACTORY(name, tuple(a), k)  # type: ignore[misc]
+        return registry.ExpressionFunction(name)
     module_name, _, attr = name.rpartition(".")
     namespace = sorted(f for f in registry._FUNCTIONS if f.split(".")[0] == module_name)
     if namespace:
@@ -357,7 +357,7 @@ def _function(name: str, where: str) -> Any:
         return obj
     for f in registry._FUNCTIONS.values():
         if f.fn is obj:
-            return lambda *a, **k: registry._CALL_FACTORY(f.name, tuple(a), k)  # type: ignore[misc]
+            return registry.ExpressionFunction(f.name)
     raise SpecError(f"{where}: {name!r} is neither a built-in function nor a @pxt.udf")
 
 

@@ -48,6 +48,7 @@ def build() -> tuple[dg.Definitions, list[Any]]:
     from pxt_assets.api.catalog import same_columns
     from pxt_assets.api.jobs import automation_sensors
     from pxt_assets.components import LOCATION_BUILD, MediaTableComponent, failed_table_definitions
+    from pxt_assets.redaction import redact
     from pxt_assets.spec import SpecError, parse_table_path
     from pxt_assets.stores import retry
 
@@ -88,7 +89,7 @@ def build() -> tuple[dg.Definitions, list[Any]]:
         except SpecError:
             shadowed = False
         if shadowed:
-            warnings.warn(f"pxt_assets: the catalog's entry for {path!r} cannot be read ({error}); the YAML "
+            warnings.warn(f"pxt_assets: the catalog's entry for {path!r} cannot be read ({redact(error)}); the YAML "
                           "table of that path is used", stacklevel=1)
         else:
             parts.append(failed_table_definitions(path, columns, error))
