@@ -203,6 +203,15 @@ class RowStore:
             return [(r[0], r[1]) for r in conn.execute(
                 sa.select(schema.tables.c.path, schema.tables.c.doc).order_by(schema.tables.c.path))]
 
+    def view_docs(self, base_path: str) -> list[dict[str, Any]]:
+        """The catalog documents of the views whose base table is `base_path`, by path."""
+        out = []
+        for _, text in self.table_docs():
+            doc = json.loads(text)
+            if doc.get("view") and doc["view"]["base"]["path"] == base_path:
+                out.append(doc)
+        return out
+
     # -- row tables ----------------------------------------------------------------------------------------
     def row_table(self, slug: str) -> RowTable | None:
         """The SQL table holding `slug`'s rows as it is now, or None if it has none."""
