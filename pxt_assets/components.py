@@ -339,7 +339,6 @@ def _function(name: str, where: str) -> Any:
     from pxt_assets.functions import registry
     from pxt_assets.functions.udf import UDF
 
-    registry._load_builtins()
     if name in registry._FUNCTIONS:
         return registry.ExpressionFunction(name)
     module_name, _, attr = name.rpartition(".")

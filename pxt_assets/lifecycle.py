@@ -30,9 +30,11 @@ from collections.abc import Iterable
 import dagster as dg
 
 from pxt_assets import assets as asset_builder
-from pxt_assets import rowstore
+from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
-from pxt_assets.spec import SpecError, TableSpec, parse_table_path
+from pxt_assets.instance import get_instance
+from pxt_assets.spec import SpecError, TableSpec, parse_table_path, view_parts
+from pxt_assets.stores.local import temp_target
 
 #: files younger than this are never collected: a run may be about to record them
 DEFAULT_MIN_AGE_S = 3600.0
@@ -55,8 +57,6 @@ _RETRY_HINT = ("The row data was kept, so it still records this file and the oth
 
 def _delete_one(uri: str, where: str, hint: str = _RETRY_HINT) -> None:
     """Delete one file we wrote; a file already gone is fine. Any other failure names the URI."""
-    from pxt_assets import stores
-
     try:
         stores.store_for(uri).delete(uri)
     except stores.StoreError as e:
@@ -97,8 +97,6 @@ def _delete_files(uris: Iterable[str], where: str, hint: str = _RETRY_HINT) -> i
 def _prune_local_dirs(uris: Iterable[str], dests: dict[str, str]) -> None:
     """Remove the shard folders (<slug>/<col>/<aa>/<bb>) that deleting local files left empty, up to (not
     including) the destination recorded for each file."""
-    from pxt_assets import stores
-
     for uri in uris:
         dest = dests.get(uri)
         try:
@@ -133,8 +131,6 @@ def _check_batch(batch: str) -> None:
 def _default_instance(instance: dg.DagsterInstance | None) -> dg.DagsterInstance:
     if instance is not None:
         return instance
-    from pxt_assets.instance import get_instance
-
     return get_instance()
 
 
@@ -154,10 +150,8 @@ def delete_batch(table, batch: str, *, instance: dg.DagsterInstance | None = Non
     slug = table.spec.slug
     deleted_in_views = 0
     if not hasattr(table, "base_spec"):  # the batch's rows in views of the table go with it
-        from pxt_assets.api.catalog import views_of
-
-        for view in views_of(table.path):
-            if store.batch_info(view.spec.slug, batch) is not None:
+        for view in _views_of(store, table.path):
+            if store.batch_info(view.slug, batch) is not None:
                 deleted_in_views += _delete_view_batch(view, batch, store)
     rt = store.row_table(slug)
     # Files first, rows after: if a delete fails, the rows still say where the remaining files are.
@@ -172,10 +166,15 @@ def delete_batch(table, batch: str, *, instance: dg.DagsterInstance | None = Non
     return deleted + deleted_in_views
 
 
-def _delete_view_batch(view, batch: str, store: rowstore.RowStore) -> int:
-    slug = view.spec.slug
+def _views_of(store: rowstore.RowStore, path: str) -> list[TableSpec]:
+    """The catalog's views of table `path`, as specs (this module is below the API's view objects)."""
+    return [view_parts(doc)[0] for doc in store.view_docs(path)]
+
+
+def _delete_view_batch(view: TableSpec, batch: str, store: rowstore.RowStore) -> int:
+    slug = view.slug
     rt = store.row_table(slug)
-    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {view.path!r}, batch {batch}")
+    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {view.display_path!r}, batch {batch}")
     store.delete_batch(rt, slug, batch)
     return deleted
 
@@ -199,9 +198,8 @@ def drop_column(table, name: str, *, instance: dg.DagsterInstance | None = None)
             raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: column(s) {names} "
                             f"compute from it; drop {'them' if len(dependents) > 1 else 'it'} first")
         if not hasattr(table, "base_spec"):
-            from pxt_assets.api.catalog import views_of
-
-            readers = [v.path for v in views_of(table.path) if name in v.iterator.columns()]
+            readers = [view.display_path for view, _, iterator in map(view_parts, store.view_docs(table.path))
+                       if name in iterator.columns()]
             if readers:
                 raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: view(s) {readers} "
                                 "make their rows from it; drop them first")
@@ -259,24 +257,18 @@ def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstan
 
 def referenced_uris(store: rowstore.RowStore | None = None) -> set[str]:
     """Canonical forms of every URI any row or staged record in the database refers to."""
-    from pxt_assets import stores
-
     return {stores.canonical_uri(u) for u in (store or _store()).referenced_uris()}
 
 
 def _batch_of(uri: str) -> str | None:
     """The batch a file named like ours belongs to (a temporary file of a local write: that of the file it
     was to become), else None."""
-    from pxt_assets.stores.local import temp_target
-
     name = urllib.parse.unquote(uri.rstrip("/").rsplit("/", 1)[-1])
     m = OBJECT_NAME_RE.match(temp_target(name) or name)
     return m.group("batch") if m else None
 
 
 def _listing(destination: str):
-    from pxt_assets import stores
-
     uri = stores.normalize_uri(destination)
     store = stores.store_for(uri)
     if store.provider == "local":
@@ -294,8 +286,6 @@ def find_orphans(destination: str, *, min_age: float = DEFAULT_MIN_AGE_S) -> lis
     naming scheme (`<slug>_<column>_<batch>-<6 digits>_<hash16>.<ext>`), that no row or staged record of any
     table in the database refers to, whose batch is not pending or being written, and that are at least
     `min_age` seconds old, as listed (sorted). Files not named by the scheme are never included."""
-    from pxt_assets import stores
-
     if min_age < 0:
         raise ValueError(f"min_age must be >= 0 seconds, got {min_age!r}")
     store = _store()
@@ -321,8 +311,6 @@ def _still_orphans(candidates: list[str]) -> list[str]:
     """The candidates still unclaimed just before deleting them: names are deterministic, so a run that
     started after the listing (a re-run of an old batch) may be writing one of them right now. Its batch is
     live again, or its rows name the file by now; a local file it rewrote has a new modification time."""
-    from pxt_assets import stores
-
     store = _store()
     live = store.live_batches()
     referenced = referenced_uris(store)
@@ -341,8 +329,6 @@ def collect_garbage(destination: str, delete: bool = False, *, min_age: float = 
     if delete and orphans:
         orphans = _still_orphans(orphans)
         _delete_files(orphans, f"gc {destination}", "Run gc again to finish")
-        from pxt_assets import stores
-
         local = stores.normalize_uri(destination)
         if stores.provider_of(local) == "local":
             _prune_local_dirs(orphans, dict.fromkeys(orphans, local))

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxt_assets.media import ColumnType, type_named
+from pxt_assets.functions import registry
+from pxt_assets.functions.udf import UDF, UDFDefinitionError
+from pxt_assets.media import Bool, ColumnType, Json, String, type_named
 from pxt_assets.redaction import RedactedMessage
 
 # Properties every media expression has; evaluated by the reader, not stored.
@@ -80,9 +82,6 @@ class Expr:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        from pxt_assets.functions import registry
-        from pxt_assets.media import Json
-
         if self.col_type == Json and not (name in ERROR_PROPERTIES and isinstance(self, ColumnRef)):
             return JsonPath.of_step(self, name)  # t.response.choices[0].message.content
         if name in MEDIA_PROPERTIES:
@@ -101,8 +100,6 @@ class Expr:
         return lambda *args, **kwargs: Call(fn.name, (self, *map(as_expr, args)), {k: as_expr(v) for k, v in kwargs.items()})
 
     def __getitem__(self, key: Any) -> JsonPath:
-        from pxt_assets.media import Json
-
         if self.col_type != Json:
             raise TypeError(f"{self!r} of type {self.col_type!r} cannot be indexed: only Json values have paths")
         if isinstance(key, slice):
@@ -220,7 +217,6 @@ class Call(Expr):
     def col_type(self) -> ColumnType | None:  # type: ignore[override]
         if self.udf is not None:
             return self.udf.signature.returns if self.udf.signature is not None else None
-        from pxt_assets.functions import registry
 
         return registry.get(self.fn).result_type([a.col_type for a in self.args])
 
@@ -230,7 +226,6 @@ class Call(Expr):
         batch form (presigned_url)."""
         if self.udf is not None:
             return self.udf.batch_size is not None or self.udf.is_async
-        from pxt_assets.functions import registry
 
         return registry.get(self.fn).batch is not None
 
@@ -241,8 +236,6 @@ class Call(Expr):
         super().validate()
         if self.udf is None:
             return
-        from pxt_assets.functions.udf import UDFDefinitionError
-
         literals = {}
         names = [p.name for p in self.udf.signature.params] if self.udf.signature is not None else []
         for name, a in (*zip(names, self.args), *self.kwargs.items()):
@@ -257,8 +250,6 @@ class Call(Expr):
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"fn": self.fn, "args": [a.to_dict() for a in self.args]}
         if self.udf is not None:
-            from pxt_assets.functions.udf import UDFDefinitionError
-
             try:
                 d["udf"] = self.udf.to_dict(with_code=_WITH_CODE.get())
             except UDFDefinitionError as e:
@@ -271,7 +262,6 @@ class Call(Expr):
         if self.udf is not None:
             params = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
             return f"{self.udf.name}({', '.join(params)})"
-        from pxt_assets.functions import registry
 
         fn = registry.get(self.fn)
         if fn.applies_to is None:  # a plain function: net.presigned_url(img.fileurl, 3600)
@@ -293,8 +283,6 @@ class Prop(Expr):
 
     @property
     def col_type(self) -> ColumnType | None:  # type: ignore[override]
-        from pxt_assets.media import String
-
         return String
 
     def children(self) -> tuple[Expr, ...]:
@@ -315,8 +303,6 @@ class _Predicate(Expr):
 
     @property
     def col_type(self) -> ColumnType | None:  # type: ignore[override]
-        from pxt_assets.media import Bool
-
         return Bool
 
     def __bool__(self) -> bool:
@@ -384,8 +370,6 @@ class JsonPath(Expr):
 
     @property
     def col_type(self) -> ColumnType | None:  # type: ignore[override]
-        from pxt_assets.media import Json
-
         return Json
 
     def children(self) -> tuple[Expr, ...]:
@@ -428,8 +412,6 @@ class InlineJson(Expr):
 
     @property
     def col_type(self) -> ColumnType | None:  # type: ignore[override]
-        from pxt_assets.media import Json
-
         return Json
 
     def children(self) -> tuple[Expr, ...]:
@@ -496,12 +478,9 @@ def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
         value = d["lit"]
         return Literal(tuple(value) if isinstance(value, list) else value)
     if "fn" in d:
-        from pxt_assets.functions import registry
 
         udf = None
         if "udf" in d:
-            from pxt_assets.functions.udf import UDF
-
             udf = UDF.from_dict(d["udf"])  # imported (or unpickled) when first called
         else:
             registry.get(d["fn"])  # fails early on an unknown function
@@ -538,8 +517,6 @@ FILE_LIST = "JsonFiles"
 
 
 def _is_iterator(fn: str) -> bool:
-    from pxt_assets.functions import registry
-
     try:
         return registry.get(fn).iterator is not None
     except ValueError:
@@ -640,13 +617,58 @@ class TableSpec:
         return spec
 
 
+def view_parts(doc: dict[str, Any]) -> tuple[TableSpec, TableSpec, Call]:
+    """A view's catalog document as its spec, its base table's spec (as the view was defined) and its
+    iterator call."""
+    spec, info = TableSpec.from_dict(doc), doc["view"]
+    base = TableSpec.from_dict(info["base"])
+    return spec, base, expr_from_dict(info["iterator"], {n: c.col_type for n, c in base.columns.items()})
+
+
+# -- iterators (frame_iterator, audio_splitter, document_splitter) as calls ------------------------------
+def iterator_of(call: Any) -> registry.IteratorSpec:
+    if not isinstance(call, Call) or call.udf is not None:
+        raise SpecError(f"iterator: expected frame_iterator(...), audio_splitter(...) or document_splitter(...), "
+                        f"got {call!r}")
+    spec = registry.get(call.fn).iterator
+    if spec is None:
+        raise SpecError(f"iterator: {call.fn} is not an iterator (frame_iterator, audio_splitter, document_splitter)")
+    return spec
+
+
+def iterator_kwargs(call: Call) -> dict[str, Any]:
+    """The iterator's constant arguments (every argument but the media it iterates over)."""
+    out: dict[str, Any] = {}
+    names = {"video.frame_iterator": (), "audio.audio_splitter": (), "document.document_splitter": ("separators",)}
+    for name, arg in zip(names.get(call.fn, ()), call.args[1:]):
+        out[name] = arg
+    out.update(call.kwargs)
+    values = {}
+    for name, arg in out.items():
+        if not isinstance(arg, Literal):
+            raise SpecError(f"{call!r}: {name!r} must be a constant, not {arg!r}")
+        values[name] = list(arg.value) if isinstance(arg.value, tuple) else arg.value
+    return values
+
+
+def check_iterator_call(call: Any, columns: dict[str, ColumnSpec], where: str) -> tuple[registry.IteratorSpec, str]:
+    """The iterator and the column it reads; errors name `where` (the view or column being defined)."""
+    spec = iterator_of(call)
+    if not call.args or not isinstance(call.args[0], ColumnRef) or call.args[0].name not in columns:
+        raise SpecError(f"{where}: {call!r} must iterate over a column of the base table")
+    source = columns[call.args[0].name]
+    if source.col_type != spec.input_type:
+        raise SpecError(f"{where}: {call.fn} reads a {spec.input_type!r} column; {source.name!r} is "
+                        f"{source.col_type!r}")
+    iterator_kwargs(call)
+    return spec, source.name
+
+
 def _build_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], udf: Any = None) -> Call:
     return Call(name, tuple(as_expr(a) for a in args), {k: as_expr(v) for k, v in kwargs.items()}, udf)
 
 
 def _install() -> None:
-    from pxt_assets.functions import registry
-
     registry.set_expression_types(_build_call, Expr)
 
 

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 import pxt_assets as pxt
-from pxt_assets.assets import _released_after
+from pxt_assets.assets.computed import _released_after
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import dagster as dg
 
-from pxt_assets import rowstore
+from pxt_assets import lifecycle, rowstore
 from pxt_assets.api.table import MediaTable
+from pxt_assets.api.view import MediaView
 from pxt_assets.config import current_settings
 from pxt_assets.media import ColumnType
 from pxt_assets.spec import SpecError, TableSpec, parse_table_path
@@ -79,11 +80,7 @@ def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "
 
 def table_from_doc(doc: dict) -> MediaTable:
     """A catalog entry as a table, or a view (a MediaView) when it records one."""
-    if doc.get("view"):
-        from pxt_assets.api.view import MediaView
-
-        return MediaView._from_doc(doc)
-    return MediaTable._from_doc(doc)
+    return MediaTable.from_doc(doc)
 
 
 def get_table(path: str) -> MediaTable:
@@ -104,8 +101,6 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
     images); without it they go to output_media_dest, else the local default, except frames, which are then
     not written at all but decoded again from the video when read. Rows of the base table's existing batches
     are made now; each later batch of the base table makes its view rows when it is inserted."""
-    from pxt_assets.api.view import MediaView
-
     if if_exists not in ("error", "ignore", "replace"):
         raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
     if not isinstance(base, MediaTable):
@@ -149,8 +144,6 @@ def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
                instance: dg.DagsterInstance | None = None) -> int:
     """Drop a table: every file it wrote (from the recorded locations), its rows, partitions and catalog
     entry. Files a user only referenced are kept. Returns the number of files deleted."""
-    from pxt_assets import lifecycle
-
     key = _joined(parse_table_path(path))
     store = _store()
     in_catalog = store.table_doc(key) is not None

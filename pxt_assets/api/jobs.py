@@ -7,9 +7,12 @@ from typing import Any
 import dagster as dg
 
 from pxt_assets import assets as asset_builder
+from pxt_assets import launch
+from pxt_assets import watch as watching
 from pxt_assets.io_managers import MediaIOManager, TableIOManager
 from pxt_assets.redaction import redact_metadata, scrubbing
 from pxt_assets.spec import SpecError
+from pxt_assets.stores import resources as store_resources
 
 
 def definitions(*tables, resources: dict[str, Any] | None = None,
@@ -27,9 +30,6 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
 
     `automation_sensor=False` leaves out the sensor that keeps computed columns following new batches, for
     Definitions merged with others that have it already."""
-    from pxt_assets import watch as watching
-    from pxt_assets.stores import resources as store_resources
-
     # S3Resource / GCSResource / AzureBlobStorageResource given here are the stores' clients in this process
     # (the code location's, and so every run's, sensor's and lifecycle call's made from it)
     store_resources.use(resources)
@@ -112,8 +112,6 @@ def _insert_job(table) -> dg.JobDefinition:
             rows.extend({media_cols[0]: f} for f in config.files)
         if not rows:
             raise dg.Failure(f"nothing to insert into {table.path!r}: give `files` or `rows` in the run config")
-        from pxt_assets import launch
-
         # The batch's run is submitted through the instance (from this run's own code location), not nested in
         # this op: it runs on the deployment's executor. Only an instance that would leave it queued with no
         # daemon to launch it (a dagster.yaml without pxt_assets' run coordinator) runs it here instead.

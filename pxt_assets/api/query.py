@@ -15,9 +15,9 @@ import pandas as pd
 
 from pxt_assets import rowstore
 from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_calls
+from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.media import release_pins, to_rgb
 from pxt_assets.redaction import redact
-from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
 
 _SQL_PROPS = ("fileurl", "errormsg", "errortype")

@@ -10,15 +10,30 @@ import dagster as dg
 import pandas as pd
 
 from pxt_assets import assets as asset_builder
-from pxt_assets import console, rowstore, stores
+from pxt_assets import console, launch, lifecycle, rowstore, stores
+from pxt_assets.api import jobs
 from pxt_assets.api.query import Query
 from pxt_assets.config import Settings, load_settings
-from pxt_assets.io_managers import destinations
-from pxt_assets.io_managers.rows import new_batch_key
-from pxt_assets.media import ColumnType
+from pxt_assets.instance import get_instance
+from pxt_assets.io_managers import MediaIOManager, destinations
+from pxt_assets.io_managers.rows import new_batch_key, row_id
+from pxt_assets.media import ColumnType, suffix_of
 from pxt_assets.redaction import redact
-from pxt_assets.spec import (ColumnRef, ColumnSpec, Expr, InlineJson, Prop, SpecError, TableSpec, as_expr,
-                             check_column_name, code_included, parse_table_path)
+from pxt_assets.spec import (
+    ColumnRef,
+    ColumnSpec,
+    Expr,
+    InlineJson,
+    Prop,
+    SpecError,
+    TableSpec,
+    as_expr,
+    check_column_name,
+    check_iterator_call,
+    code_included,
+    parse_table_path,
+)
+from pxt_assets.watch import IMAGE_SUFFIXES, WatchSpec
 
 
 @dataclass(frozen=True)
@@ -37,12 +52,22 @@ class InsertResult:
         return f"Inserted {self.num_rows} {noun} with {self.num_errors} errors in {self.seconds:.2f} s ({rate:.2f} rows/s)"
 
 
+#: the kinds of table a catalog entry can be, by name (a subclass registers itself: `class MediaView(MediaTable,
+#: kind="view")`), so that this module finds a table's views without importing the module that defines them
+_KINDS: dict[str, type[MediaTable]] = {}
+
+
 class MediaTable:
     """A table of media and computed columns, materialized as Dagster assets.
 
     >>> media = MediaTable("blob_storage_demo/media", {"source_image": Image})
     >>> media.add_computed_column(rotated=media.source_image.rotate(90), destination="/data/rotated")
     """
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            _KINDS[kind] = cls
 
     def __init__(self, path: str, schema: dict[str, ColumnType], *, settings: Settings | None = None,
                  automation: bool = True) -> None:
@@ -145,8 +170,6 @@ class MediaTable:
         if column.writes_files and self._persistent:  # a catalog table: defined where it is shared
             _refuse_local_destination_when_shared(self, name, destination)
         if column.is_file_list:  # an iterator as a column: what it makes is written like computed media
-            from pxt_assets.api.view import check_iterator_call
-
             check_iterator_call(expr, self.spec.columns, f"Column {name!r}")
         resolved = destinations.resolve(name, computed=True, is_media=column.writes_files, explicit=destination,
                                         settings=self.settings)
@@ -169,8 +192,6 @@ class MediaTable:
         `<dir>__<name>_schedule` does the same on a fixed cadence instead. `suffixes` limits the objects
         taken (default for Image columns: common image extensions).
         """
-        from pxt_assets.watch import IMAGE_SUFFIXES, WatchSpec
-
         media_cols = [c for c in self.spec.source_columns() if c.is_media]
         name = column or (media_cols[0].name if media_cols else None)
         if name is None or name not in self.spec.columns or self.spec.columns[name].is_computed:
@@ -201,11 +222,14 @@ class MediaTable:
                 raise SpecError(f"directory {parent!r} does not exist; create it with pxt.create_dir")
             store.save_table_doc(self.spec.display_path, self._doc())
 
+    @staticmethod
+    def from_doc(doc: dict[str, Any]) -> MediaTable:
+        """A catalog entry as a table, or as a view (a MediaView) when it records one."""
+        return (_KINDS["view"] if doc.get("view") else MediaTable)._from_doc(doc)
+
     @classmethod
     def _from_doc(cls, doc: dict[str, Any]) -> "MediaTable":
         """A catalog table as recorded: destinations are not resolved again (the config may have changed)."""
-        from pxt_assets.watch import WatchSpec
-
         table = cls.__new__(cls)
         table._settings = None
         table.automation = bool(doc.get("automation", True))
@@ -219,8 +243,6 @@ class MediaTable:
     def _backfill(self, column: str, instance: dg.DagsterInstance | None) -> None:
         """Compute `column` for every existing batch (what Pixeltable does before add_computed_column returns)."""
         if instance is None:
-            from pxt_assets.instance import get_instance
-
             instance = get_instance()
         started = time.monotonic()
         key = asset_builder.asset_key(self.spec, column)
@@ -230,8 +252,6 @@ class MediaTable:
         # that commits meanwhile (run by another process, with the table as it was) is picked up on the next
         # pass, until a pass finds none.
         done: set[str] = set()
-        from pxt_assets import launch
-
         shared = launch.is_shared(instance)
         while todo := [b for b in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED) if b not in done]:
             for batch in todo:
@@ -312,9 +332,7 @@ class MediaTable:
     def definitions(self) -> dg.Definitions:
         """This table alone as Definitions (cached until the schema changes)."""
         if self._defs is None:
-            from pxt_assets.api.jobs import definitions
-
-            self._defs = definitions(self)
+            self._defs = jobs.definitions(self)
         return self._defs
 
     def _rowstore(self) -> rowstore.RowStore:
@@ -344,15 +362,11 @@ class MediaTable:
                 raise SpecError(f"insert into {self.path!r}: row {i} has unknown column(s) {sorted(unknown)}; "
                                 f"insertable columns: {sorted(sources)}")
         if instance is None:
-            from pxt_assets.instance import get_instance
-
             instance = get_instance()
         started = time.monotonic()
         batch = new_batch_key()
         store = self._rowstore()
         store.for_spec(self.spec)
-        from pxt_assets import launch
-
         # The manifest is in the database before the partition exists, so a run never sees a batch without
         # rows, and any worker that shares the database can run it.
         if launch.is_shared(instance) and launch.shared_deployment(self.settings):
@@ -377,8 +391,6 @@ class MediaTable:
         """Run the batch's job: submitted through the instance (its coordinator, daemon, launcher and
         executor; see pxt_assets.launch) when `submit` (default: on a shared instance), else in this process
         (a notebook on the embedded default: fast, nothing to start)."""
-        from pxt_assets import launch
-
         job_name = asset_builder.batch_job_name(self.spec)
         if submit is None:
             submit = launch.is_shared(instance)
@@ -409,9 +421,8 @@ class MediaTable:
         outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, run_id, time.monotonic() - started)
         (log.info if log is not None else print)(self._describe(outcome))
         if self._persistent and not hasattr(self, "base_spec"):
-            from pxt_assets.api.catalog import views_of
-
-            for view in views_of(self.path):  # each view makes its rows from the batch's rows
+            for doc in self._rowstore().view_docs(self.path):  # each view makes its rows from the batch's rows
+                view = MediaTable.from_doc(doc)
                 view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view",
                                 code_location=code_location, submit=submit)
         return outcome
@@ -423,8 +434,6 @@ class MediaTable:
         """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it
         completes it, and its rows become visible once. Returns what each run did."""
         if instance is None:
-            from pxt_assets.instance import get_instance
-
             instance = get_instance()
         todo = [batch] if batch is not None else self.pending_batches()
         name = asset_builder.partitions_name(self.spec)
@@ -450,16 +459,12 @@ class MediaTable:
         """Delete one batch: its rows, every file the project wrote for them (from the locations recorded
         when they were written), and its partition. Files the user only referenced are kept. Returns the
         number of files deleted."""
-        from pxt_assets import lifecycle
-
         return lifecycle.delete_batch(self, batch, instance=instance)
 
     def drop_column(self, name: str, *, instance: dg.DagsterInstance | None = None) -> int:
         """Drop a column (not one other columns read): every file it wrote (in every batch, from the recorded
         locations) and its stored values. For a table declared in code, remove it from the code as well.
         Returns the number of files deleted."""
-        from pxt_assets import lifecycle
-
         deleted = lifecycle.drop_column(self, name, instance=instance)
         self._save()
         return deleted
@@ -496,8 +501,6 @@ class MediaTable:
 
 def _refuse_local_destination_when_shared(table: MediaTable, name: str, destination: str | None) -> None:
     """In a shared deployment a computed file must land where every worker (and reader) finds it."""
-    from pxt_assets import launch
-
     settings = table.settings
     chosen = destination or settings.output_media_dest
     if chosen is not None and stores.store_for(str(chosen)).remote:
@@ -513,10 +516,6 @@ def _upload_local_sources(table: MediaTable, batch: str, rows: list[dict[str, An
     """In a shared deployment, local files inserted into media columns are uploaded now, from the machine that
     has them, to the column's input_media_dest (a bucket), under the names the insert step would give them;
     without a bucket destination they are refused: a worker elsewhere could not read them."""
-    from pxt_assets.io_managers import MediaIOManager
-    from pxt_assets.io_managers.rows import row_id
-    from pxt_assets.media import suffix_of
-
     media_io = MediaIOManager()
     out = []
     for i, row in enumerate(rows):

@@ -9,58 +9,31 @@ on the base column it reads, so lineage runs from the base column through the vi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import dagster as dg
 
 from pxt_assets import assets as asset_builder
+from pxt_assets import rowstore
 from pxt_assets.api.table import MediaTable
 from pxt_assets.config import Settings
-from pxt_assets.functions import registry
+from pxt_assets.instance import get_instance
 from pxt_assets.io_managers import destinations
 from pxt_assets.media import Int
-from pxt_assets.spec import Call, ColumnRef, ColumnSpec, Literal, SpecError, TableSpec, expr_from_dict, parse_table_path
+from pxt_assets.spec import (
+    Call,
+    ColumnSpec,
+    SpecError,
+    TableSpec,
+    check_iterator_call,
+    iterator_kwargs,
+    parse_table_path,
+    view_parts,
+)
 
 
-def iterator_of(call: Any) -> registry.IteratorSpec:
-    if not isinstance(call, Call) or call.udf is not None:
-        raise SpecError(f"iterator: expected frame_iterator(...), audio_splitter(...) or document_splitter(...), "
-                        f"got {call!r}")
-    spec = registry.get(call.fn).iterator
-    if spec is None:
-        raise SpecError(f"iterator: {call.fn} is not an iterator (frame_iterator, audio_splitter, document_splitter)")
-    return spec
-
-
-def iterator_kwargs(call: Call) -> dict[str, Any]:
-    """The iterator's constant arguments (every argument but the media it iterates over)."""
-    out: dict[str, Any] = {}
-    names = {"video.frame_iterator": (), "audio.audio_splitter": (), "document.document_splitter": ("separators",)}
-    for name, arg in zip(names.get(call.fn, ()), call.args[1:]):
-        out[name] = arg
-    out.update(call.kwargs)
-    values = {}
-    for name, arg in out.items():
-        if not isinstance(arg, Literal):
-            raise SpecError(f"{call!r}: {name!r} must be a constant, not {arg!r}")
-        values[name] = list(arg.value) if isinstance(arg.value, tuple) else arg.value
-    return values
-
-
-def check_iterator_call(call: Any, columns: dict[str, ColumnSpec], where: str) -> tuple[registry.IteratorSpec, str]:
-    """The iterator and the column it reads; errors name `where` (the view or column being defined)."""
-    spec = iterator_of(call)
-    if not call.args or not isinstance(call.args[0], ColumnRef) or call.args[0].name not in columns:
-        raise SpecError(f"{where}: {call!r} must iterate over a column of the base table")
-    source = columns[call.args[0].name]
-    if source.col_type != spec.input_type:
-        raise SpecError(f"{where}: {call.fn} reads a {spec.input_type!r} column; {source.name!r} is "
-                        f"{source.col_type!r}")
-    iterator_kwargs(call)
-    return spec, source.name
-
-
-class MediaView(MediaTable):
+class MediaView(MediaTable, kind="view"):
     """A view: `pxt.create_view('dir/frames', videos, iterator=frame_iterator(videos.video, fps=1))`."""
 
     def __init__(self, path: str, base: MediaTable, iterator: Call, *, destination: str | None = None,
@@ -119,13 +92,7 @@ class MediaView(MediaTable):
 
     def _populate(self, instance: dg.DagsterInstance | None = None) -> int:
         """Make the view's rows for every committed batch of its base table (as create_view does)."""
-        import time
-
-        from pxt_assets import rowstore
-
         if instance is None:
-            from pxt_assets.instance import get_instance
-
             instance = get_instance()
         for batch in self._rowstore().batches(self.base_spec.slug, rowstore.COMMITTED):
             self._run_batch(batch, instance, time.monotonic(), doing="computing view")
@@ -144,11 +111,8 @@ class MediaView(MediaTable):
         view._watch = None
         view._defs = None
         view._persistent = True
-        view.spec = TableSpec.from_dict(doc)
-        info = doc["view"]
-        view.base_spec = TableSpec.from_dict(info["base"])
-        view.iterator = expr_from_dict(info["iterator"], {n: c.col_type for n, c in view.base_spec.columns.items()})
-        view.iterator_destination = info.get("destination")
+        view.spec, view.base_spec, view.iterator = view_parts(doc)
+        view.iterator_destination = doc["view"].get("destination")
         return view
 
     def __repr__(self) -> str:
@@ -167,4 +131,4 @@ def _resolve_output(name: str, col_type: Any, iterator: Call, destination: str |
     return destinations.resolve(name, computed=True, is_media=True, explicit=destination, settings=settings)
 
 
-__all__ = ["MediaView", "check_iterator_call", "iterator_kwargs", "iterator_of"]
+__all__ = ["MediaView"]

@@ -97,7 +97,6 @@ class ExpressionFunction:
 
 
 def get(name: str) -> Function:
-    _load_builtins()
     try:
         return _FUNCTIONS[name]
     except KeyError:
@@ -106,13 +105,7 @@ def get(name: str) -> Function:
 
 def method_for(col_type: ColumnType | None, short_name: str) -> Function | None:
     """The function called as `<expr of col_type>.short_name`, if any."""
-    _load_builtins()
     for f in _FUNCTIONS.values():
         if f.applies_to is not None and f.applies_to == col_type and f.short_name == short_name:
             return f
     return None
-
-
-def _load_builtins() -> None:
-    # Imported lazily: the function modules import this registry.
-    from pxt_assets.functions import audio, document, image, net, video  # noqa: F401
