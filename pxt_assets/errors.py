@@ -35,6 +35,7 @@ class ErrorCode(enum.StrEnum):
     DECODE_ERROR = "decode_error"  # the file is not a valid image / video / audio / document
     READ_ERROR = "read_error"
     TYPE_ERROR = "type_error"  # a value of the wrong type for its column
+    INVALID_VALUE = "invalid_value"  # a value its column cannot hold in the database (range, NUL, NaN, nesting)
     MISSING_VALUE = "missing_value"
     UDF_ERROR = "udf_error"  # the user's function raised
     ITERATOR_ERROR = "iterator_error"  # a view's iterator failed on its base row
