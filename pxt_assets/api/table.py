@@ -572,8 +572,7 @@ class MediaTable:
 
 def _shown_destination(column: ColumnSpec) -> str:
     if column.destination_source == PENDING:  # not resolved yet: what was declared
-        return column.destination_arg or ("output_media_dest, else $PIXELTABLE_HOME/media" if column.is_computed
-                                          else "input_media_dest, else referenced in place")
+        return column.destination_arg or "the configured default"
     return column.destination or "referenced in place"
 
 
