@@ -82,7 +82,8 @@ def declared_in_a_module() -> bool:
     """Whether a table made now is declared in a module: made while Python imports a module (`t =
     pxt.MediaTable(...)` at the top of a module Dagster loads, or of one it imports), outside checked_at_once().
     Such a table records its destinations and checks them when its definitions are built, with the
-    resources given to pxt.definitions; one made in a notebook cell, a script or a function checks them at once."""
+    resources given to pxt.definitions; one made in a notebook cell, a script, or a function called once the
+    imports are done (a `@dg.definitions` function) checks them at once, as do catalog and YAML tables."""
     if _CHECK_AT_ONCE.get():
         return False
     frame = sys._getframe(1)
