@@ -399,8 +399,9 @@ class MediaTable:
         return dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(self.spec))
 
     def definitions(self) -> dg.Definitions:
-        """This table alone as Definitions (cached until the schema changes)."""
-        if self._defs is None:
+        """This table alone as Definitions (cached until the schema changes; not while a destination of a
+        table declared in a module fails its check)."""
+        if self._defs is None or self._pending:
             self._defs = jobs.definitions(self)
         return self._defs
 
