@@ -32,19 +32,15 @@ from __future__ import annotations
 import contextvars
 import importlib
 import logging
-import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from pxt_assets.redaction import redact
-from pxt_assets.spec import SpecError, parse_table_path
+from pxt_assets.api.jobs import META_LOAD_ERROR, failed_table_definitions
+from pxt_assets.spec import SpecError
 
 log = logging.getLogger(__name__)
-
-META_LOAD_ERROR = "pxt/load_error"
 
 
 class CallModel(dg.Model, dg.Resolvable):
@@ -135,13 +131,15 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
     def build_table(self) -> Any:
         """The table with every column added (destinations validated as in Python), and its watch."""
         from pxt_assets.api import MediaTable
+        from pxt_assets.api.table import checked_at_once
         from pxt_assets.media import type_named
 
         try:
             schema = {name: type_named(t) for name, t in self.table_schema.items()}
         except ValueError as e:
             raise SpecError(f"table {self.path!r}: {e}") from None
-        table = MediaTable(self.path, schema, automation=self.automation)
+        with checked_at_once():  # a YAML table reports what cannot be built itself (build_defs)
+            table = MediaTable(self.path, schema, automation=self.automation)
         self._add_columns(table, self.columns or {})
         if self.watch is not None and self.watch.prefix.strip():
             w = self.watch
@@ -153,10 +151,12 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
 
     def build_view(self, table: Any, v: ViewModel) -> Any:
         from pxt_assets.api import MediaView
+        from pxt_assets.api.table import checked_at_once
 
         iterator = _call(v.iterator, table, f"view {v.path!r}: iterator")
-        view = MediaView(v.path, table, iterator, destination=self._destination(v.destination),
-                         automation=self.automation)
+        with checked_at_once():
+            view = MediaView(v.path, table, iterator, destination=self._destination(v.destination),
+                             automation=self.automation)
         self._add_columns(view, v.columns or {})
         return view
 
@@ -246,49 +246,6 @@ RESERVED_NAMES = frozenset({"destination", "if_exists", "instance"})
 
 #: set while pxt_assets.definitions builds the code location (it adds the automation sensor once)
 LOCATION_BUILD: contextvars.ContextVar[bool] = contextvars.ContextVar("pxt_location_build", default=False)
-
-
-def failed_table_definitions(path: str, columns: Sequence[str], error: BaseException | str, *,
-                             base: str | None = None) -> dg.Definitions:
-    """For a table (or a view of `base`) that cannot be built: assets of the names it declares, in its group
-    and partitioned by its batches, with the error as their description; its batch job and (tables) insert job
-    under their usual names. Materializing any of them fails with the error, so a run made for the table
-    while it cannot be built fails saying why."""
-    from pxt_assets import assets as asset_builder
-    from pxt_assets.api.jobs import InsertConfig
-    from pxt_assets.spec import TableSpec
-
-    message = redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
-    try:
-        spec = TableSpec(parse_table_path(path))
-        base_spec = TableSpec(parse_table_path(base)) if base else spec
-    except SpecError:
-        spec = base_spec = TableSpec(("pxt_defs", "cannot_load"))
-    description = f"table {path!r} cannot be loaded: {message}"
-    warnings.warn(f"pxt_assets: {description}", stacklevel=2)
-    pdef = dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(base_spec))
-    specs = [dg.AssetSpec(asset_builder.asset_key(spec, c), group_name=spec.slug, kinds={"pxt"},
-                          description=description[0].upper() + description[1:], partitions_def=pdef,
-                          metadata={META_LOAD_ERROR: message}) for c in dict.fromkeys(list(columns) or ["table"])]
-    failing = dg.multi_asset(specs=specs, name=f"{spec.slug}__cannot_load", can_subset=True)(
-        _failing(description, message))
-    jobs: list[Any] = [dg.define_asset_job(asset_builder.batch_job_name(spec), selection=dg.AssetSelection.assets(failing),
-                                           partitions_def=pdef, description=description)]
-    if base is None:
-        @dg.op(name=f"{spec.slug}__insert", config_schema=InsertConfig.to_config_schema())
-        def insert_op(context):  # noqa: ANN001 - Dagster reads the annotation; none is allowed here
-            raise dg.Failure(description=description, metadata={META_LOAD_ERROR: message})
-
-        jobs.append(dg.GraphDefinition(name=asset_builder.insert_job_name(spec), node_defs=[insert_op])
-                    .to_job(description=description))
-    return dg.Definitions(assets=[failing], jobs=jobs)
-
-
-def _failing(description: str, message: str):
-    def fail(context):  # noqa: ANN001 - Dagster reads the annotation; none is allowed here
-        raise dg.Failure(description=description, metadata={META_LOAD_ERROR: message})
-
-    return fail
 
 
 # -- expressions from YAML ------------------------------------------------------------------------------

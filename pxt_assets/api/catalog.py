@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from pxt_assets import lifecycle, rowstore
-from pxt_assets.api.table import MediaTable
+from pxt_assets.api.table import MediaTable, checked_at_once
 from pxt_assets.api.view import MediaView
 from pxt_assets.config import current_settings
 from pxt_assets.media import ColumnType
@@ -71,7 +71,8 @@ def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "
     existing = _claim(path, parts, store, if_exists, instance)
     if existing is not None:
         return existing
-    table = MediaTable(path, schema)
+    with checked_at_once():  # its entry records the destinations: resolved now, wherever it is made
+        table = MediaTable(path, schema)
     table._persistent = True
     table._save()
     print(f"Created table {parts[-1]!r}.")
@@ -112,7 +113,8 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
     if store.table_doc(base.path) is None:
         raise SpecError(f"create_view {path!r}: the base table {base.path!r} is not in the catalog "
                         "(make it with pxt.create_table)")
-    view = MediaView(path, base, iterator, destination=destination)
+    with checked_at_once():
+        view = MediaView(path, base, iterator, destination=destination)
     view._persistent = True
     view._save()
     print(f"Created view {parts[-1]!r} with {view._populate(instance)} rows.")

@@ -1,7 +1,8 @@
 """Dagster definitions built from tables: assets, a batch job and an insert job per table, sensors,
-schedules, the automation sensor and the IO managers."""
+schedules, the automation sensor and the IO managers; for a table that cannot be built, assets that say why."""
 
-
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -10,9 +11,12 @@ from pxt_assets import assets as asset_builder
 from pxt_assets import launch
 from pxt_assets import watch as watching
 from pxt_assets.io_managers import MediaIOManager, TableIOManager
-from pxt_assets.redaction import redact_metadata, scrubbing
-from pxt_assets.spec import SpecError
+from pxt_assets.redaction import redact, redact_metadata, scrubbing
+from pxt_assets.spec import SpecError, TableSpec, parse_table_path
 from pxt_assets.stores import resources as store_resources
+from pxt_assets.stores import retry
+
+META_LOAD_ERROR = "pxt/load_error"
 
 
 def definitions(*tables, resources: dict[str, Any] | None = None,
@@ -29,7 +33,11 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
     Dagster's (multiprocess for launched runs).
 
     `automation_sensor=False` leaves out the sensor that keeps computed columns following new batches, for
-    Definitions merged with others that have it already."""
+    Definitions merged with others that have it already.
+
+    A table declared in a module (see `pxt_assets.api.table.declared_in_a_module`) has its destinations
+    resolved and checked here, with these resources; one that cannot be used does not fail the call: that
+    table's assets show the error (as for a YAML table), and its views' too."""
     # S3Resource / GCSResource / AzureBlobStorageResource given here are the stores' clients in this process
     # (the code location's, and so every run's, sensor's and lifecycle call's made from it)
     store_resources.use(resources)
@@ -38,11 +46,20 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
     jobs: list[Any] = []
     sensors: list[dg.SensorDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
+    failed: list[dg.Definitions] = []
     seen: set[str] = set()
     for table in tables:
         if table.spec.slug in seen:
             raise SpecError(f"table {table.path!r} is declared twice")
         seen.add(table.spec.slug)
+    cannot_load = _resolve_destinations(tables)
+    for table in tables:
+        base = getattr(table, "base_spec", None)
+        error = cannot_load.get(table.spec.path)
+        if error is not None:
+            failed.append(failed_table_definitions(table.path, list(table.spec.columns), error,
+                                                   base=base.display_path if base is not None else None))
+            continue
         table_assets = table.assets_definitions()
         all_assets.extend(table_assets)
         batch_job = asset_builder.batch_job_name(table.spec)
@@ -61,7 +78,7 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
             target.append(build(table.spec, w, batch_job, table.partitions_def))
     if automation_sensor:
         sensors.extend(automation_sensors(tables))
-    return dg.Definitions(
+    defs = dg.Definitions(
         executor=executor,
         assets=all_assets,
         jobs=jobs,
@@ -69,6 +86,24 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
         schedules=schedules,
         resources={**_IO_MANAGERS, **(resources or {})},
     )
+    return dg.Definitions.merge(defs, *failed) if failed else defs
+
+
+def _resolve_destinations(tables: Sequence[Any]) -> dict[tuple[str, ...], BaseException | str]:
+    """Check the destinations tables declared in a module recorded (within the load budget, as for YAML
+    tables); by table path, why those that cannot be used cannot. A view of such a base table fails with it."""
+    out: dict[tuple[str, ...], BaseException | str] = {}
+    with retry.capped_budget(retry.load_budget_s()):
+        for table in sorted(tables, key=lambda t: hasattr(t, "base_spec")):  # base tables first
+            base = getattr(table, "base_spec", None)
+            if base is not None and base.path in out:
+                out[table.spec.path] = f"its base table {base.display_path!r} cannot be loaded"
+                continue
+            try:
+                table.resolve_destinations()
+            except Exception as e:  # noqa: BLE001 - shown on this table's assets; the definitions still load
+                out[table.spec.path] = e
+    return out
 
 
 # Dagster's default automation sensor starts stopped; this one runs, so columns (and views) follow new batches
@@ -133,3 +168,42 @@ def _insert_job(table) -> dg.JobDefinition:
         insert_op()
 
     return insert_job
+
+
+def failed_table_definitions(path: str, columns: Sequence[str], error: BaseException | str, *,
+                             base: str | None = None) -> dg.Definitions:
+    """For a table (or a view of `base`) that cannot be built: assets of the names it declares, in its group
+    and partitioned by its batches, with the error as their description; its batch job and (tables) insert job
+    under their usual names. Materializing any of them fails with the error, so a run made for the table
+    while it cannot be built fails saying why."""
+    message = redact(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+    try:
+        spec = TableSpec(parse_table_path(path))
+        base_spec = TableSpec(parse_table_path(base)) if base else spec
+    except SpecError:
+        spec = base_spec = TableSpec(("pxt_defs", "cannot_load"))
+    description = f"table {path!r} cannot be loaded: {message}"
+    warnings.warn(f"pxt_assets: {description}", stacklevel=2)
+    pdef = dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(base_spec))
+    specs = [dg.AssetSpec(asset_builder.asset_key(spec, c), group_name=spec.slug, kinds={"pxt"},
+                          description=description[0].upper() + description[1:], partitions_def=pdef,
+                          metadata={META_LOAD_ERROR: message}) for c in dict.fromkeys(list(columns) or ["table"])]
+    failing = dg.multi_asset(specs=specs, name=f"{spec.slug}__cannot_load", can_subset=True)(
+        _failing(description, message))
+    jobs: list[Any] = [dg.define_asset_job(asset_builder.batch_job_name(spec), selection=dg.AssetSelection.assets(failing),
+                                           partitions_def=pdef, description=description)]
+    if base is None:
+        @dg.op(name=f"{spec.slug}__insert", config_schema=InsertConfig.to_config_schema())
+        def insert_op(context):  # noqa: ANN001 - Dagster reads the annotation; none is allowed here
+            raise dg.Failure(description=description, metadata={META_LOAD_ERROR: message})
+
+        jobs.append(dg.GraphDefinition(name=asset_builder.insert_job_name(spec), node_defs=[insert_op])
+                    .to_job(description=description))
+    return dg.Definitions(assets=[failing], jobs=jobs)
+
+
+def _failing(description: str, message: str):
+    def fail(context):  # noqa: ANN001 - Dagster reads the annotation; none is allowed here
+        raise dg.Failure(description=description, metadata={META_LOAD_ERROR: message})
+
+    return fail

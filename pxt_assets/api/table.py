@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +56,44 @@ class InsertResult:
         return f"Inserted {self.num_rows} {noun} with {self.num_errors} errors in {self.seconds:.2f} s ({rate:.2f} rows/s)"
 
 
+#: what a column of a table declared in a module shows as its destination until its definitions are built
+PENDING = "checked when the definitions are built"
+
+#: set while tables are made that check their destinations at once wherever they are made (the catalog's,
+#: whose entry records the destinations; YAML components', which report failures themselves)
+_CHECK_AT_ONCE: contextvars.ContextVar[bool] = contextvars.ContextVar("pxt_check_at_once", default=False)
+
+#: the import system's own modules (frozen or not): a frame of theirs on the stack means a module is being imported
+_IMPORT_SYSTEM = frozenset({"importlib._bootstrap", "importlib._bootstrap_external",
+                            "_frozen_importlib", "_frozen_importlib_external"})
+
+
+@contextlib.contextmanager
+def checked_at_once() -> Iterator[None]:
+    """Tables made within the block check their destinations as each is declared, even during an import."""
+    token = _CHECK_AT_ONCE.set(True)
+    try:
+        yield
+    finally:
+        _CHECK_AT_ONCE.reset(token)
+
+
+def declared_in_a_module() -> bool:
+    """Whether a table made now is declared in a module: made while Python imports a module (`t =
+    pxt.MediaTable(...)` at the top of a module Dagster loads, or of one it imports), outside checked_at_once().
+    Such a table records its destinations and checks them when its definitions are built, with the
+    resources given to pxt.definitions; one made in a notebook cell, a script, or a function called once the
+    imports are done (a `@dg.definitions` function) checks them at once, as do catalog and YAML tables."""
+    if _CHECK_AT_ONCE.get():
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") in _IMPORT_SYSTEM:
+            return True
+        frame = frame.f_back
+    return False
+
+
 #: the kinds of table a catalog entry can be, by name (a subclass registers itself: `class MediaView(MediaTable,
 #: kind="view")`), so that this module finds a table's views without importing the module that defines them
 _KINDS: dict[str, type[MediaTable]] = {}
@@ -77,6 +119,8 @@ class MediaTable:
         self.automation = automation
         self._watch = None
         self._persistent = False  # a catalog table: every change is saved for other processes
+        self._lazy = declared_in_a_module()  # destinations checked when the definitions are built
+        self._pending: dict[str, Callable[[], destinations.Resolved]] = {}  # column -> its destination, to check
         self.spec = TableSpec(parse_table_path(path))
         if not schema:
             raise SpecError(f"table {path!r}: the schema needs at least one column")
@@ -102,9 +146,10 @@ class MediaTable:
         self._check_new(name)
         if not isinstance(col_type, ColumnType):
             raise SpecError(f"Column {name!r}: expected a type such as pxt.Image, got {col_type!r}")
-        resolved = destinations.resolve(name, computed=False, is_media=col_type.is_media, explicit=destination,
-                                        settings=self.settings)
-        self.spec.columns[name] = ColumnSpec(name, col_type, None, destination, resolved.uri, resolved.rule)
+        column = ColumnSpec(name, col_type, None, destination)
+        self._place(column, lambda: destinations.resolve(name, computed=False, is_media=col_type.is_media,
+                                                          explicit=destination, settings=self.settings))
+        self.spec.columns[name] = column
         self._defs = None
         if getattr(self, "_persistent", False):
             self._save()
@@ -114,7 +159,8 @@ class MediaTable:
         """Add a column computed from others, e.g. `rotated=t.source_image.rotate(90)`.
 
         `destination` (media columns only) wins over output_media_dest and the default
-        `$PIXELTABLE_HOME/media`; it is validated now (a missing local folder is an error naming the column).
+        `$PIXELTABLE_HOME/media`; it is validated now (a missing local folder is an error naming the column),
+        or, for a table declared in a module, when its definitions are built (see declared_in_a_module).
         """
         if len(column) != 1:
             raise SpecError("add_computed_column takes exactly one name=expression argument")
@@ -152,6 +198,7 @@ class MediaTable:
                 self.drop_column(name, instance=instance)  # its files and values go with it
             else:
                 self.spec.columns.pop(name)
+                self._pending.pop(name, None)
                 self._rowstore().drop_row_column(self.spec.slug, name)  # its SQL type may change
         self._check_new(name)
         if not isinstance(expr, Expr):
@@ -171,15 +218,35 @@ class MediaTable:
             _refuse_local_destination_when_shared(self, name, destination)
         if column.is_file_list:  # an iterator as a column: what it makes is written like computed media
             check_iterator_call(expr, self.spec.columns, f"Column {name!r}")
-        resolved = destinations.resolve(name, computed=True, is_media=column.writes_files, explicit=destination,
-                                        settings=self.settings)
-        column.destination_arg, column.destination, column.destination_source = destination, resolved.uri, resolved.rule
+        column.destination_arg = destination
+        self._place(column, lambda: destinations.resolve(name, computed=True, is_media=column.writes_files,
+                                                          explicit=destination, settings=self.settings))
         self.spec.columns[name] = column
         self._defs = None
         if self._persistent:
             self._save()
             if self.batches():
                 self._backfill(name, instance)
+
+    def _place(self, column: ColumnSpec, resolve: Callable[[], destinations.Resolved]) -> None:
+        """Set where `column`'s files go (`resolve()`: the precedence rules and the destination's check): now,
+        or, for a table declared in a module, when its definitions are built (see resolve_destinations)."""
+        if self._lazy:
+            column.destination, column.destination_source = None, PENDING
+            self._pending[column.name] = resolve
+            return
+        resolved = resolve()
+        column.destination, column.destination_source = resolved.uri, resolved.rule
+
+    def resolve_destinations(self) -> None:
+        """Resolve and check the destinations a table declared in a module recorded (nothing to do for others),
+        with the stores' clients of this moment (the resources given to pxt.definitions). Done when its
+        definitions are built, or by its first insert; raises the first that cannot be used, naming its column."""
+        for name, resolve in list(self._pending.items()):
+            resolved = resolve()
+            column = self.spec.columns[name]
+            column.destination, column.destination_source = resolved.uri, resolved.rule
+            del self._pending[name]
 
     def watch(self, prefix: str, *, minimum_interval_seconds: int = 30, max_batch_rows: int = 1000,
               max_batches_per_tick: int = 10, column: str | None = None, cron_schedule: str | None = None,
@@ -238,6 +305,7 @@ class MediaTable:
         table._watch = WatchSpec(**{**w, "suffixes": tuple(w["suffixes"]) if w.get("suffixes") else None}) if w else None
         table._defs = None
         table._persistent = True
+        table._lazy, table._pending = False, {}
         return table
 
     def _backfill(self, column: str, instance: dg.DagsterInstance | None) -> None:
@@ -282,7 +350,7 @@ class MediaTable:
         rows = "".join(
             f"<tr><td>{html.escape(c.name)}</td><td>{html.escape(repr(c.col_type))}</td>"
             f"<td>{html.escape(repr(c.expr)) if c.expr is not None else ''}</td>"
-            f"<td>{html.escape(c.destination or ('referenced in place' if c.is_media else ''))}</td></tr>"
+            f"<td>{html.escape(_shown_destination(c) if c.is_media else '')}</td></tr>"
             for c in self.spec.columns.values()
         )
         return redact(f"<b>table {html.escape(self.path)!r}</b><table><tr><th>Column</th><th>Type</th>"
@@ -312,12 +380,13 @@ class MediaTable:
         lines = [f"MediaTable {self.path!r}"]
         for c in self.spec.columns.values():
             what = f"= {c.expr!r}" if c.expr is not None else ("(iterator)" if hasattr(self, "base_spec") else "(inserted)")
-            where = f"  -> {c.destination or 'referenced in place'} [{c.destination_source}]" if c.is_media else ""
+            where = f"  -> {_shown_destination(c)} [{c.destination_source}]" if c.is_media else ""
             lines.append(f"  {c.name}: {c.col_type!r} {what}{where}")
         return redact("\n".join(lines))  # a constant in an expression may be a signed URL
 
     # -- Dagster ----------------------------------------------------------------------------------------
     def assets_definitions(self) -> list[dg.AssetsDefinition]:
+        self.resolve_destinations()  # the assets carry the table's spec, destinations included
         pdef = dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(self.spec))
         out = [asset_builder.build_source_asset(self.spec, pdef)]
         computed = asset_builder.build_computed_asset(self.spec, pdef, automation=self.automation)
@@ -330,8 +399,9 @@ class MediaTable:
         return dg.DynamicPartitionsDefinition(name=asset_builder.partitions_name(self.spec))
 
     def definitions(self) -> dg.Definitions:
-        """This table alone as Definitions (cached until the schema changes)."""
-        if self._defs is None:
+        """This table alone as Definitions (cached until the schema changes; not while a destination of a
+        table declared in a module fails its check)."""
+        if self._defs is None or self._pending:
             self._defs = jobs.definitions(self)
         return self._defs
 
@@ -361,6 +431,7 @@ class MediaTable:
             if unknown:
                 raise SpecError(f"insert into {self.path!r}: row {i} has unknown column(s) {sorted(unknown)}; "
                                 f"insertable columns: {sorted(sources)}")
+        self.resolve_destinations()  # a table declared in a module whose definitions were not built
         if instance is None:
             instance = get_instance()
         started = time.monotonic()
@@ -433,6 +504,7 @@ class MediaTable:
     def resume(self, batch: str | None = None, *, instance: dg.DagsterInstance | None = None) -> list[InsertResult]:
         """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it
         completes it, and its rows become visible once. Returns what each run did."""
+        self.resolve_destinations()
         if instance is None:
             instance = get_instance()
         todo = [batch] if batch is not None else self.pending_batches()
@@ -466,6 +538,7 @@ class MediaTable:
         locations) and its stored values. For a table declared in code, remove it from the code as well.
         Returns the number of files deleted."""
         deleted = lifecycle.drop_column(self, name, instance=instance)
+        self._pending.pop(name, None)
         self._save()
         return deleted
 
@@ -497,6 +570,12 @@ class MediaTable:
     def collect(self) -> pd.DataFrame:
         """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
         return self._query().collect()
+
+
+def _shown_destination(column: ColumnSpec) -> str:
+    if column.destination_source == PENDING:  # not resolved yet: what was declared
+        return column.destination_arg or "the configured default"
+    return column.destination or "referenced in place"
 
 
 def _refuse_local_destination_when_shared(table: MediaTable, name: str, destination: str | None) -> None:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from pxt_assets import assets as asset_builder
 from pxt_assets import rowstore
-from pxt_assets.api.table import MediaTable
+from pxt_assets.api.table import MediaTable, declared_in_a_module
 from pxt_assets.config import Settings
 from pxt_assets.instance import get_instance
 from pxt_assets.io_managers import destinations
@@ -43,6 +43,7 @@ class MediaView(MediaTable, kind="view"):
         self._watch = None
         self._persistent = False
         self._defs = None
+        self._lazy, self._pending = declared_in_a_module(), {}
         self.spec = TableSpec(parse_table_path(path))
         if self.spec.path == base.spec.path:
             raise SpecError(f"view {path!r} cannot be its own base table")
@@ -56,9 +57,10 @@ class MediaView(MediaTable, kind="view"):
                                 if k in ("elements", "metadata")})
         self.spec.columns["pos"] = ColumnSpec("pos", Int, None, None, None, "iterator position")
         for name, col_type in outputs.items():
-            resolved = _resolve_output(name, col_type, iterator, destination, self.settings)
-            self.spec.columns[name] = ColumnSpec(name, col_type, None, destination if col_type.is_media else None,
-                                                 resolved.uri, resolved.rule)
+            column = ColumnSpec(name, col_type, None, destination if col_type.is_media else None)
+            self._place(column, lambda name=name, col_type=col_type: _resolve_output(name, col_type, iterator,
+                                                                                   destination, self.settings))
+            self.spec.columns[name] = column
 
     # -- what makes it a view ------------------------------------------------------------------------------
     @property
@@ -111,6 +113,7 @@ class MediaView(MediaTable, kind="view"):
         view._watch = None
         view._defs = None
         view._persistent = True
+        view._lazy, view._pending = False, {}
         view.spec, view.base_spec, view.iterator = view_parts(doc)
         view.iterator_destination = doc["view"].get("destination")
         return view

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import random
 import threading
 import time
@@ -71,6 +72,12 @@ def _retryable(e: BaseException) -> bool:
 
 
 _CAP: contextvars.ContextVar[float | None] = contextvars.ContextVar("pxt_retry_cap", default=None)
+
+
+def load_budget_s() -> float:
+    """How long a destination check made while definitions are built retries: PXT_LOAD_RETRY_BUDGET_S
+    (default 10 s), not the whole retry budget of runs."""
+    return float(os.environ.get("PXT_LOAD_RETRY_BUDGET_S", "10"))
 
 
 @contextlib.contextmanager
