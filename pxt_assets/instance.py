@@ -26,22 +26,24 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.storage.base_storage import DagsterStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
-)
 from sqlalchemy.pool import NullPool, QueuePool
 
 from pxt_assets import fsutil
 from pxt_assets.config import load_settings
+from pxt_assets.dagster_compat import (  # Dagster's SQLite storages: no public class to extend (see there)
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    DagsterSqliteStorage,
+    DagsterStorage,
+    SqliteEventLogStorage,
+    SqliteRunStorage,
+    SqliteScheduleStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+    create_db_conn_string,
+    create_engine,
+)
 
 _DAGSTER_YAML = """\
 # Written by pxt_assets: an embedded Dagster instance (SQLite storage under this folder).
