@@ -6,7 +6,7 @@ commit with `synchronous=NORMAL` instead of `FULL`. Every Dagster event (about f
 commit, and `FULL` syncs the disk on each one; `NORMAL` is SQLite's recommended setting in WAL mode: a
 process crash loses nothing and the database cannot be corrupted, only an OS crash or power cut can lose
 the last few events. On this machine it takes about a quarter of a second off every insert
-(bench/README: `python -m bench`). A dagster.yaml that names another storage is used as it is.
+(bench/README.md: `python -m bench`). A dagster.yaml that names another storage is used as it is.
 """
 
 from __future__ import annotations
