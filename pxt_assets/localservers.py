@@ -57,7 +57,7 @@ class MotoS3:
 
 
 def postgres_bin_dir() -> pathlib.Path | None:
-    """Debian's PostgreSQL server binaries (`./dev test` installs the `postgresql` package)."""
+    """Debian's PostgreSQL server binaries (`./dev test` and `./dev scale-demo` install the `postgresql` package)."""
     found = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if found:
         return found[-1].parent
@@ -76,8 +76,8 @@ class Postgres:
 
         bin_dir = postgres_bin_dir()
         if bin_dir is None:
-            raise FileNotFoundError("PostgreSQL server binaries not found: ./dev test installs Debian's "
-                                    "postgresql package (apt-get install postgresql)")
+            raise FileNotFoundError("PostgreSQL server binaries not found: ./dev test and ./dev scale-demo install "
+                                    "Debian's postgresql package (apt-get install postgresql)")
         self.bin_dir = bin_dir
         # Not under pytest's tmp_path: its folders are private to root, and the server runs as `postgres`.
         workdir = self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="pxt-postgres-"))
