@@ -1,10 +1,11 @@
-"""Command line: `python -m pxt_assets demo | insert | show | gc`.
+"""Command line: `python -m pxt_assets demo | insert | show | resume | gc | scale-demo`.
 
     python -m pxt_assets demo                               # the seed walkthrough on the embedded default
     python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
     python -m pxt_assets show blob_storage_demo/media
     python -m pxt_assets resume blob_storage_demo/media [BATCH]   # re-run batches that failed or were killed
     python -m pxt_assets gc s3://bucket/prefix/ [--delete] [--min-age SECONDS]  # files no row refers to
+    python -m pxt_assets scale-demo [--images N]    # the demo table on PostgreSQL, Redis, moto, two Celery workers
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--delete", action="store_true", help="delete the orphaned files (default: only list them)")
     gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
                     help="leave files younger than this alone (default: 3600)")
+    scale = sub.add_parser(
+        "scale-demo", help="the demo table scaled out on 127.0.0.1 (docs/scale.md); prints one JSON line",
+        description="Start a throwaway PostgreSQL cluster, Redis, a moto S3 server, the Dagster daemon and two "
+                    "Celery workers on 127.0.0.1, each process with its own empty homes (no shared disk); put N "
+                    "generated images in the demo table's watched prefix; wait until every row is "
+                    "materialized; check every file is in the bucket; stop everything; print one JSON line. "
+                    "Needs the scale-demo extra and Debian's postgresql and redis-server.")
+    scale.add_argument("--images", type=int, default=24)
+    scale.add_argument("--batch-rows", type=int, default=None, help="rows per batch (default: images / 6)")
+    scale.add_argument("--timeout", type=float, default=600, metavar="SECONDS")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -83,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         from pxt_assets import demo
 
         demo.run()
+        return 0
+    if args.command == "scale-demo":
+        import json
+
+        from pxt_assets import scale_demo
+
+        print(json.dumps(scale_demo.main(args.images, args.batch_rows, args.timeout)))
         return 0
     if args.command == "gc":
         from pxt_assets import lifecycle, stores

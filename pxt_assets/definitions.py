@@ -22,11 +22,9 @@ LOAD_RETRY_BUDGET_S = float(os.environ.get("PXT_LOAD_RETRY_BUDGET_S", "10"))
 
 
 def _component_tree():
-    from dagster.components.core.component_tree import ComponentTree
-
     import pxt_assets.defs
 
-    return ComponentTree.from_module(defs_module=pxt_assets.defs,
+    return dg.ComponentTree.from_module(defs_module=pxt_assets.defs,
                                      project_root=pathlib.Path(pxt_assets.defs.__file__).parents[2])
 
 
@@ -124,8 +122,16 @@ def code_table(path: str) -> Any:
 
 
 class _CallableModule(types.ModuleType):
-    """Importing this module makes it the package's `definitions` attribute, hiding `pxt.definitions(...)`:
-    calling the module is calling that function."""
+    """`pxt.definitions(...)` is a function and `pxt_assets.definitions` this module: when Python first imports
+    the module, it binds it to the package's attribute `definitions` (the language reference, "Submodules"),
+    which hid the function. So the module is callable, and calling it is calling that function: both
+    `pxt.definitions(t)` and `pxt_assets.definitions.defs` keep working, whichever was imported first.
+
+    This is Python's documented way to customise a module ("Customizing module attribute access": set the
+    module's `__class__` to a subclass of types.ModuleType), not a Dagster internal. The alternatives break a
+    caller: renaming the module breaks `-m pxt_assets.definitions`; importing it early and rebinding the
+    function breaks `pxt_assets.definitions.load_tables()` and `import pxt_assets.definitions as location`.
+    `pxt_assets_tests/test_dagster_compat.py` checks both uses."""
 
     def __call__(self, *tables: Any, **kwargs: Any) -> dg.Definitions:
         from pxt_assets.api.jobs import definitions

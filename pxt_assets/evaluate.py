@@ -26,7 +26,7 @@ _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.l
 
 
 def is_missing(value: Any) -> bool:
-    """None or NaN: how a missing value comes back from a Parquet row frame."""
+    """None or a float NaN: a value that is not there (NaN counts as missing, as in pandas)."""
     return value is None or (isinstance(value, float) and value != value)
 
 

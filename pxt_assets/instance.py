@@ -6,7 +6,7 @@ commit with `synchronous=NORMAL` instead of `FULL`. Every Dagster event (about f
 commit, and `FULL` syncs the disk on each one; `NORMAL` is SQLite's recommended setting in WAL mode: a
 process crash loses nothing and the database cannot be corrupted, only an OS crash or power cut can lose
 the last few events. On this machine it takes about a quarter of a second off every insert
-(bench/README: `python -m bench`). A dagster.yaml that names another storage is used as it is.
+(bench/README.md: `python -m bench`). A dagster.yaml that names another storage is used as it is.
 """
 
 from __future__ import annotations
@@ -26,22 +26,24 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.storage.base_storage import DagsterStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
-from dagster._core.storage.sql import create_engine
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
-)
 from sqlalchemy.pool import NullPool, QueuePool
 
 from pxt_assets import fsutil
 from pxt_assets.config import load_settings
+from pxt_assets.dagster_compat import (  # Dagster's SQLite storages: no public class to extend (see there)
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    DagsterSqliteStorage,
+    DagsterStorage,
+    SqliteEventLogStorage,
+    SqliteRunStorage,
+    SqliteScheduleStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+    create_db_conn_string,
+    create_engine,
+)
 
 _DAGSTER_YAML = """\
 # Written by pxt_assets: an embedded Dagster instance (SQLite storage under this folder).

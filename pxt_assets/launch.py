@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from pxt_assets import console, fsutil
+from pxt_assets import console, dagster_compat, fsutil
 
 #: how often a waiting caller looks at the run's status
 _POLL_S = 0.5
@@ -26,21 +26,17 @@ _POLL_S = 0.5
 def is_shared(instance: dg.DagsterInstance) -> bool:
     """Whether runs on `instance` should be submitted rather than executed in process: its storage is not
     SQLite (e.g. dagster-postgres), so other processes and machines (the daemon, workers) share it."""
-    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-
     if instance.is_ephemeral:
         return False
     storage: Any = instance.run_storage
     inner = getattr(getattr(storage, "_storage", None), "run_storage", storage)  # LegacyRunStorage wraps one
-    return not isinstance(inner, SqliteRunStorage)
+    return not isinstance(inner, dagster_compat.SqliteRunStorage)
 
 
 def launches_at_once(instance: dg.DagsterInstance) -> bool:
     """Whether a run submitted to `instance` starts without a daemon (its run coordinator launches it
     immediately, as the embedded default's dagster.yaml asks), or the instance is shared (a daemon runs)."""
-    from dagster._core.run_coordinator import DefaultRunCoordinator
-
-    return is_shared(instance) or isinstance(instance.run_coordinator, DefaultRunCoordinator)
+    return is_shared(instance) or isinstance(instance.run_coordinator, dagster_compat.DefaultRunCoordinator)
 
 
 def shared_deployment(settings: Any) -> bool:
@@ -90,8 +86,6 @@ def _workspace(instance: dg.DagsterInstance, target: dict[str, Any]) -> Iterator
     import tempfile
 
     import yaml
-    from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
-    from dagster.version import __version__
 
     with tempfile.TemporaryDirectory(prefix="pxt-workspace-") as folder, contextlib.ExitStack() as stack:
         path = os.path.join(folder, "workspace.yaml")
@@ -99,8 +93,9 @@ def _workspace(instance: dg.DagsterInstance, target: dict[str, Any]) -> Iterator
         # The code server starts here; the runs it launches, and their step processes, are its children. Their
         # stderr comes through this process without Dagster's console lines (unless PXT_VERBOSE).
         with console.quiet_descendants():
-            workspace = stack.enter_context(get_workspace_from_cli_opts(
-                instance, version=__version__, workspace_opts=WorkspaceOpts(workspace=(path,)), log_level="WARNING"))
+            workspace = stack.enter_context(dagster_compat.get_workspace_from_cli_opts(
+                instance, version=dg.__version__, workspace_opts=dagster_compat.WorkspaceOpts(workspace=(path,)),
+                log_level="WARNING"))
         yield workspace
 
 
@@ -109,22 +104,17 @@ def submit_and_wait(instance: dg.DagsterInstance, job_name: str, partition_key: 
                     log: Any = None, timeout_s: float | None = None) -> Any:
     """Submit a run of `job_name` for one partition through the instance and wait until it ends; returns the
     finished DagsterRun. A run that stays queued (no daemon running) is reported after a while."""
-    from dagster._cli.job import _create_run
-    from dagster._cli.workspace.cli_target import (get_code_location_from_workspace,
-                                                   get_remote_job_from_remote_repo,
-                                                   get_remote_repository_from_code_location)
-
     with _workspace(instance, target or _origin_target()) as workspace:
-        location = get_code_location_from_workspace(workspace, None)
-        repo = get_remote_repository_from_code_location(location, None)
+        location = dagster_compat.get_code_location_from_workspace(workspace, None)
+        repo = dagster_compat.get_remote_repository_from_code_location(location, None)
         try:
-            job = get_remote_job_from_remote_repo(repo, job_name)
+            job = dagster_compat.get_remote_job_from_remote_repo(repo, job_name)
         except Exception as e:  # noqa: BLE001 - say what to do about it
             raise RuntimeError(
                 f"job {job_name!r} is not in the code location {target or _origin_target()}: on a shared Dagster "
                 "instance a batch runs where the deployment runs it, so its table must be in the code location "
                 f"(made with pxt.create_table, or declared in the code) ({e})") from None
-        run = _create_run(instance=instance, code_location=location, remote_repo=repo, remote_job=job,
+        run = dagster_compat._create_run(instance=instance, code_location=location, remote_repo=repo, remote_job=job,
                           run_config=console.run_config(),  # its events go to the event log, not stdout
                           tags={**(tags or {}), "dagster/partition": partition_key},
                           op_selection=None, run_id=None)

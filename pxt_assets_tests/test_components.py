@@ -278,8 +278,6 @@ def test_dg_check_defs_and_dg_list_defs_pass_in_the_repository(tmp_path):
 # -- the code location over a defs folder of several tables (pxt_assets.definitions.build) --------------------
 def _project(tmp_path: pathlib.Path, monkeypatch, tables: dict[str, str]) -> None:
     """A defs package of one folder per table, loaded by pxt_assets.definitions instead of pxt_assets.defs."""
-    from dagster.components.core.component_tree import ComponentTree
-
     import pxt_assets.definitions as location
 
     name = f"yamlproj_{tmp_path.name[-12:].replace('-', '_')}"
@@ -293,7 +291,7 @@ def _project(tmp_path: pathlib.Path, monkeypatch, tables: dict[str, str]) -> Non
     monkeypatch.syspath_prepend(str(tmp_path / "src"))
     module = __import__(f"{name}.defs", fromlist=["defs"])
     monkeypatch.setattr(location, "_component_tree",
-                        lambda: ComponentTree.from_module(defs_module=module, project_root=tmp_path))
+                        lambda: dg.ComponentTree.from_module(defs_module=module, project_root=tmp_path))
 
 
 def _table_yaml(path: str, columns: str = "", extra: str = "") -> str:

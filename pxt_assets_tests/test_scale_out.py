@@ -1,4 +1,4 @@
-"""Scale-out on every CI run: `./dev scale-demo` at a small size. PostgreSQL (Dagster's storage and the rows),
+"""Scale-out on every CI run: `./dev scale-demo` (pxt_assets/scale_demo.py) at a small size. PostgreSQL (Dagster's storage and the rows),
 Redis, moto, the Dagster daemon and two Celery workers, each with its own empty homes (no shared disk)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ pytest.importorskip("dagster_celery", reason="the [distributed] extra (dagster-c
 
 
 def test_two_celery_workers_with_no_shared_disk_process_the_watched_bucket(tmp_path):
-    from pxt_assets_tests import emulators, scale_demo
+    from pxt_assets import localservers, scale_demo
 
-    if shutil.which("redis-server") is None or emulators.postgres_bin_dir() is None:
+    if shutil.which("redis-server") is None or localservers.postgres_bin_dir() is None:
         pytest.skip("redis-server or PostgreSQL is not installed (./dev test installs both from Debian)")
     root = tmp_path / "demo"
     root.mkdir()
@@ -27,3 +27,18 @@ def test_two_celery_workers_with_no_shared_disk_process_the_watched_bucket(tmp_p
     assert sum(result["steps_by_worker"].values()) >= 10
     assert result["max_concurrent_batches"] >= 2, result  # batches overlapped
     assert result["shared_disk"] is False
+
+
+def test_the_package_never_imports_the_tests():
+    """The scale demo and its servers are in the package: an installed pxt_assets has no pxt_assets_tests."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(__file__).resolve().parents[1] / "pxt_assets"
+    bad = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name} line {node.lineno}: {n}" for n in names if n.split(".")[0] == "pxt_assets_tests"]
+    assert not bad, bad

@@ -358,7 +358,7 @@ class MediaTable:
 
     def _check_new(self, name: str) -> None:
         check_column_name(name)
-        from dagster._core.definitions.utils import DISALLOWED_NAMES
+        from pxt_assets.dagster_compat import DISALLOWED_NAMES
 
         if name in DISALLOWED_NAMES:  # each column is a Dagster asset output, named after the column
             raise SpecError(f"invalid column name {name!r}: Dagster reserves it (choose another name)")

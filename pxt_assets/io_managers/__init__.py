@@ -104,12 +104,10 @@ class TableIOManager(dg.ConfigurableIOManager):
     @scrubbing  # an error Dagster stores carries no credential
     def handle_output(self, context: dg.OutputContext, obj: Records) -> None:
         table, column = _table_and_column(context.definition_metadata)
-        store = self.rowstore()
-        rt = self.row_table(table)
-        for batch in context.asset_partition_keys:
-            records = obj if len(context.asset_partition_keys) == 1 else [r for r in obj if r["row_id"].startswith(batch + "-")]
-            replaced = store.stage_column(rt, batch, column.name, records, run_id=context.run_id)
-            delete_replaced(context.log, column.name, replaced)
+        # one batch: the assets' steps run one partition each (they read `context.partition_key`)
+        replaced = self.rowstore().stage_column(self.row_table(table), context.partition_key, column.name, obj,
+                                                run_id=context.run_id)
+        delete_replaced(context.log, column.name, replaced)
         context.add_output_metadata(redact_metadata({
             "dagster/row_count": len(obj),
             "rows": len(obj),
@@ -131,21 +129,11 @@ class TableIOManager(dg.ConfigurableIOManager):
     def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
         return {}
 
-    @scrubbing
     def load_input(self, context: dg.InputContext) -> Records:
-        table, column = _table_and_column(context.upstream_output.definition_metadata)
-        return self.load_column(table, column.name, context.asset_partition_keys)
-
-    def load_column(self, table: TableSpec, column: str, batches: list[str]) -> Records:
-        out: Records = []
-        for batch in batches:
-            got = self.read_columns(table, batch, [column]).get(column)
-            if got is None:
-                raise FileNotFoundError(
-                    f"column {table.display_path}.{column} has not been materialized for batch {batch!r}"
-                )
-            out.extend(got.values())
-        return out
+        # Dagster's IOManager requires it, but no asset declares an input: a step reads its batch's rows from
+        # the row store (manifest, read_columns).
+        raise NotImplementedError("pxt_assets' column assets are not loaded as Dagster inputs: read the table's "
+                                  "rows with its select()")
 
 
 class MediaIOManager(TableIOManager):

@@ -1,7 +1,8 @@
 """Column writers: how a computed (or copied) file gets its name and reaches its destination.
 
 A writer is handed to the computing step by the media IO manager, so the destination rules stay in the IO
-layer while a fused step writes several columns' files in one pass (see DESIGN.md, "Memory stays bounded").
+layer while a fused step writes several columns' files in one pass, its rows streaming through (no step holds
+a batch of decoded images).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`./dev scale-demo [--images N]`: the demo table scaled out on 127.0.0.1, with no shared disk.
+"""`python -m pxt_assets scale-demo [--images N]` (`./dev scale-demo`): the demo table scaled out on
+127.0.0.1, with no shared disk (docs/scale.md).
 
 Starts a throwaway PostgreSQL cluster (Dagster's storage and the row store), Redis (Celery's broker), a moto
 S3 server (the shared bucket), the Dagster daemon, and two Celery workers, each process with its own empty
@@ -7,11 +8,13 @@ makes batches of a few rows, the daemon launches their runs, and the workers run
 row is materialized, checks every row's files exist in the bucket, stops everything it started, and prints
 one JSON object as its last line: {"rows", "errors", "batches", "steps_by_worker", "max_concurrent_steps",
 "shared_disk": false, "seconds"}.
+
+Needs the `scale-demo` extra (`[distributed]` and moto's server), and PostgreSQL's and Redis' server binaries
+(Debian's `postgresql` and `redis-server`; `./dev scale-demo` installs them).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -23,7 +26,8 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+#: where the pxt_assets package is imported from (a checkout or site-packages): the processes import it too
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
 TABLE_SLUG = "blob_storage_demo__media"
 COLUMNS = ("source_image", "flipped", "rotated", "thumbnail", "width", "height", "serving_url")
@@ -48,7 +52,7 @@ class Services:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = (self.root / f"{name}.log").open("w")
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(args, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append((name, proc))
         return proc
@@ -83,18 +87,10 @@ class Services:
             stop()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> dict:
     import logging
 
-    from pxt_assets_tests.emulators import MotoS3, Postgres
+    from pxt_assets.localservers import MotoS3, Postgres, free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
@@ -105,7 +101,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         services.stoppers.append(pg.stop)
         dagster_db = pg.create_database("dagster").replace("+psycopg:", "+psycopg2:")
         rows_db = pg.create_database("rows")
-        redis_port = _free_port()
+        redis_port = free_port()
         redis = shutil.which("redis-server") or "/usr/bin/redis-server"
         services.spawn("redis", [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                  "--appendonly", "no"], dict(os.environ))
@@ -128,7 +124,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
             "PXT_CELERY_BROKER": broker, "PXT_CELERY_BACKEND": backend,
             "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # dagster-celery runs `celery`
         })
 
@@ -149,7 +145,10 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
                                   "--concurrency", "2"], process_env(name))
         daemon_env = process_env("daemon")
         daemon_env.pop("PXT_WORKER_NAME")
-        services.spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], daemon_env)
+        (root / "workspace.yaml").write_text(json.dumps({"load_from": [{"python_module": {  # as the repo's
+            "module_name": "pxt_assets.definitions", "location_name": "pxt_assets"}}]}))
+        services.spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml")],
+                       daemon_env)
 
         for i in range(images):
             s3.put_object(Bucket=bucket, Key=f"incoming/img_{i:04d}.jpg", Body=_image(i), ContentType="image/jpeg")
@@ -226,20 +225,11 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="./dev scale-demo")
-    parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--batch-rows", type=int, default=None, help="rows per batch (default: images / 6)")
-    parser.add_argument("--timeout", type=float, default=600)
-    args = parser.parse_args(argv)
+def main(images: int = 24, batch_rows: int | None = None, timeout_s: float = 600) -> dict:
+    """Run the demo in a temporary folder (removed after); returns the result `run` returns."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="pxt-scale-demo-"))
     os.chmod(root, 0o755)
     try:
-        result = run(args.images, args.batch_rows or max(1, args.images // 6), args.timeout, root)
+        return run(images, batch_rows or max(1, images // 6), timeout_s, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
