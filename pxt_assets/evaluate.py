@@ -16,9 +16,28 @@ import PIL.Image
 from pxt_assets.errors import ErrorCode
 from pxt_assets.functions import registry
 from pxt_assets.limits import DECODE_BUDGET, Reservation, ResourceLimitError, check_pixels, decoded_bytes
-from pxt_assets.media import FRAME_REF_RE, ImageDecodeError, Json, MediaReader, PinnedPath, decode_image, release_pins
+from pxt_assets.media import (
+    FRAME_REF_RE,
+    ImageDecodeError,
+    Json,
+    MediaReader,
+    PinnedPath,
+    decode_image,
+    release_pins,
+)
 from pxt_assets.redaction import redact
-from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
+from pxt_assets.spec import (
+    BoolOp,
+    Call,
+    ColumnRef,
+    Compare,
+    Expr,
+    InlineJson,
+    JsonPath,
+    Literal,
+    Prop,
+    TableSpec,
+)
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
         ">=": operator.ge}

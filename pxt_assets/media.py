@@ -10,10 +10,10 @@ import contextlib
 import io
 import pathlib
 import re
-from typing import Any
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pxt_assets import stores
 from pxt_assets.cache import FileCache, Pin

@@ -35,7 +35,6 @@ from pxt_assets.redaction import scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec, iterator_kwargs, iterator_of
 from pxt_assets.stores import StoreError
 
-
 #: row errors whose message gets the computed column's name in front (the others name it already, or are
 #: about the column they read: `img: cannot decode ...`)
 _NAMES_ITS_COLUMN = frozenset({"udf_error", "resource_limit", "decode_error"})

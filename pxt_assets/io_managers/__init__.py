@@ -15,7 +15,6 @@ import io
 from typing import Any
 
 import dagster as dg
-import PIL.Image
 
 from pxt_assets import rowstore, stores
 from pxt_assets.cache import FileCache
