@@ -6,7 +6,7 @@ its child's, under `pdf_memory_limit_g`), with a fresh $PIXELTABLE_HOME, and ins
 - `png_bombs`: 8 RGB PNGs of 12,000 x 12,000 black pixels (~420 KB each) and 2 good images, a table with
   `rotated = img.rotate(90)` and `width = img.width`;
 - `large_images`: 8 RGB PNGs of 7,000 x 7,000 (under the pixel limit, 147 MB each decoded), the same
-  columns, with `decode_budget_g` 1 (the default) and 64 (no bound in practice);
+  columns, with `decode_budget_g` 0.3, 1 (the default) and 64 (no bound in practice);
 - `pdf_bomb`: a PDF whose page's content stream inflates to 1 GB (~1 MB on disk), a 200-inch page and a
   good PDF, in a `document_splitter(..., 'page', elements=['text', 'image'])` view.
 
@@ -53,6 +53,7 @@ def _run(scenario: str, work: pathlib.Path) -> dict:
 
     import pxt_assets as pxt
     from pxt_assets.functions.document import document_splitter
+    from pxt_assets.limits import DECODE_BUDGET
     from pxt_assets_tests.mediagen import make_huge_page_pdf, make_pdf_bomb, make_text_pdf
 
     inputs = work / "inputs"
@@ -74,9 +75,11 @@ def _run(scenario: str, work: pathlib.Path) -> dict:
         t.add_computed_column(rotated=t.img.rotate(90), destination=str(work / "out"))
         t.add_computed_column(width=t.img.width)
         result = t.insert([{"img": str(f)} for f in files])
+        after_insert = round(peak_rss_mb())
         types = t.select(t.img.errortype, t.rotated.errortype).collect()
         errortypes = sorted({str(v) for v in types.to_numpy().ravel() if v is not None})
-        out = {"rows": result.num_rows, "errors": result.num_errors, "pending": t.pending_batches()}
+        out = {"rows": result.num_rows, "errors": result.num_errors, "pending": t.pending_batches(),
+               "peak_rss_mb_after_insert": after_insert, "decoded_peak_mb": round(DECODE_BUDGET.peak / 2**20)}
     else:
         files = [make_pdf_bomb(inputs / "bomb.pdf", inflated_mb=1024), make_huge_page_pdf(inputs / "huge.pdf"),
                  make_text_pdf(inputs / "good.pdf", ["One page."])]
@@ -109,7 +112,7 @@ def main(argv: list[str]) -> None:
                 result["decode_budget_g"] = args.decode_budget_g
             print(json.dumps(result))
         return
-    runs = [("png_bombs", None), ("large_images", 1.0), ("large_images", 64.0), ("pdf_bomb", None)]
+    runs = [("png_bombs", None), ("large_images", 0.3), ("large_images", 1.0), ("large_images", 64.0), ("pdf_bomb", None)]
     for scenario, budget in runs:
         cmd = [sys.executable, "-m", "bench", "badfiles", "--scenario", scenario]
         if budget is not None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pxt_assets.config import current_settings
 from pxt_assets.errors import ErrorCode
+from pxt_assets.memory import give_back_large_free
 from pxt_assets.redaction import redact
 
 
@@ -110,6 +111,7 @@ class DecodeBudget:
             else:
                 self._held_by.pop(reservation.thread, None)
             self._cond.notify_all()
+        give_back_large_free(reservation.nbytes)  # the image's pages go back to the kernel, not to an arena
 
 
 #: the process's budget of decoded image bytes (the decode_budget_g setting)
