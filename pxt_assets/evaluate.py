@@ -334,11 +334,16 @@ class _FrameCursor:
         self.path = reader.localpath(video_uri, must_exist=True)
         try:
             self.container = av.open(str(self.path))
+        except BaseException:
+            release_pins([self.path])
+            raise
+        try:
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = "AUTO"
             check_pixels(self.stream.codec_context.width, self.stream.codec_context.height,
-                         f"a frame of video {video_uri}")
+                         f"a frame of video {video_uri}")  # before a frame is decoded
         except BaseException:
+            self.container.close()
             release_pins([self.path])
             raise
         self.video_uri = video_uri
