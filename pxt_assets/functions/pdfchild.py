@@ -75,9 +75,10 @@ class _Child:
             with contextlib.suppress(OSError):
                 f.close()
 
-    def _read_exactly(self, n: int, deadline: float | None, what: str) -> bytes:
+    def _read_exactly(self, n: int, deadline: float | None, what: str) -> bytearray:
         fd = self.proc.stdout.fileno()
-        chunks, got = [], 0
+        out = bytearray(n)  # read in place: a page image is hundreds of MB, never copied
+        view, got = memoryview(out), 0
         while got < n:
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
@@ -87,12 +88,11 @@ class _Child:
             ready, _, _ = select.select([fd], [], [], wait)
             if not ready:
                 continue
-            chunk = os.read(fd, min(n - got, 1 << 20))
-            if not chunk:
+            read = os.readv(fd, [view[got:]])
+            if not read:
                 self._died(what)
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            got += read
+        return out
 
     def _died(self, what: str) -> None:
         self.kill()
@@ -103,13 +103,13 @@ class _Child:
             f"reading PDF {what} crashed its reader process ({how}): the file needs more than its memory limit of "
             f"{self.memory_limit / 2**30:g} GiB (the pdf_memory_limit_g setting), or is malformed")
 
-    def _read(self, deadline: float | None, what: str) -> tuple[dict[str, Any], bytes]:
+    def _read(self, deadline: float | None, what: str) -> tuple[dict[str, Any], bytearray]:
         head_len, payload_len = pdfworker._HEADER.unpack(
             self._read_exactly(pdfworker._HEADER.size, deadline, what))
         message = json.loads(self._read_exactly(head_len, deadline, what))
-        return message, self._read_exactly(payload_len, deadline, what) if payload_len else b""
+        return message, self._read_exactly(payload_len, deadline, what) if payload_len else bytearray()
 
-    def request(self, message: dict[str, Any], what: str) -> tuple[dict[str, Any], bytes]:
+    def request(self, message: dict[str, Any], what: str) -> tuple[dict[str, Any], bytearray]:
         """The child's answer to `message` (`what`: the file, and the page, for errors)."""
         if self.dead:
             raise ResourceLimitError(f"PDF {what}: its reader was stopped by an earlier request on this file")
@@ -219,7 +219,9 @@ class PdfFile:
         reply, data = self._child.request(
             {"op": "render", "path": self.path, "page": index, "dpi": dpi, "max_pixels": max_image_pixels()},
             f"{self.path} page {index + 1}")
-        return PIL.Image.frombytes(reply["mode"], tuple(reply["size"]), data), reply["dpi"]
+        # frombuffer: the image's pixels are the bytes read, not a copy of them
+        image = PIL.Image.frombuffer(reply["mode"], tuple(reply["size"]), data, "raw", reply["mode"], 0, 1)
+        return image, reply["dpi"]
 
 
 @contextlib.contextmanager
