@@ -85,6 +85,11 @@ def main() -> None:
 
         video.main(sys.argv[2:])
         return
+    if sys.argv[1:2] == ["badfiles"]:  # python -m bench badfiles [--scenario S]
+        from bench import badfiles
+
+        badfiles.main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["watch"]:  # python -m bench watch [--objects N] [--new K]
         from bench import watch
 

@@ -15,6 +15,10 @@ Layout of the config file (``$PIXELTABLE_CONFIG``, else ``$PIXELTABLE_HOME/confi
     tigris_profile = "tigris"
     db_url = "postgresql+psycopg://user@host:5432/db"   # default: SQLite at $PIXELTABLE_HOME/pxt.db
     api_key = "..."            # Pixeltable Cloud (the home bucket); PIXELTABLE_API_KEY; never printed
+    max_image_pixels = 89478485  # the largest image or video frame (width x height) decoded or accepted
+    decode_budget_g = 1        # decoded images a process holds at once while computing rows, GiB
+    pdf_memory_limit_g = 2     # the PDF reader's child process: address-space limit, GiB
+    pdf_timeout_s = 60         # ... and the longest one request to it (open, a page's text or image) may take
 
     [azure]
     storage_account_name = "acct"
@@ -47,6 +51,13 @@ __all__ = ['ConfigError', 'Settings', 'load_settings']
 DEFAULT_FILE_CACHE_SIZE_G = 20.0
 # Long enough to ride out a 30 s outage of a store or web source with room for the backoff's last wait.
 DEFAULT_RETRY_BUDGET_S = 60.0
+# Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS: 1 GiB of 24-bit pixels / 3).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# Decoded images in flight across a step's row threads: 16 threads of 16-megapixel RGB images fit.
+DEFAULT_DECODE_BUDGET_G = 1.0
+# A PDF reader process needs ~40 MB; a page rendered at the pixel limit ~360 MB more: room for both twice.
+DEFAULT_PDF_MEMORY_LIMIT_G = 2.0
+DEFAULT_PDF_TIMEOUT_S = 60.0
 
 # Keys of [pixeltable] that Pixeltable itself uses but this package does not: they are legitimate in a
 # shared config.toml, so warning about them would be noise.
@@ -92,6 +103,13 @@ class Settings:
     # control plane's URL (None: Pixeltable's own).
     api_key: str | None = field(default=None, repr=False)
     api_url: str | None = None
+    # Untrusted media (docs/reliability.md#bad-files): images and video frames larger than max_image_pixels
+    # are row errors before they are decoded; decoded images in flight share one budget per process;
+    # PDFs are read in a child process with an address-space limit and a per-request time limit (0: none).
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    decode_budget_g: float = DEFAULT_DECODE_BUDGET_G
+    pdf_memory_limit_g: float = DEFAULT_PDF_MEMORY_LIMIT_G
+    pdf_timeout_s: float = DEFAULT_PDF_TIMEOUT_S
     azure_storage_account_name: str | None = None
     # repr=False: Settings get logged and shown in tracebacks; the account key is a secret.
     azure_storage_account_key: str | None = field(default=None, repr=False)
@@ -121,6 +139,16 @@ class Settings:
     def file_cache_bytes(self) -> int:
         """The file cache limit in bytes (``file_cache_size_g`` is in GiB)."""
         return int(self.file_cache_size_g * 2**30)
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        """The budget of decoded image bytes in flight, in bytes (``decode_budget_g`` is in GiB)."""
+        return int(self.decode_budget_g * 2**30)
+
+    @property
+    def pdf_memory_limit_bytes(self) -> int:
+        """The PDF reader process's address-space limit in bytes (``pdf_memory_limit_g`` is in GiB)."""
+        return int(self.pdf_memory_limit_g * 2**30)
 
 
 @dataclass(frozen=True)
@@ -187,6 +215,15 @@ def _parse_seconds(raw: Any, key: str, source: str) -> float:
     return value
 
 
+def _parse_pixels(raw: Any, key: str, source: str) -> int:
+    value = _as_number(raw)
+    if value is None or value < 1 or value != int(value):
+        raise ConfigError(
+            f'{key} must be a whole number of pixels (1 or more), got {raw!r} (from {source})', key=key, source=source
+        )
+    return int(value)
+
+
 def _parse_db_url(raw: Any, key: str, source: str) -> str | None:
     if not isinstance(raw, str):  # not shown: a database URL may hold a password
         raise ConfigError(f'{key} must be a string (a database URL), got a {type(raw).__name__} (from {source})',
@@ -218,6 +255,10 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('output_media_dest'),
     _pixeltable_key('file_cache_size_g', _parse_size_g),
     _pixeltable_key('retry_budget_s', _parse_seconds),
+    _pixeltable_key('max_image_pixels', _parse_pixels),
+    _pixeltable_key('decode_budget_g', _parse_size_g),
+    _pixeltable_key('pdf_memory_limit_g', _parse_size_g),
+    _pixeltable_key('pdf_timeout_s', _parse_seconds),
     _pixeltable_key('s3_profile'),
     _pixeltable_key('r2_profile'),
     _pixeltable_key('b2_profile'),

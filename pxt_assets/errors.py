@@ -33,6 +33,9 @@ class ErrorCode(enum.StrEnum):
 
     # -- row values -------------------------------------------------------------------------------------
     DECODE_ERROR = "decode_error"  # the file is not a valid image / video / audio / document
+    # the file would need more than a limit allows to decode (pixels, the PDF reader's memory or time), or it
+    # crashed its reader: failing again is certain under the same limits
+    RESOURCE_LIMIT = "resource_limit"
     READ_ERROR = "read_error"
     TYPE_ERROR = "type_error"  # a value of the wrong type for its column
     INVALID_VALUE = "invalid_value"  # a value its column cannot hold in the database (range, NUL, NaN, nesting)

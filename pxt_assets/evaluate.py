@@ -7,7 +7,6 @@ the row), and released when the row is done, so a step never holds a batch of de
 from __future__ import annotations
 
 import collections
-import io
 import operator
 import threading
 from typing import Any
@@ -16,10 +15,29 @@ import PIL.Image
 
 from pxt_assets.errors import ErrorCode
 from pxt_assets.functions import registry
-from pxt_assets.media import FRAME_REF_RE, Json, MediaReader, PinnedPath, release_pins
-from pxt_assets.media import decoded as media_decoded
+from pxt_assets.limits import DECODE_BUDGET, Reservation, ResourceLimitError, check_pixels, decoded_bytes
+from pxt_assets.media import (
+    FRAME_REF_RE,
+    ImageDecodeError,
+    Json,
+    MediaReader,
+    PinnedPath,
+    decode_image,
+    release_pins,
+)
 from pxt_assets.redaction import redact
-from pxt_assets.spec import BoolOp, Call, ColumnRef, Compare, Expr, InlineJson, JsonPath, Literal, Prop, TableSpec
+from pxt_assets.spec import (
+    BoolOp,
+    Call,
+    ColumnRef,
+    Compare,
+    Expr,
+    InlineJson,
+    JsonPath,
+    Literal,
+    Prop,
+    TableSpec,
+)
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
         ">=": operator.ge}
@@ -46,6 +64,8 @@ def error_code(exc: BaseException) -> ErrorCode:
         return ErrorCode.of(kind)
     if isinstance(exc, PIL.UnidentifiedImageError):
         return ErrorCode.DECODE_ERROR
+    if isinstance(exc, MemoryError):
+        return ErrorCode.RESOURCE_LIMIT
     if isinstance(exc, FileNotFoundError):
         return ErrorCode.NOT_FOUND
     if isinstance(exc, PermissionError):
@@ -77,6 +97,7 @@ class Row:
         self.errortypes: dict[str, str] = dict(errortypes or {})
         self.objects: dict[str, Any] = {}  # column -> in-memory value (decoded or just computed image)
         self.made: dict[int, Any] = {}  # id(call) -> result (or exception) of a batched or async UDF call
+        self.reservations: dict[str, Reservation] = {}  # column -> its decoded image's bytes in the budget
 
     def set_result(self, column: str, obj: Any, stored: Any) -> None:
         self.objects[column] = obj
@@ -88,30 +109,40 @@ class Row:
         malloc heap until glibc gives the pages back to the kernel, only to fault them in again for the
         next row (up to 1,800 page faults and 6 ms of kernel time per row of the seed pipeline)."""
         self.objects.pop(column, None)
+        reservation = self.reservations.pop(column, None)
+        if reservation is not None:
+            reservation.release()
 
     def set_error(self, column: str, exc: BaseException) -> None:
         self.errors[column] = redact(str(exc))  # stored and shown: never a credential
         self.errortypes[column] = error_kind(exc)
 
     def media(self, column: str) -> PIL.Image.Image:
-        """The decoded image of a media column (decoded on first use, then shared)."""
+        """The decoded image of a media column (decoded on first use, then shared). Its size is checked
+        against the pixel limit before it is decoded, and its bytes are held in the process's decode budget
+        until the row releases it (see pxt_assets.limits)."""
         if column in self.objects:
             return self.objects[column]
         uri = self.stored.get(column)
         if uri is None:
             raise RowError(f"{column} has no value", "missing_value")
         reference = frame_reference_of(uri)
-        if reference is not None:  # a frame not written: decoded again from its video
-            decoded = decode_frame(self.reader, *reference)
-            self.objects[column] = decoded
-            return decoded
-        data = self.reader.read_bytes(uri)  # one read (or one download), decoded from memory
         try:
-            with PIL.Image.open(io.BytesIO(data)) as img:
-                decoded = media_decoded(img)  # first frame, EXIF orientation applied
-        except (PIL.UnidentifiedImageError, OSError) as e:
-            raise RowError(f"cannot decode {uri}: {e}", "decode_error") from None
+            if reference is not None:  # a frame not written: decoded again from its video
+                width, height = frame_size(self.reader, reference[0])
+                reservation = DECODE_BUDGET.reserve(decoded_bytes(width, height, 3))
+                try:
+                    decoded = reservation.hold_until_collected(decode_frame(self.reader, *reference))
+                except BaseException:
+                    reservation.release()
+                    raise
+            else:
+                data = self.reader.read_bytes(uri)  # one read (or one download), decoded from memory
+                decoded, reservation = decode_image(data, f"image {uri}")
+        except (ResourceLimitError, ImageDecodeError) as e:
+            raise RowError(f"{column}: {e}", error_code(e)) from None
         self.objects[column] = decoded
+        self.reservations[column] = reservation
         return decoded
 
     def evaluate(self, expr: Expr) -> Any:
@@ -119,7 +150,9 @@ class Row:
             return expr.value
         if isinstance(expr, ColumnRef):
             if expr.name in self.errors:
-                raise RowError(f"{expr.name}: {self.errors[expr.name]}", "upstream_error")
+                message = self.errors[expr.name]  # named once: an error that names its column already
+                raise RowError(message if message.startswith(f"{expr.name}: ") else f"{expr.name}: {message}",
+                               "upstream_error")
             col = self.table.columns[expr.name]
             if col.is_media and col.col_type.name == "Image":
                 return self.media(expr.name)
@@ -301,9 +334,16 @@ class _FrameCursor:
         self.path = reader.localpath(video_uri, must_exist=True)
         try:
             self.container = av.open(str(self.path))
+        except BaseException:
+            release_pins([self.path])
+            raise
+        try:
             self.stream = self.container.streams.video[0]
             self.stream.thread_type = "AUTO"
+            check_pixels(self.stream.codec_context.width, self.stream.codec_context.height,
+                         f"a frame of video {video_uri}")  # before a frame is decoded
         except BaseException:
+            self.container.close()
             release_pins([self.path])
             raise
         self.video_uri = video_uri
@@ -368,6 +408,7 @@ class _FrameCursor:
                 frame = self.ring.get(pts, frame)
             if frame is None:
                 raise RowError(f"no frame at pts {pts} in {self.video_uri}", "not_found")
+            check_pixels(frame.width, frame.height, f"the frame at pts {pts} of video {self.video_uri}")
             return PIL.Image.fromarray(frame.to_ndarray(format="rgb24"))
 
     def close(self) -> None:
@@ -422,6 +463,13 @@ def want_frames(reader: MediaReader, uris: Any) -> None:
             continue
         with cursor.lock:
             cursor.wanted |= pts
+
+
+def frame_size(reader: MediaReader, video_uri: str) -> tuple[int, int]:
+    """(width, height) of the frames of `video_uri` as its stream declares them (nothing decoded); the video's
+    cursor is opened, which refuses frames over the pixel limit."""
+    ctx = _cursor(reader, video_uri).stream.codec_context
+    return ctx.width, ctx.height
 
 
 def decode_frame(reader: MediaReader, video_uri: str, time_s: float, pts: int | None) -> PIL.Image.Image:

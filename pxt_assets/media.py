@@ -7,15 +7,24 @@ read in place; remote ones (http, and cloud stores) through the shared file cach
 from __future__ import annotations
 
 import contextlib
+import io
 import pathlib
 import re
-from typing import Any
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pxt_assets import stores
 from pxt_assets.cache import FileCache, Pin
+from pxt_assets.limits import (
+    DECODE_BUDGET,
+    Reservation,
+    ResourceLimitError,
+    check_pixels,
+    decoded_bytes,
+    max_image_pixels,
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,71 @@ def decoded(img: Any) -> Any:
     if img.getexif().get(0x0112, 1) not in (1, None):  # Orientation
         return PIL.ImageOps.exif_transpose(img)
     return img
+
+
+class ImageDecodeError(Exception):
+    """A file that is not a readable image; `kind` is decode_error. The message names the file; `why` is
+    the decoder's reason alone."""
+
+    kind = "decode_error"
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"cannot decode {what}: {why}")
+        self.why = why
+
+
+def decoder_failure(exc: BaseException) -> str:
+    """What a decoder's exception means, in words (Pillow's IndexError on a PNG without IDAT says only
+    'list index out of range')."""
+    if isinstance(exc, (IndexError, KeyError)):
+        return "it has no image data (truncated, or a PNG without an IDAT chunk)"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_image_header(source: Any, what: str) -> Any:
+    """`source` (a path or a binary file) opened lazily, nothing decoded: its size checked against the pixel
+    limit (ResourceLimitError), and any failure to read the header an ImageDecodeError naming `what`."""
+    import PIL.Image
+
+    limit = max_image_pixels()
+    if PIL.Image.MAX_IMAGE_PIXELS is not None and limit > PIL.Image.MAX_IMAGE_PIXELS:
+        PIL.Image.MAX_IMAGE_PIXELS = limit  # max_image_pixels decides: Pillow's own bomb check must not refuse first
+    try:
+        img = PIL.Image.open(source)
+    except PIL.Image.DecompressionBombError as e:
+        raise ResourceLimitError(f"{what} is too large to decode: {e} (the max_image_pixels setting)") from None
+    except Exception as e:  # noqa: BLE001 - whatever the decoder says, the row's error names the file
+        raise ImageDecodeError(what, decoder_failure(e)) from None
+    try:
+        check_pixels(img.width, img.height, what)
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
+def decode_image(data: bytes, what: str) -> tuple[Any, Reservation]:
+    """The image in `data` decoded as `decoded` gives it, and its bytes' reservation in the process's decode
+    budget (release it when the image is no longer held; it is also released when the image is collected).
+    The header is checked against the pixel limit before anything is decoded (ResourceLimitError); a file
+    that does not decode is an ImageDecodeError; both name `what`."""
+    img = open_image_header(io.BytesIO(data), what)
+    reservation = DECODE_BUDGET.reserve(decoded_bytes(img.width, img.height, len(img.getbands())))
+    try:
+        with img:
+            out = decoded(img)  # first frame, EXIF orientation applied
+    except MemoryError:
+        reservation.release()
+        raise ResourceLimitError(f"{what}: out of memory decoding it") from None
+    except Exception as e:  # noqa: BLE001 - as above
+        reservation.release()
+        raise ImageDecodeError(what, decoder_failure(e)) from None
+    except BaseException:
+        reservation.release()
+        raise
+    reservation.hold_until_collected(out)
+    return out, reservation
 
 
 #: a frame that is not written: `<video url>#t=<seconds>&pts=<pts>[&v=<video version>]` (assets.frame_reference)

@@ -115,3 +115,70 @@ def make_text_pdf(path: pathlib.Path, pages: list[str], title: str | None = None
     out += b"trailer\n" + trailer + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref
     path.write_bytes(bytes(out))
     return path
+
+
+# -- bad files: small on disk, huge (or broken) when decoded ---------------------------------------------------
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def make_png_bomb(path: pathlib.Path, width: int = 12000, height: int = 12000) -> pathlib.Path:
+    """A bilevel PNG of `width` x `height` black pixels: zlib-compressed zero rows, ~17 KB for 144 megapixels."""
+    import struct
+    import zlib
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + the row's bits
+    comp = zlib.compressobj(9)
+    data = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data)
+                     + _png_chunk(b"IEND", b""))
+    return path
+
+
+def make_png_without_idat(path: pathlib.Path, width: int = 10, height: int = 10) -> pathlib.Path:
+    """A PNG with a header and no image data (Pillow: `list index out of range`)."""
+    import struct
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IEND", b""))
+    return path
+
+
+def make_raw_pdf(path: pathlib.Path, content: list[bytes], media_box: tuple[int, int, int, int] = (0, 0, 612, 792),
+                 ) -> pathlib.Path:
+    """A one-page PDF whose content stream is the concatenation of `content`, FlateDecode-compressed (a stream
+    of a repeated chunk inflates to far more than the file's size)."""
+    import zlib
+
+    comp = zlib.compressobj(9)
+    data = b"".join(comp.compress(c) for c in content) + comp.flush()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [%d %d %d %d] /Contents 4 0 R >>" % media_box,
+               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def make_pdf_bomb(path: pathlib.Path, inflated_mb: int = 400) -> pathlib.Path:
+    """A PDF of a few hundred KB whose page's content stream inflates to `inflated_mb` MB (blanks)."""
+    return make_raw_pdf(path, [b" " * (1 << 20)] * inflated_mb)
+
+
+def make_huge_page_pdf(path: pathlib.Path, inches: int = 200) -> pathlib.Path:
+    """A PDF of a few hundred bytes with one `inches` x `inches` page (at 300 dpi: 60,000 x 60,000 pixels)."""
+    return make_raw_pdf(path, [b"0 0 m 72 72 l S\n"], (0, 0, 72 * inches, 72 * inches))

@@ -35,6 +35,10 @@ from pxt_assets.redaction import scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec, iterator_kwargs, iterator_of
 from pxt_assets.stores import StoreError
 
+#: row errors whose message gets the computed column's name in front (the others name it already, or are
+#: about the column they read: `img: cannot decode ...`)
+_NAMES_ITS_COLUMN = frozenset({"udf_error", "resource_limit", "decode_error"})
+
 
 def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automation: bool = True) -> dg.AssetsDefinition | None:
     columns = spec.computed_columns()
@@ -128,9 +132,10 @@ class Computer:
         except Exception as e:  # noqa: BLE001 - a bad row is recorded, not fatal to the batch
             row.set_error(col.name, e)
             message = row.errors[col.name]  # redacted
-            if row.errortypes[col.name] == "udf_error" or isinstance(e, StoreError):
+            if row.errortypes[col.name] in _NAMES_ITS_COLUMN or isinstance(e, StoreError):
                 # name the column too: it is shown on its own (a store error names the file and the cause)
-                message = row.errors[col.name] = f"{col.name}: {message}"
+                if not message.startswith(f"{col.name}: "):
+                    message = row.errors[col.name] = f"{col.name}: {message}"
             rec["error"], rec["errortype"] = message, row.errortypes[col.name]
         return rec
 
@@ -304,7 +309,7 @@ def _store_media(writer, col: ColumnSpec, rid: str, result: Any) -> str:
         if not result.is_file():
             raise RowError(f"the returned file {result} does not exist", "not_found")
         if col.col_type.name == "Image":
-            check_image(result)
+            check_image(result, col.name)
         return writer.copy_file(rid, result, suffix_of(str(result)))
     raise RowError(f"expected {'an image' if col.col_type.name == 'Image' else 'a file path'}, "
                    f"got {type(result).__name__}", "type_error")

@@ -177,9 +177,12 @@ class _ViewBatch:
                             self._settle(0, pool)
                     except Exception as e:  # noqa: BLE001 - the base row's failure is one row in error, visible
                         self._settle(0, pool)
-                        message = redact(f"{name} failed on {self.base.display_path} row {base_rid} ({uri}): {e}")
+                        message = redact(f"{name} failed on {self.base.display_path} row {base_rid} "
+                                         f"({self.input_col} {uri}): {e}")
                         self.context.log.warning(message)
-                        self._failed_row(message)
+                        # over a limit (or it crashed its reader) says so; any other failure is the iterator's
+                        code = error_kind(e)
+                        self._failed_row(message, code if code == "resource_limit" else "iterator_error")
             finally:
                 close_frame_cursors()
         for writer in self.writers.values():
@@ -254,7 +257,7 @@ class _ViewBatch:
             self.records.append(recs)
         self.chunk.clear()
 
-    def _failed_row(self, message: str) -> None:
+    def _failed_row(self, message: str, errortype: str = "iterator_error") -> None:
         """A base row the iterator failed on: one row in error, in every column."""
         rid = row_id(self.batch, self.rows)
         self.rows += 1
@@ -262,6 +265,6 @@ class _ViewBatch:
         recs = {}
         for col in [*self.columns, *self.selected]:
             r = new_record(rid, col.writes_files, col.destination)
-            r["error"], r["errortype"] = f"{col.name}: {message}", "iterator_error"
+            r["error"], r["errortype"] = f"{col.name}: {message}", errortype
             recs[col.name] = r
         self.records.append(recs)

@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pathlib
 from typing import Any
 
+from pxt_assets.functions.pdfchild import open_pdf, pdf_info
 from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
 from pxt_assets.media import Document, Int, Json
+
+log = logging.getLogger(__name__)
 
 TEXT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html", ".txt": "text"}
 
@@ -31,15 +36,11 @@ def document_format(path: str) -> str:
 
 
 def check_document(path: str) -> None:
-    """Raise ValueError unless the document opens: a PDF pypdfium2 can load, or UTF-8 text."""
+    """Raise ValueError unless the document opens: a PDF pypdfium2 can load (in a reader process: a PDF over
+    its limits raises ResourceLimitError), or UTF-8 text."""
     fmt = document_format(path)
     if fmt == "pdf":
-        import pypdfium2 as pdfium
-
-        try:
-            pdfium.PdfDocument(str(path)).close()
-        except pdfium.PdfiumError as e:
-            raise ValueError(f"not a readable PDF: {path}: {e}") from None
+        pdf_info(str(path))  # in a reader process: PdfReadError (a ValueError), or ResourceLimitError
     else:
         try:
             pathlib.Path(path).read_text(encoding="utf-8")
@@ -53,14 +54,9 @@ def get_metadata(document: str) -> dict[str, Any]:
     fmt = document_format(document)
     out: dict[str, Any] = {"format": fmt, "size": pathlib.Path(document).stat().st_size}
     if fmt == "pdf":
-        import pypdfium2 as pdfium
-
-        pdf = pdfium.PdfDocument(str(document))
-        try:
-            out["pages"] = len(pdf)
-            out.update({k.lower(): v for k, v in pdf.get_metadata_dict(skip_empty=True).items()})
-        finally:
-            pdf.close()
+        info = pdf_info(str(document))
+        out["pages"] = info["pages"]
+        out.update({k.lower(): v for k, v in info["metadata"].items()})
     else:
         out["pages"] = 1  # text formats have no pages: the whole text is one
     return out
@@ -78,7 +74,7 @@ def get_page_count(document: str) -> int:
 
 SEPARATORS = ("heading", "paragraph", "sentence", "token_limit", "char_limit", "page")
 ELEMENTS = ("text", "image")
-METADATA = ("title", "heading", "sourceline", "page")
+METADATA = ("title", "heading", "sourceline", "page", "image_dpi")
 
 
 def _split_list(value: Any, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -110,9 +106,10 @@ def check_splitter_args(separators: Any, elements: Any = None, limit: Any = None
 
 def splitter_outputs(elements: Any = None, metadata: Any = "") -> dict[str, Any]:
     """The columns document_splitter produces for these arguments, with their types."""
-    from pxt_assets.media import Image, Int, Json, String
+    from pxt_assets.media import Float, Image, Int, Json, String
 
-    types = {"text": String, "image": Image, "title": String, "heading": Json, "sourceline": Int, "page": Int}
+    types = {"text": String, "image": Image, "title": String, "heading": Json, "sourceline": Int, "page": Int,
+             "image_dpi": Float}
     names = _split_list(elements if elements is not None else ["text"], ELEMENTS, "elements")
     names += _split_list(metadata, METADATA, "metadata")
     return {n: types[n] for n in names}
@@ -289,38 +286,30 @@ def iter_chunks(document: str, separators: Any, *, elements: Any = None, limit: 
     seps = _split_list(separators, SEPARATORS, "separators")
     wanted = splitter_outputs(elements, metadata)
     fmt = document_format(document)
-    pdf = None
-    title: str | None = None
-    if fmt == "pdf":
-        import pypdfium2 as pdfium
+    with contextlib.ExitStack() as stack:
+        pdf = None
+        title: str | None = None
+        if fmt == "pdf":  # read in a reader process, under its memory and time limits (pdfchild)
+            pdf = stack.enter_context(open_pdf(str(document)))
+            title = pdf.metadata.get("Title") or None
 
-        pdf = pdfium.PdfDocument(str(document))
-        title = (pdf.get_metadata_dict(skip_empty=True).get("Title") or None)
+            def pages() -> Any:
+                for i in range(pdf.pages):
+                    yield _Section(pdf.text(i).replace("\r\n", "\n").replace("\r", "\n"), i)
 
-        def pages() -> Any:
-            for i in range(len(pdf)):
-                page = pdf[i]
-                try:
-                    textpage = page.get_textpage()
-                    yield _Section(textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n"), i)
-                    textpage.close()
-                finally:
-                    page.close()
-
-        if "page" in seps:
-            sections: Any = pages()
+            if "page" in seps:
+                sections: Any = pages()
+            else:
+                sections = [_Section("\n\n".join(s.text for s in pages()), None)]  # not split by page: no page
         else:
-            sections = [_Section("\n\n".join(s.text for s in pages()), None)]  # not split by page: no page
-    else:
-        text = pathlib.Path(document).read_text(encoding="utf-8")
-        if fmt == "markdown":
-            title, sections = _markdown_sections(text, "heading" in seps)
-        elif fmt == "html":
-            title, sections = _html_sections(text, "heading" in seps)
-        else:
-            sections = [_Section(text, None, None, 1)]
-    try:
-        rendered: dict[int, Any] = {}
+            text = pathlib.Path(document).read_text(encoding="utf-8")
+            if fmt == "markdown":
+                title, sections = _markdown_sections(text, "heading" in seps)
+            elif fmt == "html":
+                title, sections = _html_sections(text, "heading" in seps)
+            else:
+                sections = [_Section(text, None, None, 1)]
+        rendered: dict[int, tuple[Any, float]] = {}
         for section in sections:
             parts = [section]
             if "paragraph" in seps:
@@ -335,17 +324,17 @@ def iter_chunks(document: str, separators: Any, *, elements: Any = None, limit: 
                 if not part.text.strip() and "image" not in wanted:
                     continue
                 chunk: dict[str, Any] = {}
+                image, dpi = None, None
+                if pdf is not None and part.page is not None and "page" in seps and (
+                        "image" in wanted or "image_dpi" in wanted):
+                    if part.page not in rendered:
+                        rendered.clear()  # one page's image at a time
+                        rendered[part.page] = _render(pdf, part.page, image_dpi)
+                    image, dpi = rendered[part.page]
                 if "text" in wanted:
                     chunk["text"] = part.text
                 if "image" in wanted:
-                    chunk["image"] = None
-                    if pdf is not None and part.page is not None and "page" in seps:
-                        if part.page not in rendered:
-                            rendered.clear()  # one page's image at a time
-                            page = pdf[part.page]
-                            rendered[part.page] = page.render(scale=image_dpi / 72).to_pil()
-                            page.close()
-                        chunk["image"] = rendered[part.page]
+                    chunk["image"] = image
                 if "title" in wanted:
                     chunk["title"] = title
                 if "heading" in wanted:
@@ -354,10 +343,19 @@ def iter_chunks(document: str, separators: Any, *, elements: Any = None, limit: 
                     chunk["sourceline"] = part.sourceline
                 if "page" in wanted:
                     chunk["page"] = part.page
+                if "image_dpi" in wanted:
+                    chunk["image_dpi"] = dpi
                 yield chunk
-    finally:
-        if pdf is not None:
-            pdf.close()
+
+
+def _render(pdf: Any, page: int, dpi: float) -> tuple[Any, float]:
+    """Page `page`'s image at `dpi`, or at the largest dpi under the pixel limit (said in the log, and in the
+    `image_dpi` metadata column when asked for); (image, dpi used)."""
+    image, used = pdf.render(page, dpi)
+    if used < dpi:
+        log.warning("document_splitter: page %d of %s rendered at %g dpi, not %g: at %g dpi it would be over the "
+                    "max_image_pixels setting", page + 1, pdf.path, used, dpi, dpi)
+    return image, used
 
 
 def _check_splitter_call(document: Any, separators: Any = None, *, elements: Any = None, limit: Any = None,
@@ -384,8 +382,9 @@ document_splitter = ExpressionFunction(
     `pxt.create_view('dir/chunks', docs, iterator=document_splitter(docs.doc, 'page', elements=['text', 'image']))`.
     `separators` (comma-separated): page, heading, paragraph, sentence, char_limit, token_limit (`limit`
     characters or words, consecutive chunks sharing `overlap`). Columns: `pos`, `text`, `image` (a stored page
-    image at `image_dpi`, PDFs), and the `metadata` asked: title, heading, sourceline, page. PDFs through
-    pypdfium2; Markdown, HTML and plain text.""")
+    image at `image_dpi`, PDFs, or at the largest dpi under max_image_pixels), and the `metadata` asked: title,
+    heading, sourceline, page, image_dpi (the dpi a page image was rendered at). PDFs through pypdfium2, in a
+    reader process under memory and time limits; Markdown, HTML and plain text.""")
 
 
 __all__ = ["get_metadata", "get_page_count", "check_document", "document_splitter"]

@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
+from pxt_assets.limits import check_pixels
 from pxt_assets.media import Float, Json, Video
 
 
@@ -57,12 +58,21 @@ def check_media(path: str, kind: str) -> None:
             streams = container.streams.video if kind == "video" else container.streams.audio
             if not streams:
                 raise ValueError(f"no {kind} stream in {path}")
+            if kind == "video":  # before a frame is decoded: a 16,000 x 16,000 frame is 1.9 GB
+                check_frame_size(streams[0], path)
             for frame in container.decode(streams[0]):
                 break
             else:
                 raise ValueError(f"no {kind} frame decodes in {path}")
     except av.error.FFmpegError as e:
         raise ValueError(f"not a readable {kind}: {path}: {e.strerror or e}") from None
+
+
+def check_frame_size(stream: Any, path: str) -> None:
+    """Raise ResourceLimitError if the video stream's frames (as its codec context declares them, nothing
+    decoded) are over the pixel limit."""
+    ctx = stream.codec_context
+    check_pixels(ctx.width or 0, ctx.height or 0, f"a frame of video {path}")
 
 
 def duration_of(path: str, kind: str) -> float | None:
@@ -118,6 +128,7 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
     check_frame_args(fps, num_frames, keyframes_only)
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
+        check_frame_size(stream, video)
         stream.thread_type = "AUTO"
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
@@ -152,6 +163,7 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
                     emit = target < end - 1e-6
             if emit:
                 frame_index = round((t - start) * rate) if keyframes_only and rate else index
+                check_pixels(current.width, current.height, f"frame {index} of video {video}")  # a size change
                 image = PIL.Image.fromarray(current.to_ndarray(format="rgb24"))  # faster than to_image()
                 yield {
                     "frame": image,

@@ -15,7 +15,6 @@ import io
 from typing import Any
 
 import dagster as dg
-import PIL.Image
 
 from pxt_assets import rowstore, stores
 from pxt_assets.cache import FileCache
@@ -24,7 +23,7 @@ from pxt_assets.faults import fault_point
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
-from pxt_assets.media import MediaReader, shared_cache, to_rgb
+from pxt_assets.media import MediaReader, open_image_header, shared_cache, to_rgb
 from pxt_assets.redaction import redact_metadata, scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec
 
@@ -173,7 +172,7 @@ class MediaIOManager(TableIOManager):
         if stores.store_for(uri).remote and not self.cache().contains(uri):
             return None
         try:
-            with self.reader().open(uri) as path, PIL.Image.open(path) as img:
+            with self.reader().open(uri) as path, open_image_header(path, uri) as img:  # over the limit: none
                 img.draft("RGB", (_PREVIEW_PX, _PREVIEW_PX))  # JPEG: decode at reduced scale, much faster
                 img.thumbnail((_PREVIEW_PX, _PREVIEW_PX))
                 buf = io.BytesIO()

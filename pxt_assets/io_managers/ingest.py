@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import PIL.Image
-
 from pxt_assets import stores
 from pxt_assets.evaluate import RowError, error_kind
 from pxt_assets.io_managers.rows import new_record
 from pxt_assets.io_managers.writers import ColumnWriter
-from pxt_assets.media import suffix_of
+from pxt_assets.limits import ResourceLimitError
+from pxt_assets.media import ImageDecodeError, decoder_failure, open_image_header, suffix_of
 from pxt_assets.redaction import redact
 from pxt_assets.spec import ColumnSpec
 
@@ -69,12 +68,19 @@ def check_scalar(col: ColumnSpec, value: Any) -> Any:
     return value
 
 
-def check_image(path) -> None:
+def check_image(path, column: str | None = None) -> None:
+    """Raise a RowError (naming `column` when given, and the file) unless `path` is an image Pillow reads
+    whose header is under the pixel limit (`resource_limit` otherwise): nothing is decoded."""
+    prefix = f"{column}: " if column else ""
     try:
-        with PIL.Image.open(path) as img:
+        with open_image_header(path, f"image {path}") as img:
             img.verify()
-    except (PIL.UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise RowError(f"not a readable image: {path}: {e}", "decode_error") from None
+    except ResourceLimitError as e:
+        raise RowError(f"{prefix}{e}", "resource_limit") from None
+    except ImageDecodeError as e:
+        raise RowError(f"{prefix}not a readable image: {path}: {e.why}", "decode_error") from None
+    except Exception as e:  # noqa: BLE001 - whatever verify() raises (a PNG without IDAT: IndexError)
+        raise RowError(f"{prefix}not a readable image: {path}: {decoder_failure(e)}", "decode_error") from None
 
 
 def check_media_file(col: ColumnSpec, path) -> None:
@@ -83,7 +89,7 @@ def check_media_file(col: ColumnSpec, path) -> None:
     names the column and the file (`decode_error`)."""
     kind = col.col_type.name
     if kind == "Image":
-        check_image(path)
+        check_image(path, col.name)
         return
     try:
         if kind in ("Video", "Audio"):
@@ -96,3 +102,5 @@ def check_media_file(col: ColumnSpec, path) -> None:
             check_document(str(path))
     except ValueError as e:
         raise RowError(f"{col.name}: {e}", "decode_error") from None
+    except ResourceLimitError as e:
+        raise RowError(f"{col.name}: {e}", "resource_limit") from None
