@@ -17,9 +17,6 @@ from typing import Any
 
 import dagster as dg
 
-#: destination checks made while loading give up after this many seconds (not the whole retry budget)
-LOAD_RETRY_BUDGET_S = float(os.environ.get("PXT_LOAD_RETRY_BUDGET_S", "10"))
-
 
 def _component_tree():
     import pxt_assets.defs
@@ -52,7 +49,7 @@ def build() -> tuple[dg.Definitions, list[Any]]:
 
     token = LOCATION_BUILD.set(True)
     try:
-        with retry.capped_budget(LOAD_RETRY_BUDGET_S):
+        with retry.capped_budget(retry.load_budget_s()):
             tree = _component_tree()
             # The defs folder's own definitions: tree.build_defs() would add the "library" metadata of every
             # installed component package (it imports dagster_aws, _gcp, _azure and more: 2.5 s of each load,
