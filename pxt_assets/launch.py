@@ -69,7 +69,7 @@ def target_of_run(run: Any) -> dict[str, Any] | None:
                      "code_location_origin", None)
     loadable = getattr(origin, "loadable_target_origin", None)
     if loadable is None:
-        return None
+        return _target_of_code(run)
     entry: dict[str, Any] = {"location_name": origin.location_name,
                              "working_directory": loadable.working_directory or os.getcwd()}
     if loadable.module_name:
@@ -79,6 +79,23 @@ def target_of_run(run: Any) -> dict[str, Any] | None:
     if loadable.package_name:
         return {"python_package": {**entry, "package_name": loadable.package_name}}
     return None
+
+
+def _target_of_code(run: Any) -> dict[str, Any] | None:
+    """The module or file a run's job was loaded from when it has no code location of its own (`dagster job
+    execute -m my_tables -a defs`: the run executes in the command's process), so the batch run it submits
+    loads the same definitions."""
+    pointer = getattr(getattr(getattr(run, "job_code_origin", None), "repository_origin", None), "code_pointer", None)
+    module, path = getattr(pointer, "module", None), getattr(pointer, "python_file", None)
+    if not (module or path):
+        return None
+    entry: dict[str, Any] = {"location_name": os.environ.get("PXT_CODE_LOCATION_NAME", module or "pxt_assets"),
+                             "working_directory": getattr(pointer, "working_directory", None) or os.getcwd()}
+    if getattr(pointer, "fn_name", None):
+        entry["attribute"] = pointer.fn_name
+    if module:
+        return {"python_module": {**entry, "module_name": module}}
+    return {"python_file": {**entry, "relative_path": path}}
 
 
 @contextlib.contextmanager

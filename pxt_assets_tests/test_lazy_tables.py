@@ -105,8 +105,7 @@ def test_dagster_job_execute_writes_to_the_bucket_with_only_an_s3_resource(tmp_p
     modules, name = tmp_path / "modules", f"lazy_{uuid.uuid4().hex[:8]}"
     _write_modules(modules, name, "lazy/media", f"s3://{bucket}/rot/", s3_proxy.endpoint)
     env = _environment(tmp_path, modules)
-    # the insert job's op submits the batch's run through the instance, to the code location these name
-    env.update(PXT_CODE_LOCATION_MODULE=f"{name}_defs", PXT_CODE_LOCATION_NAME=name)
+    # the insert job's op submits the batch's run through the instance, to the module `job execute` loaded
 
     # declaring the table touches no bucket: the import succeeds and makes no request at all
     _run([sys.executable, "-c", f"import {name}_tables as m; assert 'rot' in m.t.spec.columns"], env, modules)
