@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,6 +42,13 @@ class Tables(Database):
     def _row_table_row(conn: sa.Connection, slug: str) -> Any:
         return conn.execute(sa.select(schema.row_tables).where(schema.row_tables.c.slug == slug)).first()
 
+    @contextlib.contextmanager
+    def _changing(self, slug: str) -> Iterator[tuple[sa.Connection, Any]]:
+        """A transaction changing `slug`'s row table (serialised with any other), and its record (or None)."""
+        with self._write() as conn:
+            self._lock_key(conn, "schema:" + slug)
+            yield conn, self._row_table_row(conn, slug)
+
     @staticmethod
     def _set_row_columns(conn: sa.Connection, slug: str, columns: Sequence[Sequence[str]]) -> None:
         conn.execute(schema.row_tables.update().where(schema.row_tables.c.slug == slug).values(
@@ -53,9 +61,7 @@ class Tables(Database):
         cached = self._ensured.get(key)
         if cached is not None:
             return cached
-        with self._write() as conn:
-            self._lock_key(conn, "schema:" + slug)
-            row = self._row_table_row(conn, slug)
+        with self._changing(slug) as (conn, row):
             if row is None:
                 rt = RowTable(slug, path, schema.sql_name_for(slug), tuple(columns))
                 record_row_table(conn, rt)
@@ -86,9 +92,7 @@ class Tables(Database):
     def drop_row_column(self, slug: str, column: str) -> None:
         """Remove a column's fields from its row table (and staged records of it)."""
         self._ensured.clear()
-        with self._write() as conn:
-            self._lock_key(conn, "schema:" + slug)
-            row = self._row_table_row(conn, slug)
+        with self._changing(slug) as (conn, row):
             conn.execute(schema.staged.delete().where((schema.staged.c.slug == slug)
                                                       & (schema.staged.c.column == column)))
             if row is None:
@@ -104,9 +108,7 @@ class Tables(Database):
     def drop_row_table(self, slug: str) -> None:
         """Remove every row, batch and staged record of a table, and its SQL table."""
         self._ensured.clear()
-        with self._write() as conn:
-            self._lock_key(conn, "schema:" + slug)
-            row = self._row_table_row(conn, slug)
+        with self._changing(slug) as (conn, row):
             if row is not None:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(row.sql_name)}")
                 conn.execute(schema.row_tables.delete().where(schema.row_tables.c.slug == slug))
