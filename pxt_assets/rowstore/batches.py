@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from pxt_assets.faults import fault_point
 from pxt_assets.procid import holder_gone, process_identity
 from pxt_assets.rowstore import rows, schema
-from pxt_assets.rowstore.engine import Database, upsert
-from pxt_assets.rowstore.rows import _dumps, _replaced, files_named
+from pxt_assets.rowstore.engine import Database, insert_new, upsert
+from pxt_assets.rowstore.rows import dumps, files_dropped, files_named
 from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
 
 #: a run marked as writing a batch that has not committed after this long is taken as killed: gc may then
@@ -40,13 +40,17 @@ class BatchInfo:
     source: Any
 
 
-def insert_batch(conn: sa.Connection, slug: str, batch: str, manifest: list[dict[str, Any]], source: Any,
-                 created_at: float | None = None) -> None:
-    """Record a new pending batch: what was inserted in it (its manifest) and where it came from."""
-    conn.execute(schema.batches.insert().values(
-        slug=slug, batch=batch, status=PENDING, manifest=_dumps(manifest),
-        source=None if source is None else _dumps(source),
-        created_at=time.time() if created_at is None else created_at))
+def insert_batch(conn: sa.Connection, slug: str, batch: str, manifest: list[dict[str, Any]], source: Any, *,
+                 created_at: float | None = None, only_new: bool = False) -> bool:
+    """Record a new pending batch: what was inserted in it (its manifest) and where it came from. With
+    `only_new`, a batch already recorded is left as it is (and False returned); else it is an error."""
+    values = {"slug": slug, "batch": batch, "status": PENDING, "manifest": dumps(manifest),
+              "source": None if source is None else dumps(source),
+              "created_at": time.time() if created_at is None else created_at}
+    if only_new:
+        return insert_new(conn, schema.batches, values)
+    conn.execute(schema.batches.insert().values(**values))
+    return True
 
 
 class Batches(Database):
@@ -54,12 +58,8 @@ class Batches(Database):
     def create_batch(self, slug: str, batch: str, rows: list[dict[str, Any]], source: Any = None) -> bool:
         """Record a new batch and what was inserted in it. False if it already exists (a retried sensor tick
         re-creating the same batch): its manifest is kept."""
-        b = schema.batches
         with self._write() as conn:
-            if conn.execute(sa.select(b.c.status).where((b.c.slug == slug) & (b.c.batch == batch))).first():
-                return False
-            insert_batch(conn, slug, batch, rows, source)
-        return True
+            return insert_batch(conn, slug, batch, rows, source, only_new=True)
 
     def manifest(self, slug: str, batch: str) -> list[dict[str, Any]] | None:
         b = schema.batches
@@ -107,7 +107,7 @@ class Batches(Database):
         """A run is about to write this batch's files (from this process): until it commits, or this process
         is gone, gc leaves them alone. Each step of a run marks it again: steps may be processes of their own.
         `new_batch`: the batch is not recorded yet (an insert uploading its files first; see end_run)."""
-        holder = _dumps(process_identity())
+        holder = dumps(process_identity())
         with self._write() as conn:
             if not new_batch:
                 self._batch_row(conn, slug, batch)
@@ -142,10 +142,10 @@ class Batches(Database):
             self._batch_row(conn, rt.slug, batch)
             old = conn.execute(sa.select(s.c.records).where(
                 (s.c.slug == rt.slug) & (s.c.batch == batch) & (s.c.column == column))).first()
-            upsert(conn, s, keys, {"records": _dumps(records), "run_id": run_id})
+            upsert(conn, s, keys, {"records": dumps(records), "run_id": run_id})
             if old is None:
                 return []
-            replaced = _replaced(json.loads(old[0]), records)
+            replaced = files_dropped(json.loads(old[0]), records)
             if replaced and column in rt.column_types:
                 t = rt.table()
                 value = t.c[schema.VALUE + column]
@@ -227,10 +227,10 @@ class Batches(Database):
         if media:
             names = [schema.VALUE + column, schema.OWNED + column, schema.DESTINATION + column]
             before = conn.execute(sa.select(t.c._row_id, *[t.c[n] for n in names]).where(t.c._batch == batch)).all()
-            replaced = _replaced([{"row_id": r[0], "value": r[1], "owned": r[2], "destination": r[3]}
+            replaced = files_dropped([{"row_id": r[0], "value": r[1], "owned": r[2], "destination": r[3]}
                                   for r in before], recs)
         if recs:
-            params = [{"b_rid": rec["row_id"], **{"b_" + k: v for k, v in rows._fields(column, rec, media).items()}}
+            params = [{"b_rid": rec["row_id"], **{"b_" + k: v for k, v in rows.fields_of(column, rec, media).items()}}
                       for rec in recs]
             names = rows.field_names(column, media)
             stmt = t.update().where(t.c._row_id == sa.bindparam("b_rid")).values(

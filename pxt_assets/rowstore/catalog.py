@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from pxt_assets.rowstore import schema
-from pxt_assets.rowstore.engine import Database, upsert
-from pxt_assets.rowstore.rows import _dumps
+from pxt_assets.rowstore.engine import Database, insert_new, upsert
+from pxt_assets.rowstore.rows import dumps
 
 
 class Catalog(Database):
@@ -24,10 +24,8 @@ class Catalog(Database):
 
     def create_dirs(self, paths: Sequence[str]) -> None:
         with self._write() as conn:
-            have = {r[0] for r in conn.execute(sa.select(schema.dirs.c.path).where(schema.dirs.c.path.in_(paths)))}
-            new = [{"path": p} for p in paths if p not in have]
-            if new:
-                conn.execute(schema.dirs.insert(), new)
+            for p in paths:
+                insert_new(conn, schema.dirs, {"path": p})
 
     def remove_dir(self, path: str) -> None:
         prefix = path + "/"
@@ -38,7 +36,7 @@ class Catalog(Database):
     # -- table documents -----------------------------------------------------------------------------------
     def save_table_doc(self, path: str, doc: dict[str, Any]) -> None:
         with self._write() as conn:
-            upsert(conn, schema.tables, {"path": path}, {"doc": _dumps(doc), "updated_at": time.time()})
+            upsert(conn, schema.tables, {"path": path}, {"doc": dumps(doc), "updated_at": time.time()})
 
     def table_doc(self, path: str) -> dict[str, Any] | None:
         with self._read() as conn:

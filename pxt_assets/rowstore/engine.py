@@ -37,11 +37,20 @@ def redact(url: str | sa.URL) -> str:
         return str(url).split("://", 1)[0] + "://***"
 
 
+def _insert(conn: sa.Connection, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
+
+
 def upsert(conn: sa.Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> None:
     """Write one row of `table`: `keys` (its primary key) with `values`, inserted or, if it exists, updated, in
     one statement (INSERT ... ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike)."""
-    insert = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
-    conn.execute(insert.values(**keys, **values).on_conflict_do_update(index_elements=list(keys), set_=values))
+    conn.execute(_insert(conn, table).values(**keys, **values).on_conflict_do_update(
+        index_elements=list(keys), set_=values))
+
+
+def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless `table` has one with its key (INSERT ... ON CONFLICT DO NOTHING): whether it did."""
+    return conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing()).rowcount == 1
 
 
 def _make_engine(url: sa.URL) -> sa.Engine:

@@ -24,7 +24,7 @@ import filelock
 from pxt_assets.rowstore import rows as row_records
 from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.engine import upsert
-from pxt_assets.rowstore.rows import _dumps
+from pxt_assets.rowstore.rows import dumps
 from pxt_assets.rowstore.tables import record_row_table
 
 OLD_CATALOG, OLD_TABLES = "catalog", "tables"
@@ -109,7 +109,7 @@ def migrate_home(store, home: pathlib.Path) -> str:
             if conn.execute(schema.tables.select().where(schema.tables.c.path == path)).first() is not None:
                 skipped.append(f"catalog table {path}")  # a shared database has it already: its version wins
                 continue
-            conn.execute(schema.tables.insert().values(path=path, doc=_dumps(doc), updated_at=time.time()))
+            conn.execute(schema.tables.insert().values(path=path, doc=dumps(doc), updated_at=time.time()))
         for batches_dir in sorted(tables_root.rglob("_batches")) if tables_root.is_dir() else []:
             table_dir = batches_dir.parent
             parts = table_dir.relative_to(tables_root).parts
@@ -145,7 +145,7 @@ def migrate_home(store, home: pathlib.Path) -> str:
                 committed = bool(rows)
                 conn.execute(schema.batches.insert().values(
                     slug=slug, batch=batch, status=schema.COMMITTED if committed else schema.PENDING,
-                    manifest=_dumps(doc.get("rows", [])), source=_dumps(doc["source"]) if doc.get("source") else None,
+                    manifest=dumps(doc.get("rows", [])), source=dumps(doc["source"]) if doc.get("source") else None,
                     num_rows=len(rows) if committed else None,
                     num_errors=sum(1 for r in rows if any(k.startswith(schema.ERROR) and v for k, v in r.items()))
                     if committed else None,

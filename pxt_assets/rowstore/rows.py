@@ -15,7 +15,7 @@ from pxt_assets.rowstore import schema
 FILE_KEYS = ("frame", "audio_segment", "image")
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
@@ -24,7 +24,7 @@ def _split_row_id(row_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _fields(column: str, rec: Mapping[str, Any], media: bool) -> dict[str, Any]:
+def fields_of(column: str, rec: Mapping[str, Any], media: bool) -> dict[str, Any]:
     """A column's record as its row table's fields."""
     out = {schema.VALUE + column: rec.get("value"), schema.ERROR + column: rec.get("error"),
            schema.ERRORTYPE + column: rec.get("errortype"), schema.VERSION + column: rec.get("version")}
@@ -36,11 +36,11 @@ def _fields(column: str, rec: Mapping[str, Any], media: bool) -> dict[str, Any]:
 
 def field_names(column: str, media: bool) -> list[str]:
     """The row table's fields of one column, in the order `record` reads them."""
-    return list(_fields(column, {}, media))
+    return list(fields_of(column, {}, media))
 
 
 def record(row_id: str, fields: Mapping[str, Any], column: str, media: bool) -> dict[str, Any]:
-    """A column's record from its row table's fields (the inverse of `_fields`)."""
+    """A column's record from its row table's fields (the inverse of `fields_of`)."""
     rec = {"row_id": row_id, "value": fields[schema.VALUE + column], "error": fields[schema.ERROR + column],
            "errortype": fields[schema.ERRORTYPE + column], "version": fields[schema.VERSION + column]}
     if media:
@@ -62,7 +62,7 @@ def assemble(batch: str, columns: Iterable[tuple[str, Iterable[Mapping[str, Any]
             row = rows.get(row_id)
             if row is None:
                 row = rows[row_id] = {"_row_id": row_id, "_batch": batch, "_idx": _split_row_id(row_id)}
-            row.update(_fields(column, rec, column in media))
+            row.update(fields_of(column, rec, column in media))
     ordered = sorted(rows.values(), key=lambda r: r["_idx"])
     names = sorted({k for r in ordered for k in r})
     return [{k: r.get(k) for k in names} for r in ordered]
@@ -97,7 +97,7 @@ def files_named(value: Any, destination: str | None) -> list[str]:
     return out
 
 
-def _replaced(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]) -> list[str]:
+def files_dropped(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]) -> list[str]:
     """Files the `before` records owned that the `after` records no longer name."""
     keep = {u for r in after for u in files_named(r.get("value"), r.get("destination"))}
     return [u for r in before if r.get("owned") for u in files_named(r.get("value"), r.get("destination"))

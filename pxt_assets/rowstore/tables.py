@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.engine import Database
-from pxt_assets.rowstore.rows import _dumps
+from pxt_assets.rowstore.rows import dumps
 from pxt_assets.rowstore.schema import RowTable
 
 
@@ -28,7 +28,7 @@ def record_row_table(conn: sa.Connection, rt: RowTable) -> None:
     """Create a row table's SQL table and record it."""
     rt.table().create(conn)
     conn.execute(schema.row_tables.insert().values(
-        slug=rt.slug, path=rt.path, sql_name=rt.sql_name, columns=_dumps([list(c) for c in rt.columns])))
+        slug=rt.slug, path=rt.path, sql_name=rt.sql_name, columns=dumps([list(c) for c in rt.columns])))
 
 
 class Tables(Database):
@@ -52,7 +52,7 @@ class Tables(Database):
     @staticmethod
     def _set_row_columns(conn: sa.Connection, slug: str, columns: Sequence[Sequence[str]]) -> None:
         conn.execute(schema.row_tables.update().where(schema.row_tables.c.slug == slug).values(
-            columns=_dumps([list(c) for c in columns])))
+            columns=dumps([list(c) for c in columns])))
 
     def ensure_row_table(self, slug: str, path: str, columns: Sequence[tuple[str, str]]) -> RowTable:
         """The SQL table for a media table, created or widened (new columns added) to hold `columns`
