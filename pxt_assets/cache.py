@@ -24,9 +24,7 @@ import os
 import pathlib
 import queue
 import shutil
-import socket
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -36,6 +34,7 @@ from dataclasses import dataclass
 import filelock
 
 from pxt_assets import fsutil
+from pxt_assets.procid import current_process, pid_alive
 from pxt_assets.redaction import redact
 
 try:
@@ -105,38 +104,6 @@ class CacheStats:
         return dataclasses.asdict(self)
 
 
-# --- process identity, for pins -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Process:
-    pid: int
-    start: int | None
-    ns: str
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) of `pid` from /proc, or None if unavailable or gone."""
-    try:
-        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may itself contain spaces and parentheses.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _pid_namespace() -> str:
-    try:
-        ns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        ns = ""
-    # The initial pid namespace has the same inode on every Linux host, so the host name is part of it.
-    return f"{socket.gethostname()}/{ns}"
-
-
-_current: _Process | None = None
-
 # One writer at a time per index file within this process. SQLite's busy handler makes waiting connections
 # sleep and retry (up to 100 ms a try); threads queued on a lock are woken as soon as the writer is done.
 _write_locks: dict[str, threading.Lock] = {}
@@ -158,53 +125,6 @@ def _reset_write_locks_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_write_locks_in_child)
-
-
-def _current_process() -> _Process:
-    global _current
-    pid = os.getpid()
-    # Recomputed after a fork: the child is a different process and must not pin under its parent's pid.
-    if _current is None or _current.pid != pid:
-        stat = _proc_stat(pid)
-        _current = _Process(pid, stat[1] if stat else None, _pid_namespace())
-    return _current
-
-
-def _pin_owner_alive(pid: int, start: int | None, ns: str) -> bool:
-    """Whether the process that took a pin may still be using the file. Errs on the side of 'alive'."""
-    me = _current_process()
-    if ns != me.ns:
-        return True  # a pid from another host or container says nothing here
-    if pid == me.pid:
-        return start is None or start == me.start
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would send CTRL_C_EVENT there; stale pins need clear() by hand
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    if start is None:
-        return True
-    stat = _proc_stat(pid)
-    # A zombie (killed, not yet reaped) still answers kill(0) but will never unpin; another start time means
-    # the pid was recycled.
-    return stat is not None and stat[0] != "Z" and stat[1] == start
-
-
-def process_identity() -> list:
-    """This process as [pid, start time, host and pid namespace] (JSON-able), for records that other processes
-    check with process_alive(): the row store's marks of runs writing a batch use it too."""
-    me = _current_process()
-    return [me.pid, me.start, me.ns]
-
-
-def process_alive(identity: list) -> bool:
-    """Whether the process `identity` names may still be running; 'alive' unless provably gone (a process of
-    another host or container is taken as alive)."""
-    pid, start, ns = identity
-    return _pin_owner_alive(int(pid), start, str(ns))
 
 
 # --- the cache ----------------------------------------------------------------------------------------
@@ -500,7 +420,7 @@ class FileCache:
         return self.directory / rel
 
     def _insert_pin(self, conn: sqlite3.Connection, key: str, token: str) -> None:
-        me = _current_process()
+        me = current_process()
         conn.execute(
             "INSERT INTO pins (token, key, pid, proc_start, proc_ns) VALUES (?, ?, ?, ?, ?)",
             (token, key, me.pid, me.start, me.ns),
@@ -558,7 +478,7 @@ class FileCache:
     def _drop_stale_pins(self, conn: sqlite3.Connection) -> None:
         owners = conn.execute("SELECT DISTINCT pid, proc_start, proc_ns FROM pins").fetchall()
         for pid, start, ns in owners:
-            if not _pin_owner_alive(pid, start, ns):
+            if not pid_alive(pid, start, ns):
                 _logger.debug("dropping pins of dead process %d", pid)
                 conn.execute(
                     "DELETE FROM pins WHERE pid = ? AND proc_start IS ? AND proc_ns = ?", (pid, start, ns)
@@ -604,13 +524,13 @@ class FileCache:
 
     def _remove_orphan_temp_files(self) -> None:
         # Only tmp/ is listed (small: files being written right now), never the cached files.
-        me = _current_process()
+        me = current_process()
         ns_tag = _namespace_tag(me.ns)
         for tmp in self._tmp_dir.iterdir():
             tag, _, rest = tmp.name.partition("-")
             pid_text = rest.partition("-")[0]
             # Files of another host or container are left alone: their pids cannot be checked from here.
-            if tag == ns_tag and pid_text.isdigit() and not _pin_owner_alive(int(pid_text), None, me.ns):
+            if tag == ns_tag and pid_text.isdigit() and not pid_alive(int(pid_text), None, me.ns):
                 _logger.debug("removing temp file %s left by dead process %s", tmp.name, pid_text)
                 tmp.unlink(missing_ok=True)
 
@@ -842,7 +762,7 @@ def _namespace_tag(ns: str) -> str:
 
 
 def _temp_prefix() -> str:
-    me = _current_process()
+    me = current_process()
     return f"{_namespace_tag(me.ns)}-{me.pid}-"
 
 

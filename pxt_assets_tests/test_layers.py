@@ -107,13 +107,9 @@ def _describe(component: list[str], graph: dict[str, dict[str, int]]) -> str:
     return "\n  ".join(edges)
 
 
-#: cycles being removed by the row store split (issue #24 item 2); must end empty
-KNOWN_CYCLES = [["pxt_assets.rowstore", "pxt_assets.rowstore.migrate"]]
-
-
 def test_no_import_cycles_counting_imports_inside_functions():
     graph = import_graph()
-    found = [c for c in cycles(graph) if c not in KNOWN_CYCLES]
+    found = cycles(graph)
     assert not found, "import cycles:\n  " + "\n\n  ".join(_describe(c, graph) for c in found)
 
 
@@ -135,8 +131,9 @@ FORBIDDEN = [
     ("pxt_assets.lifecycle", "pxt_assets.api"),
     ("pxt_assets.io_managers", "pxt_assets.api"),
     ("pxt_assets.io_managers", "pxt_assets.assets"),
-    pytest.param("pxt_assets.rowstore", "pxt_assets.spec", marks=pytest.mark.xfail(strict=True, reason="row store split")),
-    pytest.param("pxt_assets.rowstore", "pxt_assets.cache", marks=pytest.mark.xfail(strict=True, reason="row store split")),
+    ("pxt_assets.rowstore", "pxt_assets.spec"),
+    ("pxt_assets.rowstore", "pxt_assets.cache"),
+    ("pxt_assets.procid", "pxt_assets"),
     ("pxt_assets.rowstore", "pxt_assets.api"),
     ("pxt_assets.rowstore", "pxt_assets.io_managers"),
     ("pxt_assets.spec", "pxt_assets.api"),

@@ -18,7 +18,8 @@ from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_c
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.media import release_pins, to_rgb
 from pxt_assets.redaction import redact
-from pxt_assets.spec import ColumnRef, Expr, Prop, SpecError, as_expr
+from pxt_assets.rowstore import query as sql
+from pxt_assets.spec import BoolOp, ColumnRef, Compare, Expr, Literal, Prop, SpecError, as_expr
 
 _SQL_PROPS = ("fileurl", "errormsg", "errortype")
 
@@ -71,6 +72,24 @@ class ResultSet(pd.DataFrame):
 
 def _name_for(expr: Expr) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", repr(expr)).strip("_") or "col"
+
+
+def _sql(expr: Expr | None) -> sql.Node | None:
+    """An expression as the row store describes a query (`rowstore.query`): what has a SQL form, it runs in
+    SQL; the rest is marked `Python`."""
+    if expr is None:
+        return None
+    if isinstance(expr, ColumnRef):
+        return sql.Column(expr.name)
+    if isinstance(expr, Prop) and isinstance(expr.of, ColumnRef):
+        return sql.Field(expr.of.name, expr.prop)
+    if isinstance(expr, Literal):
+        return sql.Literal(expr.value)
+    if isinstance(expr, Compare):
+        return sql.Compare(expr.op, _sql(expr.left), _sql(expr.right))
+    if isinstance(expr, BoolOp):
+        return sql.BoolOp(expr.op, tuple(_sql(a) for a in expr.args))
+    return sql.Python(type(expr).__name__)
 
 
 def _is_direct(spec, expr: Expr) -> bool:
@@ -170,8 +189,9 @@ class Query:
     def count(self) -> int:
         """The number of rows the query returns (a SQL count when the filter is SQL)."""
         store, rt = self._store()
-        if self._limit is None and (self._where is None or store.compiles(rt, self._where)):
-            return store.count(rt, self._where)
+        where = _sql(self._where)
+        if self._limit is None and (where is None or store.compiles(rt, where)):
+            return store.count(rt, where)
         try:
             return len(self._run(store, rt, [])[0])
         finally:
@@ -187,8 +207,9 @@ class Query:
         rest on the rows SQL returned. Returns (rows, direct names, raw columns, computed names, row_of):
         each row holds the direct items' values, then (value, errormsg, errortype) of each raw column."""
         spec = self.table.spec
-        py_where = self._where is not None and not store.compiles(rt, self._where)
-        py_order = py_where or not all(store.compiles(rt, e, order=True) for e, _ in self._order)
+        where, order = _sql(self._where), [(_sql(e), asc) for e, asc in self._order]
+        py_where = where is not None and not store.compiles(rt, where)
+        py_order = py_where or not all(store.compiles(rt, e, order=True) for e, _ in order)
         direct = [name for name, e in items if _is_direct(spec, e)]
         computed = [name for name, e in items if not _is_direct(spec, e)]
         exprs = dict(items)
@@ -204,8 +225,8 @@ class Query:
         for c in raw_cols:
             ref = ColumnRef(c, spec.columns[c].col_type)
             fetch += [ref, Prop(ref, "errormsg"), Prop(ref, "errortype")]
-        rows = store.select(rt, fetch, where=None if py_where else self._where,
-                            order=() if py_order else self._order,
+        rows = store.select(rt, [_sql(e) for e in fetch], where=None if py_where else where,
+                            order=() if py_order else order,
                             limit=None if (py_where or py_order) else self._limit)
         nd = len(direct)
         reader = MediaIOManager().reader() if (computed or py_where or py_order) else None

@@ -21,7 +21,11 @@ from typing import Any
 
 import filelock
 
+from pxt_assets.rowstore import rows as row_records
 from pxt_assets.rowstore import schema
+from pxt_assets.rowstore.engine import upsert
+from pxt_assets.rowstore.rows import dumps
+from pxt_assets.rowstore.tables import record_row_table
 
 OLD_CATALOG, OLD_TABLES = "catalog", "tables"
 _TABLE_SUFFIX = ".table.json"
@@ -86,8 +90,6 @@ def migrate_home(store, home: pathlib.Path) -> str:
     """Copy the old catalog and tables under `home` into `store`. Returns a summary."""
     import pandas as pd
 
-    from pxt_assets.rowstore import _fields, _dumps, _split_row_id
-
     catalog_root, tables_root = home / OLD_CATALOG, home / OLD_TABLES
     docs: dict[str, dict[str, Any]] = {}
     dirs: set[str] = set()
@@ -107,7 +109,7 @@ def migrate_home(store, home: pathlib.Path) -> str:
             if conn.execute(schema.tables.select().where(schema.tables.c.path == path)).first() is not None:
                 skipped.append(f"catalog table {path}")  # a shared database has it already: its version wins
                 continue
-            conn.execute(schema.tables.insert().values(path=path, doc=_dumps(doc), updated_at=time.time()))
+            conn.execute(schema.tables.insert().values(path=path, doc=dumps(doc), updated_at=time.time()))
         for batches_dir in sorted(tables_root.rglob("_batches")) if tables_root.is_dir() else []:
             table_dir = batches_dir.parent
             parts = table_dir.relative_to(tables_root).parts
@@ -130,44 +132,31 @@ def migrate_home(store, home: pathlib.Path) -> str:
             if existing is not None:
                 skipped.append(f"rows of {path}")  # already in the database (a shared one): its rows there win
                 continue
-            rt.table().create(conn)
-            conn.execute(schema.row_tables.insert().values(
-                slug=slug, path=path, sql_name=rt.sql_name, columns=_dumps([list(c) for c in columns])))
+            record_row_table(conn, rt)
             n_tables += 1
             media = {n for n, t in columns if t in schema.MEDIA_TYPES}
             t = rt.table()
             for manifest in sorted(batches_dir.glob("*.json")):
                 batch = manifest.stem
                 doc = json.loads(manifest.read_text())
-                rows: dict[str, dict[str, Any]] = {}
-                for name, by_batch in frames.items():
-                    frame = by_batch.get(batch)
-                    if frame is None:
-                        continue
-                    for rec in frame.to_dict("records"):
-                        rec = {k: _clean(v) for k, v in rec.items()}
-                        row = rows.setdefault(rec["row_id"], {"_row_id": rec["row_id"], "_batch": batch,
-                                                              "_idx": _split_row_id(rec["row_id"])})
-                        row.update(_fields(name, rec, name in media))
+                rows = row_records.assemble(batch, [
+                    (name, [{k: _clean(v) for k, v in rec.items()} for rec in by_batch[batch].to_dict("records")])
+                    for name, by_batch in frames.items() if batch in by_batch], media)
                 committed = bool(rows)
                 conn.execute(schema.batches.insert().values(
                     slug=slug, batch=batch, status=schema.COMMITTED if committed else schema.PENDING,
-                    manifest=_dumps(doc.get("rows", [])), source=_dumps(doc["source"]) if doc.get("source") else None,
+                    manifest=dumps(doc.get("rows", [])), source=dumps(doc["source"]) if doc.get("source") else None,
                     num_rows=len(rows) if committed else None,
-                    num_errors=sum(1 for r in rows.values() if any(k.startswith(schema.ERROR) and v for k, v in r.items()))
+                    num_errors=sum(1 for r in rows if any(k.startswith(schema.ERROR) and v for k, v in r.items()))
                     if committed else None,
                     created_at=manifest.stat().st_mtime, committed_at=time.time() if committed else None))
-                if rows:
-                    ordered = sorted(rows.values(), key=lambda r: r["_idx"])
-                    names = sorted({k for r in ordered for k in r})
-                    conn.execute(t.insert(), [{k: r.get(k) for k in names} for r in ordered])
+                row_records.insert(conn, t, rows)
                 n_batches += 1
                 n_rows += len(rows)
             cursor_dir = table_dir / "_watch"
             if cursor_dir.is_dir():
                 for f in cursor_dir.glob("*.json"):
-                    conn.execute(schema.kv.delete().where(schema.kv.c.key == f"watch:{slug}:{f.stem}"))
-                    conn.execute(schema.kv.insert().values(key=f"watch:{slug}:{f.stem}", value=f.read_text()))
+                    upsert(conn, schema.kv, {"key": f"watch:{slug}:{f.stem}"}, {"value": f.read_text()})
     summary = (f"{len(docs) - sum(s.startswith('catalog') for s in skipped)} catalog tables and "
                f"{len(dirs - {''})} directories, {n_rows} rows in {n_batches} batches of {n_tables} tables")
     if skipped:

@@ -1,0 +1,258 @@
+"""Batches: their records and state (pending, committed), the marks of runs writing them, the columns
+staged for them, and the commit that moves a batch's staged columns into its table's rows in one
+transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from pxt_assets.faults import fault_point
+from pxt_assets.procid import holder_gone, process_identity
+from pxt_assets.rowstore import rows, schema
+from pxt_assets.rowstore.engine import Database, insert_new, upsert
+from pxt_assets.rowstore.rows import dumps, files_dropped, files_named
+from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
+
+#: a run marked as writing a batch that has not committed after this long is taken as killed: gc may then
+#: collect what it wrote (its batch's rows, if committed by another run, name what is kept)
+ACTIVE_RUN_TTL_S = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    rows: int
+    errors: int
+    replaced: list[str]  # files we wrote that the committed values no longer name (to delete)
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    batch: str
+    status: str
+    num_rows: int | None
+    num_errors: int | None
+    source: Any
+
+
+def insert_batch(conn: sa.Connection, slug: str, batch: str, manifest: list[dict[str, Any]], source: Any, *,
+                 created_at: float | None = None, only_new: bool = False) -> bool:
+    """Record a new pending batch: what was inserted in it (its manifest) and where it came from. With
+    `only_new`, a batch already recorded is left as it is (and False returned); else it is an error."""
+    values = {"slug": slug, "batch": batch, "status": PENDING, "manifest": dumps(manifest),
+              "source": None if source is None else dumps(source),
+              "created_at": time.time() if created_at is None else created_at}
+    if only_new:
+        return insert_new(conn, schema.batches, values)
+    conn.execute(schema.batches.insert().values(**values))
+    return True
+
+
+class Batches(Database):
+    # -- batches -------------------------------------------------------------------------------------------
+    def create_batch(self, slug: str, batch: str, rows: list[dict[str, Any]], source: Any = None) -> bool:
+        """Record a new batch and what was inserted in it. False if it already exists (a retried sensor tick
+        re-creating the same batch): its manifest is kept."""
+        with self._write() as conn:
+            return insert_batch(conn, slug, batch, rows, source, only_new=True)
+
+    def manifest(self, slug: str, batch: str) -> list[dict[str, Any]] | None:
+        b = schema.batches
+        with self._read() as conn:
+            row = conn.execute(sa.select(b.c.manifest).where((b.c.slug == slug) & (b.c.batch == batch))).first()
+        return None if row is None else json.loads(row[0])
+
+    def batch_info(self, slug: str, batch: str) -> BatchInfo | None:
+        b = schema.batches
+        with self._read() as conn:
+            r = conn.execute(sa.select(b).where((b.c.slug == slug) & (b.c.batch == batch))).first()
+        return None if r is None else BatchInfo(r.batch, r.status, r.num_rows, r.num_errors,
+                                                json.loads(r.source) if r.source else None)
+
+    def batches(self, slug: str, status: str | None = None) -> list[str]:
+        """Batch keys of a table (all, or those with `status`), oldest first."""
+        b = schema.batches
+        q = sa.select(b.c.batch).where(b.c.slug == slug)
+        if status is not None:
+            q = q.where(b.c.status == status)
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(q.order_by(b.c.created_at, b.c.batch))]
+
+    def _batch_row(self, conn: sa.Connection, slug: str, batch: str) -> Any:
+        """The batch's row, locked until the transaction ends (staging and committing one batch serialise);
+        an error naming the batch if it was deleted (by `delete` or `drop_table`) while a run was writing."""
+        b = schema.batches
+        row = conn.execute(sa.select(b.c.status).where((b.c.slug == slug) & (b.c.batch == batch))
+                           .with_for_update()).first()
+        if row is None:
+            raise LookupError(f"table {slug.replace('__', '/')!r} has no batch {batch!r} in {self!r} (deleted "
+                              "while this run was writing it?)")
+        return row
+
+    def delete_batch(self, rt: RowTable | None, slug: str, batch: str) -> None:
+        with self._write() as conn:
+            if rt is not None:
+                t = rt.table()
+                conn.execute(t.delete().where(t.c._batch == batch))
+            for t in (schema.active_runs, schema.staged, schema.batches):
+                conn.execute(t.delete().where((t.c.slug == slug) & (t.c.batch == batch)))
+
+    # -- runs writing a batch --------------------------------------------------------------------------------
+    def start_run(self, slug: str, batch: str, run_id: str, *, new_batch: bool = False) -> None:
+        """A run is about to write this batch's files (from this process): until it commits, or this process
+        is gone, gc leaves them alone. Each step of a run marks it again: steps may be processes of their own.
+        `new_batch`: the batch is not recorded yet (an insert uploading its files first; see end_run)."""
+        holder = dumps(process_identity())
+        with self._write() as conn:
+            if not new_batch:
+                self._batch_row(conn, slug, batch)
+            upsert(conn, schema.active_runs, {"slug": slug, "batch": batch, "run_id": run_id},
+                   {"started_at": time.time(), "holder": holder})
+
+    def end_run(self, slug: str, batch: str, run_id: str) -> None:
+        """Remove a run's mark without committing (the batch is recorded as pending now, which protects it)."""
+        a = schema.active_runs
+        with self._write() as conn:
+            conn.execute(a.delete().where((a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)))
+
+    def live_batches(self) -> set[str]:
+        """Keys of batches whose files may not all be named by committed rows yet: not committed, or being
+        (re)written by a run now. A run killed while writing counts while its mark may still be alive: until
+        ACTIVE_RUN_TTL_S for a process of another machine, not at all once its process is provably gone."""
+        b, a = schema.batches, schema.active_runs
+        with self._read() as conn:
+            pending = {r[0] for r in conn.execute(sa.select(b.c.batch).where(b.c.status != COMMITTED))}
+            running = {r[0] for r in conn.execute(sa.select(a.c.batch, a.c.holder).where(
+                a.c.started_at > time.time() - ACTIVE_RUN_TTL_S)) if not holder_gone(r[1])}
+        return pending | running
+
+    # -- staging and committing ----------------------------------------------------------------------------
+    def stage_column(self, rt: RowTable, batch: str, column: str, records: list[dict[str, Any]],
+                     run_id: str | None = None) -> list[str]:
+        """Keep a column's records for a batch until the batch commits. Returns the files an earlier,
+        uncommitted attempt staged (ours) that neither these records nor the committed rows name."""
+        s = schema.staged
+        keys = {"slug": rt.slug, "batch": batch, "column": column}
+        with self._write() as conn:
+            self._batch_row(conn, rt.slug, batch)
+            old = conn.execute(sa.select(s.c.records).where(
+                (s.c.slug == rt.slug) & (s.c.batch == batch) & (s.c.column == column))).first()
+            upsert(conn, s, keys, {"records": dumps(records), "run_id": run_id})
+            if old is None:
+                return []
+            replaced = files_dropped(json.loads(old[0]), records)
+            if replaced and column in rt.column_types:
+                t = rt.table()
+                value = t.c[schema.VALUE + column]
+                if rt.column_types[column] == schema.FILE_LIST:
+                    dest = t.c[schema.DESTINATION + column]
+                    committed = {u for v, d in conn.execute(sa.select(value, dest).where(t.c._batch == batch))
+                                 for u in files_named(v, d)}
+                else:
+                    committed = {r[0] for r in conn.execute(sa.select(value).where(
+                        (t.c._batch == batch) & value.in_(replaced)))}
+                replaced = [u for u in replaced if u not in committed]
+        return replaced
+
+    def read_columns(self, rt: RowTable, batch: str, columns: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each column's records for a batch, by row id: staged ones if staged, else the committed rows. A
+        column with neither is left out."""
+        columns = list(columns)
+        s = schema.staged
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        with self._read() as conn:
+            for column, text in conn.execute(sa.select(s.c.column, s.c.records).where(
+                    (s.c.slug == rt.slug) & (s.c.batch == batch) & s.c.column.in_(columns))):
+                out[column] = {r["row_id"]: r for r in json.loads(text)}
+            rest = [c for c in columns if c not in out and c in rt.column_types]
+            if rest:
+                t, media = rt.table(), set(rt.file_columns())
+                fields = [t.c[n] for c in rest for n in rows.field_names(c, c in media)]
+                found = conn.execute(sa.select(t.c._row_id, *fields).where(t.c._batch == batch)
+                                     .order_by(t.c._pos)).all()
+                if found:
+                    for c in rest:
+                        out[c] = {r[0]: rows.record(r[0], r._mapping, c, c in media) for r in found}
+        return out
+
+    def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None, *,
+                     rows_from: str | None = None) -> CommitResult:
+        """Move every staged column of `batch` into the table's rows, in one transaction, and mark the batch
+        committed (and `run_id` no longer writing it). A batch seen for the first time gets its rows
+        inserted; a committed one (a re-run, a new column's backfill) has the staged columns updated in
+        place. When the column `rows_from` (the first source column) is staged, its records are the batch's
+        rows: rows it no longer has are deleted (their files returned as replaced), new ones inserted (a
+        view's batch recomputed from a changed video can have more or fewer frames)."""
+        s, b, t, a = schema.staged, schema.batches, rt.table(), schema.active_runs
+        with self._write() as conn:
+            status = self._batch_row(conn, rt.slug, batch).status
+            staged = {c: json.loads(text) for c, text in conn.execute(
+                sa.select(s.c.column, s.c.records).where((s.c.slug == rt.slug) & (s.c.batch == batch)))}
+            staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
+            media = set(rt.file_columns())
+            replaced: list[str] = []
+            if status != COMMITTED:
+                conn.execute(t.delete().where(t.c._batch == batch))
+                rows.insert(conn, t, rows.assemble(batch, staged.items(), media))
+            else:
+                if rows_from is not None and rows_from in staged:
+                    replaced += self._reshape_rows(conn, rt, batch, staged, rows_from, media)
+                for column, recs in staged.items():
+                    replaced += self._update_column(conn, t, batch, column, recs, column in media)
+            num_rows = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c._batch == batch)).scalar()
+            err_cols = [t.c[schema.ERROR + c] for c in rt.column_types]
+            num_errors = conn.execute(sa.select(sa.func.count()).select_from(t).where(
+                (t.c._batch == batch) & sa.or_(*[c.is_not(None) for c in err_cols]))).scalar() if err_cols else 0
+            conn.execute(s.delete().where((s.c.slug == rt.slug) & (s.c.batch == batch)))
+            conn.execute(b.update().where((b.c.slug == rt.slug) & (b.c.batch == batch)).values(
+                status=COMMITTED, num_rows=num_rows, num_errors=num_errors, committed_at=time.time()))
+            # This run's marker, and markers of runs long dead or killed; another run writing now keeps its own.
+            mine = (a.c.slug == rt.slug) & (a.c.batch == batch)
+            dead = [r[0] for r in conn.execute(sa.select(a.c.run_id, a.c.holder).where(mine)) if holder_gone(r[1])]
+            conn.execute(a.delete().where(mine & ((a.c.run_id == (run_id or "")) | a.c.run_id.in_(dead) | (
+                a.c.started_at < time.time() - ACTIVE_RUN_TTL_S))))
+            fault_point("mid_commit")  # tests: killed with every statement made and none committed
+        return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
+
+    @staticmethod
+    def _update_column(conn: sa.Connection, t: sa.Table, batch: str, column: str, recs: list[dict[str, Any]],
+                       media: bool) -> list[str]:
+        """Update one column of a committed batch's rows in place; the files it no longer names."""
+        replaced: list[str] = []
+        if media:
+            names = [schema.VALUE + column, schema.OWNED + column, schema.DESTINATION + column]
+            before = conn.execute(sa.select(t.c._row_id, *[t.c[n] for n in names]).where(t.c._batch == batch)).all()
+            replaced = files_dropped([{"row_id": r[0], "value": r[1], "owned": r[2], "destination": r[3]}
+                                  for r in before], recs)
+        if recs:
+            params = [{"b_rid": rec["row_id"], **{"b_" + k: v for k, v in rows.fields_of(column, rec, media).items()}}
+                      for rec in recs]
+            names = rows.field_names(column, media)
+            stmt = t.update().where(t.c._row_id == sa.bindparam("b_rid")).values(
+                {n: sa.bindparam("b_" + n) for n in names})
+            conn.execute(stmt, params)
+        return replaced
+
+    @staticmethod
+    def _reshape_rows(conn: sa.Connection, rt: RowTable, batch: str, staged: dict[str, list[dict[str, Any]]],
+                      rows_from: str, media: set[str]) -> list[str]:
+        """Make the batch's rows those of the staged column `rows_from`: delete the rows it no longer has
+        (returning the files they owned), insert its new ones."""
+        t = rt.table()
+        target = {rec["row_id"] for rec in staged[rows_from]}
+        files = rt.file_columns()
+        fields = [t.c._row_id] + [f for c in files for f in (t.c[schema.VALUE + c], t.c[schema.OWNED + c],
+                                                              t.c[schema.DESTINATION + c])]
+        existing = conn.execute(sa.select(*fields).where(t.c._batch == batch)).all()
+        gone = [r for r in existing if r[0] not in target]
+        replaced = [u for r in gone for i in range(len(files)) if r[2 + 3 * i]
+                    for u in files_named(r[1 + 3 * i], r[3 + 3 * i])]
+        if gone:
+            conn.execute(t.delete().where(t.c._row_id.in_([r[0] for r in gone])))
+        rows.insert(conn, t, rows.assemble(batch, staged.items(), media, skip={r[0] for r in existing}))
+        return replaced

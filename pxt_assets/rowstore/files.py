@@ -1,0 +1,64 @@
+"""Which files rows and staged records name: what gc may collect and what it must keep."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from pxt_assets.rowstore import schema
+from pxt_assets.rowstore.engine import Database
+from pxt_assets.rowstore.rows import files_named
+from pxt_assets.rowstore.schema import RowTable
+from pxt_assets.rowstore.tables import row_tables
+
+
+class Files(Database):
+    def owned_files(self, rt: RowTable | None, slug: str, *, batch: str | None = None,
+                    column: str | None = None) -> list[tuple[str, str | None]]:
+        """(uri, recorded destination) of every file we wrote for the table (or one batch or column): from
+        its rows and from records staged by runs that have not committed."""
+        out: list[tuple[str, str | None]] = []
+        with self._read() as conn:
+            if rt is not None:
+                t = rt.table()
+                for c in rt.file_columns():
+                    if column is not None and c != column:
+                        continue
+                    q = sa.select(t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]).where(
+                        (t.c[schema.OWNED + c] == sa.true()) & t.c[schema.VALUE + c].is_not(None))
+                    if batch is not None:
+                        q = q.where(t.c._batch == batch)
+                    out += [(u, r[1]) for r in conn.execute(q) for u in files_named(r[0], r[1])]
+            s = schema.staged
+            q = sa.select(s.c.records).where(s.c.slug == slug)
+            if batch is not None:
+                q = q.where(s.c.batch == batch)
+            if column is not None:
+                q = q.where(s.c.column == column)
+            for (text,) in conn.execute(q):
+                out += [(u, r.get("destination")) for r in json.loads(text) if r.get("owned")
+                        for u in files_named(r.get("value"), r.get("destination"))]
+        return out
+
+    def referenced_uris(self) -> Iterator[str]:
+        """Every media URI any row or staged record of any table in this database refers to."""
+        with self._read() as conn:
+            for rt in row_tables(conn):
+                t = rt.table()
+                for c in rt.media_columns():
+                    col = t.c[schema.VALUE + c]
+                    for (uri,) in conn.execute(sa.select(col).where(col.is_not(None))):
+                        yield uri
+                for c in rt.file_columns():
+                    if c not in rt.media_columns():
+                        col, dest = t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]
+                        for value, d in conn.execute(sa.select(col, dest).where(col.is_not(None))):
+                            yield from files_named(value, d)
+            for (text,) in conn.execute(sa.select(schema.staged.c.records)):
+                for r in json.loads(text):
+                    if isinstance(r.get("value"), str) and r["value"]:
+                        yield r["value"]
+                    elif r.get("destination"):
+                        yield from files_named(r.get("value"), r["destination"])
