@@ -84,9 +84,7 @@ def test_a_table_recreated_by_another_process_is_seen_at_the_next_call(pxt_home,
 
 # -- 4. races answer, not raise -----------------------------------------------------------------------------
 
-def test_two_processes_creating_one_batch_get_one_yes_and_one_already_exists(db, pxt_home, request):
-    if db.startswith("postgresql"):
-        request.applymarker(pending("INSERT ... ON CONFLICT where today's code selects then inserts"))
+def test_two_processes_creating_one_batch_get_one_yes_and_one_already_exists(db, pxt_home):
     store = rowstore.RowStore(db)
     slug = f"race{next(_names)}"
     answers: list[bool] = []

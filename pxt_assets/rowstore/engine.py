@@ -50,7 +50,9 @@ def upsert(conn: sa.Connection, table: sa.Table, keys: dict[str, Any], values: d
 
 def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> bool:
     """Insert one row unless `table` has one with its key (INSERT ... ON CONFLICT DO NOTHING): whether it did."""
-    return conn.execute(_insert(conn, table).values(**values).on_conflict_do_nothing()).rowcount == 1
+    # preserve_rowcount: SQLAlchemy reports an INSERT's row count only when asked (psycopg gives -1 otherwise)
+    stmt = _insert(conn, table).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+    return conn.execute(stmt).rowcount == 1
 
 
 def _make_engine(url: sa.URL) -> sa.Engine:
