@@ -478,6 +478,8 @@ class MediaTable:
             failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
             detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
         info = self._rowstore().batch_info(self.spec.slug, batch)
+        if success and info is not None and info.status != rowstore.COMMITTED:
+            detail = info.reason  # the run succeeded without completing the batch (the batch says why)
         detail = redact(detail) if detail else detail
         if not success or info is None or info.status != rowstore.COMMITTED:
             if hasattr(self, "base_spec"):

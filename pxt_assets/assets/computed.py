@@ -16,7 +16,7 @@ import PIL.Image
 
 from pxt_assets import stores
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
-from pxt_assets.assets.run import Progress, commit, map_rows, on_worker, row_pool
+from pxt_assets.assets.run import Progress, batch_step, commit, map_rows, on_worker, row_pool
 from pxt_assets.evaluate import (
     Row,
     RowError,
@@ -56,6 +56,7 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automat
         required_resource_keys={MEDIA_IO},
     )
     @scrubbing
+    @batch_step(spec)
     def computed(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import os
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from pxt_assets import console, memory
-from pxt_assets.assets.names import asset_key
+from pxt_assets.assets.names import MEDIA_IO, asset_key
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import TableSpec
 
@@ -90,4 +91,30 @@ def on_worker(context: dg.AssetExecutionContext) -> None:
 
 def commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: TableSpec, batch: str) -> None:
     result = media_io.commit(spec, batch, context.log, context.run_id)
+    if result.waiting:
+        context.log.warning(f"{spec.display_path}: batch {batch} not committed: column(s) "
+                            f"{', '.join(result.waiting)} not computed for it yet (staged; it commits once they are)")
+        return
     context.log.info(f"{spec.display_path}: batch {batch} committed: {result.rows} rows, {result.errors} with errors")
+
+
+def batch_step(spec: TableSpec) -> Callable[[Callable[..., Iterator[Any]]], Callable[..., Iterator[Any]]]:
+    """A step of a batch (its body a generator taking the context) that does not complete records on the
+    batch why (the batch state machine's computing -> failed), so pending_batches() and resume() can say it.
+    An error Dagster meets while storing an output closes the generator (GeneratorExit) after the IO manager
+    recorded the error itself; the first reason recorded stays."""
+    def wrap(body: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        @functools.wraps(body)
+        def step(context: dg.AssetExecutionContext) -> Iterator[Any]:
+            try:
+                return (yield from body(context))
+            except BaseException as e:
+                what = "stopped before it finished" if isinstance(e, GeneratorExit) else f"failed: {e}"
+                media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
+                media_io.fail(spec, context.partition_key, context.run_id,
+                              f"step {context.op_def.name} of run {context.run_id} {what}")
+                raise
+
+        return step
+
+    return wrap

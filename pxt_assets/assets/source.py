@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pxt_assets.assets.names import MEDIA_IO, column_out
-from pxt_assets.assets.run import Progress, commit, computed_later_in_run, map_rows, on_worker
+from pxt_assets.assets.run import Progress, batch_step, commit, computed_later_in_run, map_rows, on_worker
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.io_managers.ingest import ingest_value
 from pxt_assets.io_managers.rows import row_id
 from pxt_assets.redaction import scrubbing
+from pxt_assets.rowstore.values import ERRORS_KEY
 from pxt_assets.spec import TableSpec
 
 
@@ -26,6 +27,7 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
         required_resource_keys={MEDIA_IO},
     )
     @scrubbing  # a failed step's error, as Dagster stores it, carries no credential
+    @batch_step(spec)
     def source(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key
@@ -37,7 +39,8 @@ def build_source_asset(spec: TableSpec, pdef: dg.PartitionsDefinition) -> dg.Ass
             writer = media_io.writer_for(spec, col) if col.is_media and col.destination else None
             progress = Progress(context.log, col.name, len(rows))
             records = map_rows(
-                lambda i: ingest_value(col, writer, row_id(batch, i), rows[i].get(col.name)),
+                lambda i: ingest_value(col, writer, row_id(batch, i), rows[i].get(col.name),
+                                       rows[i].get(ERRORS_KEY, {}).get(col.name)),
                 len(rows), progress,
             )
             if writer is not None:

@@ -16,7 +16,7 @@ import PIL.Image
 from pxt_assets import memory, stores
 from pxt_assets.assets.computed import Computer, compute_batch
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
-from pxt_assets.assets.run import PROGRESS_EVERY_S, commit, long_lived_objects_frozen, on_worker
+from pxt_assets.assets.run import PROGRESS_EVERY_S, batch_step, commit, long_lived_objects_frozen, on_worker
 from pxt_assets.evaluate import Row, as_json, close_frame_cursors, error_kind, is_missing
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.io_managers.rows import new_record, row_id
@@ -76,6 +76,7 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         required_resource_keys={MEDIA_IO},
     )
     @scrubbing
+    @batch_step(spec)
     def view_step(context: dg.AssetExecutionContext) -> Iterator[dg.Output]:
         media_io: MediaIOManager = getattr(context.resources, MEDIA_IO)
         batch = context.partition_key

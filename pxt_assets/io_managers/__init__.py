@@ -24,7 +24,7 @@ from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
 from pxt_assets.io_managers.writers import ColumnWriter
 from pxt_assets.media import MediaReader, open_image_header, shared_cache, to_rgb
-from pxt_assets.redaction import redact_metadata, scrubbing
+from pxt_assets.redaction import redact, redact_metadata, scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 __all__ = ["TableIOManager", "MediaIOManager", "ColumnWriter", "destinations"]
@@ -84,6 +84,10 @@ class TableIOManager(dg.ConfigurableIOManager):
     def start_run(self, table: TableSpec, batch: str, run_id: str) -> None:
         self.rowstore().start_run(table.slug, batch, run_id)
 
+    def fail(self, table: TableSpec, batch: str, run_id: str, reason: str) -> None:
+        """The run ends without completing the batch: it records why (a batch another run took is left alone)."""
+        self.rowstore().fail_batch(table.slug, batch, run_id, redact(reason))
+
     def read_columns(self, table: TableSpec, batch: str, columns) -> dict[str, dict[str, dict[str, Any]]]:
         """Each column's records for `batch` by row id (staged by this run or an earlier one, else committed)."""
         return self.rowstore().read_columns(self.row_table(table), batch, columns)
@@ -104,8 +108,12 @@ class TableIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Records) -> None:
         table, column = _table_and_column(context.definition_metadata)
         # one batch: the assets' steps run one partition each (they read `context.partition_key`)
-        replaced = self.rowstore().stage_column(self.row_table(table), context.partition_key, column.name, obj,
-                                                run_id=context.run_id)
+        try:
+            replaced = self.rowstore().stage_column(self.row_table(table), context.partition_key, column.name, obj,
+                                                    run_id=context.run_id)
+        except Exception as e:
+            self.fail(table, context.partition_key, context.run_id, f"staging column {column.name!r} failed: {e}")
+            raise
         delete_replaced(context.log, column.name, replaced)
         context.add_output_metadata(redact_metadata({
             "dagster/row_count": len(obj),

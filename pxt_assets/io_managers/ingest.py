@@ -20,10 +20,15 @@ from pxt_assets.redaction import redact
 from pxt_assets.spec import ColumnSpec
 
 
-def ingest_value(col: ColumnSpec, writer: ColumnWriter | None, rid: str, value: Any) -> dict[str, Any]:
+def ingest_value(col: ColumnSpec, writer: ColumnWriter | None, rid: str, value: Any,
+                 invalid: str | None = None) -> dict[str, Any]:
     """One inserted value -> its stored record. `writer` is the column's writer when it has a destination
-    (input_media_dest), else None (media referenced in place)."""
+    (input_media_dest), else None (media referenced in place). `invalid`: why the batch's manifest could not
+    keep the value (see rowstore.values.manifest_row): the row's error."""
     record = new_record(rid, col.is_media, col.destination)
+    if invalid is not None:
+        record["error"], record["errortype"] = redact(invalid), "invalid_value"
+        return record
     try:
         if value is None:
             return record

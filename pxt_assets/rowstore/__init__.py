@@ -13,7 +13,7 @@ deterministic), so nothing is duplicated.
 
 The parts, by job: `engine` (URLs, engines, transactions, upsert), `rows` (row records, the files a value
 names), `catalog` (table documents, directories, small values), `tables` (row tables' DDL), `batches`
-(batches, runs writing them, staging, commit), `files` (the files rows and staged records name), `query`
+(the batch state machine, runs writing them, staging, commit), `files` (the files rows and staged records name), `query`
 (filters, orderings and selections as SQL), `watch` (what watches took); `schema` is the tables themselves,
 `migrate` moves a home of the release that kept rows in files into the database.
 """
@@ -24,18 +24,18 @@ import os
 import pathlib
 
 from pxt_assets.rowstore import engine
-from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S, Batches, BatchInfo, CommitResult
+from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S, Batches, BatchInfo, BatchStateError, CommitResult
 from pxt_assets.rowstore.catalog import Catalog
 from pxt_assets.rowstore.engine import DB_FILE, default_url, redact
 from pxt_assets.rowstore.files import Files
 from pxt_assets.rowstore.query import NotSQL, Queries
 from pxt_assets.rowstore.rows import FILE_KEYS, files_named
-from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
+from pxt_assets.rowstore.schema import COMMITTED, COMPUTING, CREATED, FAILED, PENDING, RowTable
 from pxt_assets.rowstore.tables import Tables
 from pxt_assets.rowstore.watch import Watches
 
 __all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", "default_url", "redact", "NotSQL",
-           "COMMITTED", "PENDING", "DB_FILE", "ACTIVE_RUN_TTL_S", "FILE_KEYS", "files_named"]
+           "COMMITTED", "PENDING", "CREATED", "COMPUTING", "FAILED", "BatchStateError", "DB_FILE", "ACTIVE_RUN_TTL_S", "FILE_KEYS", "files_named"]
 
 
 class RowStore(Catalog, Tables, Batches, Files, Queries, Watches):

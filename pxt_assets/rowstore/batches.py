@@ -1,6 +1,22 @@
-"""Batches: their records and state (pending, committed), the marks of runs writing them, the columns
-staged for them, and the commit that moves a batch's staged columns into its table's rows in one
-transaction."""
+"""Batches: their records and their state machine, the marks of runs writing them, the columns staged for
+them, and the commit that moves a batch's staged columns into its table's rows in one transaction.
+
+This module owns a batch's life; nothing else writes its state:
+
+    created --start_run--> computing --commit_batch--> committed
+                               |  ^
+                   fail_batch  v  |  start_run (resume, a re-run, automation)
+                             failed
+
+Each transition is one transaction that reads the batch's row under a lock and changes it with a
+compare-and-set (`UPDATE ... WHERE status = :seen`, its row count checked). State is kept per (batch, column)
+as well: a column's records are staged for a batch (pxt_staged) until that pair commits, and a batch's rows
+become visible only when every column of its table is staged (a value or a row error in each row), so a run
+that computes a subset of the columns stages them and the commit waits (the batch is `failed`, saying which
+columns are missing, until a run computes them). A column added later commits on its own for batches
+already committed (a backfill updates their rows in place). A `computing` batch whose run's process is gone
+is reported as failed (its reason says so) without anyone writing it: a dead process's mark protects nothing.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +30,27 @@ import sqlalchemy as sa
 
 from pxt_assets.faults import fault_point
 from pxt_assets.procid import holder_gone, process_identity
-from pxt_assets.rowstore import rows, schema
+from pxt_assets.rowstore import rows, schema, values
 from pxt_assets.rowstore.engine import Database, insert_new, upsert
 from pxt_assets.rowstore.rows import dumps, files_dropped, files_named
-from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
+from pxt_assets.rowstore.schema import (
+    COMMITTED,
+    COMPUTING,
+    CREATED,
+    FAILED,
+    LEGACY_PENDING,
+    NOT_COMMITTED,
+    PENDING,
+    RowTable,
+)
 
 #: a run marked as writing a batch that has not committed after this long is taken as killed: gc may then
 #: collect what it wrote (its batch's rows, if committed by another run, name what is kept)
 ACTIVE_RUN_TTL_S = 24 * 3600.0
+
+
+class BatchStateError(RuntimeError):
+    """A transition whose compare-and-set found the batch in another state than the one it read."""
 
 
 @dataclass(frozen=True)
@@ -29,27 +58,35 @@ class CommitResult:
     rows: int
     errors: int
     replaced: list[str]  # files we wrote that the committed values no longer name (to delete)
+    waiting: tuple[str, ...] = ()  # columns not staged yet: the batch did not commit (it is `failed`, saying so)
+
+    @property
+    def committed(self) -> bool:
+        return not self.waiting
 
 
 @dataclass(frozen=True)
 class BatchInfo:
     batch: str
-    status: str
+    status: str  # COMMITTED, or CREATED / COMPUTING / FAILED (see `reason`)
     num_rows: int | None
     num_errors: int | None
     source: Any
+    reason: str | None = None  # why a batch that is not committed is not (None once committed)
+    run_id: str | None = None  # the run that last took it
 
 
 def insert_batch(conn: sa.Connection, slug: str, batch: str, manifest: list[dict[str, Any]], source: Any, *,
                  created_at: float | None = None, only_new: bool = False) -> bool:
     """Record a new pending batch: what was inserted in it (its manifest) and where it came from. With
     `only_new`, a batch already recorded is left as it is (and False returned); else it is an error."""
-    values = {"slug": slug, "batch": batch, "status": PENDING, "manifest": dumps(manifest),
+    manifest = [values.manifest_row(row, i) for i, row in enumerate(manifest)]
+    fields = {"slug": slug, "batch": batch, "status": CREATED, "manifest": dumps(manifest),
               "source": None if source is None else dumps(source),
               "created_at": time.time() if created_at is None else created_at}
     if only_new:
-        return insert_new(conn, schema.batches, values)
-    conn.execute(schema.batches.insert().values(**values))
+        return insert_new(conn, schema.batches, fields)
+    conn.execute(schema.batches.insert().values(**fields))
     return True
 
 
@@ -68,17 +105,26 @@ class Batches(Database):
         return None if row is None else json.loads(row[0])
 
     def batch_info(self, slug: str, batch: str) -> BatchInfo | None:
-        b = schema.batches
+        """The batch's state; one that is not committed says why (a `computing` batch whose run's process
+        is gone is reported as `failed`)."""
+        b, a = schema.batches, schema.active_runs
         with self._read() as conn:
             r = conn.execute(sa.select(b).where((b.c.slug == slug) & (b.c.batch == batch))).first()
-        return None if r is None else BatchInfo(r.batch, r.status, r.num_rows, r.num_errors,
-                                                json.loads(r.source) if r.source else None)
+            if r is None:
+                return None
+            marks = conn.execute(sa.select(a.c.run_id, a.c.holder, a.c.started_at).where(
+                (a.c.slug == slug) & (a.c.batch == batch))).all()
+        status, reason = _effective_state(r.status, r.reason, r.run_id, marks)
+        return BatchInfo(r.batch, status, r.num_rows, r.num_errors, json.loads(r.source) if r.source else None,
+                         reason, r.run_id)
 
     def batches(self, slug: str, status: str | None = None) -> list[str]:
         """Batch keys of a table (all, or those with `status`), oldest first."""
         b = schema.batches
         q = sa.select(b.c.batch).where(b.c.slug == slug)
-        if status is not None:
+        if status == PENDING:  # every batch not committed, whatever its state
+            q = q.where(b.c.status.in_(NOT_COMMITTED))
+        elif status is not None:
             q = q.where(b.c.status == status)
         with self._read() as conn:
             return [r[0] for r in conn.execute(q.order_by(b.c.created_at, b.c.batch))]
@@ -87,7 +133,7 @@ class Batches(Database):
         """The batch's row, locked until the transaction ends (staging and committing one batch serialise);
         an error naming the batch if it was deleted (by `delete` or `drop_table`) while a run was writing."""
         b = schema.batches
-        row = conn.execute(sa.select(b.c.status).where((b.c.slug == slug) & (b.c.batch == batch))
+        row = conn.execute(sa.select(b.c.status, b.c.run_id).where((b.c.slug == slug) & (b.c.batch == batch))
                            .with_for_update()).first()
         if row is None:
             raise LookupError(f"table {slug.replace('__', '/')!r} has no batch {batch!r} in {self!r} (deleted "
@@ -110,9 +156,22 @@ class Batches(Database):
         holder = dumps(process_identity())
         with self._write() as conn:
             if not new_batch:
-                self._batch_row(conn, slug, batch)
+                seen = self._batch_row(conn, slug, batch).status
+                if seen != COMMITTED:  # a committed batch stays so: a re-run or a new column's backfill
+                    _transition(conn, slug, batch, seen, COMPUTING, run_id=run_id, reason=None)
             upsert(conn, schema.active_runs, {"slug": slug, "batch": batch, "run_id": run_id},
                    {"started_at": time.time(), "holder": holder})
+
+    def fail_batch(self, slug: str, batch: str, run_id: str, reason: str) -> bool:
+        """`run_id` ended without completing the batch: computing -> failed, with the reason, if that run still
+        holds it (a batch another run took since, or committed, is left alone). Whether it changed."""
+        b, a = schema.batches, schema.active_runs
+        with self._write() as conn:
+            changed = conn.execute(b.update().where(
+                (b.c.slug == slug) & (b.c.batch == batch) & (b.c.status == COMPUTING) & (b.c.run_id == run_id))
+                .values(status=FAILED, reason=reason[:4000])).rowcount == 1
+            conn.execute(a.delete().where((a.c.slug == slug) & (a.c.batch == batch) & (a.c.run_id == run_id)))
+        return changed
 
     def end_run(self, slug: str, batch: str, run_id: str) -> None:
         """Remove a run's mark without committing (the batch is recorded as pending now, which protects it)."""
@@ -126,7 +185,7 @@ class Batches(Database):
         ACTIVE_RUN_TTL_S for a process of another machine, not at all once its process is provably gone."""
         b, a = schema.batches, schema.active_runs
         with self._read() as conn:
-            pending = {r[0] for r in conn.execute(sa.select(b.c.batch).where(b.c.status != COMMITTED))}
+            pending = {r[0] for r in conn.execute(sa.select(b.c.batch).where(b.c.status.in_(NOT_COMMITTED)))}
             running = {r[0] for r in conn.execute(sa.select(a.c.batch, a.c.holder).where(
                 a.c.started_at > time.time() - ACTIVE_RUN_TTL_S)) if not holder_gone(r[1])}
         return pending | running
@@ -138,6 +197,8 @@ class Batches(Database):
         uncommitted attempt staged (ours) that neither these records nor the committed rows name."""
         s = schema.staged
         keys = {"slug": rt.slug, "batch": batch, "column": column}
+        if column in rt.column_types:  # a value the database cannot hold is that row's error, not the batch's
+            records = values.fitted(column, rt.column_types[column], records)
         with self._write() as conn:
             self._batch_row(conn, rt.slug, batch)
             old = conn.execute(sa.select(s.c.records).where(
@@ -188,7 +249,7 @@ class Batches(Database):
         place. When the column `rows_from` (the first source column) is staged, its records are the batch's
         rows: rows it no longer has are deleted (their files returned as replaced), new ones inserted (a
         view's batch recomputed from a changed video can have more or fewer frames)."""
-        s, b, t, a = schema.staged, schema.batches, rt.table(), schema.active_runs
+        s, t, a = schema.staged, rt.table(), schema.active_runs
         with self._write() as conn:
             status = self._batch_row(conn, rt.slug, batch).status
             staged = {c: json.loads(text) for c, text in conn.execute(
@@ -196,6 +257,14 @@ class Batches(Database):
             staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
             media = set(rt.file_columns())
             replaced: list[str] = []
+            missing = tuple(c for c in rt.column_types if c not in staged) if status != COMMITTED else ()
+            if missing:  # a run that computed a subset of the columns: they stay staged, the commit waits
+                reason = (f"not committed: column(s) {', '.join(missing)} not computed for it yet (this run staged "
+                          f"{', '.join(sorted(staged)) or 'nothing'}); t.resume({batch!r}) computes them")
+                _transition(conn, rt.slug, batch, status, FAILED, run_id=run_id, reason=reason)
+                conn.execute(a.delete().where((a.c.slug == rt.slug) & (a.c.batch == batch)
+                                              & (a.c.run_id == (run_id or ""))))
+                return CommitResult(0, 0, [], waiting=missing)
             if status != COMMITTED:
                 conn.execute(t.delete().where(t.c._batch == batch))
                 rows.insert(conn, t, rows.assemble(batch, staged.items(), media))
@@ -209,8 +278,8 @@ class Batches(Database):
             num_errors = conn.execute(sa.select(sa.func.count()).select_from(t).where(
                 (t.c._batch == batch) & sa.or_(*[c.is_not(None) for c in err_cols]))).scalar() if err_cols else 0
             conn.execute(s.delete().where((s.c.slug == rt.slug) & (s.c.batch == batch)))
-            conn.execute(b.update().where((b.c.slug == rt.slug) & (b.c.batch == batch)).values(
-                status=COMMITTED, num_rows=num_rows, num_errors=num_errors, committed_at=time.time()))
+            _transition(conn, rt.slug, batch, status, COMMITTED, reason=None, num_rows=num_rows,
+                        num_errors=num_errors, committed_at=time.time())
             # This run's marker, and markers of runs long dead or killed; another run writing now keeps its own.
             mine = (a.c.slug == rt.slug) & (a.c.batch == batch)
             dead = [r[0] for r in conn.execute(sa.select(a.c.run_id, a.c.holder).where(mine)) if holder_gone(r[1])]
@@ -256,3 +325,33 @@ class Batches(Database):
             conn.execute(t.delete().where(t.c._row_id.in_([r[0] for r in gone])))
         rows.insert(conn, t, rows.assemble(batch, staged.items(), media, skip={r[0] for r in existing}))
         return replaced
+
+
+def _transition(conn: sa.Connection, slug: str, batch: str, seen: str, to: str, **fields: Any) -> None:
+    """The batch's state `seen` (read under the batch row's lock in this transaction) becomes `to`, with
+    `fields`: a compare-and-set whose row count is checked, so no interleaving of runs, resumes, deletes,
+    sensors and gc can move a batch from a state it is no longer in."""
+    b = schema.batches
+    done = conn.execute(b.update().where((b.c.slug == slug) & (b.c.batch == batch) & (b.c.status == seen))
+                        .values(status=to, **fields)).rowcount
+    if done != 1:
+        raise BatchStateError(f"table {slug.replace('__', '/')!r}, batch {batch!r}: expected state {seen!r} "
+                              f"to become {to!r}, found another (changed by another process meanwhile)")
+
+
+def _effective_state(status: str, reason: str | None, run_id: str | None,
+                     marks: list[Any]) -> tuple[str, str | None]:
+    """A batch's state as readers see it, and why it is not committed."""
+    if status == COMMITTED:
+        return COMMITTED, None
+    if status == COMPUTING:
+        live = [m for m in marks if m.run_id == run_id and m.started_at > time.time() - ACTIVE_RUN_TTL_S
+                and not holder_gone(m.holder)]
+        if live:
+            return COMPUTING, f"being computed by run {run_id}"
+        return FAILED, reason or f"run {run_id} ended without completing it (its process is gone); resume() runs it again"
+    if status == FAILED:
+        return FAILED, reason or "a run ended without completing it"
+    if status == LEGACY_PENDING:
+        return FAILED, reason or "not committed (recorded by an earlier release); resume() runs it again"
+    return CREATED, reason or "waiting for its first run"

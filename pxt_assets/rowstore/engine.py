@@ -102,6 +102,10 @@ class Database:
             marks = {c["name"] for c in sa.inspect(conn).get_columns(schema.active_runs.name)}
             if "holder" not in marks:  # a database made before runs' marks named their process
                 self._add_sql_column(conn, schema.active_runs.name, sa.Column("holder", sa.String(500)))
+            have = {c["name"] for c in sa.inspect(conn).get_columns(schema.batches.name)}
+            for col in (schema.batches.c.run_id, schema.batches.c.reason):  # made before the state machine
+                if col.name not in have:
+                    self._add_sql_column(conn, schema.batches.name, sa.Column(col.name, col.type))
 
     def __repr__(self) -> str:
         return f"RowStore({redact(self.url)})"

@@ -49,13 +49,17 @@ batches = sa.Table(
     "pxt_batches", metadata,
     sa.Column("slug", sa.String(1000), primary_key=True),
     sa.Column("batch", sa.String(200), primary_key=True),
-    sa.Column("status", sa.String(20), nullable=False),  # PENDING or COMMITTED
+    sa.Column("status", sa.String(20), nullable=False),  # a state of batches.py's state machine
     sa.Column("manifest", sa.Text, nullable=False),  # JSON list of inserted rows
     sa.Column("source", sa.Text),  # JSON: where the batch came from (a watched prefix), or null
     sa.Column("num_rows", sa.Integer),
     sa.Column("num_errors", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("committed_at", sa.Float),
+    # added with the batch state machine (databases made before lack them): the run that took the batch, and
+    # why a batch that is not committed is not
+    sa.Column("run_id", sa.String(100)),
+    sa.Column("reason", sa.Text),
 )
 sa.Index("pxt_batches_status", batches.c.status)
 
@@ -99,8 +103,15 @@ watch_taken = sa.Table(
 )
 sa.Index("pxt_watch_taken_seq", watch_taken.c.slug, watch_taken.c.watch, watch_taken.c.seq)
 
+# A batch's states (rowstore/batches.py owns the transitions; see docs/lifecycle.md).
+CREATED = "created"  # recorded with its inserted values; no run has taken it yet
+COMPUTING = "computing"  # a run took it (run_id); a run whose process is gone protects nothing
+COMMITTED = "committed"  # its rows are visible: every column staged, moved into the rows in one transaction
+FAILED = "failed"  # a run ended without completing it; `reason` says why; a run may take it again
+LEGACY_PENDING = "pending"  # what releases before the state machine recorded for CREATED / COMPUTING / FAILED
+#: `batches(slug, PENDING)`: every batch that is not committed, whatever its state
 PENDING = "pending"
-COMMITTED = "committed"
+NOT_COMMITTED = (CREATED, COMPUTING, FAILED, LEGACY_PENDING)
 
 #: prefixes of a column's fields in its row table
 VALUE, ERROR, ERRORTYPE, VERSION, DESTINATION, OWNED = "v_", "e_", "k_", "f_", "d_", "o_"

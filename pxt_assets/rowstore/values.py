@@ -102,3 +102,39 @@ def check(type_name: str, value: Any) -> None:
     """Raise ValueProblem unless `value` fits a column of `type_name`."""
     if (p := problem(type_name, value)) is not None:
         raise ValueProblem(p)
+
+
+#: the key of a manifest row under which values the database cannot hold are replaced by why (column names
+#: never start with '_', so it is never a column)
+ERRORS_KEY = "_errors"
+
+
+def manifest_row(row: dict[str, Any], index: int) -> dict[str, Any]:
+    """An inserted row as its batch's manifest records it: a value no database can hold as text (NUL, a lone
+    surrogate, nesting deeper than MAX_JSON_DEPTH, a number JSON cannot write) is replaced by None and its
+    reason kept under ERRORS_KEY, so that row's value becomes a row error and the batch is still recorded. Type
+    checks against the column come later (with the column's type, when the value is stored)."""
+    errors: dict[str, str] = {}
+    for column, value in row.items():
+        if isinstance(value, (str, dict, list, tuple, float)):
+            p = _json_problem(value) if not isinstance(value, str) else _text_problem(value, "the text")
+            if p is not None:
+                errors[column] = f"column {column!r}, row {index}: {p}"
+    if not errors:
+        return row
+    return {**{c: (None if c in errors else v) for c, v in row.items()}, ERRORS_KEY: errors}
+
+
+def fitted(column: str, type_name: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A column's records with every value its column cannot hold in the database made that row's error
+    (`invalid_value`, naming the column and the row); the other records as they are."""
+    out = records
+    for i, rec in enumerate(records):
+        p = problem(type_name, rec.get("value"))
+        if p is None:
+            continue
+        if out is records:
+            out = list(records)
+        out[i] = {**rec, "value": None, "error": f"column {column!r}, row {rec.get('row_id')}: {p}",
+                  "errortype": "invalid_value"}
+    return out
