@@ -50,7 +50,7 @@ def test_a_partial_run_does_not_commit_a_batch_whose_other_columns_failed(pxt_ho
     only_w = job.get_subset(asset_selection={dg.AssetKey(["trust", "partial", "w"])})
     only_w.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False)
     assert t.pending_batches() == [batch] and t.count() == 0  # still not visible: `rotated` is missing
-    info = t._rowstore().batch_info(t.spec.slug, batch)
+    info = t.batch_info(batch)
     assert info.status == "failed" and "rotated" in info.reason
     out.mkdir()
     (result,) = t.resume(instance=instance)

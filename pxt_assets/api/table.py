@@ -524,6 +524,14 @@ class MediaTable:
         """Batch keys (partitions) of this table, oldest first: committed ones and pending ones."""
         return self._rowstore().batches(self.spec.slug)
 
+    def batch_info(self, batch: str) -> rowstore.BatchInfo:
+        """A batch's state (`created`, `computing`, `committed`, `failed`), its counts, and, when it is not
+        committed, why (`.reason`)."""
+        info = self._rowstore().batch_info(self.spec.slug, batch)
+        if info is None:
+            raise SpecError(f"table {self.path!r} has no batch {batch!r}")
+        return info
+
     def pending_batches(self) -> list[str]:
         """Batches inserted but not (yet) committed: running now, or failed or killed (see resume())."""
         return self._rowstore().batches(self.spec.slug, rowstore.PENDING)
