@@ -85,6 +85,11 @@ def main() -> None:
 
         video.main(sys.argv[2:])
         return
+    if sys.argv[1:2] == ["torture"]:  # python -m bench torture --seconds S --procs P --db D --dest L
+        from bench import torture
+
+        torture.main(sys.argv[2:])
+        return
     if sys.argv[1:2] == ["badfiles"]:  # python -m bench badfiles [--scenario S]
         from bench import badfiles
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from pxt_assets.faults import fault_point
 from pxt_assets.procid import holder_gone, process_identity
-from pxt_assets.rowstore import rows, schema, values
+from pxt_assets.rowstore import rows, schema, tables, values
 from pxt_assets.rowstore.engine import Database, insert_new, upsert
 from pxt_assets.rowstore.rows import dumps, files_dropped, files_named
 from pxt_assets.rowstore.schema import (
@@ -257,7 +257,11 @@ class Batches(Database):
             staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
             media = set(rt.file_columns())
             replaced: list[str] = []
-            missing = tuple(c for c in rt.column_types if c not in staged) if status != COMMITTED else ()
+            # the columns the batch must have are the table's as they are now, read in this transaction (a
+            # column another process added since this run's definitions were built is one of them)
+            now = tables.Tables._row_table_row(conn, rt.slug)
+            required = list(tables._row_table_of(now).column_types) if now is not None else list(rt.column_types)
+            missing = tuple(c for c in required if c not in staged) if status != COMMITTED else ()
             if missing:  # a run that computed a subset of the columns: they stay staged, the commit waits
                 reason = (f"not committed: column(s) {', '.join(missing)} not computed for it yet (this run staged "
                           f"{', '.join(sorted(staged)) or 'nothing'}); t.resume({batch!r}) computes them")
