@@ -222,7 +222,9 @@ def test_a_step_process_killed_mid_step_fails_its_run_and_resume_completes_the_b
                   child_env(pxt_home, dagster_home))
     assert resumed.returncode == 0, output_of(resumed)
     assert f"Inserted {len(LABELS)} rows with 1 errors" in resumed.stdout, output_of(resumed)
-    assert [lifecycle.collect_garbage(d, delete=True, min_age=0) for d in setup.destinations] == [[]] * len(setup.destinations)
+    # all gc may find is a local write's temporary file: another row's, being written when the step was killed
+    collected = [u for d in setup.destinations for u in lifecycle.collect_garbage(d, delete=True, min_age=0)]
+    assert all(u.rsplit("/", 1)[-1].startswith(".tmp-") for u in collected), collected
     assert_exact(setup, s3_env)
 
 
