@@ -183,7 +183,19 @@ def _setup(dest: str) -> None:
 
 
 def run(*, seconds: float, procs: int, db: str, dest_kind: str, seed: int, ops_per_worker: int = 4,
-        log=print) -> dict[str, Any]:
+        log=print, postgres: Any = None) -> dict[str, Any]:
+    """The torture run; `postgres`: a running localservers.Postgres to use (else one is started)."""
+    saved = dict(os.environ)
+    try:
+        return _run(seconds=seconds, procs=procs, db=db, dest_kind=dest_kind, seed=seed,
+                    ops_per_worker=ops_per_worker, log=log, postgres=postgres)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run(*, seconds: float, procs: int, db: str, dest_kind: str, seed: int, ops_per_worker: int, log,
+         postgres: Any) -> dict[str, Any]:
     rng = random.Random(seed)
     root = pathlib.Path(tempfile.mkdtemp(prefix="pxt-torture-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "DAGSTER_", "PXT_", "AWS_"))}
@@ -193,9 +205,10 @@ def run(*, seconds: float, procs: int, db: str, dest_kind: str, seed: int, ops_p
 
     try:
         if db == "postgres":
-            pg = localservers.Postgres()
-            servers.append(pg)
-            env["PIXELTABLE_DB_URL"] = pg.create_database("torture")
+            if postgres is None:
+                postgres = localservers.Postgres()
+                servers.append(postgres)
+            env["PIXELTABLE_DB_URL"] = postgres.create_database("torture")
         if dest_kind == "s3":
             moto = localservers.MotoS3()
             servers.append(moto)
