@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pxt_assets import fsutil
-from pxt_assets.rowstore import schema
+from pxt_assets.rowstore import column_ids, schema
 
 DB_FILE = "pxt.db"
 
@@ -102,6 +102,8 @@ class Database:
             marks = {c["name"] for c in sa.inspect(conn).get_columns(schema.active_runs.name)}
             if "holder" not in marks:  # a database made before runs' marks named their process
                 self._add_sql_column(conn, schema.active_runs.name, sa.Column("holder", sa.String(500)))
+        # row tables written before columns had ids (to become a numbered migration step)
+        column_ids.name_columns_by_id(self)
 
     def __repr__(self) -> str:
         return f"RowStore({redact(self.url)})"
