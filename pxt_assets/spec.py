@@ -12,6 +12,7 @@ import contextvars
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +21,13 @@ from pxt_assets.functions import registry
 from pxt_assets.functions.udf import UDF, UDFDefinitionError
 from pxt_assets.media import Bool, ColumnType, Json, String, type_named
 from pxt_assets.redaction import RedactedMessage
+from pxt_assets.rowstore.schema import MAX_NAME_LENGTH
 
 # Properties every media expression has; evaluated by the reader, not stored.
 MEDIA_PROPERTIES = ("fileurl", "localpath")
 ERROR_PROPERTIES = ("errormsg", "errortype")
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "c\n" is not a name
 
 
 class SpecError(RedactedMessage, ValueError):
@@ -53,7 +55,7 @@ def code_included() -> Iterator[None]:
 def parse_table_path(path: str) -> tuple[str, ...]:
     """'blob_storage_demo/media' or 'blob_storage_demo.media' -> ('blob_storage_demo', 'media')."""
     parts = tuple(p for p in re.split(r"[/.]", path.strip()) if p)
-    if not parts or not all(_NAME_RE.match(p) for p in parts):
+    if not parts or not all(_NAME_RE.fullmatch(p) for p in parts):
         raise SpecError(
             f"invalid table path {path!r}: use names of letters, digits and '_' separated by '/' or '.'"
         )
@@ -68,9 +70,23 @@ def parse_table_path(path: str) -> tuple[str, ...]:
     return parts
 
 
-def check_column_name(name: str) -> None:
-    if not _NAME_RE.match(name) or name.startswith("_") or name in ("row_id", "batch"):
-        raise SpecError(f"invalid column name {name!r}: letters, digits and '_', not starting with '_'")
+def check_column_name(name: str, table: str) -> None:
+    """Refuse a name that cannot be a column of `table`, naming both: letters, digits and '_' only (so no
+    control character), not starting with '_' (the row store's own names do), not empty, not `row_id` or
+    `batch` (a row's own fields), at most MAX_NAME_LENGTH characters. Any such name fits either database: SQL
+    sees only the column's id."""
+    shown = f"{name[:60]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 100 else repr(name)
+    where = f"table {table!r}: invalid column name {shown}"
+    if not isinstance(name, str):
+        raise SpecError(f"{where}: a column name is a string")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise SpecError(f"{where}: it contains a control character; use letters, digits and '_'")
+    if not _NAME_RE.fullmatch(name) or name.startswith("_"):
+        raise SpecError(f"{where}: letters, digits and '_', not starting with '_'")
+    if name in ("row_id", "batch"):
+        raise SpecError(f"{where}: {name!r} is a field of every row; choose another name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise SpecError(f"{where}: longer than the {MAX_NAME_LENGTH} characters a name may have")
 
 
 class Expr:

@@ -246,12 +246,14 @@ def forget_value(table, column: str, row_id: str) -> None:
     """Null a stored value behind the table's back (as a lost row would leave its file unreferenced)."""
 
     from pxt_assets import rowstore
+    from pxt_assets.rowstore import schema
 
     store = rowstore.for_settings(table.settings)
     rt = store.for_spec(table.spec)
     t = rt.table()
     with store.engine.begin() as conn:
-        conn.execute(t.update().where(t.c._row_id == row_id).values({f"v_{column}": None, f"o_{column}": False}))
+        conn.execute(t.update().where(t.c._row_id == row_id).values(
+            {rt.field(column, schema.VALUE): None, rt.field(column, schema.OWNED): False}))
 
 
 def stored_events(dagster_home: pathlib.Path) -> str:

@@ -39,6 +39,24 @@ def test_table_path_accepts_slash_and_dot_forms(pxt_home):
         pxt.MediaTable("bad path!", {"img": pxt.Image})
 
 
+@pytest.mark.parametrize("name,why", [("", "letters, digits"), ("c\n", "control character"),
+                                      ("a\tb", "control character"), ("a b", "letters, digits"),
+                                      ("_x", "not starting with '_'"), ("row_id", "field of every row"),
+                                      ("x" * 1001, "longer than the 1000")])
+def test_a_name_that_cannot_be_a_column_is_refused_at_definition_naming_table_and_name(pxt_home, name, why):
+    with pytest.raises(pxt.SpecError, match=r"table 'names/t': invalid column name ") as e:
+        pxt.MediaTable("names/t", {"img": pxt.Image, name: pxt.Int})
+    assert repr(name[:60]) in str(e.value) and why in str(e.value)
+    t = pxt.MediaTable("names/t", {"img": pxt.Image})
+    with pytest.raises(pxt.SpecError, match=why):
+        t.add_column(**{name: pxt.Int})
+
+
+def test_table_path_with_a_control_character_is_refused(pxt_home):
+    with pytest.raises(pxt.SpecError, match="invalid table path"):
+        pxt.MediaTable("dir/a\nb", {"img": pxt.Image})
+
+
 @pytest.mark.parametrize("path", ["a__b", "dir/a__b", "a_/b", "a/_b", "_a"])
 def test_table_paths_whose_dagster_names_could_collide_are_refused(pxt_home, path):
     # 'a__b' and 'a/b' (or 'a_/b' and 'a/_b') would be one set of assets, jobs and files in Dagster

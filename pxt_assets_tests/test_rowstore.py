@@ -211,6 +211,52 @@ def test_a_database_made_before_marks_named_their_process_gains_the_field(tmp_pa
         store.dispose()
 
 
+def test_a_row_table_named_by_column_names_moves_to_column_ids_with_its_rows_on_either_database(db):
+    from pxt_assets.rowstore import schema
+
+    slug = _unique("legacy") + "__t"
+    sql_name = schema.sql_name_for(slug)
+    long, gone = "x" * 70, "y" * 70  # PostgreSQL cut both at 63 bytes; `gone` was dropped, its fields stayed
+    plain = ["BIGINT", "Text", "VARCHAR(100)", "Text"]
+    fields = {"img": ["Text", "Text", "VARCHAR(100)", "Text", "Text", "BOOLEAN"], "n": plain, long: plain,
+              gone: plain[:2]}
+    store = rowstore.RowStore(db)
+    q = store._q
+    with store.engine.begin() as conn:  # a row table as the release before column ids made it
+        prefixes = ("v_", "e_", "k_", "f_", "d_", "o_")
+        defs = [f"{q(p + name)} {t}" for name, types in fields.items() for p, t in zip(prefixes, types)]
+        pos = "INTEGER PRIMARY KEY AUTOINCREMENT" if store.is_sqlite else "BIGSERIAL PRIMARY KEY"
+        conn.exec_driver_sql(f"CREATE TABLE {q(sql_name)} (_pos {pos}, _row_id VARCHAR(200) NOT NULL UNIQUE, "
+                             f"_batch VARCHAR(200) NOT NULL, _idx INTEGER NOT NULL, {', '.join(defs)})")
+        conn.exec_driver_sql(f"INSERT INTO {q(sql_name)} (_row_id, _batch, _idx, {q('v_img')}, {q('o_img')}, "
+                             f"{q('v_n')}, {q('e_n')}, {q('v_' + long)}, {q('v_' + gone)}) "
+                             "VALUES ('b-000000', 'b', 0, 'file:///a.jpg', true, 7, 'boom', 3, 9)")
+        conn.execute(sa.text("INSERT INTO pxt_row_tables (slug, path, sql_name, columns) "
+                             "VALUES (:s, :p, :n, :c)"),
+                     {"s": slug, "p": "legacy/t", "n": sql_name,
+                      "c": f'[["img", "Image"], ["n", "Int"], ["{long}", "Int"]]'})
+    store.dispose()
+
+    store = rowstore.RowStore(db)  # opening the database moves it
+    try:
+        rt = store.row_table(slug)
+        assert rt.columns == (("img", "Image", 1), ("n", "Int", 2), (long, "Int", 3)) and rt.next_id == 4
+        with store.engine.connect() as conn:
+            names = {c["name"] for c in sa.inspect(conn).get_columns(sql_name)}
+        assert names == {*schema.SYSTEM_COLUMNS, *(sql for c, _, _ in rt.columns for _, sql in rt.fields(c))}
+        got = store.read_columns(rt, "b", ["img", "n", long])
+        assert got["img"]["b-000000"]["value"] == "file:///a.jpg" and got["img"]["b-000000"]["owned"] is True
+        assert got["n"]["b-000000"]["value"] == 7 and got["n"]["b-000000"]["error"] == "boom"
+        assert got[long]["b-000000"]["value"] == 3
+        # a column added now gets the next id; a dropped one's id is never given again
+        store.drop_row_column(slug, "n")
+        rt = store.ensure_row_table(slug, "legacy/t", [("n", "Int")])
+        assert rt.column_id("n") == 4 and rt.next_id == 5
+        assert rowstore.RowStore(db).row_table(slug) == rt  # opened again: nothing left to move
+    finally:
+        store.dispose()
+
+
 def test_a_database_password_is_never_printed():
     from pxt_assets.rowstore import redact
 

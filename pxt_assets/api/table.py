@@ -137,6 +137,10 @@ class MediaTable:
     def path(self) -> str:
         return self.spec.display_path
 
+    def columns(self) -> list[str]:
+        """The names of the table's columns, in definition order (as Pixeltable's `Table.columns()`)."""
+        return list(self.spec.columns)
+
     def add_column(self, *, destination: str | None = None, **column: ColumnType) -> None:
         """Add a source (inserted) column. Its media go to input_media_dest if set, else stay in place;
         `destination=` is refused here, as in Pixeltable: it applies only to computed columns."""
@@ -357,11 +361,12 @@ class MediaTable:
                       f"<th>Computed with</th><th>Destination</th></tr>{rows}</table>")
 
     def _check_new(self, name: str) -> None:
-        check_column_name(name)
+        check_column_name(name, self.path)
         from pxt_assets.dagster_compat import DISALLOWED_NAMES
 
         if name in DISALLOWED_NAMES:  # each column is a Dagster asset output, named after the column
-            raise SpecError(f"invalid column name {name!r}: Dagster reserves it (choose another name)")
+            raise SpecError(f"table {self.path!r}: invalid column name {name!r}: Dagster reserves it (choose "
+                            "another name)")
         if name in self.spec.columns:
             raise SpecError(f"table {self.path!r} already has a column {name!r}")
 

@@ -14,8 +14,9 @@ deterministic), so nothing is duplicated.
 The parts, by job: `engine` (URLs, engines, transactions, upsert), `rows` (row records, the files a value
 names), `catalog` (table documents, directories, small values), `tables` (row tables' DDL), `batches`
 (the batch state machine, runs writing them, staging, commit), `files` (the files rows and staged records name), `query`
-(filters, orderings and selections as SQL), `watch` (what watches took); `schema` is the tables themselves,
-`migrate` moves a home of the release that kept rows in files into the database.
+(filters, orderings and selections as SQL), `watch` (what watches took); `schema` is the tables themselves
+(a column's SQL fields are named by its id: `RowTable.field`), `migrate` moves a home of the release that kept
+rows in files into the database, `column_ids` moves row tables named by column names to names by id.
 """
 
 from __future__ import annotations

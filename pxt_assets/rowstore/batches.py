@@ -209,9 +209,9 @@ class Batches(Database):
             replaced = files_dropped(json.loads(old[0]), records)
             if replaced and column in rt.column_types:
                 t = rt.table()
-                value = t.c[schema.VALUE + column]
+                value = t.c[rt.field(column, schema.VALUE)]
                 if rt.column_types[column] == schema.FILE_LIST:
-                    dest = t.c[schema.DESTINATION + column]
+                    dest = t.c[rt.field(column, schema.DESTINATION)]
                     committed = {u for v, d in conn.execute(sa.select(value, dest).where(t.c._batch == batch))
                                  for u in files_named(v, d)}
                 else:
@@ -232,13 +232,13 @@ class Batches(Database):
                 out[column] = {r["row_id"]: r for r in json.loads(text)}
             rest = [c for c in columns if c not in out and c in rt.column_types]
             if rest:
-                t, media = rt.table(), set(rt.file_columns())
-                fields = [t.c[n] for c in rest for n in rows.field_names(c, c in media)]
+                t = rt.table()
+                fields = [t.c[n] for c in rest for n in rows.field_names(rt, c)]
                 found = conn.execute(sa.select(t.c._row_id, *fields).where(t.c._batch == batch)
                                      .order_by(t.c._pos)).all()
                 if found:
                     for c in rest:
-                        out[c] = {r[0]: rows.record(r[0], r._mapping, c, c in media) for r in found}
+                        out[c] = {r[0]: rows.record(rt, r[0], r._mapping, c) for r in found}
         return out
 
     def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None, *,
@@ -255,7 +255,6 @@ class Batches(Database):
             staged = {c: json.loads(text) for c, text in conn.execute(
                 sa.select(s.c.column, s.c.records).where((s.c.slug == rt.slug) & (s.c.batch == batch)))}
             staged = {c: recs for c, recs in staged.items() if c in rt.column_types}
-            media = set(rt.file_columns())
             replaced: list[str] = []
             # the columns the batch must have are the table's as they are now, read in this transaction (a
             # column another process added since this run's definitions were built is one of them)
@@ -271,14 +270,14 @@ class Batches(Database):
                 return CommitResult(0, 0, [], waiting=missing)
             if status != COMMITTED:
                 conn.execute(t.delete().where(t.c._batch == batch))
-                rows.insert(conn, t, rows.assemble(batch, staged.items(), media))
+                rows.insert(conn, t, rows.assemble(rt, batch, staged.items()))
             else:
                 if rows_from is not None and rows_from in staged:
-                    replaced += self._reshape_rows(conn, rt, batch, staged, rows_from, media)
+                    replaced += self._reshape_rows(conn, rt, batch, staged, rows_from)
                 for column, recs in staged.items():
-                    replaced += self._update_column(conn, t, batch, column, recs, column in media)
+                    replaced += self._update_column(conn, rt, batch, column, recs)
             num_rows = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c._batch == batch)).scalar()
-            err_cols = [t.c[schema.ERROR + c] for c in rt.column_types]
+            err_cols = [t.c[rt.field(c, schema.ERROR)] for c in rt.column_types]
             num_errors = conn.execute(sa.select(sa.func.count()).select_from(t).where(
                 (t.c._batch == batch) & sa.or_(*[c.is_not(None) for c in err_cols]))).scalar() if err_cols else 0
             conn.execute(s.delete().where((s.c.slug == rt.slug) & (s.c.batch == batch)))
@@ -293,19 +292,20 @@ class Batches(Database):
         return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
 
     @staticmethod
-    def _update_column(conn: sa.Connection, t: sa.Table, batch: str, column: str, recs: list[dict[str, Any]],
-                       media: bool) -> list[str]:
+    def _update_column(conn: sa.Connection, rt: RowTable, batch: str, column: str,
+                       recs: list[dict[str, Any]]) -> list[str]:
         """Update one column of a committed batch's rows in place; the files it no longer names."""
+        t = rt.table()
         replaced: list[str] = []
-        if media:
-            names = [schema.VALUE + column, schema.OWNED + column, schema.DESTINATION + column]
+        if rt.writes_files(column):
+            names = [rt.field(column, k) for k in (schema.VALUE, schema.OWNED, schema.DESTINATION)]
             before = conn.execute(sa.select(t.c._row_id, *[t.c[n] for n in names]).where(t.c._batch == batch)).all()
             replaced = files_dropped([{"row_id": r[0], "value": r[1], "owned": r[2], "destination": r[3]}
                                   for r in before], recs)
         if recs:
-            params = [{"b_rid": rec["row_id"], **{"b_" + k: v for k, v in rows.fields_of(column, rec, media).items()}}
+            params = [{"b_rid": rec["row_id"], **{"b_" + k: v for k, v in rows.fields_of(rt, column, rec).items()}}
                       for rec in recs]
-            names = rows.field_names(column, media)
+            names = rows.field_names(rt, column)
             stmt = t.update().where(t.c._row_id == sa.bindparam("b_rid")).values(
                 {n: sa.bindparam("b_" + n) for n in names})
             conn.execute(stmt, params)
@@ -313,21 +313,21 @@ class Batches(Database):
 
     @staticmethod
     def _reshape_rows(conn: sa.Connection, rt: RowTable, batch: str, staged: dict[str, list[dict[str, Any]]],
-                      rows_from: str, media: set[str]) -> list[str]:
+                      rows_from: str) -> list[str]:
         """Make the batch's rows those of the staged column `rows_from`: delete the rows it no longer has
         (returning the files they owned), insert its new ones."""
         t = rt.table()
         target = {rec["row_id"] for rec in staged[rows_from]}
         files = rt.file_columns()
-        fields = [t.c._row_id] + [f for c in files for f in (t.c[schema.VALUE + c], t.c[schema.OWNED + c],
-                                                              t.c[schema.DESTINATION + c])]
+        fields = [t.c._row_id] + [t.c[rt.field(c, k)] for c in files
+                                  for k in (schema.VALUE, schema.OWNED, schema.DESTINATION)]
         existing = conn.execute(sa.select(*fields).where(t.c._batch == batch)).all()
         gone = [r for r in existing if r[0] not in target]
         replaced = [u for r in gone for i in range(len(files)) if r[2 + 3 * i]
                     for u in files_named(r[1 + 3 * i], r[3 + 3 * i])]
         if gone:
             conn.execute(t.delete().where(t.c._row_id.in_([r[0] for r in gone])))
-        rows.insert(conn, t, rows.assemble(batch, staged.items(), media, skip={r[0] for r in existing}))
+        rows.insert(conn, t, rows.assemble(rt, batch, staged.items(), skip={r[0] for r in existing}))
         return replaced
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pxt_assets import fsutil
-from pxt_assets.rowstore import schema
+from pxt_assets.rowstore import column_ids, schema
 
 DB_FILE = "pxt.db"
 
@@ -106,6 +106,8 @@ class Database:
             for col in (schema.batches.c.run_id, schema.batches.c.reason):  # made before the state machine
                 if col.name not in have:
                     self._add_sql_column(conn, schema.batches.name, sa.Column(col.name, col.type))
+        # row tables written before columns had ids (to become a numbered migration step)
+        column_ids.name_columns_by_id(self)
 
     def __repr__(self) -> str:
         return f"RowStore({redact(self.url)})"

@@ -26,8 +26,9 @@ class Files(Database):
                 for c in rt.file_columns():
                     if column is not None and c != column:
                         continue
-                    q = sa.select(t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]).where(
-                        (t.c[schema.OWNED + c] == sa.true()) & t.c[schema.VALUE + c].is_not(None))
+                    value, dest = t.c[rt.field(c, schema.VALUE)], t.c[rt.field(c, schema.DESTINATION)]
+                    q = sa.select(value, dest).where(
+                        (t.c[rt.field(c, schema.OWNED)] == sa.true()) & value.is_not(None))
                     if batch is not None:
                         q = q.where(t.c._batch == batch)
                     out += [(u, r[1]) for r in conn.execute(q) for u in files_named(r[0], r[1])]
@@ -48,12 +49,12 @@ class Files(Database):
             for rt in row_tables(conn):
                 t = rt.table()
                 for c in rt.media_columns():
-                    col = t.c[schema.VALUE + c]
+                    col = t.c[rt.field(c, schema.VALUE)]
                     for (uri,) in conn.execute(sa.select(col).where(col.is_not(None))):
                         yield uri
                 for c in rt.file_columns():
                     if c not in rt.media_columns():
-                        col, dest = t.c[schema.VALUE + c], t.c[schema.DESTINATION + c]
+                        col, dest = t.c[rt.field(c, schema.VALUE)], t.c[rt.field(c, schema.DESTINATION)]
                         for value, d in conn.execute(sa.select(col, dest).where(col.is_not(None))):
                             yield from files_named(value, d)
             for (text,) in conn.execute(sa.select(schema.staged.c.records)):

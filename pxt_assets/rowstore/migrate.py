@@ -127,27 +127,27 @@ def migrate_home(store, home: pathlib.Path) -> str:
                     columns.append((name, _type_of(next(iter(frames[name].values())), catalog_types, name)))
                 elif name in catalog_types:
                     columns.append((name, catalog_types[name]))
-            rt = schema.RowTable(slug, path, schema.sql_name_for(slug), tuple(columns))
+            rt = schema.RowTable.new(slug, path, columns)
             existing = conn.execute(schema.row_tables.select().where(schema.row_tables.c.slug == slug)).first()
             if existing is not None:
                 skipped.append(f"rows of {path}")  # already in the database (a shared one): its rows there win
                 continue
             record_row_table(conn, rt)
             n_tables += 1
-            media = {n for n, t in columns if t in schema.MEDIA_TYPES}
             t = rt.table()
+            error_fields = {rt.field(n, schema.ERROR) for n, _ in columns}
             for manifest in sorted(batches_dir.glob("*.json")):
                 batch = manifest.stem
                 doc = json.loads(manifest.read_text())
-                rows = row_records.assemble(batch, [
+                rows = row_records.assemble(rt, batch, [
                     (name, [{k: _clean(v) for k, v in rec.items()} for rec in by_batch[batch].to_dict("records")])
-                    for name, by_batch in frames.items() if batch in by_batch], media)
+                    for name, by_batch in frames.items() if batch in by_batch])
                 committed = bool(rows)
                 conn.execute(schema.batches.insert().values(
                     slug=slug, batch=batch, status=schema.COMMITTED if committed else schema.PENDING,
                     manifest=dumps(doc.get("rows", [])), source=dumps(doc["source"]) if doc.get("source") else None,
                     num_rows=len(rows) if committed else None,
-                    num_errors=sum(1 for r in rows if any(k.startswith(schema.ERROR) and v for k, v in r.items()))
+                    num_errors=sum(1 for r in rows if any(v for k, v in r.items() if k in error_fields))
                     if committed else None,
                     created_at=manifest.stat().st_mtime, committed_at=time.time() if committed else None))
                 row_records.insert(conn, t, rows)

@@ -66,7 +66,7 @@ class Python:
 
 Node = Union[Column, Field, Literal, Compare, BoolOp, Python]
 
-_FIELD_PREFIX = {"fileurl": schema.VALUE, "errormsg": schema.ERROR, "errortype": schema.ERRORTYPE}
+_FIELD_KIND = {"fileurl": schema.VALUE, "errormsg": schema.ERROR, "errortype": schema.ERRORTYPE}
 _COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
             "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -125,10 +125,10 @@ class Queries(Database):
         if isinstance(expr, Column):
             return self._field(rt, t, schema.VALUE, expr.name)
         if isinstance(expr, Field):
-            prefix = _FIELD_PREFIX.get(expr.prop)
-            if prefix is None:
+            kind = _FIELD_KIND.get(expr.prop)
+            if kind is None:
                 raise NotSQL(expr)
-            return self._field(rt, t, prefix, expr.column)
+            return self._field(rt, t, kind, expr.column)
         if isinstance(expr, Literal):
             return sa.literal(expr.value)
         if isinstance(expr, Compare):
@@ -154,12 +154,11 @@ class Queries(Database):
             return sa.and_(*parts) if expr.op == "and" else sa.or_(*parts)
         raise NotSQL(expr)
 
-    def _field(self, rt: RowTable, t: sa.Table, prefix: str, column: str) -> Any:
-        name = prefix + column
-        if name not in t.c:
-            # a column defined since the last batch: no row has it yet
+    def _field(self, rt: RowTable, t: sa.Table, kind: schema.Field, column: str) -> Any:
+        if column not in rt.column_types:
+            # a column defined since the row table was last widened: no row has it yet
             return sa.null()
-        col = t.c[name]
+        col = t.c[rt.field(column, kind)]
         if not self.is_sqlite and isinstance(col.type, sa.Text):
             # byte order, as SQLite and Python compare strings (not the cluster's locale)
             return col.collate("C")

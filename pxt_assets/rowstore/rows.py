@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pxt_assets.rowstore import schema
+from pxt_assets.rowstore.schema import RowTable
 
 #: the outputs of frame_iterator, audio_splitter and document_splitter that are files
 FILE_KEYS = ("frame", "audio_segment", "image")
@@ -24,32 +25,26 @@ def _split_row_id(row_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def fields_of(column: str, rec: Mapping[str, Any], media: bool) -> dict[str, Any]:
-    """A column's record as its row table's fields."""
-    out = {schema.VALUE + column: rec.get("value"), schema.ERROR + column: rec.get("error"),
-           schema.ERRORTYPE + column: rec.get("errortype"), schema.VERSION + column: rec.get("version")}
-    if media:
-        out[schema.DESTINATION + column] = rec.get("destination")
-        out[schema.OWNED + column] = bool(rec.get("owned"))
-    return out
+def fields_of(rt: RowTable, column: str, rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A column's record as its row table's fields (SQL name -> value)."""
+    return {name: bool(rec.get(kind.value)) if kind is schema.OWNED else rec.get(kind.value)
+            for kind, name in rt.fields(column)}
 
 
-def field_names(column: str, media: bool) -> list[str]:
-    """The row table's fields of one column, in the order `record` reads them."""
-    return list(fields_of(column, {}, media))
+def field_names(rt: RowTable, column: str) -> list[str]:
+    """The row table's fields of one column (their SQL names), in the order `record` reads them."""
+    return [name for _, name in rt.fields(column)]
 
 
-def record(row_id: str, fields: Mapping[str, Any], column: str, media: bool) -> dict[str, Any]:
+def record(rt: RowTable, row_id: str, fields: Mapping[str, Any], column: str) -> dict[str, Any]:
     """A column's record from its row table's fields (the inverse of `fields_of`)."""
-    rec = {"row_id": row_id, "value": fields[schema.VALUE + column], "error": fields[schema.ERROR + column],
-           "errortype": fields[schema.ERRORTYPE + column], "version": fields[schema.VERSION + column]}
-    if media:
-        rec["owned"] = bool(fields[schema.OWNED + column])
-        rec["destination"] = fields[schema.DESTINATION + column]
+    rec = {"row_id": row_id}
+    for kind, name in rt.fields(column):
+        rec[kind.value] = bool(fields[name]) if kind is schema.OWNED else fields[name]
     return rec
 
 
-def assemble(batch: str, columns: Iterable[tuple[str, Iterable[Mapping[str, Any]]]], media: Container[str],
+def assemble(rt: RowTable, batch: str, columns: Iterable[tuple[str, Iterable[Mapping[str, Any]]]],
              skip: Container[str] = ()) -> list[dict[str, Any]]:
     """A batch's rows from its columns' records ((column, records) pairs), in row order, each with every
     field any of them has (one INSERT takes them all); rows whose id is in `skip` are left out."""
@@ -62,7 +57,7 @@ def assemble(batch: str, columns: Iterable[tuple[str, Iterable[Mapping[str, Any]
             row = rows.get(row_id)
             if row is None:
                 row = rows[row_id] = {"_row_id": row_id, "_batch": batch, "_idx": _split_row_id(row_id)}
-            row.update(fields_of(column, rec, column in media))
+            row.update(fields_of(rt, column, rec))
     ordered = sorted(rows.values(), key=lambda r: r["_idx"])
     names = sorted({k for r in ordered for k in r})
     return [{k: r.get(k) for k in names} for r in ordered]

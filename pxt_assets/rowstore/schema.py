@@ -4,8 +4,9 @@ Fixed tables (one set per database, shared by every process that uses it):
 
     pxt_dirs        a directory made by create_dir
     pxt_tables      the catalog: one document per notebook table (schema, expressions, recorded destinations)
-    pxt_row_tables  every table that has rows here (declared in code or in the catalog): its SQL table and
-                    the columns that SQL table holds, so lifecycle and gc work from the database alone
+    pxt_row_tables  every table that has rows here (declared in code or in the catalog): its SQL table, the
+                    columns that SQL table holds (each with its id) and the next column id, so lifecycle and
+                    gc work from the database alone
     pxt_batches     one row per ingest batch: what was inserted (the manifest), its status, counts
     pxt_staged      a column's records for a batch that is not yet committed (one JSON document each)
     pxt_kv          small named values (a schedule's watch cursor)
@@ -13,20 +14,30 @@ Fixed tables (one set per database, shared by every process that uses it):
                     URI), with the batch it went into and the tick that planned it
 
 Row tables (one per media table, `pxt_t_<slug>`): `_pos` (insertion order), `_row_id`, `_batch`, `_idx`,
-and per column `v_<col>` (value; the URI for media), `e_<col>` (error message), `k_<col>` (error kind),
-`f_<col>` (input fingerprint / file version), and for media `d_<col>` (recorded destination), `o_<col>`
-(written by us). User column names never start with '_' and system names always do, so they cannot collide.
+and per column, named by the column's id (as Pixeltable names its store columns), `col_<id>` (value; the URI
+for media), `col_<id>_errormsg`, `col_<id>_errortype` (error kind), `col_<id>_version` (input fingerprint /
+file version), and for columns that write files `col_<id>_destination` (recorded destination) and
+`col_<id>_owned` (written by us). A column's id is given when it is added and never reused within its table
+(the record keeps the next one), so a name the user gives never reaches SQL: `img` and `IMG`, or two long
+names that share a prefix, are different columns on SQLite (whose names ignore case) and PostgreSQL (which
+cuts them at 63 bytes) alike. `RowTable.field` is the one place that names a column's field in SQL.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+
+#: the longest column name: the user's names are kept as data (in the catalog, the row table's record and
+#: staged records' keys), never as SQL names, so this is the only limit on their length
+MAX_NAME_LENGTH = 1000
 
 dirs = sa.Table("pxt_dirs", metadata, sa.Column("path", sa.String(1000), primary_key=True))
 
@@ -42,7 +53,10 @@ row_tables = sa.Table(
     sa.Column("slug", sa.String(1000), primary_key=True),
     sa.Column("path", sa.String(1000), nullable=False),
     sa.Column("sql_name", sa.String(100), nullable=False, unique=True),
-    sa.Column("columns", sa.Text, nullable=False),  # JSON {column: type name}, in definition order
+    sa.Column("columns", sa.Text, nullable=False),  # JSON [[column, type name, id], ...], in definition order
+    # the id the next column added gets (ids are never reused within the table); null in a record written
+    # before columns had ids, until column_ids.name_columns_by_id moves it to them
+    sa.Column("next_column_id", sa.Integer),
 )
 
 batches = sa.Table(
@@ -80,7 +94,7 @@ staged = sa.Table(
     "pxt_staged", metadata,
     sa.Column("slug", sa.String(1000), primary_key=True),
     sa.Column("batch", sa.String(200), primary_key=True),
-    sa.Column("column", sa.String(200), primary_key=True),
+    sa.Column("column", sa.String(MAX_NAME_LENGTH), primary_key=True),  # 200 in databases made before
     sa.Column("records", sa.Text, nullable=False),  # JSON list of records (row_id, value, error, ...)
     sa.Column("run_id", sa.String(100)),
 )
@@ -113,12 +127,31 @@ LEGACY_PENDING = "pending"  # what releases before the state machine recorded fo
 PENDING = "pending"
 NOT_COMMITTED = (CREATED, COMPUTING, FAILED, LEGACY_PENDING)
 
-#: prefixes of a column's fields in its row table
-VALUE, ERROR, ERRORTYPE, VERSION, DESTINATION, OWNED = "v_", "e_", "k_", "f_", "d_", "o_"
+
+class Field(enum.Enum):
+    """A field a column has in its row table; its value is the key of the same field in a column's record
+    (rows.py). Not a string: a field's SQL name is `RowTable.field(column, kind)`, never spelled by hand."""
+
+    VALUE = "value"
+    ERROR = "error"
+    ERRORTYPE = "errortype"
+    VERSION = "version"
+    DESTINATION = "destination"  # columns that write files only
+    OWNED = "owned"  # columns that write files only
+
+
+VALUE, ERROR, ERRORTYPE, VERSION, DESTINATION, OWNED = Field
+#: every column's fields, and those of a column that writes files
+PLAIN_FIELDS = (VALUE, ERROR, ERRORTYPE, VERSION)
+FILE_FIELDS = (*PLAIN_FIELDS, DESTINATION, OWNED)
+_SQL_SUFFIX = {VALUE: "", ERROR: "_errormsg", ERRORTYPE: "_errortype", VERSION: "_version",
+               DESTINATION: "_destination", OWNED: "_owned"}
 MEDIA_TYPES = frozenset({"Image", "Video", "Audio", "Document"})
 #: a Json column whose values name files we wrote (an iterator's column form): JSON, plus destination and owned
 FILE_LIST = "JsonFiles"
 WRITES_FILES = MEDIA_TYPES | {FILE_LIST}
+#: a row table's own columns (every column's fields are `col_<id>...`)
+SYSTEM_COLUMNS = ("_pos", "_row_id", "_batch", "_idx")
 
 
 def sql_type(type_name: str) -> sa.types.TypeEngine:
@@ -132,17 +165,25 @@ def sql_type(type_name: str) -> sa.types.TypeEngine:
     }.get(type_name, sa.Text())  # media: the URI
 
 
-def field_columns(name: str, type_name: str) -> list[sa.Column]:
+def fields_of_type(type_name: str) -> tuple[Field, ...]:
+    """The fields a column of this type has."""
+    return FILE_FIELDS if type_name in WRITES_FILES else PLAIN_FIELDS
+
+
+def sql_field_name(column_id: int, kind: Field) -> str:
+    """The SQL name of the field `kind` of the column with id `column_id`: `col_3`, `col_3_errormsg`."""
+    return f"col_{column_id}{_SQL_SUFFIX[kind]}"
+
+
+def field_column(column_id: int, kind: Field, type_name: str) -> sa.Column:
+    """The SQL column holding one field of a table column."""
+    sql = {VALUE: sql_type(type_name), ERRORTYPE: sa.String(100), OWNED: sa.Boolean()}.get(kind, sa.Text())
+    return sa.Column(sql_field_name(column_id, kind), sql)
+
+
+def field_columns(column_id: int, type_name: str) -> list[sa.Column]:
     """The SQL columns that hold one table column."""
-    cols = [
-        sa.Column(VALUE + name, sql_type(type_name)),
-        sa.Column(ERROR + name, sa.Text()),
-        sa.Column(ERRORTYPE + name, sa.String(100)),
-        sa.Column(VERSION + name, sa.Text()),
-    ]
-    if type_name in WRITES_FILES:
-        cols += [sa.Column(DESTINATION + name, sa.Text()), sa.Column(OWNED + name, sa.Boolean())]
-    return cols
+    return [field_column(column_id, kind, type_name) for kind in fields_of_type(type_name)]
 
 
 def sql_name_for(slug: str) -> str:
@@ -156,23 +197,70 @@ def sql_name_for(slug: str) -> str:
 
 @dataclass(frozen=True)
 class RowTable:
-    """A media table's SQL table as it is in the database: its name and columns (name -> type name)."""
+    """A media table's SQL table as it is in the database: its name, its columns (name, type name, id) in
+    definition order, and the id its next column gets."""
 
     slug: str
     path: str
     sql_name: str
-    columns: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str, int], ...]
+    next_id: int
 
-    @property
+    @classmethod
+    def new(cls, slug: str, path: str, columns: Sequence[tuple[str, str]]) -> RowTable:
+        """A new table's row table: its columns (name, type name) numbered from 1."""
+        numbered = tuple((n, t, i) for i, (n, t) in enumerate(columns, start=1))
+        return cls(slug, path, sql_name_for(slug), numbered, len(numbered) + 1)
+
+    def with_columns(self, columns: Sequence[tuple[str, str]]) -> RowTable:
+        """This row table holding `columns` (name, type name) too: a new name gets the next id, a known one
+        keeps its id and takes the type given."""
+        types = dict(columns)
+        kept = tuple((n, types.pop(n, t), i) for n, t, i in self.columns)
+        added = tuple((n, t, i) for i, (n, t) in enumerate(types.items(), start=self.next_id))
+        return RowTable(self.slug, self.path, self.sql_name, kept + added, self.next_id + len(added))
+
+    def without(self, column: str) -> RowTable:
+        """This row table without `column` (its id is not given again)."""
+        return RowTable(self.slug, self.path, self.sql_name, tuple(c for c in self.columns if c[0] != column),
+                        self.next_id)
+
+    @functools.cached_property
     def column_types(self) -> dict[str, str]:
-        return dict(self.columns)
+        return {n: t for n, t, _ in self.columns}
+
+    @functools.cached_property
+    def _ids(self) -> dict[str, int]:
+        return {n: i for n, _, i in self.columns}
+
+    def column_id(self, column: str) -> int:
+        try:
+            return self._ids[column]
+        except KeyError:
+            raise KeyError(f"table {self.path!r} has no column {column!r} in its row table "
+                           f"{self.sql_name!r}") from None
+
+    def field(self, column: str, kind: Field) -> str:
+        """The SQL name of a column's field: the one place a column's SQL names are made."""
+        return sql_field_name(self.column_id(column), kind)
+
+    def fields(self, column: str) -> list[tuple[Field, str]]:
+        """A column's fields (those its type has) and their SQL names."""
+        return [(kind, self.field(column, kind)) for kind in fields_of_type(self.column_types[column])]
+
+    def c(self, column: str, kind: Field) -> sa.Column:
+        """A column's field as a column of `table()`."""
+        return self.table().c[self.field(column, kind)]
+
+    def writes_files(self, column: str) -> bool:
+        return self.column_types.get(column) in WRITES_FILES
 
     def media_columns(self) -> list[str]:
-        return [n for n, t in self.columns if t in MEDIA_TYPES]
+        return [n for n, t, _ in self.columns if t in MEDIA_TYPES]
 
     def file_columns(self) -> list[str]:
         """Columns whose values name files we may have written: media, and file lists."""
-        return [n for n, t in self.columns if t in WRITES_FILES]
+        return [n for n, t, _ in self.columns if t in WRITES_FILES]
 
     def table(self) -> sa.Table:
         return _table_of(self)
@@ -188,6 +276,6 @@ def _table_of(rt: RowTable) -> sa.Table:
         sa.Column("_batch", sa.String(200), nullable=False, index=True),
         sa.Column("_idx", sa.Integer, nullable=False),
     ]
-    for name, type_name in rt.columns:
-        cols += field_columns(name, type_name)
+    for _, type_name, column_id in rt.columns:
+        cols += field_columns(column_id, type_name)
     return sa.Table(rt.sql_name, sa.MetaData(), *cols)
