@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from pxt_assets import fsutil
+
 #: where the pxt_assets package is imported from (a checkout or site-packages): the processes import it too
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -112,7 +114,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         s3.create_bucket(Bucket=bucket)
         broker = f"redis://127.0.0.1:{redis_port}/0"
         backend = f"redis://127.0.0.1:{redis_port}/1"
-        (root / "celery.yaml").write_text(json.dumps({"execution": {"config": {"broker": broker, "backend": backend}}}))
+        fsutil.atomic_write(root / "celery.yaml", json.dumps({"execution": {"config": {"broker": broker, "backend": backend}}}))
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELTABLE_", "PXT_", "DAGSTER_", "AWS_"))}
         base.update({
             "PIXELTABLE_DB_URL": rows_db,
@@ -134,8 +136,8 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
             home, dagster_home = root / name / "pxt_home", root / name / "dagster_home"
             home.mkdir(parents=True)
             dagster_home.mkdir(parents=True)
-            (dagster_home / "dagster.yaml").write_text(
-                f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n")
+            fsutil.atomic_write(dagster_home / "dagster.yaml",
+                                f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n")
             return {**base, "PIXELTABLE_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "PXT_WORKER_NAME": name}
 
         workers = ["worker1", "worker2"]
@@ -145,7 +147,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
                                   "--concurrency", "2"], process_env(name))
         daemon_env = process_env("daemon")
         daemon_env.pop("PXT_WORKER_NAME")
-        (root / "workspace.yaml").write_text(json.dumps({"load_from": [{"python_module": {  # as the repo's
+        fsutil.atomic_write(root / "workspace.yaml", json.dumps({"load_from": [{"python_module": {  # as the repo's
             "module_name": "pxt_assets.definitions", "location_name": "pxt_assets"}}]}))
         services.spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml")],
                        daemon_env)

@@ -228,6 +228,10 @@ ALLOWED = {
         "a cache fetch callback: writes the temp file FileCache.pin hands it, which the cache publishes",
     ("functions/audio.py", "iter_segments.write", "av.open(w)"):
         "muxes a segment into a scratch file from fsutil.scratch_file, which the writer then uploads",
+    ("functions/pdfworker.py", "serve", "os.fdopen(w)"):
+        "the PDF reader's answers go to a duplicate of its stdout descriptor (a pipe to its parent, not a file)",
+    ("scale_demo.py", "Services.spawn", ".open(w)"):
+        "the log of a server or worker the demo starts, in the demo's scratch folder (not a file of ours)",
     ("console.py", "_forward", "open(w)"):
         "wraps a duplicate of this process's stderr descriptor (a terminal or a pipe, not a file) to forward "
         "child processes' stderr",
