@@ -89,7 +89,10 @@ def _target_of_code(run: Any) -> dict[str, Any] | None:
     module, path = getattr(pointer, "module", None), getattr(pointer, "python_file", None)
     if not (module or path):
         return None
-    entry: dict[str, Any] = {"location_name": os.environ.get("PXT_CODE_LOCATION_NAME", module or "pxt_assets"),
+    # the name the deployment's workspace gives the location: PXT_CODE_LOCATION_NAME, else this repository's
+    # for its own definitions (workspace.yaml), else the module's (Dagster's default for `-m module`)
+    default = "pxt_assets" if module in (None, "pxt_assets.definitions") else module
+    entry: dict[str, Any] = {"location_name": os.environ.get("PXT_CODE_LOCATION_NAME", default),
                              "working_directory": getattr(pointer, "working_directory", None) or os.getcwd()}
     if getattr(pointer, "fn_name", None):
         entry["attribute"] = pointer.fn_name

@@ -140,6 +140,10 @@ def decoder_failure(exc: BaseException) -> str:
     'list index out of range')."""
     if isinstance(exc, (IndexError, KeyError)):
         return "it has no image data (truncated, or a PNG without an IDAT chunk)"
+    import PIL
+
+    if isinstance(exc, PIL.UnidentifiedImageError):  # Pillow's text repeats the path the message already names
+        return "cannot identify image file (not an image format Pillow reads)"
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
