@@ -14,7 +14,8 @@ deterministic), so nothing is duplicated.
 The parts, by job: `engine` (URLs, engines, transactions, upsert), `rows` (row records, the files a value
 names), `catalog` (table documents, directories, small values), `tables` (row tables' DDL), `batches`
 (batches, runs writing them, staging, commit), `files` (the files rows and staged records name), `query`
-(filters, orderings and selections as SQL), `watch` (what watches took); `schema` is the tables themselves,
+(filters, orderings and selections as SQL), `watch` (what watches took), `views` (the views of a table, from
+their batches), `audit` (what the invariant checks read); `schema` is the tables themselves,
 `migrate` moves a home of the release that kept rows in files into the database.
 """
 
@@ -24,6 +25,7 @@ import os
 import pathlib
 
 from pxt_assets.rowstore import engine
+from pxt_assets.rowstore.audit import Audit, NamedFile, SchemaDrift
 from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S, Batches, BatchInfo, CommitResult
 from pxt_assets.rowstore.catalog import Catalog
 from pxt_assets.rowstore.engine import DB_FILE, default_url, redact
@@ -32,13 +34,15 @@ from pxt_assets.rowstore.query import NotSQL, Queries
 from pxt_assets.rowstore.rows import FILE_KEYS, files_named
 from pxt_assets.rowstore.schema import COMMITTED, PENDING, RowTable
 from pxt_assets.rowstore.tables import Tables
+from pxt_assets.rowstore.views import Views, ViewOf
 from pxt_assets.rowstore.watch import Watches
 
 __all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", "default_url", "redact", "NotSQL",
-           "COMMITTED", "PENDING", "DB_FILE", "ACTIVE_RUN_TTL_S", "FILE_KEYS", "files_named"]
+           "COMMITTED", "PENDING", "DB_FILE", "ACTIVE_RUN_TTL_S", "FILE_KEYS", "files_named", "ViewOf", "NamedFile",
+           "SchemaDrift"]
 
 
-class RowStore(Catalog, Tables, Batches, Files, Queries, Watches):
+class RowStore(Catalog, Tables, Batches, Files, Queries, Watches, Views, Audit):
     """One database: catalog, batches, staged columns and every table's rows."""
 
 
