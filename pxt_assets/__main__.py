@@ -53,7 +53,10 @@ def _check(args: argparse.Namespace) -> int:
     declared = _tables(args.module)
     targets = invariants.database_targets(store, declared.values())
     if args.table is not None:
-        path = "/".join(parse_table_path(args.table))
+        try:
+            path = "/".join(parse_table_path(args.table))
+        except ValueError as e:  # SpecError
+            raise SystemExit(f"check: {e}") from None
         targets = [t for t in targets if t.path == path]
         if not targets:
             known = ", ".join(sorted({"/".join(k) for k in declared} | {rt.path for rt in store.all_row_tables()}))
