@@ -1,10 +1,11 @@
-"""Command line: `python -m pxt_assets demo | insert | show | resume | gc | scale-demo`.
+"""Command line: `python -m pxt_assets demo | insert | show | resume | gc | check | scale-demo`.
 
     python -m pxt_assets demo                               # the seed walkthrough on the embedded default
     python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
     python -m pxt_assets show blob_storage_demo/media
     python -m pxt_assets resume blob_storage_demo/media [BATCH]   # re-run batches that failed or were killed
     python -m pxt_assets gc s3://bucket/prefix/ [--delete] [--min-age SECONDS]  # files no row refers to
+    python -m pxt_assets check [TABLE] [--json]             # the tables' invariants: missing files, drift
     python -m pxt_assets scale-demo [--images N]    # the demo table on PostgreSQL, Redis, moto, two Celery workers
 """
 
@@ -41,6 +42,35 @@ def _print(frame: pd.DataFrame) -> None:
         print(frame.to_string() if len(frame) else "(no rows)")
 
 
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from pxt_assets import check as invariants
+    from pxt_assets import rowstore
+    from pxt_assets.config import current_settings
+
+    store = rowstore.for_settings(current_settings())
+    declared = _tables(args.module)
+    targets = invariants.database_targets(store, declared.values())
+    if args.table is not None:
+        try:
+            path = "/".join(parse_table_path(args.table))
+        except ValueError as e:  # SpecError
+            raise SystemExit(f"check: {e}") from None
+        targets = [t for t in targets if t.path == path]
+        if not targets:
+            known = ", ".join(sorted({"/".join(k) for k in declared} | {rt.path for rt in store.all_row_tables()}))
+            raise SystemExit(f"no table {args.table!r} in {args.module} nor in {store!r}; tables: {known or 'none'}")
+    report = invariants.check(targets, store=store, concurrency=args.concurrency, files=not args.no_files)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        for problem in report.problems:
+            print(problem)
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pxt_assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--delete", action="store_true", help="delete the orphaned files (default: only list them)")
     gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
                     help="leave files younger than this alone (default: 3600)")
+    chk = sub.add_parser(
+        "check", help="check the tables' invariants: files rows name exist, columns and SQL agree, no pending "
+                      "batch without a reason, no staged records of committed batches",
+        description="Check TABLE (default: every table the module declares and every table the database has "
+                    "rows of): every file a row names exists (locally or in its bucket: one existence check per "
+                    "file, a few at once), the table's columns and its SQL table agree, no batch is pending "
+                    "without a reason, no records stay staged for a committed batch, each view batch has its base "
+                    "batch. Prints one line per problem, then a summary; exits 1 when there are problems. Only "
+                    "reads: nothing is changed.")
+    chk.add_argument("table", nargs="?", help="one table or view (default: all)")
+    chk.add_argument("--json", action="store_true", help="print one JSON object instead")
+    chk.add_argument("--no-files", action="store_true", help="skip the existence check of files")
+    chk.add_argument("--concurrency", type=int, default=16, metavar="N",
+                     help="existence checks in flight at once (default: 16)")
     scale = sub.add_parser(
         "scale-demo", help="the demo table scaled out on 127.0.0.1 (docs/scale.md); prints one JSON line",
         description="Start a throwaway PostgreSQL cluster, Redis, a moto S3 server, the Dagster daemon and two "
@@ -115,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         noun = "orphaned file" if len(orphans) == 1 else "orphaned files"
         print(f"{len(orphans)} {noun}" + (" deleted" if args.delete else ""))
         return 0
+    if args.command == "check":
+        return _check(args)
     table = _table(args.module, args.table)
     if args.command == "resume":
         results = table.resume(args.batch)

@@ -157,7 +157,11 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
         with checked_at_once():
             view = MediaView(v.path, table, iterator, destination=self._destination(v.destination),
                              automation=self.automation)
-        self._add_columns(view, v.columns or {})
+        try:
+            self._add_columns(view, v.columns or {})
+        except BaseException:
+            table._remove_view(view)  # a view that cannot be built makes no rows when its table is inserted into
+            raise
         return view
 
     def build_tables(self) -> list[Any]:

@@ -150,9 +150,9 @@ def delete_batch(table, batch: str, *, instance: dg.DagsterInstance | None = Non
     slug = table.spec.slug
     deleted_in_views = 0
     if not hasattr(table, "base_spec"):  # the batch's rows in views of the table go with it
-        for view in _views_of(store, table.path):
-            if store.batch_info(view.slug, batch) is not None:
-                deleted_in_views += _delete_view_batch(view, batch, store)
+        for view_slug, view_path in _views_of(store, table.path, batch=batch):
+            if store.batch_info(view_slug, batch) is not None:
+                deleted_in_views += _delete_view_batch(view_slug, view_path, batch, store)
     rt = store.row_table(slug)
     # Files first, rows after: if a delete fails, the rows still say where the remaining files are.
     deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"table {table.path!r}, batch {batch}")
@@ -166,15 +166,19 @@ def delete_batch(table, batch: str, *, instance: dg.DagsterInstance | None = Non
     return deleted + deleted_in_views
 
 
-def _views_of(store: rowstore.RowStore, path: str) -> list[TableSpec]:
-    """The catalog's views of table `path`, as specs (this module is below the API's view objects)."""
-    return [view_parts(doc)[0] for doc in store.view_docs(path)]
+def _views_of(store: rowstore.RowStore, path: str, *, batch: str | None = None) -> list[tuple[str, str]]:
+    """(slug, path) of the views of table `path`: the catalog's, and every view the database has batches of
+    made from it, wherever it was declared (in code, in a defs.yaml: see rowstore/views.py), so any process
+    finds them. `batch`: only views with that batch (and the catalog's)."""
+    found = {spec.slug: spec.display_path for spec in (view_parts(doc)[0] for doc in store.view_docs(path))}
+    for view in store.views(path, batch=batch):
+        found.setdefault(view.slug, view.path)
+    return sorted(found.items(), key=lambda v: v[1])
 
 
-def _delete_view_batch(view: TableSpec, batch: str, store: rowstore.RowStore) -> int:
-    slug = view.slug
+def _delete_view_batch(slug: str, path: str, batch: str, store: rowstore.RowStore) -> int:
     rt = store.row_table(slug)
-    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {view.display_path!r}, batch {batch}")
+    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {path!r}, batch {batch}")
     store.delete_batch(rt, slug, batch)
     return deleted
 
@@ -200,6 +204,8 @@ def drop_column(table, name: str, *, instance: dg.DagsterInstance | None = None)
         if not hasattr(table, "base_spec"):
             readers = [view.display_path for view, _, iterator in map(view_parts, store.view_docs(table.path))
                        if name in iterator.columns()]
+            readers += [view.path for view in getattr(table, "_views", {}).values()  # declared with it in code
+                        if view.path not in readers and name in view.iterator.columns()]
             if readers:
                 raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: view(s) {readers} "
                                 "make their rows from it; drop them first")

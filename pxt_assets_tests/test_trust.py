@@ -168,7 +168,6 @@ def test_a_name_with_a_control_character_is_refused_at_definition(pxt_home):
 
 # -- 9. views of tables declared in code ----------------------------------------------------------------------
 
-@pending("views of code- and YAML-declared tables are found from the definitions too")
 def test_deleting_a_batch_of_a_code_declared_table_deletes_its_views_rows(pxt_home, instance, tmp_path):
     from pxt_assets.functions.document import document_splitter
 
@@ -181,3 +180,62 @@ def test_deleting_a_batch_of_a_code_declared_table_deletes_its_views_rows(pxt_ho
     t.delete(batch=result.batch, instance=instance)
     assert t.count() == 0 and v.count() == 0
 
+
+FRAMES_YAML = """
+type: pxt_assets.MediaTableComponent
+attributes:
+  path: trust/clips
+  schema: {video: Video}
+  views:
+    - path: trust/clip_frames
+      iterator: {function: video.frame_iterator, args: [{column: video}], kwargs: {fps: 2}}
+      destination: "{{ env('TRUST_FRAMES_DEST') }}"
+"""
+
+
+def _files(folder) -> list:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_yaml_tables_views_rows_go_with_a_deleted_batch_even_from_a_process_that_never_declared_them(
+        pxt_home, instance, tmp_path, monkeypatch):
+    import yaml
+
+    from pxt_assets_tests.mediagen import make_video
+
+    dest = tmp_path / "frames"
+    dest.mkdir()
+    monkeypatch.setenv("TRUST_FRAMES_DEST", str(dest))
+    declared = yaml.safe_load(FRAMES_YAML)
+    component = pxt.MediaTableComponent.from_attributes_dict(attributes=declared["attributes"])
+    table, view = component.build_tables()
+    first = table.insert([{"video": str(make_video(tmp_path / "a.mp4", seconds=2.0))}], instance=instance)
+    second = table.insert([{"video": str(make_video(tmp_path / "b.mp4", seconds=1.0))}], instance=instance)
+    assert view.count() == 6 and len(_files(dest)) == 6  # each insert made its view's rows (4 + 2 frames)
+
+    # in this process: the YAML table's object knows its view
+    assert table.delete(batch=second.batch, instance=instance) == 2
+    assert view.count() == 4 and len(_files(dest)) == 4
+    # another process declaring only the base table (a worker, a notebook): the database knows the view
+    done = _child(f"t = pxt.MediaTable('trust/clips', {{'video': pxt.Video}})\n"
+                  f"print(t.delete(batch={first.batch!r}))")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "4"
+    assert table.count() == 0 and view.count() == 0 and _files(dest) == []
+
+
+def test_dropping_a_code_declared_table_drops_its_views_rows_with_force(pxt_home, instance, tmp_path):
+    from pxt_assets.functions.video import frame_iterator
+    from pxt_assets_tests.mediagen import make_video
+
+    dest = tmp_path / "frames"
+    dest.mkdir()
+    t = pxt.MediaTable("trust/videos", {"video": pxt.Video})
+    v = pxt.create_view("trust/frames", t, iterator=frame_iterator(t.video, fps=2), destination=str(dest))
+    t.insert([{"video": str(make_video(tmp_path / "a.mp4", seconds=2.0))}], instance=instance)
+    assert v.count() == 4 and len(_files(dest)) == 4
+    with pytest.raises(pxt.SpecError, match=r"has views \['trust/frames'\]"):
+        pxt.drop_table("trust/videos", instance=instance)
+    assert pxt.drop_table("trust/videos", force=True, instance=instance) == 4
+    store = rowstore.for_settings(pxt.load_settings())
+    assert _files(dest) == [] and store.row_table(v.spec.slug) is None and store.views("trust/videos") == []

@@ -101,12 +101,19 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
     `destination` (ours; Pixeltable has none) is where the iterator's media go (frames, audio segments, page
     images); without it they go to output_media_dest, else the local default, except frames, which are then
     not written at all but decoded again from the video when read. Rows of the base table's existing batches
-    are made now; each later batch of the base table makes its view rows when it is inserted."""
+    are made now; each later batch of the base table makes its view rows when it is inserted.
+
+    A view of a table declared in code (`pxt.MediaTable(...)`, a defs.yaml) is declared in code as well, as
+    `pxt.MediaView(path, base, iterator)` is: not in the catalog (its base is not), made again by the code
+    that makes its base. Its rows are the database's like any table's; deleting a batch of the base, or
+    dropping it, finds them from any process. `if_exists='replace'` drops the rows it already has."""
     if if_exists not in ("error", "ignore", "replace"):
         raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
     if not isinstance(base, MediaTable):
         raise SpecError(f"create_view {path!r}: the base must be a table (pxt.get_table(...)), got {base!r}")
     parts, store = parse_table_path(path), _store()
+    if not base._persistent and not isinstance(base, MediaView):
+        return _code_view(path, base, iterator, destination, if_exists, instance)
     existing = _claim(path, parts, store, if_exists, instance)
     if existing is not None:
         return existing
@@ -118,6 +125,17 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
     view._persistent = True
     view._save()
     print(f"Created view {parts[-1]!r} with {view._populate(instance)} rows.")
+    return view
+
+
+def _code_view(path: str, base: MediaTable, iterator, destination: str | None, if_exists: str,
+               instance: dg.DagsterInstance | None) -> MediaView:
+    """create_view of a table declared in code: a view declared in code too (see create_view)."""
+    if if_exists == "replace":
+        lifecycle.drop_table(path, if_not_exists="ignore", instance=instance)
+    with checked_at_once():
+        view = MediaView(path, base, iterator, destination=destination)
+    print(f"Created view {parse_table_path(path)[-1]!r} with {view._populate(instance)} rows.")
     return view
 
 
@@ -145,14 +163,20 @@ def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
 def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
                instance: dg.DagsterInstance | None = None) -> int:
     """Drop a table: every file it wrote (from the recorded locations), its rows, partitions and catalog
-    entry. Files a user only referenced are kept. Returns the number of files deleted."""
+    entry. Files a user only referenced are kept. A table with views (the catalog's, or views declared in
+    code or YAML that have rows) needs force=True, which drops them too. Returns the number of files
+    deleted."""
     key = _joined(parse_table_path(path))
     store = _store()
     in_catalog = store.table_doc(key) is not None
     views = views_of(key)
-    if views and not force:
-        raise SpecError(f"table {path!r} has views {[v.path for v in views]}: drop them first, or pass force=True")
+    # and views the catalog does not hold (declared in code or YAML), found from their batches
+    in_code = [v.path for v in store.views(key) if v.path not in {w.path for w in views}]
+    if (views or in_code) and not force:
+        raise SpecError(f"table {path!r} has views {[v.path for v in views] + in_code}: drop them first, or pass "
+                        "force=True")
     deleted_views = sum(drop_table(v.path, force=True, instance=instance) for v in views)
+    deleted_views += sum(lifecycle.drop_table(p, if_not_exists="ignore", instance=instance) for p in in_code)
     deleted = lifecycle.drop_table(path, if_not_exists="ignore" if in_catalog else if_not_exists,
                                    instance=instance)
     store.remove_table_doc(key)

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from pxt_assets import assets as asset_builder
+from pxt_assets import check as invariants
 from pxt_assets import launch
 from pxt_assets import watch as watching
 from pxt_assets.io_managers import MediaIOManager, TableIOManager
@@ -21,7 +22,8 @@ META_LOAD_ERROR = "pxt/load_error"
 
 def definitions(*tables, resources: dict[str, Any] | None = None,
                 executor: dg.ExecutorDefinition | None = None, automation_sensor: bool = True) -> dg.Definitions:
-    """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, the IO managers.
+    """Dagster Definitions for `tables`: their assets, a batch job and an insert job each, an asset check
+    each (pxt_assets.check: the table's invariants, on its first inserted column), the IO managers.
 
     `resources`: besides resources of your own, a dagster-aws `S3Resource`, a dagster-gcp `GCSResource` or a
     dagster-azure `AzureBlobStorageResource` (under any key; "s3", "gcs", "azure_blob" by convention) is the
@@ -43,6 +45,7 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
     store_resources.use(resources)
 
     all_assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     jobs: list[Any] = []
     sensors: list[dg.SensorDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -62,10 +65,11 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
             continue
         table_assets = table.assets_definitions()
         all_assets.extend(table_assets)
+        checks.append(invariants.asset_check(table))  # run on demand (the UI, a schedule): never per batch
         batch_job = asset_builder.batch_job_name(table.spec)
         jobs.append(dg.define_asset_job(
             batch_job,
-            selection=dg.AssetSelection.assets(*table_assets),
+            selection=dg.AssetSelection.assets(*table_assets).without_checks(),
             partitions_def=table.partitions_def,
             description=f"Materialize one batch (partition) of table {table.path!r}: every column.",
         ))
@@ -81,6 +85,7 @@ def definitions(*tables, resources: dict[str, Any] | None = None,
     defs = dg.Definitions(
         executor=executor,
         assets=all_assets,
+        asset_checks=checks,
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,

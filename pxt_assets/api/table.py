@@ -122,6 +122,7 @@ class MediaTable:
         self._lazy = declared_in_a_module()  # destinations checked when the definitions are built
         self._pending: dict[str, Callable[[], destinations.Resolved]] = {}  # column -> its destination, to check
         self.spec = TableSpec(parse_table_path(path))
+        self._views: dict[tuple[str, ...], MediaTable] = {}  # views declared on it in this process (_add_view)
         if not schema:
             raise SpecError(f"table {path!r}: the schema needs at least one column")
         for name, col_type in schema.items():
@@ -310,7 +311,32 @@ class MediaTable:
         table._defs = None
         table._persistent = True
         table._lazy, table._pending = False, {}
+        table._views = {}
         return table
+
+    def _add_view(self, view: MediaTable) -> None:
+        """Record a view declared on this table in this process (a MediaView does it when it is made): each
+        batch inserted through this object makes its rows in it too. Catalog views are found in the catalog;
+        this is how views of tables declared in code or YAML are. (Deleting and dropping find every view from
+        the database, wherever it was declared: see rowstore/views.py.)"""
+        self.__dict__.setdefault("_views", {})[view.spec.path] = view
+
+    def _remove_view(self, view: MediaTable) -> None:
+        if self.__dict__.get("_views", {}).get(view.spec.path) is view:
+            del self._views[view.spec.path]
+
+    def _views_to_run(self) -> list[MediaTable]:
+        """The views a new batch of this table makes rows in: the catalog's (as recorded there now), then those
+        declared on this object (_add_view) that the catalog does not hold."""
+        out: dict[tuple[str, ...], MediaTable] = {}
+        if self._persistent:
+            for doc in self._rowstore().view_docs(self.path):
+                view = MediaTable.from_doc(doc)
+                out[view.spec.path] = view
+        for path, view in self.__dict__.get("_views", {}).items():
+            if not view._persistent:  # a catalog view dropped since (by any process) makes no rows
+                out.setdefault(path, view)
+        return list(out.values())
 
     def _backfill(self, column: str, instance: dg.DagsterInstance | None) -> None:
         """Compute `column` for every existing batch (what Pixeltable does before add_computed_column returns)."""
@@ -498,9 +524,8 @@ class MediaTable:
                 "(nothing is duplicated)")
         outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, run_id, time.monotonic() - started)
         (log.info if log is not None else print)(self._describe(outcome))
-        if self._persistent and not hasattr(self, "base_spec"):
-            for doc in self._rowstore().view_docs(self.path):  # each view makes its rows from the batch's rows
-                view = MediaTable.from_doc(doc)
+        if not hasattr(self, "base_spec"):
+            for view in self._views_to_run():  # each view makes its rows from the batch's rows
                 view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view",
                                 code_location=code_location, submit=submit)
         return outcome

@@ -44,6 +44,7 @@ class MediaView(MediaTable, kind="view"):
         self._persistent = False
         self._defs = None
         self._lazy, self._pending = declared_in_a_module(), {}
+        self._views = {}
         self.spec = TableSpec(parse_table_path(path))
         if self.spec.path == base.spec.path:
             raise SpecError(f"view {path!r} cannot be its own base table")
@@ -61,6 +62,7 @@ class MediaView(MediaTable, kind="view"):
             self._place(column, lambda name=name, col_type=col_type: _resolve_output(name, col_type, iterator,
                                                                                    destination, self.settings))
             self.spec.columns[name] = column
+        base._add_view(self)  # a batch inserted through `base` makes its rows here too
 
     # -- what makes it a view ------------------------------------------------------------------------------
     @property
@@ -94,9 +96,9 @@ class MediaView(MediaTable, kind="view"):
 
     def _populate(self, instance: dg.DagsterInstance | None = None) -> int:
         """Make the view's rows for every committed batch of its base table (as create_view does)."""
-        if instance is None:
-            instance = get_instance()
         for batch in self._rowstore().batches(self.base_spec.slug, rowstore.COMMITTED):
+            if instance is None:
+                instance = get_instance()
             self._run_batch(batch, instance, time.monotonic(), doing="computing view")
         return self.count()
 
@@ -114,6 +116,7 @@ class MediaView(MediaTable, kind="view"):
         view._defs = None
         view._persistent = True
         view._lazy, view._pending = False, {}
+        view._views = {}
         view.spec, view.base_spec, view.iterator = view_parts(doc)
         view.iterator_destination = doc["view"].get("destination")
         return view

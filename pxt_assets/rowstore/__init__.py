@@ -13,10 +13,11 @@ deterministic), so nothing is duplicated.
 
 The parts, by job: `engine` (URLs, engines, transactions, upsert), `rows` (row records, the files a value
 names), `catalog` (table documents, directories, small values), `tables` (row tables' DDL), `batches`
-(the batch state machine, runs writing them, staging, commit), `files` (the files rows and staged records name), `query`
-(filters, orderings and selections as SQL), `watch` (what watches took); `schema` is the tables themselves
-(a column's SQL fields are named by its id: `RowTable.field`), `migrate` moves a home of the release that kept
-rows in files into the database, `column_ids` moves row tables named by column names to names by id.
+(the batch state machine, runs writing them, staging, commit), `files` (the files rows and staged records name),
+`query` (filters, orderings and selections as SQL), `watch` (what watches took), `views` (the views of a table,
+from their batches), `audit` (what the invariant checks read); `schema` is the tables themselves (a column's SQL
+fields are named by its id: `RowTable.field`), `migrate` moves a home of the release that kept rows in files into
+the database, `column_ids` moves row tables named by column names to names by id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import os
 import pathlib
 
 from pxt_assets.rowstore import engine
+from pxt_assets.rowstore.audit import Audit, NamedFile, SchemaDrift
 from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S, Batches, BatchInfo, BatchStateError, CommitResult
 from pxt_assets.rowstore.catalog import Catalog
 from pxt_assets.rowstore.engine import DB_FILE, default_url, redact
@@ -33,13 +35,15 @@ from pxt_assets.rowstore.query import NotSQL, Queries
 from pxt_assets.rowstore.rows import FILE_KEYS, files_named
 from pxt_assets.rowstore.schema import COMMITTED, COMPUTING, CREATED, FAILED, PENDING, RowTable
 from pxt_assets.rowstore.tables import Tables
+from pxt_assets.rowstore.views import Views, ViewOf
 from pxt_assets.rowstore.watch import Watches
 
 __all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", "default_url", "redact", "NotSQL",
-           "COMMITTED", "PENDING", "CREATED", "COMPUTING", "FAILED", "BatchStateError", "DB_FILE", "ACTIVE_RUN_TTL_S", "FILE_KEYS", "files_named"]
+           "COMMITTED", "PENDING", "CREATED", "COMPUTING", "FAILED", "BatchStateError", "DB_FILE", "ACTIVE_RUN_TTL_S",
+           "FILE_KEYS", "files_named", "ViewOf", "NamedFile", "SchemaDrift"]
 
 
-class RowStore(Catalog, Tables, Batches, Files, Queries, Watches):
+class RowStore(Catalog, Tables, Batches, Files, Queries, Watches, Views, Audit):
     """One database: catalog, batches, staged columns and every table's rows."""
 
 
