@@ -217,7 +217,9 @@ def schema_problems(store: rowstore.RowStore, target: Target) -> list[Problem]:
         return []
     out = []
     for column, names in drift.missing.items():
-        if column:
+        if column and not names:  # the row table never recorded the column
+            out.append(Problem(target.path, SCHEMA, f"column {column!r} has no SQL columns in {drift.sql_name}"))
+        elif column:
             out.append(Problem(target.path, SCHEMA, f"column {column!r} has no SQL column{'s' if len(names) > 1 else ''} "
                                                    f"{', '.join(names)} in {drift.sql_name}"))
         else:

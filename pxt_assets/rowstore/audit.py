@@ -105,7 +105,7 @@ class Audit(Database):
         recorded = rt.column_types
         for name, type_name, *_ in declared:
             if name not in recorded:  # a declared column the row table never recorded: no SQL fields at all
-                drift.missing[name] = ["(no SQL columns)"]
+                drift.missing[name] = []
                 continue
             names = [c.name for c in schema.field_columns(rt.column_id(name), type_name)]
             expected.update(names)
