@@ -1,5 +1,6 @@
 """`python -m bench scale --rows N --batch B [--db URL]`: see bench/scale.py. `python -m bench udf`: bench/udf.py.
 `python -m bench watch [--objects N]`: what a sensor tick costs on a prefix of N taken objects (bench/watch.py).
+`python -m bench first-use [--homes N]`: P processes' first inserts into each of N new homes at once (bench/first_use.py).
 
 `python -m bench --n 200`: the seed pipeline at N synthetic 1024x768 JPEGs on a local moto S3 server,
 pxt_assets against a plain boto3 + Pillow baseline measured in the same run (`--repeat R`: R interleaved
@@ -104,6 +105,11 @@ def main() -> None:
         from bench import udf
 
         udf.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["first-use"]:  # python -m bench first-use [--homes N] [--processes P]
+        from bench import first_use
+
+        first_use.main(sys.argv[2:])
         return
     if sys.argv[1:2] == ["scale"]:  # python -m bench scale --rows N --batch B [--db URL]
         from bench import scale

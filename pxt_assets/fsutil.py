@@ -14,6 +14,9 @@ parents, so a new file's path survives as well as its bytes.
 
 Scratch files (a download on its way to a bucket, an audio segment before it is uploaded) are not published
 anywhere and need no fsync: ``scratch_file()`` gives each a unique name.
+
+``setup_lock(folder)`` is the lock file under which processes set up the SQLite databases of a folder one at
+a time (the row store's `pxt.db`, the Dagster instance's).
 """
 
 from __future__ import annotations
@@ -28,10 +31,31 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+import filelock
+
 #: the prefix of temp files being written beside their target: hidden, and skipped by LocalStore listings
 TEMP_PREFIX = ".tmp-"
 
 Data = bytes | bytearray | memoryview | str | Callable[[pathlib.Path], Any]
+
+#: the lock file of setup_lock, in the folder whose databases it guards
+SETUP_LOCK = ".pxt-setup.lock"
+#: how long a process waits for another to set a folder up (a new Dagster instance takes about a second)
+SETUP_LOCK_TIMEOUT_S = 600
+
+
+@contextlib.contextmanager
+def setup_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """The cross-process lock (a lock file in `folder`, created with it) that a process holds while it opens
+    the SQLite databases of `folder` and, the first time, sets them up: creates their tables, switches them
+    to WAL, stamps or records their schema version. Each of those is a check then a write, or needs the
+    database to itself, and processes starting on a new home at once would otherwise do them together. A
+    process holds it for the checks alone once the folder is set up."""
+    make_dirs(folder)
+    lock = filelock.FileLock(os.path.join(folder, SETUP_LOCK), timeout=SETUP_LOCK_TIMEOUT_S)
+    # polled every 5 ms (filelock's default is 50): the processes waiting on a set-up folder each hold it briefly
+    with lock.acquire(poll_interval=0.005):
+        yield
 
 
 def temp_prefix(name: str) -> str:

@@ -7,6 +7,12 @@ commit, and `FULL` syncs the disk on each one; `NORMAL` is SQLite's recommended 
 process crash loses nothing and the database cannot be corrupted, only an OS crash or power cut can lose
 the last few events. On this machine it takes about a quarter of a second off every insert
 (bench/README.md: `python -m bench`). A dagster.yaml that names another storage is used as it is.
+
+Processes that open one instance folder for the first time at once (four notebooks' first inserts into a new
+`$PIXELTABLE_HOME`) set its databases up one after another, under the folder's set-up lock
+(`fsutil.setup_lock`): Dagster's own set-up (create the tables, stamp the alembic revision) is a check then a
+write that two processes can both pass, leaving two `alembic_version` rows, after which every open of the
+instance fails ("more than one head").
 """
 
 from __future__ import annotations
@@ -225,11 +231,15 @@ class SqliteStorage(DagsterSqliteStorage):
     """
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
-        # DagsterSqliteStorage.__init__, with the run and event log classes swapped.
+        # DagsterSqliteStorage.__init__, with the run and event log classes swapped, under the folder's set-up
+        # lock: each storage checks for its tables and alembic stamp and writes them if missing, which two
+        # processes opening a new folder at once would both do (see the module's docstring). Opening a folder
+        # set up before takes the lock for about 50 ms (the checks alone).
         self.base_dir = base_dir
-        self._run_storage = _RunStorage.from_local(_runs_directory(base_dir))
-        self._event_log_storage = _EventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
+        with fsutil.setup_lock(base_dir):
+            self._run_storage = _RunStorage.from_local(_runs_directory(base_dir))
+            self._event_log_storage = _EventLogStorage(_event_logs_directory(base_dir))
+            self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
         self._inst_data = inst_data
         DagsterStorage.__init__(self)
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 import pandas as pd
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 import pxt_assets as pxt
 from pxt_assets import lifecycle, rowstore, stores
 from pxt_assets.assets import batch_job_name
+from pxt_assets.rowstore import versions
 from pxt_assets_tests.conftest import CountingHTTPServer, files_under, make_image
 from pxt_assets_tests.emulators import REPO
 
@@ -202,11 +204,13 @@ def test_a_database_made_before_marks_named_their_process_gains_the_field(tmp_pa
                      "run_id VARCHAR(100) NOT NULL, started_at FLOAT NOT NULL, PRIMARY KEY (slug, batch, run_id))")
     store = rowstore.RowStore(f"sqlite:///{path}")
     try:
+        assert store.upgraded == list(range(1, versions.CURRENT + 1))  # no version recorded: 0, every step
         store.create_batch("old__t", "20260101T000000000000-aaaa", [])
         store.start_run("old__t", "20260101T000000000000-aaaa", "run-1")
         assert store.live_batches() == {"20260101T000000000000-aaaa"}
         with store.engine.connect() as conn:
             assert "holder" in {c["name"] for c in sa.inspect(conn).get_columns("pxt_active_runs")}
+            assert versions.recorded(conn) == versions.CURRENT
     finally:
         store.dispose()
 
@@ -255,6 +259,122 @@ def test_a_row_table_named_by_column_names_moves_to_column_ids_with_its_rows_on_
         assert rowstore.RowStore(db).row_table(slug) == rt  # opened again: nothing left to move
     finally:
         store.dispose()
+
+
+# -- schema versions (rowstore/versions.py) -------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_db(request, tmp_path) -> str:
+    """The URL of a new, empty database of the test's own."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_server").create_database("ver")
+    return f"sqlite:///{tmp_path / 'ver.db'}"
+
+
+def _version_of(url: str) -> int | None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return versions.recorded(conn)
+    finally:
+        engine.dispose()
+
+
+def test_a_new_database_records_the_current_schema_version_and_runs_no_step(fresh_db):
+    store = rowstore.RowStore(fresh_db)
+    try:
+        assert store.upgraded == [] and _version_of(fresh_db) == versions.CURRENT
+        again = rowstore.RowStore(fresh_db)
+        assert again.upgraded == []
+        again.dispose()
+    finally:
+        store.dispose()
+
+
+def test_each_schema_step_runs_once_though_four_processes_open_the_database_at_once(fresh_db, monkeypatch):
+    """A database at version 1 of a release with three steps more; four openers at once (threads with their own
+    engines and connections: the database's own locks decide, as between processes). Steps 3 and 4 add a
+    column and fill it: run twice, the first would fail and the second would count twice."""
+    rowstore.RowStore(fresh_db).dispose()  # the tables, at the current version
+    engine = sa.create_engine(fresh_db)
+    with engine.begin() as conn:  # as a release with one step left it
+        versions._record(conn, 1)
+    ran: list[int] = []
+
+    def step(number):
+        def run(conn):
+            ran.append(number)
+            time.sleep(0.05)  # long enough for every opener to be waiting for the lock
+            if number == 3:
+                conn.exec_driver_sql("ALTER TABLE pxt_dirs ADD COLUMN n INTEGER")  # fails if run twice
+            if number == 4:
+                conn.exec_driver_sql("UPDATE pxt_dirs SET n = COALESCE(n, 0) + 1")
+        return run
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO pxt_dirs (path) VALUES ('a')"))
+    monkeypatch.setattr(versions, "STEPS", [step(1), step(2), step(3), step(4)])
+    monkeypatch.setattr(versions, "CURRENT", 4)
+    barrier = threading.Barrier(4)
+    stores, errors = [], []
+
+    def open_it():
+        barrier.wait()
+        try:
+            stores.append(rowstore.RowStore(fresh_db))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and sorted(ran) == [2, 3, 4]
+        assert sorted(s.upgraded for s in stores) == [[], [], [], [2, 3, 4]]
+        assert _version_of(fresh_db) == 4
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT n FROM pxt_dirs")).scalar() == 1
+    finally:
+        for s in stores:
+            s.dispose()
+        engine.dispose()
+
+
+def test_a_failed_schema_step_leaves_the_database_as_it_was_and_the_next_open_runs_it_again(fresh_db,
+                                                                                        monkeypatch):
+    rowstore.RowStore(fresh_db).dispose()
+    base = versions.CURRENT
+
+    def add_n(conn):
+        versions.add_column(conn, "pxt_dirs", sa.Column("n", sa.Integer))
+
+    def broken(conn):
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(versions, "STEPS", [*versions.STEPS, add_n, broken])
+    monkeypatch.setattr(versions, "CURRENT", base + 2)
+    with pytest.raises(RuntimeError, match="step failed"):
+        rowstore.RowStore(fresh_db)
+    engine = sa.create_engine(fresh_db)
+    try:
+        with engine.connect() as conn:  # the step before the broken one rolled back with it
+            assert versions.recorded(conn) == base and not versions.has_column(conn, "pxt_dirs", "n")
+        monkeypatch.setattr(versions, "STEPS", [*versions.STEPS[:-1], lambda conn: None])
+        store = rowstore.RowStore(fresh_db)
+        assert store.upgraded == [base + 1, base + 2]
+        store.dispose()
+        with engine.connect() as conn:
+            assert versions.recorded(conn) == base + 2 and versions.has_column(conn, "pxt_dirs", "n")
+    finally:
+        engine.dispose()
+
+    # a database written by a later release is refused, naming both versions
+    monkeypatch.setattr(versions, "STEPS", versions.STEPS[:-1])
+    monkeypatch.setattr(versions, "CURRENT", base + 1)
+    with pytest.raises(RuntimeError, match=rf"has schema version {base + 2}, .* knows versions up to {base + 1}"):
+        rowstore.RowStore(fresh_db)
 
 
 def test_a_database_password_is_never_printed():

@@ -8,7 +8,8 @@ import sqlite3
 import tarfile
 
 import pxt_assets as pxt
-from pxt_assets import lifecycle, stores
+from pxt_assets import lifecycle, rowstore, stores
+from pxt_assets.rowstore import versions
 from pxt_assets_tests.conftest import files_under
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -38,6 +39,16 @@ def test_a_home_written_before_the_batch_state_machine_opens_queries_resumes_and
     for var in ("PIXELTABLE_CONFIG", "PIXELTABLE_DB_URL", "PIXELTABLE_INPUT_MEDIA_DEST", "PIXELTABLE_OUTPUT_MEDIA_DEST"):
         monkeypatch.delenv(var, raising=False)
     assert pxt.list_tables() == ["up/chunks", "up/docs", "up/photos"]
+
+    # its database recorded no schema version (that release did not): every step ran, once, and the version is
+    # recorded; opening it again runs none
+    store = rowstore.for_settings(pxt.load_settings())
+    assert store.upgraded == list(range(1, versions.CURRENT + 1))
+    with store.engine.connect() as conn:
+        assert versions.recorded(conn) == versions.CURRENT
+    again = rowstore.RowStore(store.url.render_as_string())
+    assert again.upgraded == []
+    again.dispose()
 
     t = pxt.get_table("up/photos")
     assert t.count() == 3 and len(t.pending_batches()) == 1

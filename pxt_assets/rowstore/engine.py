@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pxt_assets import fsutil
-from pxt_assets.rowstore import column_ids, schema
+from pxt_assets.rowstore import schema, versions
 
 DB_FILE = "pxt.db"
 
@@ -96,18 +96,25 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = _make_engine(self.url)
         self._ensured: dict[tuple, schema.RowTable] = {}  # row tables this store made sure of (tables.py)
-        with self._write() as conn:  # serialised: two processes may open a new database at once
-            self._lock_key(conn, "schema")
-            schema.metadata.create_all(conn, checkfirst=True)
-            marks = {c["name"] for c in sa.inspect(conn).get_columns(schema.active_runs.name)}
-            if "holder" not in marks:  # a database made before runs' marks named their process
-                self._add_sql_column(conn, schema.active_runs.name, sa.Column("holder", sa.String(500)))
-            have = {c["name"] for c in sa.inspect(conn).get_columns(schema.batches.name)}
-            for col in (schema.batches.c.run_id, schema.batches.c.reason):  # made before the state machine
-                if col.name not in have:
-                    self._add_sql_column(conn, schema.batches.name, sa.Column(col.name, col.type))
-        # row tables written before columns had ids (to become a numbered migration step)
-        column_ids.name_columns_by_id(self)
+        #: the schema steps this open ran (versions.py): empty when the database was at the current version
+        self.upgraded: list[int] = []
+        # A SQLite file is opened under its folder's set-up lock: a new file's first connection switches it to
+        # WAL, which needs the file to itself (two processes switching at once: "database is locked", at once).
+        with self._setup_lock():
+            with self._read() as conn:
+                if versions.is_current(conn, repr(self)):
+                    return
+            # A new database, or one of an earlier release: set up or brought to the current version under the
+            # schema lock, so processes opening it at once do it one after another (the others find it done).
+            with self._write() as conn:
+                self._lock_key(conn, "schema")
+                self.upgraded = versions.upgrade(conn, repr(self))
+
+    def _setup_lock(self) -> contextlib.AbstractContextManager:
+        db = self.url.database
+        if not self.is_sqlite or not db or db == ":memory:":
+            return contextlib.nullcontext()
+        return fsutil.setup_lock(pathlib.Path(db).absolute().parent)
 
     def __repr__(self) -> str:
         return f"RowStore({redact(self.url)})"

@@ -55,7 +55,7 @@ row_tables = sa.Table(
     sa.Column("sql_name", sa.String(100), nullable=False, unique=True),
     sa.Column("columns", sa.Text, nullable=False),  # JSON [[column, type name, id], ...], in definition order
     # the id the next column added gets (ids are never reused within the table); null in a record written
-    # before columns had ids, until column_ids.name_columns_by_id moves it to them
+    # before columns had ids, until column_ids.move_all (schema step 3) moves it to them
     sa.Column("next_column_id", sa.Integer),
 )
 
