@@ -239,6 +239,8 @@ def test_a_row_table_named_by_column_names_moves_to_column_ids_with_its_rows_on_
                              "VALUES (:s, :p, :n, :c)"),
                      {"s": slug, "p": "legacy/t", "n": sql_name,
                       "c": f'[["img", "Image"], ["n", "Int"], ["{long}", "Int"]]'})
+        # the database is as that release left it: at the schema version before column ids (step 3)
+        conn.execute(sa.text("UPDATE pxt_kv SET value = '2' WHERE key = 'schema_version'"))
     store.dispose()
 
     store = rowstore.RowStore(db)  # opening the database moves it

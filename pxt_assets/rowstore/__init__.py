@@ -35,7 +35,7 @@ from pxt_assets.rowstore.query import NotSQL, Queries
 from pxt_assets.rowstore.rows import FILE_KEYS, files_named
 from pxt_assets.rowstore.schema import COMMITTED, COMPUTING, CREATED, FAILED, PENDING, RowTable
 from pxt_assets.rowstore.tables import Tables
-from pxt_assets.rowstore.views import Views, ViewOf
+from pxt_assets.rowstore.views import ViewOf, Views
 from pxt_assets.rowstore.watch import Watches
 
 __all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", "default_url", "redact", "NotSQL",
