@@ -100,6 +100,11 @@ def make_text_pdf(path: pathlib.Path, pages: list[str], title: str | None = None
     if title is not None:
         objects.append(b"<< /Title (%s) >>" % title.encode("latin-1"))
         info_id = len(objects)
+    return _write_pdf(path, objects, info_id)
+
+
+def _write_pdf(path: pathlib.Path, objects: list[bytes], info_id: int | None = None) -> pathlib.Path:
+    """A PDF file of `objects` (object 1 the catalog; `info_id` the document information, if any)."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, body in enumerate(objects, 1):
@@ -107,8 +112,7 @@ def make_text_pdf(path: pathlib.Path, pages: list[str], title: str | None = None
         out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
     trailer = b"<< /Size %d /Root 1 0 R" % (len(objects) + 1)
     if info_id:
         trailer += b" /Info %d 0 R" % info_id
@@ -161,17 +165,7 @@ def make_raw_pdf(path: pathlib.Path, content: list[bytes], media_box: tuple[int,
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
                b"<< /Type /Page /Parent 2 0 R /MediaBox [%d %d %d %d] /Contents 4 0 R >>" % media_box,
                b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
-    return path
+    return _write_pdf(path, objects)
 
 
 def make_pdf_bomb(path: pathlib.Path, inflated_mb: int = 400) -> pathlib.Path:
