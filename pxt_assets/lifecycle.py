@@ -191,29 +191,51 @@ def drop_column(table, name: str, *, instance: dg.DagsterInstance | None = None)
     spec: TableSpec = table.spec
     store = _store(table)
     rt = store.row_table(spec.slug)
-    col = spec.columns.get(name)
     in_rows = rt is not None and name in rt.column_types
-    if col is None and not in_rows:
+    if name not in spec.columns and not in_rows:
         raise SpecError(f"table {table.path!r} has no column {name!r}")
-    if col is not None:
-        dependents = [c.name for c in spec.columns.values() if c.expr is not None and name in c.expr.columns()]
-        if dependents:
-            names = ", ".join(repr(d) for d in dependents)
-            raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: column(s) {names} "
-                            f"compute from it; drop {'them' if len(dependents) > 1 else 'it'} first")
-        if not hasattr(table, "base_spec"):
-            readers = [view.display_path for view, _, iterator in map(view_parts, store.view_docs(table.path))
-                       if name in iterator.columns()]
-            readers += [view.path for view in getattr(table, "_views", {}).values()  # declared with it in code
-                        if view.path not in readers and name in view.iterator.columns()]
-            if readers:
-                raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: view(s) {readers} "
-                                "make their rows from it; drop them first")
-        if not col.is_computed and len(spec.source_columns()) == 1:
-            raise SpecError(f"cannot drop column {name!r} of table {table.path!r}: it is the table's only "
-                            "inserted column; use pxt.drop_table to drop the table")
+    if name in spec.columns:
+        check_column_drop(spec, name, store, is_view=hasattr(table, "base_spec"),
+                          code_views=getattr(table, "_views", {}).values())
+    return drop_column_data(table, name, instance=instance)
+
+
+def check_column_drop(spec: TableSpec, name: str, store: rowstore.RowStore, *, is_view: bool,
+                      code_views: Iterable = ()) -> None:
+    """Raise unless column `name` of `spec` may be dropped: no other column's expression reads it, no view
+    makes its rows from it (the catalog's, and `code_views`: views declared in code on this table object),
+    and it is not the table's only inserted column."""
+    col = spec.columns[name]
+    path = spec.display_path
+    dependents = [c.name for c in spec.columns.values() if c.expr is not None and name in c.expr.columns()]
+    if dependents:
+        names = ", ".join(repr(d) for d in dependents)
+        raise SpecError(f"cannot drop column {name!r} of table {path!r}: column(s) {names} "
+                        f"compute from it; drop {'them' if len(dependents) > 1 else 'it'} first")
+    if not is_view:
+        readers = [view.display_path for view, _, iterator in map(view_parts, store.view_docs(path))
+                   if name in iterator.columns()]
+        readers += [view.path for view in code_views  # declared with it in code
+                    if view.path not in readers and name in view.iterator.columns()]
+        if readers:
+            raise SpecError(f"cannot drop column {name!r} of table {path!r}: view(s) {readers} "
+                            "make their rows from it; drop them first")
+    if not col.is_computed and len(spec.source_columns()) == 1:
+        raise SpecError(f"cannot drop column {name!r} of table {path!r}: it is the table's only "
+                        "inserted column; use pxt.drop_table to drop the table")
+
+
+def drop_column_data(table, name: str, *, instance: dg.DagsterInstance | None = None,
+                     catalog_path: str | None = None) -> int:
+    """What dropping column `name` of `table` removes, once it may go (see check_column_drop): the files it
+    wrote, its values (files first, values after), its asset's history; and the column from `table.spec`.
+    `catalog_path`: a catalog table's path, whose catalog entry no longer has the column; its values stay
+    if the column was added there again meanwhile. Returns the number of files deleted."""
+    spec: TableSpec = table.spec
+    store = _store(table)
+    rt = store.row_table(spec.slug)
     deleted = _delete_owned(store.owned_files(rt, spec.slug, column=name), f"table {table.path!r}, column {name!r}")
-    store.drop_row_column(spec.slug, name)
+    store.drop_row_column(spec.slug, name, unless_in_catalog=catalog_path)
     spec.columns.pop(name, None)
     table._defs = None
     instance = _default_instance(instance)
@@ -221,7 +243,8 @@ def drop_column(table, name: str, *, instance: dg.DagsterInstance | None = None)
     return deleted
 
 
-def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstance | None = None) -> int:
+def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstance | None = None,
+               catalog_entry: tuple[str, str | None] | None = None) -> int:
     """Drop the table at `path` ('dir/name' or 'dir.name', or a MediaTable): delete every file it wrote
     (in every batch and column its rows record, from the recorded locations, whatever the table's
     definition or the configuration says now), its rows and batches, its dynamic partitions and its assets'
@@ -229,6 +252,10 @@ def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstan
 
     Works from the database alone: the table need not be declared. `if_not_exists='ignore'` returns 0 for a
     table with neither rows nor partitions; 'error' (the default) raises. Returns the number of files deleted.
+
+    `catalog_entry`: (path, identity) of the catalog's table being dropped: its entry goes in the same
+    transaction as its rows, unless another table of that path replaced it meanwhile (then that one's rows
+    stay).
     """
     if if_not_exists not in ("error", "ignore"):
         raise ValueError(f"if_not_exists must be 'error' or 'ignore', got {if_not_exists!r}")
@@ -241,7 +268,10 @@ def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstan
     instance = _default_instance(instance)
     partitions = asset_builder.partitions_name(spec)
     keys = instance.get_dynamic_partitions(partitions)
+    catalog_path, table_id = catalog_entry if catalog_entry is not None else (None, None)
     if rt is None and not batches and not keys:
+        if catalog_path is not None:
+            store.drop_row_table(spec.slug, catalog_path=catalog_path, table_id=table_id)
         if if_not_exists == "ignore":
             return 0
         raise SpecError(f"drop_table: table {spec.display_path!r} does not exist "
@@ -253,7 +283,7 @@ def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstan
     columns = dict.fromkeys([*known_columns, *(rt.column_types if rt is not None else [])])
     if columns:
         instance.wipe_assets([asset_builder.asset_key(spec, c) for c in columns])
-    store.drop_row_table(spec.slug)
+    store.drop_row_table(spec.slug, catalog_path=catalog_path, table_id=table_id)
     return deleted
 
 
@@ -341,5 +371,5 @@ def collect_garbage(destination: str, delete: bool = False, *, min_age: float = 
     return orphans
 
 
-__all__ = ["OBJECT_NAME_RE", "collect_garbage", "delete_batch", "drop_column", "drop_table", "find_orphans",
-           "referenced_uris"]
+__all__ = ["OBJECT_NAME_RE", "check_column_drop", "collect_garbage", "delete_batch", "drop_column",
+           "drop_column_data", "drop_table", "find_orphans", "referenced_uris"]

@@ -584,6 +584,14 @@ class ColumnSpec:
                 d[k] = getattr(self, k)
         return d
 
+    @classmethod
+    def from_dict(cls, c: dict[str, Any], types: dict[str, ColumnType]) -> ColumnSpec:
+        """A column as `to_dict` gave it; `types`: the table's earlier columns' types (its expression reads
+        them)."""
+        col_type = type_named(c["type"])
+        expr = expr_from_dict(c["expr"], types) if "expr" in c else None
+        return cls(c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source"))
+
 
 @dataclass
 class TableSpec:
@@ -624,12 +632,8 @@ class TableSpec:
         spec = cls(parse_table_path(d["path"]))
         types: dict[str, ColumnType] = {}
         for c in d["columns"]:
-            col_type = type_named(c["type"])
-            expr = expr_from_dict(c["expr"], types) if "expr" in c else None
-            spec.columns[c["name"]] = ColumnSpec(
-                c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source")
-            )
-            types[c["name"]] = col_type
+            spec.columns[c["name"]] = column = ColumnSpec.from_dict(c, types)
+            types[c["name"]] = column.col_type
         return spec
 
 

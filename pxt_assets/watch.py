@@ -298,8 +298,7 @@ def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
     """List the watched prefix and plan batches: those of earlier ticks whose runs were never requested
     (their cursors were not kept), then new ones, recorded in the database with the names they take (before
     any partition exists, so whichever worker runs a batch finds what to insert)."""
-    rows = _rows()
-    rows.for_spec(spec)
+    rows = _rows()  # batches only: the row table is made sure of by the runs that fill it
     slug, watch_key = spec.slug, name_of(watch.prefix)
     reconcile = False
     if cursor.seq == 0:  # a first tick, a reset cursor, or one from the previous release

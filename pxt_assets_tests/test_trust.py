@@ -1,5 +1,4 @@
-"""Tables you can trust (issue #25): each observation of the issue, as a user meets it. (Observations 2 and 3,
-the versioned catalog, wait in .wip/ with the patch that makes them pass.)"""
+"""Tables you can trust (issue #25): each observation of the issue, as a user meets it."""
 
 from __future__ import annotations
 
@@ -51,6 +50,31 @@ def test_a_partial_run_does_not_commit_a_batch_whose_other_columns_failed(pxt_ho
     (result,) = t.resume(instance=instance)
     assert result.num_rows == 3 and t.count() == 3
     assert t.where(t.rotated.errortype == None).count() == 3  # noqa: E711
+
+
+# -- 2, 3. a versioned catalog --------------------------------------------------------------------------------
+
+def test_two_handles_adding_columns_keep_both(pxt_home, instance):
+    pxt.create_dir("trust")
+    t = pxt.create_table("trust/two", {"img": pxt.Image})
+    assert t.count() == 0  # this process has used the table
+    other = _child("t = pxt.get_table('trust/two'); t.add_computed_column(h=t.img.height)")
+    assert other.returncode == 0, other.stderr[-2000:]
+    t.add_computed_column(w=t.img.width)  # from the handle loaded before the other process's change
+    again = _child("t = pxt.get_table('trust/two'); print(sorted(t.columns()))")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.split("\n")[-2] == str(sorted(["img", "h", "w"]))
+
+
+def test_a_table_recreated_by_another_process_is_seen_at_the_next_call(pxt_home, instance, images):
+    pxt.create_dir("trust")
+    t = pxt.create_table("trust/again", {"img": pxt.Image})
+    t.insert([{"img": str(images[0])}], instance=instance)
+    other = _child("pxt.create_table('trust/again', {'img': pxt.Image}, if_exists='replace')")
+    assert other.returncode == 0, other.stderr[-2000:]
+    fresh = pxt.get_table("trust/again")
+    fresh.insert([{"img": str(images[1])}], instance=instance)
+    assert fresh.count() == 1
 
 
 # -- 4. races answer, not raise -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ notebook, `dagster dev` after a reload, a worker on another machine with the sam
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import dagster as dg
@@ -43,19 +42,41 @@ def create_dir(path: str, *, if_exists: str = "error", parents: bool = False) ->
     print(f"Created directory {parts[-1]!r}.")
 
 
-def _claim(path: str, parts: tuple[str, ...], store: rowstore.RowStore, if_exists: str,
-           instance: dg.DagsterInstance | None) -> MediaTable | None:
-    """Make room for a new table or view at `path`: the existing one (if_exists='ignore'), an error, or
-    nothing there (after dropping it for 'replace'); its directory must exist."""
-    if store.table_doc(_joined(parts)) is not None:
+#: how many times create_table(..., if_exists='replace') drops a table another process created meanwhile
+_REPLACE_ATTEMPTS = 10
+
+
+def _create(path: str, parts: tuple[str, ...], store: rowstore.RowStore, if_exists: str,
+            instance: dg.DagsterInstance | None, make) -> tuple[MediaTable, bool]:
+    """The table or view at `path`: `make()` (a new one, not yet in the catalog) recorded there, or, with
+    if_exists='ignore', the one there. (table, whether it is new). Creation is one INSERT that does nothing
+    if the path is taken, so of two processes creating one table with if_exists='error', one gets it and the
+    other an error."""
+    key = _joined(parts)
+    if if_exists == "ignore" and store.table_token(key) is not None:
+        try:
+            return get_table(path), False
+        except SpecError:  # dropped meanwhile: create it
+            pass
+    if if_exists == "error" and store.table_token(key) is not None:
+        raise SpecError(f"table {path!r} already exists")
+    if not store.dir_exists(_joined(parts[:-1])):
+        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+    table = make()
+    for _ in range(_REPLACE_ATTEMPTS):
+        if if_exists == "replace" and store.table_token(key) is not None:
+            drop_table(path, if_not_exists="ignore", instance=instance)
+        if table._create_in_catalog():  # checks the directory again
+            return table, True
         if if_exists == "error":
             raise SpecError(f"table {path!r} already exists")
         if if_exists == "ignore":
-            return get_table(path)
-        drop_table(path, instance=instance)
-    if not store.dir_exists(_joined(parts[:-1])):
-        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
-    return None
+            try:
+                return get_table(path), False
+            except SpecError:  # dropped again meanwhile: create it
+                continue
+    raise SpecError(f"create_table {path!r}: other processes kept creating a table there while this one replaced "
+                    f"it ({_REPLACE_ATTEMPTS} times); try again")
 
 
 def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "error",
@@ -63,34 +84,34 @@ def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "
     """Create a table in the persistent catalog; every process (and `dagster dev`) sees it.
 
     if_exists: 'error' (default), 'ignore' (return the existing table) or 'replace' (drop it, files and
-    all, then create it anew).
+    all, then create it anew). Of processes creating one table at once with 'error', exactly one succeeds.
     """
     if if_exists not in ("error", "ignore", "replace"):
         raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
     parts, store = parse_table_path(path), _store()
-    existing = _claim(path, parts, store, if_exists, instance)
-    if existing is not None:
-        return existing
-    with checked_at_once():  # its entry records the destinations: resolved now, wherever it is made
-        table = MediaTable(path, schema)
-    table._persistent = True
-    table._save()
-    print(f"Created table {parts[-1]!r}.")
+
+    def make() -> MediaTable:
+        with checked_at_once():  # its entry records the destinations: resolved now, wherever it is made
+            return MediaTable(path, schema)
+
+    table, new = _create(path, parts, store, if_exists, instance, make)
+    if new:
+        print(f"Created table {parts[-1]!r}.")
     return table
 
 
 def table_from_doc(doc: dict) -> MediaTable:
-    """A catalog entry as a table, or a view (a MediaView) when it records one."""
+    """A catalog document as a table, or a view (a MediaView) when it records one."""
     return MediaTable.from_doc(doc)
 
 
 def get_table(path: str) -> MediaTable:
     """A table (or view) of the catalog, as recorded (with the destinations resolved when its columns were
     added)."""
-    doc = _store().table_doc(_joined(parse_table_path(path)))
-    if doc is None:
+    entry = _store().table_entry(_joined(parse_table_path(path)))
+    if entry is None:
         raise SpecError(f"table {path!r} does not exist")
-    return table_from_doc(doc)
+    return MediaTable.from_entry(entry)
 
 
 def create_view(path: str, base: MediaTable, *, iterator, destination: str | None = None,
@@ -114,17 +135,18 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
     parts, store = parse_table_path(path), _store()
     if not base._persistent and not isinstance(base, MediaView):
         return _code_view(path, base, iterator, destination, if_exists, instance)
-    existing = _claim(path, parts, store, if_exists, instance)
-    if existing is not None:
-        return existing
-    if store.table_doc(base.path) is None:
+    if store.table_token(base.path) is None:
         raise SpecError(f"create_view {path!r}: the base table {base.path!r} is not in the catalog "
                         "(make it with pxt.create_table)")
-    with checked_at_once():
-        view = MediaView(path, base, iterator, destination=destination)
-    view._persistent = True
-    view._save()
-    print(f"Created view {parts[-1]!r} with {view._populate(instance)} rows.")
+
+    def make() -> MediaTable:
+        base.columns()  # its columns as the catalog has them now
+        with checked_at_once():
+            return MediaView(path, base, iterator, destination=destination)
+
+    view, new = _create(path, parts, store, if_exists, instance, make)
+    if new:
+        print(f"Created view {parts[-1]!r} with {view._populate(instance)} rows.")
     return view
 
 
@@ -141,12 +163,7 @@ def _code_view(path: str, base: MediaTable, iterator, destination: str | None, i
 
 def views_of(path: str) -> list[MediaTable]:
     """The catalog's views whose base table is `path`."""
-    out = []
-    for _, text in _store().table_docs():
-        doc = json.loads(text)
-        if doc.get("view") and doc["view"]["base"]["path"] == path:
-            out.append(table_from_doc(doc))
-    return out
+    return [MediaTable.from_entry(e) for e in _store().view_entries(path)]
 
 
 def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
@@ -168,7 +185,7 @@ def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
     deleted."""
     key = _joined(parse_table_path(path))
     store = _store()
-    in_catalog = store.table_doc(key) is not None
+    token = store.table_token(key)
     views = views_of(key)
     # and views the catalog does not hold (declared in code or YAML), found from their batches
     in_code = [v.path for v in store.views(key) if v.path not in {w.path for w in views}]
@@ -177,9 +194,9 @@ def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
                         "force=True")
     deleted_views = sum(drop_table(v.path, force=True, instance=instance) for v in views)
     deleted_views += sum(lifecycle.drop_table(p, if_not_exists="ignore", instance=instance) for p in in_code)
-    deleted = lifecycle.drop_table(path, if_not_exists="ignore" if in_catalog else if_not_exists,
-                                   instance=instance)
-    store.remove_table_doc(key)
+    # the catalog entry goes with the rows, in one transaction (unless another table replaced it meanwhile)
+    deleted = lifecycle.drop_table(path, if_not_exists="ignore" if token is not None else if_not_exists,
+                                   instance=instance, catalog_entry=(key, token[0]) if token is not None else None)
     return deleted + deleted_views
 
 
@@ -206,15 +223,15 @@ def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, list[str], str]]
     """Every catalog table, and (path, column names if known, error) for those that could not be read: one
     bad entry must not take the others (or the whole code location) down."""
     tables, errors = [], []
-    for path, text in _store().table_docs():
+    for entry in _store().table_entries():
         columns: list[str] = []
         try:
-            doc = json.loads(text)
+            doc = entry.doc
             columns = [str(c.get("name")) for c in doc.get("columns", []) if isinstance(c, dict) and c.get("name")]
             TableSpec.from_dict(doc)  # validates types and expressions
-            tables.append(table_from_doc(doc))
+            tables.append(MediaTable.from_entry(entry))
         except Exception as e:  # noqa: BLE001 - reported, and the rest still load
-            errors.append((path, columns, f"{type(e).__name__}: {e}"))
+            errors.append((entry.path, columns, f"{type(e).__name__}: {e}"))
     return tables, errors
 
 

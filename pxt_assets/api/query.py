@@ -183,19 +183,34 @@ class Query:
 
     # -- running --------------------------------------------------------------------------------------
     def _store(self) -> tuple[rowstore.RowStore, rowstore.RowTable]:
-        store = rowstore.for_settings(self.table.settings)
-        return store, store.for_spec(self.table.spec)
+        rt = self.table._row_table()  # a catalog table: as the catalog has it now
+        return rowstore.for_settings(self.table.settings), rt
+
+    def _reading(self, read):
+        """`read(store, rt)`; if another process dropped the table (or a column) while it ran, once more with
+        the table as it is now (a catalog table dropped or created again: an error saying so)."""
+        store, rt = self._store()
+        try:
+            with store.reading(rt):
+                return read(store, rt)
+        except rowstore.TableGone:
+            store, rt = self._store()
+            with store.reading(rt):
+                return read(store, rt)
 
     def count(self) -> int:
         """The number of rows the query returns (a SQL count when the filter is SQL)."""
-        store, rt = self._store()
         where = _sql(self._where)
-        if self._limit is None and (where is None or store.compiles(rt, where)):
-            return store.count(rt, where)
-        try:
-            return len(self._run(store, rt, [])[0])
-        finally:
-            close_frame_cursors()  # a filter that read frames (re-extracted from their videos)
+
+        def read(store: rowstore.RowStore, rt: rowstore.RowTable) -> int:
+            if self._limit is None and (where is None or store.compiles(rt, where)):
+                return store.count(rt, where)
+            try:
+                return len(self._run(store, rt, [])[0])
+            finally:
+                close_frame_cursors()  # a filter that read frames (re-extracted from their videos)
+
+        return self._reading(read)
 
     def _items_or_all(self) -> list[tuple[str, Expr]]:
         if self._items is not None:
@@ -257,10 +272,12 @@ class Query:
     def collect(self) -> ResultSet:
         """Run the query: a DataFrame with one column per selected expression (media as PIL images; with
         no select, every column plus `errors`), in insertion order unless ordered."""
-        store, rt = self._store()
-        items = self._items_or_all()
+        def read(store: rowstore.RowStore, rt: rowstore.RowTable):
+            items = self._items_or_all()  # the table's columns as it is now, with no select
+            return items, self._run(store, rt, items)
+
         try:
-            rows, direct, raw_cols, computed, row_of = self._run(store, rt, items)
+            items, (rows, direct, raw_cols, computed, row_of) = self._reading(read)
         except BaseException:
             close_frame_cursors()
             raise

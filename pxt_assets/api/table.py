@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -119,6 +120,9 @@ class MediaTable:
         self.automation = automation
         self._watch = None
         self._persistent = False  # a catalog table: every change is saved for other processes
+        self._table_id: str | None = None  # a catalog table's identity and version, as this handle has it
+        self._version: int | None = None
+        self._entries: dict[str, str] = {}  # column -> its catalog entry (canonical JSON), as this handle has it
         self._lazy = declared_in_a_module()  # destinations checked when the definitions are built
         self._pending: dict[str, Callable[[], destinations.Resolved]] = {}  # column -> its destination, to check
         self.spec = TableSpec(parse_table_path(path))
@@ -139,7 +143,9 @@ class MediaTable:
         return self.spec.display_path
 
     def columns(self) -> list[str]:
-        """The names of the table's columns, in definition order (as Pixeltable's `Table.columns()`)."""
+        """The names of the table's columns, in definition order (as Pixeltable's `Table.columns()`; a catalog
+        table's as the catalog has them now)."""
+        self._sync()
         return list(self.spec.columns)
 
     def add_column(self, *, destination: str | None = None, **column: ColumnType) -> None:
@@ -148,16 +154,18 @@ class MediaTable:
         if len(column) != 1:
             raise SpecError("add_column takes exactly one name=type argument")
         (name, col_type), = column.items()
+        self._sync()
         self._check_new(name)
         if not isinstance(col_type, ColumnType):
             raise SpecError(f"Column {name!r}: expected a type such as pxt.Image, got {col_type!r}")
         column = ColumnSpec(name, col_type, None, destination)
         self._place(column, lambda: destinations.resolve(name, computed=False, is_media=col_type.is_media,
                                                           explicit=destination, settings=self.settings))
+        if self._persistent:
+            self._add_to_catalog(column)
+            return
         self.spec.columns[name] = column
         self._defs = None
-        if getattr(self, "_persistent", False):
-            self._save()
 
     def add_computed_column(self, *, destination: str | None = None, if_exists: str = "error",
                             instance: dg.DagsterInstance | None = None, **column: Expr) -> None:
@@ -194,6 +202,7 @@ class MediaTable:
                                     "unpicklable objects (locks, clients) out of the globals it uses") from None
         if if_exists not in ("error", "ignore", "replace"):
             raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+        self._sync()
         if name in self.spec.columns:
             if if_exists == "ignore":
                 return
@@ -201,6 +210,9 @@ class MediaTable:
                 raise SpecError(f"table {self.path!r} already has a column {name!r}")
             if self._persistent and self.batches():
                 self.drop_column(name, instance=instance)  # its files and values go with it
+            elif self._persistent:
+                self._remove_from_catalog(name)
+                self._rowstore().drop_row_column(self.spec.slug, name, unless_in_catalog=self.path)
             else:
                 self.spec.columns.pop(name)
                 self._pending.pop(name, None)
@@ -226,12 +238,12 @@ class MediaTable:
         column.destination_arg = destination
         self._place(column, lambda: destinations.resolve(name, computed=True, is_media=column.writes_files,
                                                           explicit=destination, settings=self.settings))
+        if self._persistent:
+            if self._add_to_catalog(column, if_exists=if_exists) and self.batches():
+                self._backfill(name, instance)
+            return
         self.spec.columns[name] = column
         self._defs = None
-        if self._persistent:
-            self._save()
-            if self.batches():
-                self._backfill(name, instance)
 
     def _place(self, column: ColumnSpec, resolve: Callable[[], destinations.Resolved]) -> None:
         """Set where `column`'s files go (`resolve()`: the precedence rules and the destination's check): now,
@@ -264,6 +276,7 @@ class MediaTable:
         `<dir>__<name>_schedule` does the same on a fixed cadence instead. `suffixes` limits the objects
         taken (default for Image columns: common image extensions).
         """
+        self._sync()
         media_cols = [c for c in self.spec.source_columns() if c.is_media]
         name = column or (media_cols[0].name if media_cols else None)
         if name is None or name not in self.spec.columns or self.spec.columns[name].is_computed:
@@ -276,43 +289,199 @@ class MediaTable:
         prefix = stores.normalize_uri(prefix)
         if suffixes is None and self.spec.columns[name].col_type.name == "Image":
             suffixes = IMAGE_SUFFIXES
-        self._watch = WatchSpec(prefix, name, minimum_interval_seconds, max_batch_rows, max_batches_per_tick,
-                                lookback_seconds, cron_schedule, tuple(suffixes) if suffixes else None)
+        watch = WatchSpec(prefix, name, minimum_interval_seconds, max_batch_rows, max_batches_per_tick,
+                          lookback_seconds, cron_schedule, tuple(suffixes) if suffixes else None)
+        if self._persistent:
+            def change(spec: TableSpec, doc: dict[str, Any]) -> dict[str, Any]:
+                col = spec.columns.get(name)
+                if col is None or col.is_computed:
+                    raise SpecError(f"watch: column {name!r} of {self.path!r} was dropped since this handle was "
+                                    "loaded (perhaps by another process)")
+                doc["watch"] = watch.to_dict()
+                return doc
+
+            self._change(change)
+            return
+        self._watch = watch
         self._defs = None
-        self._save()
 
     # -- catalog ----------------------------------------------------------------------------------------
     def _doc(self) -> dict[str, Any]:
         return {**self.spec.to_dict(with_code=True), "automation": self.automation,
                 "watch": self._watch.to_dict() if self._watch is not None else None}
 
-    def _save(self) -> None:
-        if self._persistent:
-            store = self._rowstore()
-            parent = "/".join(self.spec.path[:-1])
-            if not store.dir_exists(parent):
-                raise SpecError(f"directory {parent!r} does not exist; create it with pxt.create_dir")
-            store.save_table_doc(self.spec.display_path, self._doc())
+    # A catalog table's handle holds the table as of one version of its catalog document. Each call first
+    # reads the version (`_sync`): another process may have changed the table (the handle takes the new
+    # document) or dropped or re-created it (an error: a re-created table is another table). Each change is
+    # compare-and-set on the document as the catalog has it (`_change`), so no process's change is lost.
+
+    def _create_in_catalog(self) -> bool:
+        """Record this new table in the catalog (its row table made in the same transaction): False, and
+        nothing done, if a table of its path is there already (exactly one of two creators wins)."""
+        store = self._rowstore()
+        parent = "/".join(self.spec.path[:-1])
+        if not store.dir_exists(parent):
+            raise SpecError(f"directory {parent!r} does not exist; create it with pxt.create_dir")
+        entry = store.create_table_doc(self.path, self.spec.slug, self._doc(), rowstore.row_columns(self.spec))
+        if entry is None:
+            return False
+        self._persistent = True
+        self._entries = {c["name"]: _canonical(c) for c in entry.doc["columns"]}
+        self._table_id, self._version = entry.table_id, entry.version
+        return True
+
+    def _sync(self) -> None:
+        """A catalog table: this handle brought to the catalog's version of the table (one lookup when nothing
+        changed). Raises if the table was dropped, or dropped and created again, since the handle was loaded."""
+        if not self._persistent:
+            return
+        store = self._rowstore()
+        token = store.table_token(self.path)
+        if token is not None and token == (self._table_id, self._version):
+            return
+        entry = store.table_entry(self.path) if token is not None else None
+        if entry is None or (self._table_id is not None and entry.table_id != self._table_id):
+            raise self._gone(replaced=entry is not None)
+        self._adopt(entry)
+
+    def _gone(self, replaced: bool) -> SpecError:
+        if replaced:
+            return SpecError(f"table {self.path!r} was dropped and created again since this handle was loaded "
+                             "(create_table(..., if_exists='replace'), perhaps in another process); get the new "
+                             f"table with pxt.get_table({self.path!r})")
+        return SpecError(f"table {self.path!r} was dropped since this handle was loaded (perhaps by another "
+                         "process)")
+
+    def _columns_from(self, doc: dict[str, Any], made: dict[str, tuple[str, ColumnSpec]] | None = None
+                      ) -> tuple[dict[str, ColumnSpec], dict[str, str]]:
+        """The columns of a catalog document, and each one's entry (canonical JSON). A column this handle
+        has with the same entry (or one of `made`, name -> (entry, column): columns it is adding) is the
+        handle's own object (a notebook's UDF stays the function the notebook defined); others are read."""
+        have = {n: (self._entries.get(n), c) for n, c in self.spec.columns.items()}
+        have.update(made or {})
+        columns: dict[str, ColumnSpec] = {}
+        entries: dict[str, str] = {}
+        types: dict[str, Any] = {}
+        for c in doc["columns"]:
+            key = _canonical(c)
+            known = have.get(c["name"])
+            column = known[1] if known is not None and known[0] == key else ColumnSpec.from_dict(c, types)
+            columns[column.name], entries[column.name], types[column.name] = column, key, column.col_type
+        return columns, entries
+
+    def _adopt(self, entry: rowstore.TableEntry, made: dict[str, tuple[str, ColumnSpec]] | None = None) -> None:
+        """Take `entry` (this table as the catalog has it) as this handle's state: columns, watch, version."""
+        doc = entry.doc
+        columns, entries = self._columns_from(doc, made)
+        self.spec.columns.clear()
+        self.spec.columns.update(columns)
+        self._entries = entries
+        self.automation = bool(doc.get("automation", True))
+        w = doc.get("watch")
+        self._watch = WatchSpec(**{**w, "suffixes": tuple(w["suffixes"]) if w.get("suffixes") else None}) if w else None
+        self._table_id, self._version = entry.table_id, entry.version
+        self._defs = None
+
+    def _change(self, change: Callable[[TableSpec, dict[str, Any]], dict[str, Any] | None],
+                made: dict[str, tuple[str, ColumnSpec]] | None = None) -> None:
+        """Change this catalog table: `change(spec, doc)` edits `doc`, the table's document as the catalog has
+        it now (`spec`: its columns), and returns it, or None when there is nothing to do; it raises when the
+        change no longer applies. The document is written compare-and-set (with the DDL its columns need);
+        if another change came first, it is read again and `change` asked again. The handle then holds the
+        table as written. `made`: the columns the change adds (see _columns_from)."""
+        path = self.spec.path
+
+        def apply(entry: rowstore.TableEntry):
+            columns, entries = self._columns_from(entry.doc, made)
+            doc = change(TableSpec(path, columns), json.loads(entry.text))  # a copy: the entry stays as read
+            if doc is None:
+                return None
+            known = {**(made or {}), **{n: (entries[n], c) for n, c in columns.items()}}
+            return doc, rowstore.row_columns(TableSpec(path, self._columns_from(doc, known)[0]))
+
+        try:
+            entry = self._rowstore().change_table_doc(self.path, self.spec.slug, apply, table_id=self._table_id)
+        except rowstore.TableGone as e:
+            raise self._gone(e.replaced) from None
+        self._adopt(entry, made)
+
+    def _add_to_catalog(self, column: ColumnSpec, *, if_exists: str = "error") -> bool:
+        """Add `column` to this catalog table, to the table as the catalog has it now. False if a column of
+        its name is there (added meanwhile, by another process) and if_exists='ignore'; an error naming the
+        table if it is there otherwise, or if a column it reads is gone."""
+        with code_included():
+            entry = column.to_dict()
+        added = False
+
+        def change(spec: TableSpec, doc: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal added
+            added = False
+            if column.name in spec.columns:
+                if if_exists == "ignore":
+                    return None
+                raise SpecError(f"table {self.path!r} already has a column {column.name!r} (added since this "
+                                "handle was loaded, perhaps by another process)")
+            gone = sorted(column.expr.columns() - set(spec.columns)) if column.expr is not None else []
+            if gone:
+                raise SpecError(f"Column {column.name!r}: reads column(s) {gone} of {self.path!r}, dropped since "
+                                "this handle was loaded (perhaps by another process)")
+            doc["columns"].append(entry)
+            added = True
+            return doc
+
+        self._change(change, made={column.name: (_canonical(entry), column)})
+        return added
+
+    def _remove_from_catalog(self, name: str, check: Callable[[TableSpec], None] | None = None) -> None:
+        """Remove column `name` from this catalog table (nothing to do if it is gone already); `check(spec)`
+        raises when the table as the catalog has it now cannot lose it."""
+        def change(spec: TableSpec, doc: dict[str, Any]) -> dict[str, Any] | None:
+            if name not in spec.columns:
+                return None
+            if check is not None:
+                check(spec)
+            doc["columns"] = [c for c in doc["columns"] if c.get("name") != name]
+            return doc
+
+        self._change(change)
+
+    def _row_table(self) -> rowstore.RowTable:
+        """This table's row table, holding its columns (a catalog table: brought to the catalog's version
+        first, and only while the catalog has it)."""
+        self._sync()
+        try:
+            return self._rowstore().for_spec(self.spec, table_id=self._table_id if self._persistent else None)
+        except rowstore.TableGone as e:
+            raise self._gone(e.replaced) from None
 
     @staticmethod
     def from_doc(doc: dict[str, Any]) -> MediaTable:
-        """A catalog entry as a table, or as a view (a MediaView) when it records one."""
-        return (_KINDS["view"] if doc.get("view") else MediaTable)._from_doc(doc)
+        """A catalog document as a table, or as a view (a MediaView) when it records one; its version and
+        identity are taken from the catalog at its first call. Prefer from_entry."""
+        return MediaTable.from_entry(rowstore.TableEntry(doc["path"], json.dumps(doc, default=str), None, None))
+
+    @staticmethod
+    def from_entry(entry: rowstore.TableEntry) -> MediaTable:
+        """A catalog table as recorded, or a view (a MediaView) when it records one: destinations are not
+        resolved again (the config may have changed)."""
+        return (_KINDS["view"] if entry.doc.get("view") else MediaTable)._from_entry(entry)
 
     @classmethod
-    def _from_doc(cls, doc: dict[str, Any]) -> "MediaTable":
-        """A catalog table as recorded: destinations are not resolved again (the config may have changed)."""
+    def _from_entry(cls, entry: rowstore.TableEntry) -> MediaTable:
         table = cls.__new__(cls)
         table._settings = None
-        table.automation = bool(doc.get("automation", True))
-        table.spec = TableSpec.from_dict(doc)
-        w = doc.get("watch")
-        table._watch = WatchSpec(**{**w, "suffixes": tuple(w["suffixes"]) if w.get("suffixes") else None}) if w else None
+        table.spec = TableSpec(parse_table_path(entry.doc["path"]))
+        table._entries = {}
         table._defs = None
         table._persistent = True
         table._lazy, table._pending = False, {}
         table._views = {}
+        table._load_parts(entry.doc)
+        table._adopt(entry)
         return table
+
+    def _load_parts(self, doc: dict[str, Any]) -> None:
+        """What a kind of table reads from its document once, when loaded (a view: its base and iterator)."""
 
     def _add_view(self, view: MediaTable) -> None:
         """Record a view declared on this table in this process (a MediaView does it when it is made): each
@@ -330,8 +499,8 @@ class MediaTable:
         declared on this object (_add_view) that the catalog does not hold."""
         out: dict[tuple[str, ...], MediaTable] = {}
         if self._persistent:
-            for doc in self._rowstore().view_docs(self.path):
-                view = MediaTable.from_doc(doc)
+            for entry in self._rowstore().view_entries(self.path):
+                view = MediaTable.from_entry(entry)
                 out[view.spec.path] = view
         for path, view in self.__dict__.get("_views", {}).items():
             if not view._persistent:  # a catalog view dropped since (by any process) makes no rows
@@ -431,7 +600,8 @@ class MediaTable:
 
     def definitions(self) -> dg.Definitions:
         """This table alone as Definitions (cached until the schema changes; not while a destination of a
-        table declared in a module fails its check)."""
+        table declared in a module fails its check; a catalog table's, until another version of it)."""
+        self._sync()  # a new version of a catalog table drops them
         if self._defs is None or self._pending:
             self._defs = jobs.definitions(self)
         return self._defs
@@ -451,6 +621,7 @@ class MediaTable:
         """
         if rows is not None and values:
             raise TypeError("insert() takes a list of rows or one row as keywords, not both")
+        self._sync()
         rows = list(rows) if rows is not None else [values]
         if not rows:
             raise ValueError(f"insert into {self.path!r}: no rows given")
@@ -468,7 +639,7 @@ class MediaTable:
         started = time.monotonic()
         batch = new_batch_key()
         store = self._rowstore()
-        store.for_spec(self.spec)
+        self._row_table()
         # The manifest is in the database before the partition exists, so a run never sees a batch without
         # rows, and any worker that shares the database can run it.
         if launch.is_shared(instance) and launch.shared_deployment(self.settings):
@@ -536,6 +707,7 @@ class MediaTable:
     def resume(self, batch: str | None = None, *, instance: dg.DagsterInstance | None = None) -> list[InsertResult]:
         """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it
         completes it, and its rows become visible once. Returns what each run did."""
+        self._sync()
         self.resolve_destinations()
         if instance is None:
             instance = get_instance()
@@ -552,6 +724,7 @@ class MediaTable:
 
     def batches(self) -> list[str]:
         """Batch keys (partitions) of this table, oldest first: committed ones and pending ones."""
+        self._sync()
         return self._rowstore().batches(self.spec.slug)
 
     def batch_info(self, batch: str) -> rowstore.BatchInfo:
@@ -564,6 +737,7 @@ class MediaTable:
 
     def pending_batches(self) -> list[str]:
         """Batches inserted but not (yet) committed: running now, or failed or killed (see resume())."""
+        self._sync()
         return self._rowstore().batches(self.spec.slug, rowstore.PENDING)
 
     # -- lifecycle (implemented in pxt_assets.lifecycle) -------------------------------------------------
@@ -571,16 +745,27 @@ class MediaTable:
         """Delete one batch: its rows, every file the project wrote for them (from the locations recorded
         when they were written), and its partition. Files the user only referenced are kept. Returns the
         number of files deleted."""
+        self._sync()
         return lifecycle.delete_batch(self, batch, instance=instance)
 
     def drop_column(self, name: str, *, instance: dg.DagsterInstance | None = None) -> int:
         """Drop a column (not one other columns read): every file it wrote (in every batch, from the recorded
         locations) and its stored values. For a table declared in code, remove it from the code as well.
         Returns the number of files deleted."""
-        deleted = lifecycle.drop_column(self, name, instance=instance)
-        self._pending.pop(name, None)
-        self._save()
-        return deleted
+        if not self._persistent:
+            deleted = lifecycle.drop_column(self, name, instance=instance)
+            self._pending.pop(name, None)
+            return deleted
+        self._sync()
+        store = self._rowstore()
+        if name in self.spec.columns:  # out of the catalog first: no process adds a column that reads it now
+            self._remove_from_catalog(name, lambda spec: lifecycle.check_column_drop(
+                spec, name, store, is_view=hasattr(self, "base_spec"), code_views=self.__dict__.get("_views", {}).values()))
+        else:  # a drop that stopped midway (a file could not be deleted): its rows still hold the column
+            rt = store.row_table(self.spec.slug)
+            if rt is None or name not in rt.column_types:
+                raise SpecError(f"table {self.path!r} has no column {name!r}")
+        return lifecycle.drop_column_data(self, name, instance=instance, catalog_path=self.path)
 
     # -- queries --------------------------------------------------------------------------------------
     def _query(self) -> Query:
@@ -610,6 +795,11 @@ class MediaTable:
     def collect(self) -> pd.DataFrame:
         """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
         return self._query().collect()
+
+
+def _canonical(entry: dict[str, Any]) -> str:
+    """A column's catalog entry as one string, the same for the entry written and the entry read back."""
+    return json.dumps(entry, sort_keys=True, default=str)
 
 
 def _shown_destination(column: ColumnSpec) -> str:

@@ -42,6 +42,7 @@ class MediaView(MediaTable, kind="view"):
         self.automation = automation
         self._watch = None
         self._persistent = False
+        self._table_id, self._version, self._entries = None, None, {}
         self._defs = None
         self._lazy, self._pending = declared_in_a_module(), {}
         self._views = {}
@@ -107,19 +108,9 @@ class MediaView(MediaTable, kind="view"):
         return {**super()._doc(), "view": {"base": self.base_spec.to_dict(), "iterator": self.iterator.to_dict(),
                                            "destination": self.iterator_destination}}
 
-    @classmethod
-    def _from_doc(cls, doc: dict[str, Any]) -> MediaView:
-        view = cls.__new__(cls)
-        view._settings = None
-        view.automation = bool(doc.get("automation", True))
-        view._watch = None
-        view._defs = None
-        view._persistent = True
-        view._lazy, view._pending = False, {}
-        view._views = {}
-        view.spec, view.base_spec, view.iterator = view_parts(doc)
-        view.iterator_destination = doc["view"].get("destination")
-        return view
+    def _load_parts(self, doc: dict[str, Any]) -> None:
+        _, self.base_spec, self.iterator = view_parts(doc)
+        self.iterator_destination = doc["view"].get("destination")
 
     def __repr__(self) -> str:
         return super().__repr__().replace("MediaTable", "MediaView", 1) + f"\n  (view of {self.base_path!r}: {self.iterator!r})"

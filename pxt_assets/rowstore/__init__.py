@@ -28,17 +28,18 @@ import pathlib
 from pxt_assets.rowstore import engine
 from pxt_assets.rowstore.audit import Audit, NamedFile, SchemaDrift
 from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S, Batches, BatchInfo, BatchStateError, CommitResult
-from pxt_assets.rowstore.catalog import Catalog
+from pxt_assets.rowstore.catalog import Catalog, TableEntry
 from pxt_assets.rowstore.engine import DB_FILE, default_url, redact
 from pxt_assets.rowstore.files import Files
 from pxt_assets.rowstore.query import NotSQL, Queries
 from pxt_assets.rowstore.rows import FILE_KEYS, files_named
 from pxt_assets.rowstore.schema import COMMITTED, COMPUTING, CREATED, FAILED, PENDING, RowTable
-from pxt_assets.rowstore.tables import Tables
+from pxt_assets.rowstore.tables import TableGone, Tables, row_columns
 from pxt_assets.rowstore.views import ViewOf, Views
 from pxt_assets.rowstore.watch import Watches
 
-__all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "for_settings", "default_url", "redact", "NotSQL",
+__all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "TableEntry", "TableGone", "row_columns",
+           "for_settings", "default_url", "redact", "NotSQL",
            "COMMITTED", "PENDING", "CREATED", "COMPUTING", "FAILED", "BatchStateError", "DB_FILE", "ACTIVE_RUN_TTL_S",
            "FILE_KEYS", "files_named", "ViewOf", "NamedFile", "SchemaDrift"]
 

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pxt_assets import fsutil
-from pxt_assets.rowstore import schema, versions
+from pxt_assets.rowstore import versions
 
 DB_FILE = "pxt.db"
 
@@ -95,7 +95,6 @@ class Database:
         self.url = sa.make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine = _make_engine(self.url)
-        self._ensured: dict[tuple, schema.RowTable] = {}  # row tables this store made sure of (tables.py)
         #: the schema steps this open ran (versions.py): empty when the database was at the current version
         self.upgraded: list[int] = []
         # A SQLite file is opened under its folder's set-up lock: a new file's first connection switches it to

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -11,16 +12,24 @@ from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.engine import Database
 from pxt_assets.rowstore.rows import files_named
 from pxt_assets.rowstore.schema import RowTable
-from pxt_assets.rowstore.tables import row_tables
+from pxt_assets.rowstore.tables import _row_table_of, row_tables
 
 
 class Files(Database):
     def owned_files(self, rt: RowTable | None, slug: str, *, batch: str | None = None,
                     column: str | None = None) -> list[tuple[str, str | None]]:
         """(uri, recorded destination) of every file we wrote for the table (or one batch or column): from
-        its rows and from records staged by runs that have not committed."""
+        its rows and from records staged by runs that have not committed. The row table is the one `slug` has
+        now (`rt`: as the caller last saw it, or None): another process may have dropped it, or a column,
+        since, and their files were that process's to delete."""
         out: list[tuple[str, str | None]] = []
         with self._read() as conn:
+            if not self.is_sqlite:  # no schema change of the table while it is read (SQLite reads a snapshot)
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:k)"),
+                             {"k": zlib.crc32(f"schema:{slug}".encode())})
+            if rt is not None:
+                row = conn.execute(sa.select(schema.row_tables).where(schema.row_tables.c.slug == slug)).first()
+                rt = None if row is None else _row_table_of(row)
             if rt is not None:
                 t = rt.table()
                 for c in rt.file_columns():

@@ -109,7 +109,8 @@ def migrate_home(store, home: pathlib.Path) -> str:
             if conn.execute(schema.tables.select().where(schema.tables.c.path == path)).first() is not None:
                 skipped.append(f"catalog table {path}")  # a shared database has it already: its version wins
                 continue
-            conn.execute(schema.tables.insert().values(path=path, doc=dumps(doc), updated_at=time.time()))
+            conn.execute(schema.tables.insert().values(path=path, doc=dumps(doc), updated_at=time.time(),
+                                                       table_id=schema.new_table_id()))
         for batches_dir in sorted(tables_root.rglob("_batches")) if tables_root.is_dir() else []:
             table_dir = batches_dir.parent
             parts = table_dir.relative_to(tables_root).parts

@@ -3,7 +3,9 @@
 Fixed tables (one set per database, shared by every process that uses it):
 
     pxt_dirs        a directory made by create_dir
-    pxt_tables      the catalog: one document per notebook table (schema, expressions, recorded destinations)
+    pxt_tables      the catalog: one document per notebook table (schema, expressions, recorded destinations),
+                    its version (every change adds one: changes are compare-and-set on it) and its identity
+                    (new each time a table of that path is created, so a re-created table is another table)
     pxt_row_tables  every table that has rows here (declared in code or in the catalog): its SQL table, the
                     columns that SQL table holds (each with its id) and the next column id, so lifecycle and
                     gc work from the database alone
@@ -28,6 +30,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +49,9 @@ tables = sa.Table(
     sa.Column("path", sa.String(1000), primary_key=True),
     sa.Column("doc", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # added with catalog versions (schema step 4, versions.py): databases made before lack them
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("table_id", sa.String(64)),
 )
 
 row_tables = sa.Table(
@@ -279,3 +285,9 @@ def _table_of(rt: RowTable) -> sa.Table:
     for _, type_name, column_id in rt.columns:
         cols += field_columns(column_id, type_name)
     return sa.Table(rt.sql_name, sa.MetaData(), *cols)
+
+
+def new_table_id() -> str:
+    """A catalog table's identity: new for every table created, never reused."""
+    return uuid.uuid4().hex
+

@@ -47,12 +47,59 @@ def _columns_json(rt: RowTable) -> str:
     return dumps([list(c) for c in rt.columns])
 
 
+class TableGone(LookupError):
+    """A catalog table is not there any more: dropped, or dropped and created again (another identity),
+    since the caller read it."""
+
+    def __init__(self, path: str, replaced: bool) -> None:
+        super().__init__(f"table {path!r} was {'dropped and created again' if replaced else 'dropped'}")
+        self.path, self.replaced = path, replaced
+
+
+def row_columns(spec) -> list[tuple[str, str]]:
+    """The (name, type name) a `spec.TableSpec`'s row table holds."""
+    return [(c.name, c.storage_type) for c in spec.columns.values()]
+
+
+def catalog_columns(conn: sa.Connection, path: str) -> set[str]:
+    """The column names of the catalog's table at `path` (none if there is none)."""
+    text = conn.execute(sa.select(schema.tables.c.doc).where(schema.tables.c.path == path)).scalar()
+    return {c.get("name") for c in json.loads(text).get("columns", [])} if text else set()
+
+
+def check_catalog_identity(conn: sa.Connection, path: str, table_id: str) -> None:
+    """Raise TableGone unless the catalog's table at `path` is the one with identity `table_id`."""
+    found = conn.execute(sa.select(schema.tables.c.table_id).where(schema.tables.c.path == path)).first()
+    if found is None or found[0] != table_id:
+        raise TableGone(path, replaced=found is not None)
+
+
+def _fields_to_add(rt: RowTable, columns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The columns (name, type name) whose fields `rt` lacks: new ones, and those it records as a plain
+    value that now write files (a migrated table's media) and so gain d_ / o_ fields."""
+    known = rt.column_types
+    return [(n, t) for n, t in columns
+            if n not in known or (t in schema.WRITES_FILES and known[n] not in schema.WRITES_FILES)]
+
+
 class Tables(Database):
     def row_table(self, slug: str) -> RowTable | None:
         """The SQL table holding `slug`'s rows as it is now, or None if it has none."""
         with self._read() as conn:
             row = self._row_table_row(conn, slug)
         return None if row is None else _row_table_of(row)
+
+    @contextlib.contextmanager
+    def reading(self, rt: RowTable) -> Iterator[None]:
+        """Around reads of `rt`'s rows: if they fail because the row table is not `rt` any more (another
+        process dropped it, or a column of it, meanwhile), TableGone rather than the database's error, so the
+        caller can look at the table again."""
+        try:
+            yield
+        except sa.exc.DBAPIError:
+            if self.row_table(rt.slug) == rt:
+                raise
+            raise TableGone(rt.path, replaced=False) from None
 
     @staticmethod
     def _row_table_row(conn: sa.Connection, slug: str) -> Any:
@@ -70,49 +117,71 @@ class Tables(Database):
         conn.execute(schema.row_tables.update().where(schema.row_tables.c.slug == rt.slug).values(
             columns=_columns_json(rt), next_column_id=rt.next_id))
 
-    def ensure_row_table(self, slug: str, path: str, columns: Sequence[tuple[str, str]]) -> RowTable:
+    def ensure_row_table(self, slug: str, path: str, columns: Sequence[tuple[str, str]], *,
+                         table_id: str | None = None) -> RowTable:
         """The SQL table for a media table, created or widened (new columns added) to hold `columns`
         (name, type name). Columns it has and `columns` lacks are kept (dropping is `drop_column`'s job).
 
-        Remembered per process until this process changes the table's columns. Known limit: a column another
-        process dropped and added again under the same name has a new id, which this process sees once it
-        restarts (to be keyed by the catalog's version)."""
-        columns = tuple(columns)
-        key = (slug, columns)
-        cached = self._ensured.get(key)
-        if cached is not None:
-            return cached
+        Its record is read at every call (one lookup, no lock unless something is missing): another process
+        may have dropped the table, or a column of it, or dropped and created it again, since this one last
+        used it. `table_id` (a catalog table's identity): the row table is made or widened only while the
+        catalog holds that table, else `TableGone`, so a handle on a dropped table never brings its rows
+        table back."""
+        with self._read() as conn:
+            row = self._row_table_row(conn, slug)
+        if row is not None and not _fields_to_add(_row_table_of(row), columns):
+            return _row_table_of(row)
         with self._changing(slug) as (conn, row):
-            if row is None:
-                rt = RowTable.new(slug, path, columns)
-                record_row_table(conn, rt)
-            else:
-                rt = _row_table_of(row)
-                known = rt.column_types
-                missing = [(n, t) for n, t in columns if n not in known]
-                # a column recorded as a plain value that is now media (a migrated table) gains its file fields
-                widened = [(n, t) for n, t in columns if n in known and t in schema.WRITES_FILES
-                           and known[n] not in schema.WRITES_FILES]
-                if missing or widened:
-                    rt = rt.with_columns(missing + widened)
-                    existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
-                    for n, t in missing + widened:
-                        for col in schema.field_columns(rt.column_id(n), t):
-                            if col.name not in existing:
-                                self._add_sql_column(conn, rt.sql_name, col)
-                    self._set_row_columns(conn, rt)
-        self._ensured[key] = rt
+            if table_id is not None:
+                check_catalog_identity(conn, path, table_id)
+            return self._widen(conn, slug, path, columns, row)
+
+    def _widen(self, conn: sa.Connection, slug: str, path: str, columns: Sequence[tuple[str, str]], row: Any,
+               fresh: Sequence[str] = ()) -> RowTable:
+        """Within a transaction changing `slug`'s row table (`row`: its record, or None): create it, or add
+        the fields of `columns` it lacks. `fresh`: columns new to the table, whose fields it must not keep
+        (the remains of a dropped column of that name, whose drop has not finished): dropped, and the column
+        added again with a new id, empty."""
+        if row is None:
+            rt = RowTable.new(slug, path, columns)
+            record_row_table(conn, rt)
+            return rt
+        rt = _row_table_of(row)
+        stale = [n for n in fresh if n in rt.column_types]
+        for name in stale:
+            self._drop_fields(conn, rt, name)
+            rt = rt.without(name)
+        todo = _fields_to_add(rt, columns)
+        if not todo and not stale:
+            return rt
+        rt = rt.with_columns(todo)
+        existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
+        for n, t in todo:
+            for col in schema.field_columns(rt.column_id(n), t):
+                if col.name not in existing:
+                    self._add_sql_column(conn, rt.sql_name, col)
+        self._set_row_columns(conn, rt)
         return rt
 
-    def for_spec(self, spec) -> RowTable:
-        """The row table of a `spec.TableSpec`, holding (at least) its current columns."""
-        return self.ensure_row_table(spec.slug, spec.display_path,
-                                     [(c.name, c.storage_type) for c in spec.columns.values()])
+    def _drop_fields(self, conn: sa.Connection, rt: RowTable, column: str) -> None:
+        """Drop a column's SQL fields from its row table (the record is the caller's to update)."""
+        existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
+        for _, name in rt.fields(column):
+            if name in existing:
+                conn.exec_driver_sql(f"ALTER TABLE {self._q(rt.sql_name)} DROP COLUMN {self._q(name)}")
 
-    def drop_row_column(self, slug: str, column: str) -> None:
-        """Remove a column's fields from its row table (and staged records of it)."""
-        self._ensured.clear()
+    def for_spec(self, spec, *, table_id: str | None = None) -> RowTable:
+        """The row table of a `spec.TableSpec`, holding (at least) its current columns (`table_id`: see
+        ensure_row_table)."""
+        return self.ensure_row_table(spec.slug, spec.display_path, row_columns(spec), table_id=table_id)
+
+    def drop_row_column(self, slug: str, column: str, *, unless_in_catalog: str | None = None) -> None:
+        """Remove a column's fields from its row table (and staged records of it). `unless_in_catalog`: the
+        catalog path of its table; nothing is removed if the catalog's table there has a column of that name
+        (added again since its drop began: the fields are the new column's now)."""
         with self._changing(slug) as (conn, row):
+            if unless_in_catalog is not None and column in catalog_columns(conn, unless_in_catalog):
+                return
             conn.execute(schema.staged.delete().where((schema.staged.c.slug == slug)
                                                       & (schema.staged.c.column == column)))
             if row is None:
@@ -120,18 +189,26 @@ class Tables(Database):
             rt = _row_table_of(row)
             if column not in rt.column_types:
                 return
-            existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
-            for _, name in rt.fields(column):
-                if name in existing:
-                    conn.exec_driver_sql(f"ALTER TABLE {self._q(rt.sql_name)} DROP COLUMN {self._q(name)}")
+            self._drop_fields(conn, rt, column)
             self._set_row_columns(conn, rt.without(column))
 
-    def drop_row_table(self, slug: str) -> None:
-        """Remove every row, batch and staged record of a table, and its SQL table."""
-        self._ensured.clear()
+    def drop_row_table(self, slug: str, *, catalog_path: str | None = None, table_id: str | None = None) -> bool:
+        """Remove every row, batch and staged record of a table, and its SQL table; with `catalog_path`,
+        its catalog entry too, in the same transaction (no process sees the one without the other). With
+        `table_id` (its identity), nothing is removed if the catalog has another table at that path (it
+        replaced this one meanwhile: the rows are its own now). Whether it removed them."""
         with self._changing(slug) as (conn, row):
+            if catalog_path is not None:
+                found = conn.execute(sa.select(schema.tables.c.table_id)
+                                     .where(schema.tables.c.path == catalog_path)).first()
+                if found is not None and table_id is not None and found[0] != table_id:
+                    return False
+                conn.execute(schema.tables.delete().where(schema.tables.c.path == catalog_path))
             if row is not None:
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._q(row.sql_name)}")
                 conn.execute(schema.row_tables.delete().where(schema.row_tables.c.slug == slug))
             for t in (schema.staged, schema.active_runs, schema.batches, schema.watch_taken):
                 conn.execute(t.delete().where(t.c.slug == slug))
+            cursors = f"watch:{slug}:"  # its schedules' cursors: a table created again starts its watch afresh
+            conn.execute(schema.kv.delete().where(sa.func.substr(schema.kv.c.key, 1, len(cursors)) == cursors))
+        return True

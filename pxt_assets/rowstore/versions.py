@@ -76,11 +76,23 @@ def _v3_column_ids(conn: sa.Connection) -> None:
     column_ids.move_all(conn)
 
 
+def _v4_table_versions(conn: sa.Connection) -> None:
+    """The catalog's documents gain a version and an identity (`pxt_tables.version`, `.table_id`): every
+    table of a database made before is at version 1, with an identity of its own."""
+    add_column(conn, schema.tables.name,
+               sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")))
+    add_column(conn, schema.tables.name, sa.Column("table_id", sa.String(64)))
+    for (path,) in conn.execute(sa.select(schema.tables.c.path).where(schema.tables.c.table_id.is_(None))).all():
+        conn.execute(schema.tables.update().where(schema.tables.c.path == path)
+                     .values(table_id=schema.new_table_id()))
+
+
 #: step N (1-based) brings a database from version N-1 to N; append only, never reorder or remove
 STEPS: list[Callable[[sa.Connection], None]] = [
     _v1_active_runs_holder,
     _v2_batch_states,
     _v3_column_ids,
+    _v4_table_versions,
 ]
 
 #: the schema version this release writes
