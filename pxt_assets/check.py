@@ -13,6 +13,9 @@ What must hold, for each table (and view):
   unless a run is writing it now.
 - **staged records**: no column's records stay staged for a batch that is committed once no run is writing
   it (a commit takes them with it).
+- **computed columns**: every computed column is computed (a value or a row error) in every committed
+  batch, unless a run is writing it now: a column added after a batch committed whose backfill stopped is
+  reported until `resume()` computes it.
 - **views**: a view's batch has its base table's batch (deleting a batch takes its view rows with it).
 
 A problem is one line (`str(problem)`); a `Report` gathers them with a summary, and as JSON or asset check
@@ -43,7 +46,9 @@ SCHEMA = "schema"
 PENDING_WITHOUT_REASON = "pending_without_reason"
 STAGED_OF_COMMITTED = "staged_of_committed"
 ORPHANED_VIEW_BATCH = "orphaned_view_batch"
-KINDS = (MISSING_FILE, UNREACHABLE_FILE, SCHEMA, PENDING_WITHOUT_REASON, STAGED_OF_COMMITTED, ORPHANED_VIEW_BATCH)
+NOT_COMPUTED = "not_computed"
+KINDS = (MISSING_FILE, UNREACHABLE_FILE, SCHEMA, PENDING_WITHOUT_REASON, STAGED_OF_COMMITTED, ORPHANED_VIEW_BATCH,
+         NOT_COMPUTED)
 
 #: existence checks in flight at once (per table checked)
 DEFAULT_CONCURRENCY = 16
@@ -126,6 +131,7 @@ class Target:
     path: str
     columns: tuple[tuple[str, str], ...] | None = None
     base_path: str | None = None
+    computed: tuple[str, ...] = ()  # its computed columns (a declared table's)
 
     @classmethod
     def of(cls, table: Any) -> Target:
@@ -133,7 +139,8 @@ class Target:
         spec: TableSpec = table.spec
         base = getattr(table, "base_spec", None)
         return cls(spec.slug, spec.display_path, tuple((c.name, c.storage_type) for c in spec.columns.values()),
-                   base.display_path if base is not None else None)
+                   base.display_path if base is not None else None,
+                   tuple(c.name for c in spec.computed_columns()))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,6 +268,17 @@ def staged_problems(store: rowstore.RowStore, target: Target) -> list[Problem]:
             for batch, column, run_id in store.staged_of_committed(target.slug)]
 
 
+def uncomputed_problems(store: rowstore.RowStore, target: Target) -> list[Problem]:
+    """Every computed column is computed for every committed batch, unless a run is writing it now (a column
+    added after a batch committed whose backfill stopped is not)."""
+    found = store.uncomputed(store.row_table(target.slug), target.computed) if target.computed else {}
+    running = store.running_batches(target.slug) if found else set()
+    return [Problem(target.path, NOT_COMPUTED,
+                    f"column(s) {', '.join(columns)} of batch {batch} were never computed (added after the batch "
+                    f"committed; the backfill stopped): pxt.get_table({target.path!r}).resume() computes them")
+            for batch, columns in found.items() if batch not in running]
+
+
 def view_problems(store: rowstore.RowStore, target: Target) -> list[Problem]:
     """Each batch of a view has its base table's batch."""
     if target.base_path is None:
@@ -285,6 +303,7 @@ def check_target(store: rowstore.RowStore, target: Target, *, concurrency: int =
     report.problems += schema_problems(store, target)
     report.problems += pending_without_reason(store, target)
     report.problems += staged_problems(store, target)
+    report.problems += uncomputed_problems(store, target)
     report.problems += view_problems(store, target)
     return report
 

@@ -243,6 +243,21 @@ def drop_column_data(table, name: str, *, instance: dg.DagsterInstance | None = 
     return deleted
 
 
+def drop_column_files(table, name: str, files: list[tuple[str, str | None]], *,
+                      instance: dg.DagsterInstance | None = None) -> int:
+    """After column `name` left a catalog table (and its row table): delete the files it wrote (`files`,
+    listed before) and its asset's history. Returns the number of files deleted; a file that cannot be
+    deleted is named in the error, and gc collects it (no row names it)."""
+    where = f"table {table.path!r}, column {name!r}"
+    try:
+        deleted = _delete_owned(files, where)
+    except Exception as e:
+        raise RuntimeError(f"column {name!r} of {table.path!r} was dropped, but not every file it wrote could be "
+                           f"deleted ({e}); `python -m pxt_assets gc DESTINATION --delete` deletes them") from e
+    _default_instance(instance).wipe_assets([asset_builder.asset_key(table.spec, name)])
+    return deleted
+
+
 def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstance | None = None,
                catalog_entry: tuple[str, str | None] | None = None) -> int:
     """Drop the table at `path` ('dir/name' or 'dir.name', or a MediaTable): delete every file it wrote
@@ -372,4 +387,4 @@ def collect_garbage(destination: str, delete: bool = False, *, min_age: float = 
 
 
 __all__ = ["OBJECT_NAME_RE", "check_column_drop", "collect_garbage", "delete_batch", "drop_column",
-           "drop_column_data", "drop_table", "find_orphans", "referenced_uris"]
+           "drop_column_data", "drop_column_files", "drop_table", "find_orphans", "referenced_uris"]

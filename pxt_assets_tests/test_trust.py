@@ -13,16 +13,17 @@ import dagster as dg
 import pytest
 
 import pxt_assets as pxt
-from pxt_assets import rowstore
+from pxt_assets import check, rowstore
 from pxt_assets.assets import batch_job_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _child(code: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def _child(code: str, timeout: float = 180, **extra_env: str) -> subprocess.CompletedProcess:
     """Another process (a second notebook) on the same home and database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
     env["DAGSTER_HOME"] = os.path.join(os.environ["PIXELTABLE_HOME"], "child_dagster")
+    env.update(extra_env)
     return subprocess.run([sys.executable, "-c", "import pxt_assets as pxt\n" + code], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -50,6 +51,25 @@ def test_a_partial_run_does_not_commit_a_batch_whose_other_columns_failed(pxt_ho
     (result,) = t.resume(instance=instance)
     assert result.num_rows == 3 and t.count() == 3
     assert t.where(t.rotated.errortype == None).count() == 3  # noqa: E711
+
+
+def test_a_column_whose_backfill_was_killed_is_reported_and_resume_computes_it(pxt_home, instance, images):
+    pxt.create_dir("trust")
+    t = pxt.create_table("trust/later", {"img": pxt.Image})
+    (batch,) = [t.insert([{"img": str(p)} for p in images], instance=instance).batch]
+    killed = _child("t = pxt.get_table('trust/later'); t.add_computed_column(w=t.img.width)",
+                    PXT_FAULT_POINT="mid_commit:1")  # inside the backfill's commit transaction
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert t.columns() == ["img", "w"] and t.uncomputed() == {batch: ["w"]}
+    assert t.where(t.w != None).count() == 0  # noqa: E711 - nothing of it is visible
+    problems = {p.kind: p.message for p in check.check_table(t, files=False).problems}
+    assert "resume()" in problems.pop(check.NOT_COMPUTED)
+    assert set(problems) <= {check.STAGED_OF_COMMITTED}  # what the killed run staged, if it got that far
+    (result,) = t.resume(instance=instance)
+    assert result.batch == batch and t.uncomputed() == {}
+    assert sorted(t.select(t.w).collect()["w"]) == sorted(pxt.get_table("trust/later").select(
+        t.img.width).collect().iloc[:, 0])
+    assert check.check_table(t, files=False).ok
 
 
 # -- 2, 3. a versioned catalog --------------------------------------------------------------------------------

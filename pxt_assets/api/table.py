@@ -100,6 +100,10 @@ def declared_in_a_module() -> bool:
 _KINDS: dict[str, type[MediaTable]] = {}
 
 
+#: how many times an insert runs its batch when other processes keep adding columns meanwhile
+_COLUMN_RACE_RUNS = 3
+
+
 class MediaTable:
     """A table of media and computed columns, materialized as Dagster assets.
 
@@ -211,8 +215,7 @@ class MediaTable:
             if self._persistent and self.batches():
                 self.drop_column(name, instance=instance)  # its files and values go with it
             elif self._persistent:
-                self._remove_from_catalog(name)
-                self._rowstore().drop_row_column(self.spec.slug, name, unless_in_catalog=self.path)
+                self._remove_from_catalog(name)  # and its fields, in the same transaction
             else:
                 self.spec.columns.pop(name)
                 self._pending.pop(name, None)
@@ -432,18 +435,25 @@ class MediaTable:
         self._change(change, made={column.name: (_canonical(entry), column)})
         return added
 
-    def _remove_from_catalog(self, name: str, check: Callable[[TableSpec], None] | None = None) -> None:
-        """Remove column `name` from this catalog table (nothing to do if it is gone already); `check(spec)`
-        raises when the table as the catalog has it now cannot lose it."""
+    def _remove_from_catalog(self, name: str, check: Callable[[TableSpec], None] | None = None) -> bool:
+        """Remove column `name` from this catalog table, and its fields from the row table, in one
+        transaction. False if it is gone already (another process dropped it); `check(spec)` raises when the
+        table as the catalog has it now cannot lose it."""
+        removed = False
+
         def change(spec: TableSpec, doc: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal removed
+            removed = False
             if name not in spec.columns:
                 return None
             if check is not None:
                 check(spec)
             doc["columns"] = [c for c in doc["columns"] if c.get("name") != name]
+            removed = True
             return doc
 
         self._change(change)
+        return removed
 
     def _row_table(self) -> rowstore.RowTable:
         """This table's row table, holding its columns (a catalog table: brought to the catalog's version
@@ -520,7 +530,11 @@ class MediaTable:
         # pass, until a pass finds none.
         done: set[str] = set()
         shared = launch.is_shared(instance)
+        partitions = asset_builder.partitions_name(self.spec)
         while todo := [b for b in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED) if b not in done]:
+            known = set(instance.get_dynamic_partitions(partitions))
+            if missing := [b for b in todo if b not in known]:  # batches another instance created
+                instance.add_dynamic_partitions(partitions, missing)
             for batch in todo:
                 if shared:  # the whole batch job, through the deployment: unchanged columns are skipped
                     run = launch.submit_and_wait(instance, asset_builder.batch_job_name(self.spec), batch)
@@ -667,19 +681,28 @@ class MediaTable:
         job_name = asset_builder.batch_job_name(self.spec)
         if submit is None:
             submit = launch.is_shared(instance)
-        if submit:
-            run = launch.submit_and_wait(instance, job_name, batch, tags=tags, target=code_location, log=log)
-            success, run_id = run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
-            detail = None if success else launch.failure_of(instance, run_id)
-        else:
-            job = self.definitions().resolve_job_def(job_name)
-            with console.progress_bars():
-                result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
-                                                raise_on_error=False, run_config=console.run_config())
-            success, run_id = result.success, result.run_id
-            failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
-            detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
-        info = self._rowstore().batch_info(self.spec.slug, batch)
+        for attempt in range(_COLUMN_RACE_RUNS):
+            seen = (self._table_id, self._version)
+            if submit:
+                run = launch.submit_and_wait(instance, job_name, batch, tags=tags, target=code_location, log=log)
+                success, run_id = run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
+                detail = None if success else launch.failure_of(instance, run_id)
+            else:
+                job = self.definitions().resolve_job_def(job_name)
+                with console.progress_bars():
+                    result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
+                                                    raise_on_error=False, run_config=console.run_config())
+                success, run_id = result.success, result.run_id
+                failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
+                detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
+            info = self._rowstore().batch_info(self.spec.slug, batch)
+            # Another process added a column while this run computed the table as it was: the commit waits
+            # for it. Run again with the table as it is now (what was computed is kept).
+            if not (success and info is not None and info.status != rowstore.COMMITTED and self._persistent):
+                break
+            self._sync()
+            if (self._table_id, self._version) == seen:
+                break
         if success and info is not None and info.status != rowstore.COMMITTED:
             detail = info.reason  # the run succeeded without completing the batch (the batch says why)
         detail = redact(detail) if detail else detail
@@ -706,12 +729,14 @@ class MediaTable:
 
     def resume(self, batch: str | None = None, *, instance: dg.DagsterInstance | None = None) -> list[InsertResult]:
         """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it
-        completes it, and its rows become visible once. Returns what each run did."""
+        completes it, and its rows become visible once. Without `batch`, committed batches that lack a
+        column added later (its backfill stopped: `uncomputed()`) are run too; what they have is kept.
+        Returns what each run did."""
         self._sync()
         self.resolve_destinations()
         if instance is None:
             instance = get_instance()
-        todo = [batch] if batch is not None else self.pending_batches()
+        todo = [batch] if batch is not None else [*self.pending_batches(), *self.uncomputed()]
         name = asset_builder.partitions_name(self.spec)
         out = []
         for key in todo:
@@ -721,6 +746,13 @@ class MediaTable:
                 instance.add_dynamic_partitions(name, [key])  # a batch another instance created
             out.append(self._run_batch(key, instance, time.monotonic(), doing="resuming batch of"))
         return out
+
+    def uncomputed(self) -> dict[str, list[str]]:
+        """Committed batches whose rows lack computed columns added after they committed (the column's
+        backfill stopped: killed, or failed): batch -> those columns. `resume()` computes them."""
+        self._sync()
+        store = self._rowstore()
+        return store.uncomputed(store.row_table(self.spec.slug), [c.name for c in self.spec.computed_columns()])
 
     def batches(self) -> list[str]:
         """Batch keys (partitions) of this table, oldest first: committed ones and pending ones."""
@@ -758,14 +790,22 @@ class MediaTable:
             return deleted
         self._sync()
         store = self._rowstore()
-        if name in self.spec.columns:  # out of the catalog first: no process adds a column that reads it now
-            self._remove_from_catalog(name, lambda spec: lifecycle.check_column_drop(
-                spec, name, store, is_view=hasattr(self, "base_spec"), code_views=self.__dict__.get("_views", {}).values()))
-        else:  # a drop that stopped midway (a file could not be deleted): its rows still hold the column
-            rt = store.row_table(self.spec.slug)
+        rt = store.row_table(self.spec.slug)
+        if name not in self.spec.columns:
             if rt is None or name not in rt.column_types:
                 raise SpecError(f"table {self.path!r} has no column {name!r}")
-        return lifecycle.drop_column_data(self, name, instance=instance, catalog_path=self.path)
+            # a drop by an earlier release that stopped midway: its rows still hold the column
+            return lifecycle.drop_column_data(self, name, instance=instance, catalog_path=self.path)
+        # The files it wrote, listed first; then the column leaves the catalog and the row table in one
+        # transaction (a process killed at any point leaves the two agreeing); then the files are deleted.
+        # Files written for it after the listing, or left by a kill before their deletion, are named by no
+        # row: gc's.
+        files = store.owned_files(rt, self.spec.slug, column=name) if rt is not None else []
+        code_views = self.__dict__.get("_views", {}).values()
+        if not self._remove_from_catalog(name, lambda spec: lifecycle.check_column_drop(
+                spec, name, store, is_view=hasattr(self, "base_spec"), code_views=code_views)):
+            return 0  # another process dropped it meanwhile (and deleted its files)
+        return lifecycle.drop_column_files(self, name, files, instance=instance)
 
     # -- queries --------------------------------------------------------------------------------------
     def _query(self) -> Query:

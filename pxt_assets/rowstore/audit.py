@@ -120,6 +120,26 @@ class Audit(Database):
             drift.missing[""] = missing_own
         return drift
 
+    def uncomputed(self, rt: RowTable | None, columns: Sequence[str]) -> dict[str, list[str]]:
+        """Committed batches whose rows lack some of `columns` (computed columns): rows whose record of the
+        column has no version were never computed (a column added after the batch committed, whose backfill
+        did not finish). batch -> those columns, in the order given. A reader sees no value for them yet;
+        `resume()` computes them."""
+        out: dict[str, list[str]] = {}
+        if rt is None:
+            return out
+        t, b = rt.table(), schema.batches
+        committed = sa.select(b.c.batch).where((b.c.slug == rt.slug) & (b.c.status == COMMITTED))
+        with self._read() as conn:
+            for column in columns:
+                if column not in rt.column_types:
+                    continue
+                q = (sa.select(t.c._batch).distinct()
+                     .where(rt.c(column, schema.VERSION).is_(None) & t.c._batch.in_(committed)))
+                for (batch,) in conn.execute(q):
+                    out.setdefault(batch, []).append(column)
+        return dict(sorted(out.items()))
+
     def running_batches(self, slug: str) -> set[str]:
         """`slug`'s batches that a run is writing now (from a process that is alive)."""
         with self._read() as conn:

@@ -103,18 +103,22 @@ class Catalog(Tables):
         """Compare-and-set: `doc` becomes the document of `entry`'s table if it is still at `entry`'s
         version (and identity), with its row table made to hold `columns`, in one transaction. None (and
         nothing changed) if another change came first. Columns new in `doc` whose fields the row table still
-        has (a drop of that name not finished) get new, empty fields."""
+        has (a drop of that name not finished) get new, empty fields; columns `doc` no longer has lose theirs
+        (their values and staged records), in the same transaction: the catalog's columns are always the
+        row table's."""
         text = dumps(doc)
         t = schema.tables
         same = (t.c.path == entry.path) & (t.c.version == entry.version) & (
             t.c.table_id == entry.table_id if entry.table_id is not None else t.c.table_id.is_(None))
         before = {c.get("name") for c in entry.doc.get("columns", [])}
+        after = {c.get("name") for c in doc.get("columns", [])}
         with self._changing(slug) as (conn, row):
             done = conn.execute(t.update().where(same).values(doc=text, version=entry.version + 1,
                                                                updated_at=time.time()))
             if done.rowcount != 1:
                 return None
-            self._widen(conn, slug, entry.path, columns, row, fresh=[n for n, _ in columns if n not in before])
+            self._widen(conn, slug, entry.path, columns, row, fresh=[n for n, _ in columns if n not in before],
+                        gone=sorted(before - after))
         return TableEntry(entry.path, text, entry.version + 1, entry.table_id)
 
     def change_table_doc(self, path: str, slug: str,

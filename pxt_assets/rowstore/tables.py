@@ -137,22 +137,27 @@ class Tables(Database):
             return self._widen(conn, slug, path, columns, row)
 
     def _widen(self, conn: sa.Connection, slug: str, path: str, columns: Sequence[tuple[str, str]], row: Any,
-               fresh: Sequence[str] = ()) -> RowTable:
+               fresh: Sequence[str] = (), gone: Sequence[str] = ()) -> RowTable:
         """Within a transaction changing `slug`'s row table (`row`: its record, or None): create it, or add
         the fields of `columns` it lacks. `fresh`: columns new to the table, whose fields it must not keep
         (the remains of a dropped column of that name, whose drop has not finished): dropped, and the column
-        added again with a new id, empty."""
+        added again with a new id, empty. `gone`: columns the table no longer has: their fields and staged
+        records dropped."""
         if row is None:
             rt = RowTable.new(slug, path, columns)
             record_row_table(conn, rt)
             return rt
         rt = _row_table_of(row)
-        stale = [n for n in fresh if n in rt.column_types]
+        stale = [n for n in (*fresh, *gone) if n in rt.column_types]
         for name in stale:
+            conn.execute(schema.staged.delete().where((schema.staged.c.slug == slug)
+                                                      & (schema.staged.c.column == name)))
             self._drop_fields(conn, rt, name)
             rt = rt.without(name)
         todo = _fields_to_add(rt, columns)
-        if not todo and not stale:
+        if not todo:
+            if stale:
+                self._set_row_columns(conn, rt)
             return rt
         rt = rt.with_columns(todo)
         existing = {c["name"] for c in sa.inspect(conn).get_columns(rt.sql_name)}
