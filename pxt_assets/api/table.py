@@ -696,9 +696,10 @@ class MediaTable:
                 failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
                 detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
             info = self._rowstore().batch_info(self.spec.slug, batch)
-            # Another process added a column while this run computed the table as it was: the commit waits
-            # for it. Run again with the table as it is now (what was computed is kept).
-            if not (success and info is not None and info.status != rowstore.COMMITTED and self._persistent):
+            # Another process added or dropped a column while this run computed the table as it was: the
+            # commit waits for the new one, or the run failed staging the dropped one. Run again with the
+            # table as it is now (what was computed is kept).
+            if not (info is not None and info.status != rowstore.COMMITTED and self._persistent):
                 break
             self._sync()
             if (self._table_id, self._version) == seen:

@@ -63,8 +63,14 @@ def row_columns(spec) -> list[tuple[str, str]]:
 
 def catalog_columns(conn: sa.Connection, path: str) -> set[str]:
     """The column names of the catalog's table at `path` (none if there is none)."""
+    found = catalog_columns_or_none(conn, path)
+    return found if found is not None else set()
+
+
+def catalog_columns_or_none(conn: sa.Connection, path: str) -> set[str] | None:
+    """The column names of the catalog's table at `path`, or None if the catalog has no table there."""
     text = conn.execute(sa.select(schema.tables.c.doc).where(schema.tables.c.path == path)).scalar()
-    return {c.get("name") for c in json.loads(text).get("columns", [])} if text else set()
+    return {c.get("name") for c in json.loads(text).get("columns", [])} if text else None
 
 
 def check_catalog_identity(conn: sa.Connection, path: str, table_id: str) -> None:
@@ -126,7 +132,9 @@ class Tables(Database):
         may have dropped the table, or a column of it, or dropped and created it again, since this one last
         used it. `table_id` (a catalog table's identity): the row table is made or widened only while the
         catalog holds that table, else `TableGone`, so a handle on a dropped table never brings its rows
-        table back."""
+        table back. A catalog table's row table only gains columns its catalog document has: a caller holding
+        the table as it was (a run whose definitions were loaded before another process dropped a column)
+        never brings a dropped column's fields back; the row table it gets lacks that column."""
         with self._read() as conn:
             row = self._row_table_row(conn, slug)
         if row is not None and not _fields_to_add(_row_table_of(row), columns):
@@ -134,6 +142,9 @@ class Tables(Database):
         with self._changing(slug) as (conn, row):
             if table_id is not None:
                 check_catalog_identity(conn, path, table_id)
+            in_catalog = catalog_columns_or_none(conn, path)
+            if in_catalog is not None:
+                columns = [(n, t) for n, t in columns if n in in_catalog]
             return self._widen(conn, slug, path, columns, row)
 
     def _widen(self, conn: sa.Connection, slug: str, path: str, columns: Sequence[tuple[str, str]], row: Any,
