@@ -552,6 +552,9 @@ class MediaTable:
                     raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
                 done.add(batch)
         rows = self.count()
+        if column not in self.spec.columns:
+            raise SpecError(f"column {column!r} of {self.path!r} was dropped (perhaps by another process) while "
+                            "its values were being computed")
         errors = self.where(Prop(ColumnRef(column, self.spec.columns[column].col_type), "errormsg") != None).count()  # noqa: E711
         seconds = time.monotonic() - started
         noun = "value" if rows == 1 else "values"
