@@ -63,6 +63,59 @@ def check_expiration(expiration_seconds: Any) -> None:
 
 
 @dataclass(frozen=True)
+class SignedExpiry:
+    """When a presigned URL stops working, read from the URL itself (see `signed_url_expiry`)."""
+
+    #: seconds since the epoch (UTC)
+    expires_at: float
+    #: the URL's lifetime in seconds, when the URL says it (SigV4 and GCS V4 do; a SAS with a start time gives
+    #: its validity window, which our signing opens a few minutes early for clock skew)
+    lifetime: float | None
+
+
+def _query_fields(url: str) -> dict[str, str]:
+    import urllib.parse
+
+    if "?" not in url:
+        return {}
+    query = url.split("?", 1)[1].split("#", 1)[0]
+    return {k.lower(): v for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)}
+
+
+def _parse_compact_utc(value: str) -> float:
+    return dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def _parse_iso_utc(value: str) -> float:
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return (when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+def signed_url_expiry(url: Any) -> SignedExpiry | None:
+    """When the presigned URL `url` expires, from its query string: SigV4 (S3, R2, B2, Tigris, the home
+    bucket's control plane) `X-Amz-Date` + `X-Amz-Expires`; GCS V4 `X-Goog-Date` + `X-Goog-Expires`; an
+    Azure SAS `se`; V2-style `Expires` (seconds since the epoch). None for anything else (an http(s) URL passed
+    through unchanged never expires as far as we know). Reads the URL only: nothing is signed or fetched."""
+    if not isinstance(url, str) or "?" not in url or not url.startswith(("http://", "https://")):
+        return None
+    q = _query_fields(url)
+    try:
+        for date, expires in (("x-amz-date", "x-amz-expires"), ("x-goog-date", "x-goog-expires")):
+            if date in q and expires in q:
+                lifetime = float(q[expires])
+                return SignedExpiry(_parse_compact_utc(q[date]) + lifetime, lifetime)
+        if "se" in q and "sig" in q:  # an Azure SAS: se (and st) are ISO 8601 UTC (2024-01-02T03:04:05Z)
+            expires_at = _parse_iso_utc(q["se"])
+            start = _parse_iso_utc(q["st"]) if q.get("st") else None
+            return SignedExpiry(expires_at, expires_at - start if start is not None else None)
+        if "expires" in q and ("signature" in q or "x-goog-signature" in q):
+            return SignedExpiry(float(q["expires"]), None)
+    except (ValueError, OverflowError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """One object found by `ObjectStore.list_objects`."""
 
