@@ -333,7 +333,8 @@ def _warn_expired_urls(table, items: list[tuple[str, Expr]], columns: dict[str, 
         key = (table.path, col.name)
         if key in _warned_expired:
             continue
-        expired = [got.expires_at for v in columns.get(name, ()) for got in renewal.expiries(v) if got.expires_at <= now]
+        expired = [got.expires_at for v in columns.get(name, ()) for got in renewal.expiries(v)
+                   if got.expires_at <= now]
         if not expired:
             continue
         with _warned_lock:
@@ -344,11 +345,11 @@ def _warn_expired_urls(table, items: list[tuple[str, Expr]], columns: dict[str, 
         warnings.warn(
             f"{table.path}.{col.name}: {len(expired)} selected stored presigned URL(s) have expired (the first at "
             f"{renewal.iso(min(expired))}) and no longer work. They are renewed by re-materializing the column: "
-            f"its asset's automation condition does it on the cron schedule {cron!r} while the Dagster daemon runs "
-            f"(sensor 'pxt_assets_automation_sensor'); or materialize the column's asset for its batches from the UI; or, from "
-            f"Python, `for b in t.batches(): t.resume(b)` (only the expiring URLs are signed again). URLs needed "
-            f"for a short time are better signed at query time: t.select(net.presigned_url(t.<media>.fileurl, "
-            f"seconds)).",
+            f"its asset's automation condition does it on the cron schedule {cron!r} while the Dagster daemon "
+            "runs (sensor 'pxt_assets_automation_sensor'); or materialize the column's asset for its batches from "
+            "the UI; or, from Python, `for b in t.batches(): t.resume(b)` (only the expiring URLs are signed "
+            "again). URLs needed for a short time are better signed at query time: "
+            "t.select(net.presigned_url(t.<media>.fileurl, seconds)).",
             ExpiredURLWarning, stacklevel=3)
 
 
