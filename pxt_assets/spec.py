@@ -532,6 +532,10 @@ def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
 FILE_LIST = "JsonFiles"
 
 
+#: the built-in that signs URLs (pxt_assets/functions/net.py)
+PRESIGNED_URL_FN = "net.presigned_url"
+
+
 def _is_iterator(fn: str) -> bool:
     try:
         return registry.get(fn).iterator is not None
@@ -568,6 +572,29 @@ class ColumnSpec:
     @property
     def writes_files(self) -> bool:
         return self.is_media or self.is_file_list
+
+    def _presign_calls(self) -> list[Call]:
+        if self.expr is None:
+            return []
+        return [e for e in self.expr.walk() if isinstance(e, Call) and e.udf is None and e.fn == PRESIGNED_URL_FN]
+
+    @property
+    def stores_presigned_urls(self) -> bool:
+        """Whether the column's values are presigned URLs it signed (its expression calls net.presigned_url):
+        they expire, so the column is renewed on a schedule (see pxt_assets/assets/renewal.py)."""
+        return bool(self._presign_calls())
+
+    @property
+    def presigned_lifetime(self) -> float | None:
+        """The lifetime in seconds of the presigned URLs the column stores: the shortest literal expiration its
+        net.presigned_url calls give; None if it stores none, or if an expiration is not a literal."""
+        out: float | None = None
+        for call in self._presign_calls():
+            arg = call.args[1] if len(call.args) > 1 else call.kwargs.get("expiration_seconds")
+            if not isinstance(arg, Literal) or isinstance(arg.value, bool) or not isinstance(arg.value, (int, float)):
+                return None
+            out = arg.value if out is None else min(out, arg.value)
+        return out
 
     @property
     def storage_type(self) -> str:

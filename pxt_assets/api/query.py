@@ -9,11 +9,15 @@ Python on the rows SQL returned; media are fetched (through the file cache) only
 from __future__ import annotations
 
 import re
+import threading
+import time
+import warnings
 from typing import Any
 
 import pandas as pd
 
 from pxt_assets import rowstore
+from pxt_assets.assets import renewal
 from pxt_assets.evaluate import Row, close_frame_cursors, deferred_calls, make_calls
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.media import release_pins, to_rgb
@@ -292,6 +296,8 @@ class Query:
                 _compute_items(rows, computed, exprs, row_of, columns)
             finally:
                 close_frame_cursors()
+        if rows:
+            _warn_expired_urls(self.table, items, columns)
         frame = ResultSet({name: columns[name] for name, _ in items}) if rows else ResultSet(
             {name: pd.Series([], dtype=object) for name, _ in items})
         for name, e in items:
@@ -304,6 +310,47 @@ class Query:
                 errors.append("; ".join(parts) or None)
             frame["errors"] = errors
         return frame
+
+
+class ExpiredURLWarning(UserWarning):
+    """A query returned stored presigned URLs that have expired (see `_warn_expired_urls`)."""
+
+
+_warned_expired: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_expired_urls(table, items: list[tuple[str, Expr]], columns: dict[str, Any]) -> None:
+    """Warn, once per column per process, when a selected column of stored presigned URLs holds URLs that
+    have expired (its renewal did not run: no daemon, a failed run), naming the column and how to renew it."""
+    now = time.time()
+    for name, e in items:
+        if not isinstance(e, ColumnRef):
+            continue
+        col = table.spec.columns.get(e.name)
+        if col is None or not col.stores_presigned_urls:
+            continue
+        key = (table.path, col.name)
+        if key in _warned_expired:
+            continue
+        expired = [got.expires_at for v in columns.get(name, ()) for got in renewal.expiries(v)
+                   if got.expires_at <= now]
+        if not expired:
+            continue
+        with _warned_lock:
+            if key in _warned_expired:
+                continue
+            _warned_expired.add(key)
+        cron = renewal.renewal_cron(col.presigned_lifetime)
+        warnings.warn(
+            f"{table.path}.{col.name}: {len(expired)} selected stored presigned URL(s) have expired (the first at "
+            f"{renewal.iso(min(expired))}) and no longer work. They are renewed by re-materializing the column: "
+            f"its asset's automation condition does it on the cron schedule {cron!r} while the Dagster daemon "
+            "runs (sensor 'pxt_assets_automation_sensor'); or materialize the column's asset for its batches from "
+            "the UI; or, from Python, `for b in t.batches(): t.resume(b)` (only the expiring URLs are signed "
+            "again). URLs needed for a short time are better signed at query time: "
+            "t.select(net.presigned_url(t.<media>.fileurl, seconds)).",
+            ExpiredURLWarning, stacklevel=3)
 
 
 def _compute_items(rows, computed, exprs, row_of, columns) -> None:
@@ -330,4 +377,4 @@ def _sort_key(row: Row, expr: Expr) -> tuple[bool, Any]:
     return (v is None, v if v is not None else 0)  # NULLs last, as PostgreSQL orders ascending
 
 
-__all__ = ["Query", "ResultSet", "as_expr"]
+__all__ = ["ExpiredURLWarning", "Query", "ResultSet", "as_expr"]

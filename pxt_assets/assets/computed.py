@@ -15,6 +15,7 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import stores
+from pxt_assets.assets import renewal
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
 from pxt_assets.assets.run import Progress, batch_step, commit, map_rows, on_worker, row_pool
 from pxt_assets.evaluate import (
@@ -65,7 +66,8 @@ def build_computed_asset(spec: TableSpec, pdef: dg.PartitionsDefinition, automat
         media_io.start_run(spec, batch, context.run_id)
         frames = compute_batch(spec, selected, batch, media_io, context.log)
         for col in selected:  # definition order is topological: a column only reads earlier ones
-            yield dg.Output(frames[col.name], output_name=col.name)
+            yield dg.Output(frames[col.name], output_name=col.name,
+                            metadata=renewal.output_metadata(col, frames[col.name]))
         # Dagster stores each output (stages it) as it is yielded: everything is staged by now.
         commit(context, media_io, spec, batch)
 
@@ -78,7 +80,8 @@ class Computer:
     step (rows read from storage) and a view's iterator step (rows just made, their media still in memory).
 
     On a re-run, a row whose previous value had no error and whose inputs (fingerprinted with the
-    expression) are unchanged is kept as it was: nothing is fetched, decoded or written for it. Rows go
+    expression) are unchanged is kept as it was: nothing is fetched, decoded or written for it; except a
+    column's presigned URLs past 80% of their lifetime, which are signed again (renewal.py). Rows go
     through every column in one pass per row, so a source is fetched and decoded once however many columns
     read it. When a column calls a batched or async UDF, rows go in chunks instead (`process_chunk`): the
     chunk's calls are made together, then each row is finished.
@@ -91,6 +94,9 @@ class Computer:
         self.reader = media_io.reader()
         self.previous = previous
         self.skipped = {c.name: 0 for c in selected}
+        #: columns of presigned URLs -> their lifetime (None: each URL's own); how many rows each re-signed
+        self.renewing = {c.name: c.presigned_lifetime for c in selected if c.stores_presigned_urls}
+        self.renewed = {name: 0 for name in self.renewing}
         self._lock = threading.Lock()
         self.releasable = _released_after(selected)
         self.deferred = {c.name: deferred_calls(c.expr) for c in selected}
@@ -105,6 +111,10 @@ class Computer:
         old = before.get(row.row_id) if before is not None else None
         if old is None or old["version"] != fingerprint or not is_missing(old["error"]):
             return fingerprint, None
+        if col.name in self.renewing and renewal.is_stale(old["value"], self.renewing[col.name]):
+            with self._lock:
+                self.renewed[col.name] += 1
+            return fingerprint, None  # the same inputs, but its URLs are about to expire: signed again
         rec = {k: (None if is_missing(v) else v) for k, v in old.items()}
         row.stored[col.name] = rec["value"]
         with self._lock:
@@ -182,8 +192,10 @@ class Computer:
         for col in self.selected:  # one log event for all columns: each event is a write to the run's event log
             errs = count_errors(frames[col.name])
             done = len(results) - self.skipped[col.name]
+            renewed = (f"; renewed {self.renewed[col.name]} rows' presigned URLs"
+                       if self.renewed.get(col.name) else "")
             lines.append(f"{self.spec.display_path}.{col.name}: added {done} column values with {errs} errors; "
-                         f"skipped {self.skipped[col.name]} unchanged rows")
+                         f"skipped {self.skipped[col.name]} unchanged rows{renewed}")
         if lines:
             log.info("\n".join(lines))
         return frames

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from pxt_assets import stores
+from pxt_assets.assets import renewal
 from pxt_assets.io_managers import META_COLUMN, META_DESTINATION, META_TABLE
 from pxt_assets.redaction import redact, redact_metadata
 from pxt_assets.spec import ColumnSpec, TableSpec
@@ -36,6 +37,7 @@ def column_out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automatio
         shown[META_DESTINATION] = col.destination or "referenced in place"
     if col.expr is not None:
         shown["expression"] = repr(col.expr)
+    shown.update(renewal.definition_metadata(col))
     # the table's spec is read back by the IO managers as it is; what is shown is redacted
     metadata: dict[str, Any] = {META_TABLE: spec.to_dict(), META_COLUMN: col.name, **redact_metadata(shown)}
     kinds = {"pxt", col.col_type.name.lower()}
@@ -49,8 +51,9 @@ def column_out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automatio
         metadata=metadata,
         kinds=kinds,
         code_version=col.expr.code_version() if col.expr is not None else "source",
-        # eager: a new batch's columns follow its source; a column added later is not backfilled on its own
-        automation_condition=dg.AutomationCondition.eager() if automation else None,
+        # eager: a new batch's columns follow its source; a column added later is not backfilled on its own;
+        # a column of presigned URLs is also renewed on a schedule (renewal.py)
+        automation_condition=renewal.automation_condition(col, automation),
         description=redact(f"{spec.display_path}.{col.name} = {col.expr!r}" if col.expr is not None
                            else f"{spec.display_path}.{col.name}: inserted {col.col_type!r} values"),
     )

@@ -14,6 +14,7 @@ import dagster as dg
 import PIL.Image
 
 from pxt_assets import memory, stores
+from pxt_assets.assets import renewal
 from pxt_assets.assets.computed import Computer, compute_batch
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
 from pxt_assets.assets.run import PROGRESS_EVERY_S, batch_step, commit, long_lived_objects_frozen, on_worker
@@ -87,7 +88,8 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
             media_io.start_run(spec, batch, context.run_id)
             frames = compute_batch(spec, selected, batch, media_io, context.log)
             for col in selected:
-                yield dg.Output(frames[col.name], output_name=col.name)
+                yield dg.Output(frames[col.name], output_name=col.name,
+                                metadata=renewal.output_metadata(col, frames[col.name]))
             commit(context, media_io, spec, batch)
             return
         missing = sorted({n for c in selected for n in c.expr.columns()
@@ -104,7 +106,8 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         if made.computer is not None:
             frames = made.computer.finish(records, context.log)
             for col in selected:
-                yield dg.Output(frames[col.name], output_name=col.name)
+                yield dg.Output(frames[col.name], output_name=col.name,
+                                metadata=renewal.output_metadata(col, frames[col.name]))
         context.log.info(f"{spec.display_path}: {made.rows} rows from {made.base_rows} rows of "
                          f"{base.display_path} ({made.failed} failed)")
         commit(context, media_io, spec, batch)

@@ -12,14 +12,23 @@ import re
 import threading
 import urllib.parse
 
-from pxt_assets.stores.base import ObjectStore, StoreError, UnsupportedURIError, content_type_for
+from pxt_assets.stores.base import (
+    ObjectStore,
+    SignedExpiry,
+    StoreError,
+    UnsupportedURIError,
+    content_type_for,
+    signed_url_expiry,
+)
 from pxt_assets.stores.local import file_url, path_of
 
 __all__ = [
     "ObjectStore",
+    "SignedExpiry",
     "StoreError",
     "UnsupportedURIError",
     "content_type_for",
+    "signed_url_expiry",
     "file_url",
     "path_of",
     "provider_of",

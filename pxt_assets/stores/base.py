@@ -6,9 +6,13 @@ above works with URIs and this interface, the way fsspec's implementations sit b
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
+import functools
 import mimetypes
 import pathlib
+import re
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +64,71 @@ def check_expiration(expiration_seconds: Any) -> None:
             f"expiration_seconds must be between 1 and {MAX_PRESIGN_SECONDS} (7 days), got {expiration_seconds}",
             kind="invalid",
         )
+
+
+@dataclass(frozen=True)
+class SignedExpiry:
+    """When a presigned URL stops working, read from the URL itself (see `signed_url_expiry`)."""
+
+    #: seconds since the epoch (UTC)
+    expires_at: float
+    #: the URL's lifetime in seconds, when the URL says it (SigV4 and GCS V4 do; a SAS with a start time gives
+    #: its validity window, which our signing opens a few minutes early for clock skew)
+    lifetime: float | None
+
+
+#: the query fields an expiry is read from (a regex, not a full parse: a select checks every stored URL)
+_EXPIRY_FIELD = re.compile(r"[?&](x-amz-date|x-amz-expires|x-goog-date|x-goog-expires|se|st|sig|expires|signature"
+                           r"|x-goog-signature)=([^&#]*)", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)  # a batch's URLs share a few signing seconds
+def _parse_compact_utc(value: str) -> float:
+    """20240101T000000Z -> seconds since the epoch."""
+    if len(value) != 16 or value[8] != "T" or value[15] != "Z":
+        raise ValueError(value)
+    return float(calendar.timegm((int(value[0:4]), int(value[4:6]), int(value[6:8]),
+                                  int(value[9:11]), int(value[11:13]), int(value[13:15]), 0, 0, 0)))
+
+
+def _parse_iso_utc(value: str) -> float:
+    when = dt.datetime.fromisoformat(urllib.parse.unquote(value).replace("Z", "+00:00"))
+    return (when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+def signed_url_expiry(url: Any) -> SignedExpiry | None:
+    """When the presigned URL `url` expires, from its query string: SigV4 (S3, R2, B2, Tigris, the home
+    bucket's control plane) `X-Amz-Date` + `X-Amz-Expires`; GCS V4 `X-Goog-Date` + `X-Goog-Expires`; an
+    Azure SAS `se` (and `st`); V2-style `Expires` (seconds since the epoch). None for anything else (an http(s)
+    URL passed through unchanged never expires as far as we know). Reads the URL only: nothing is signed or
+    fetched."""
+    if not isinstance(url, str) or "?" not in url or not url.startswith(("http://", "https://")):
+        return None
+    for date, expires in (("X-Amz-Date=", "X-Amz-Expires="), ("X-Goog-Date=", "X-Goog-Expires=")):
+        i, j = url.find(date), url.find(expires)  # the signers' own spelling: no regex, no full parse
+        if i > 0 and j > 0:
+            i, j = i + len(date), j + len(expires)
+            end = url.find("&", j)
+            try:
+                lifetime = float(url[j:end] if end > 0 else url[j:].split("#", 1)[0])
+                return SignedExpiry(_parse_compact_utc(url[i:i + 16]) + lifetime, lifetime)
+            except (ValueError, OverflowError):
+                return None
+    q = {k.lower(): v for k, v in _EXPIRY_FIELD.findall(url)}
+    try:
+        for date, expires in (("x-amz-date", "x-amz-expires"), ("x-goog-date", "x-goog-expires")):
+            if date in q and expires in q:
+                lifetime = float(q[expires])
+                return SignedExpiry(_parse_compact_utc(q[date]) + lifetime, lifetime)
+        if "se" in q and "sig" in q:  # an Azure SAS: se (and st) are ISO 8601 UTC (2024-01-02T03:04:05Z)
+            expires_at = _parse_iso_utc(q["se"])
+            start = _parse_iso_utc(q["st"]) if q.get("st") else None
+            return SignedExpiry(expires_at, expires_at - start if start is not None else None)
+        if "expires" in q and ("signature" in q or "x-goog-signature" in q):
+            return SignedExpiry(float(q["expires"]), None)
+    except (ValueError, OverflowError):
+        return None
+    return None
 
 
 @dataclass(frozen=True)
