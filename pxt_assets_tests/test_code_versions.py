@@ -1,7 +1,8 @@
-"""Code versions of UDFs cover what the UDF runs: its source, and the functions and literal constants of its own
-module that it uses (transitively). Editing one of them makes the column stale and re-materializing recomputes
-its rows; editing something it does not use changes nothing; `@pxt.udf(version=...)` pins the version; a UDF
-that uses nothing of its module keeps the previous release's version (an upgrade recomputes nothing)."""
+"""Code versions of UDFs cover what the UDF runs: its source, and the functions and literal constants of its
+own module that it uses (transitively). Editing one of them makes the column stale and re-materializing
+recomputes its rows; editing something it does not use changes nothing; `@pxt.udf(version=...)` pins the
+version; a UDF that uses nothing of its module keeps the previous release's version (an upgrade recomputes
+nothing)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import hashlib
 import importlib
 import inspect
 import os
+import pathlib
+import subprocess
 import sys
 import textwrap
 
@@ -18,6 +21,8 @@ import pytest
 import pxt_assets as pxt
 from pxt_assets.functions.udf import UDFDefinitionError, _source_version, code_dependencies, code_version_of
 from pxt_assets_tests.conftest import stored_records
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 MODULE = '''
 import math
@@ -107,14 +112,15 @@ def _asset_code_version(t) -> str:
 
 
 def _state(t, batch, instance):
-    """(values by n, stored versions, UDF calls) after re-materializing the batch with the code as it is now."""
+    """(values by n, stored versions) after re-materializing the batch with the code as it is now."""
     fresh = pxt.get_table(t.path)  # as another process, or the notebook after the reload, sees the table
     fresh.resume(batch, instance=instance)
     got = fresh.select(fresh.n, fresh.s).collect()
     return dict(zip(got["n"], got["s"])), [r["version"] for r in stored_records(fresh, "s", batch)]
 
 
-def test_editing_a_helper_or_a_constant_makes_the_column_stale_and_recomputes_it(pxt_home, instance, user_module):
+def test_editing_a_helper_or_a_constant_makes_the_column_stale_and_recomputes_it(pxt_home, instance,
+                                                                                 user_module):
     m = user_module
     t, batch = _table(m.module, instance)
     assert sorted(m.calls) == [1, 2, 3]
@@ -138,7 +144,8 @@ def test_editing_a_helper_or_a_constant_makes_the_column_stale_and_recomputes_it
     assert new_values == {n: (n + 2) * 2 * 10 for n in (1, 2, 3)}
     assert sorted(m.calls) == [1, 2, 3] and set(new_versions).isdisjoint(versions)
     # the handle made before the reload follows the module too: what it computes is the new code
-    assert t.spec.columns["s"].expr.code_version() == pxt.get_table(t.path).spec.columns["s"].expr.code_version()
+    fresh = pxt.get_table(t.path).spec.columns["s"].expr
+    assert t.spec.columns["s"].expr.code_version() == fresh.code_version()
     assert t.select(t.s).collect()["s"].tolist() == [new_values[n] for n in (1, 2, 3)]
 
     # a module constant it reads changes: stale again, recomputed
@@ -215,13 +222,15 @@ import pxt_assets as pxt
 DEVICE = "cuda" if os.environ.get("NO_SUCH_VARIABLE_CV") else "cpu"
 LABELS = ("cat", "dog")
 WEIGHTS = {"cat": 1.5, "dog": [1, 2]}
+KINDS = frozenset({"tabby", "siamese", "beagle", "poodle"})
 MODEL = object()
 
 
 @pxt.udf
 def classify(n: int) -> str:
     pick = lambda i: LABELS[i % len(LABELS)]  # noqa: E731
-    return "".join(pick(i) for i in range(n)) + _late(n) + str(MODEL is None) + DEVICE + os.sep + str(WEIGHTS)
+    text = "".join(pick(i) for i in range(n)) + _late(n) + str(MODEL is None) + DEVICE + os.sep
+    return text + str(WEIGHTS) + str(len(KINDS))
 
 
 @functools.lru_cache
@@ -244,9 +253,20 @@ def test_what_counts_in_a_code_version(tmp_path, monkeypatch):
     # read in a lambda and a generator; helpers defined after the UDF, through lru_cache, transitively; small
     # literal containers. Not: a value computed at import (DEVICE may differ between processes), an object,
     # another module's names (os.sep), __file__ (differs between machines).
-    assert set(deps) == {"LABELS", "WEIGHTS", "_late", "_later"}
+    assert set(deps) == {"LABELS", "WEIGHTS", "KINDS", "_late", "_later"}
     assert deps["LABELS"] == "constant ('cat', 'dog')"
     assert deps["WEIGHTS"] == "constant {'cat': 1.5, 'dog': [1, 2]}"
+    assert deps["KINDS"] == "constant frozenset({'beagle', 'poodle', 'siamese', 'tabby'})"
     assert deps["_later"].startswith("function def _later(n):")
     # the same version in every process (no address, no hash-seed order)
-    assert cv_helpers.classify.version == code_version_of(cv_helpers.classify.fn)
+    code = "import cv_helpers; print(cv_helpers.classify.version)"
+    seen = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed,
+               "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        seen.add(done.stdout.strip())
+    version = cv_helpers.classify.version
+    assert seen == {version} and version == code_version_of(cv_helpers.classify.fn)

@@ -12,10 +12,10 @@
     t.add_computed_column(boxes=detect(t.image))
 
 A UDF is recorded by import path (`module:qualname`) plus a code version (a hash of its source and of the
-functions and constants of its own module that it uses: see `code_version_of`; or the `version=` its decorator
-pins), so other processes (`dagster dev`, a sensor's run, a second notebook) import it again and a changed source
-marks its column stale. A UDF that cannot be imported by path (defined in a notebook, a script's `__main__`, or inside
-another function) is also stored with the table, serialised with cloudpickle. Like the function modules, this
+functions and constants of its own module that it uses: see `code_version_of`; or the `version=` its
+decorator pins), so other processes (`dagster dev`, a sensor's run, a second notebook) import it again and a
+changed source marks its column stale. A UDF that cannot be imported by path (defined in a notebook, a
+script's `__main__`, or inside another function) is also stored with the table, serialised with cloudpickle. Like the function modules, this
 one stays below `pxt_assets.spec`: calling a UDF on expressions builds a node through the registry's hook.
 """
 
@@ -297,7 +297,7 @@ def _source_text(fn: Callable[..., Any]) -> str:
 
 #: module constants of these types are part of the code version of a function that reads them (by repr)
 _LITERALS = (int, float, complex, str, bytes, bool, type(None))
-#: at most this many items in a module-level list, dict, tuple or frozenset that counts as a constant
+#: at most this many items in a module-level tuple, list, set, frozenset or dict that counts as a constant
 _SMALL = 256
 
 
@@ -307,7 +307,7 @@ def _literal_repr(value: Any, depth: int = 0) -> str | None:
     kind = type(value)
     if kind in _LITERALS:
         return repr(value)
-    if depth > 3 or kind not in (tuple, list, frozenset, dict) or len(value) > _SMALL:
+    if depth > 3 or kind not in (tuple, list, frozenset, set, dict) or len(value) > _SMALL:
         return None
     if kind is dict:
         items = []
@@ -320,8 +320,8 @@ def _literal_repr(value: Any, depth: int = 0) -> str | None:
     parts = [_literal_repr(v, depth + 1) for v in value]
     if any(p is None for p in parts):
         return None
-    if kind is frozenset:
-        return "frozenset({" + ", ".join(sorted(parts)) + "})"  # no hash-seed-dependent order
+    if kind in (frozenset, set):
+        return kind.__name__ + "({" + ", ".join(sorted(parts)) + "})"  # no hash-seed-dependent order
     return ("(" if kind is tuple else "[") + ", ".join(parts) + (",)" if kind is tuple and len(parts) == 1
                                                                    else ")" if kind is tuple else "]")
 
@@ -370,11 +370,7 @@ def _literal_assignments(fn: Callable[..., Any]) -> set[str] | None:
             targets, value = [node.target], node.value
         else:
             continue
-        try:
-            ast.literal_eval(value)
-            is_literal = True
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            is_literal = False
+        is_literal = _is_literal(value)
         for target in targets:
             if isinstance(target, ast.Name):
                 (literal if is_literal else other).add(target.id)
@@ -383,14 +379,26 @@ def _literal_assignments(fn: Callable[..., Any]) -> set[str] | None:
     return literal - other
 
 
+def _is_literal(node: ast.expr) -> bool:
+    """A literal (`10`, `("a", "b")`, `{"k": [1, 2]}`), or frozenset(...) / set(...) of one."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("frozenset", "set") and not node.keywords and len(node.args) <= 1):
+        return not node.args or _is_literal(node.args[0])
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 def code_version_of(fn: Callable[..., Any]) -> str:
     """The code version of a UDF's function: a hash of its source and of what it uses of its own module,
     followed transitively (a helper that calls a helper): the source of each function defined in that module
-    and the repr of each module-level constant (int, float, str, bytes, bool, None, and small tuples,
-    frozensets, lists and dicts of those). Names from other modules (imports, their functions and constants),
-    classes and other objects do not count: pin a version (`@pxt.udf(version=...)`) when what changes is
-    there. A function that uses nothing of its module gets the previous release's version (a hash of its
-    source alone), so an upgrade recomputes nothing it computed."""
+    and the repr of each module-level constant (a name the module assigns a literal: int, float, str, bytes,
+    bool, None, and small tuples, lists, sets, frozensets and dicts of those). Names from other modules
+    (imports, their functions and constants), classes and other objects do not count: pin a version
+    (`@pxt.udf(version=...)`) when what changes is there. A function that uses nothing of its module gets the
+    previous release's version (a hash of its source alone), so an upgrade recomputes nothing it computed."""
     parts = code_dependencies(fn)
     if not parts:
         return _source_version(fn)
@@ -427,7 +435,8 @@ def code_dependencies(fn: Callable[..., Any]) -> dict[str, str]:
                     todo.append(helper)
                 continue
             if name.startswith("__") or (literal_names is not None and name not in literal_names):
-                continue  # __file__ differs between machines; DEVICE = "cuda" if ... else "cpu" between processes
+                # __file__ differs between machines, DEVICE = "cuda" if ... else "cpu" between processes
+                continue
             text = _literal_repr(obj)
             if text is not None:
                 parts[name] = "constant " + text
@@ -523,9 +532,9 @@ class UDF:
 
     @property
     def version(self) -> str:
-        """The code version: the pinned `version=`, else a hash of the function as it is now and of the helpers
-        and constants of its module it uses (`code_version_of`; for a UDF imported by path, the module's
-        current code, so an edited function or helper shows as changed), else as recorded."""
+        """The code version: the pinned `version=`, else a hash of the function as it is now and of the
+        helpers and constants of its module it uses (`code_version_of`; for a UDF imported by path, the
+        module's current code, so an edited function or helper shows as changed), else as recorded."""
         if self.importable:
             try:
                 self.fn  # noqa: B018 - imported now (or its module reloaded): its current code is its version
@@ -568,8 +577,9 @@ class UDF:
         if obj is self or obj is None:
             return
         fn, pinned = (obj._fn, obj._pinned) if isinstance(obj, UDF) else (obj, None)
-        if fn is None or not callable(fn) or inspect.iscoroutinefunction(fn) != self.is_async:
-            return
+        if (not isinstance(fn, types.FunctionType) or f"{fn.__module__}:{fn.__qualname__}" != self.ref
+                or inspect.iscoroutinefunction(fn) != self.is_async):
+            return  # not the same definition run again (a wrapper, another object): left alone
         if fn is not self._fn or pinned != self._pinned:
             self._adopt((fn, pinned))
 
@@ -795,7 +805,8 @@ _VERSION_LOCK = threading.Lock()  # a UDF's function and version change together
 
 def udf(fn: Callable[..., Any] | None = None, *, batch_size: int | None = None,
         max_concurrency: int | None = None, version: str | None = None) -> Any:
-    """Decorator: `@pxt.udf`, `@pxt.udf(batch_size=16)`, `@pxt.udf(max_concurrency=4)`, `@pxt.udf(version="v2")`.
+    """Decorator: `@pxt.udf`, `@pxt.udf(batch_size=16)`, `@pxt.udf(max_concurrency=4)`,
+    `@pxt.udf(version="v2")`.
 
     Parameter and return hints map to column types: `PIL.Image.Image` <-> pxt.Image; str, int, float,
     bool; dict / list / pxt.Json <-> pxt.Json; pxt.Video / pxt.Audio / pxt.Document (a local path in, the
