@@ -11,17 +11,20 @@
 
     t.add_computed_column(boxes=detect(t.image))
 
-A UDF is recorded by import path (`module:qualname`) plus a code version (a hash of its source), so other
-processes (`dagster dev`, a sensor's run, a second notebook) import it again and a changed source marks its
-column stale. A UDF that cannot be imported by path (defined in a notebook, a script's `__main__`, or inside
-another function) is also stored with the table, serialised with cloudpickle. Like the function modules, this
+A UDF is recorded by import path (`module:qualname`) plus a code version (a hash of its source and of the
+functions and constants of its own module that it uses: see `code_version_of`; or the `version=` its
+decorator pins), so other processes (`dagster dev`, a sensor's run, a second notebook) import it again and a
+changed source marks its column stale. A UDF that cannot be imported by path (defined in a notebook, a
+script's `__main__`, or inside another function) is also stored with the table, serialised with cloudpickle. Like the function modules, this
 one stays below `pxt_assets.spec`: calling a UDF on expressions builds a node through the registry's hook.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
+import dis
 import functools
 import hashlib
 import importlib
@@ -30,6 +33,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import threading
 import types
 import typing
@@ -278,12 +282,165 @@ def _short(value: Any) -> str:
 
 
 def _source_version(fn: Callable[..., Any]) -> str:
-    """A hash of the function's source (its bytecode and constants when the source is not available)."""
+    """A hash of the function's source (its bytecode and constants when the source is not available): the
+    previous release's code version, which `code_version_of` still gives a function that uses nothing else of
+    its module."""
+    return hashlib.sha256(_source_text(fn).encode()).hexdigest()[:12]
+
+
+def _source_text(fn: Callable[..., Any]) -> str:
     try:
-        text = inspect.getsource(fn)
+        return inspect.getsource(fn)
     except (OSError, TypeError):
-        text = _code_text(fn.__code__)
+        return _code_text(fn.__code__)
+
+
+#: module constants of these types are part of the code version of a function that reads them (by repr)
+_LITERALS = (int, float, complex, str, bytes, bool, type(None))
+#: at most this many items in a module-level tuple, list, set, frozenset or dict that counts as a constant
+_SMALL = 256
+
+
+def _literal_repr(value: Any, depth: int = 0) -> str | None:
+    """The same text for the same literal value in every process, or None if `value` is not a simple literal
+    (an object, a module, a big or nested-too-deep container): only literals count as constants."""
+    kind = type(value)
+    if kind in _LITERALS:
+        return repr(value)
+    if depth > 3 or kind not in (tuple, list, frozenset, set, dict) or len(value) > _SMALL:
+        return None
+    if kind is dict:
+        items = []
+        for k, v in value.items():
+            rk, rv = _literal_repr(k, depth + 1), _literal_repr(v, depth + 1)
+            if rk is None or rv is None:
+                return None
+            items.append(f"{rk}: {rv}")
+        return "{" + ", ".join(items) + "}"  # insertion order: iterating the dict sees it too
+    parts = [_literal_repr(v, depth + 1) for v in value]
+    if any(p is None for p in parts):
+        return None
+    if kind in (frozenset, set):
+        return kind.__name__ + "({" + ", ".join(sorted(parts)) + "})"  # no hash-seed-dependent order
+    return ("(" if kind is tuple else "[") + ", ".join(parts) + (",)" if kind is tuple and len(parts) == 1
+                                                                   else ")" if kind is tuple else "]")
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Names `code` reads from its module's globals (LOAD_GLOBAL / LOAD_NAME, in nested functions, lambdas and
+    comprehensions too). Attribute names (`img.rotate`) are not globals, so they are left out."""
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _global_names(c)
+    return names
+
+
+def _same_module_function(obj: Any, module_globals: dict[str, Any]) -> Any:
+    """The plain function `obj` is, if it was defined in the module whose globals are `module_globals` (seen
+    through a UDF and through functools.wraps-style decorators such as lru_cache); else None."""
+    if isinstance(obj, UDF):
+        obj = obj._fn
+    try:
+        obj = inspect.unwrap(obj) if callable(obj) else obj
+    except ValueError:  # a cycle of __wrapped__
+        return None
+    if isinstance(obj, types.FunctionType) and obj.__globals__ is module_globals:
+        return obj
+    return None
+
+
+def _literal_assignments(fn: Callable[..., Any]) -> set[str] | None:
+    """Names the module of `fn` assigns only literals at its top level (`SCALE = 10`, `LABELS = ("cat",
+    "dog")`), from its source; None when the source is not available (then any value of a literal type
+    counts). A name computed when the module is imported (`DEVICE = "cuda" if ... else "cpu"`) is left out:
+    its value may differ between processes that run the same code."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or getattr(module, "__dict__", None) is not getattr(fn, "__globals__", None):
+        return None
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    literal, other = set(), set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        is_literal = _is_literal(value)
+        for target in targets:
+            if isinstance(target, ast.Name):
+                (literal if is_literal else other).add(target.id)
+            else:  # A = B = ... is fine; a, b = ... is not a literal of either name
+                other.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return literal - other
+
+
+def _is_literal(node: ast.expr) -> bool:
+    """A literal (`10`, `("a", "b")`, `{"k": [1, 2]}`), or frozenset(...) / set(...) of one."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("frozenset", "set") and not node.keywords and len(node.args) <= 1):
+        return not node.args or _is_literal(node.args[0])
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def code_version_of(fn: Callable[..., Any]) -> str:
+    """The code version of a UDF's function: a hash of its source and of what it uses of its own module,
+    followed transitively (a helper that calls a helper): the source of each function defined in that module
+    and the repr of each module-level constant (a name the module assigns a literal: int, float, str, bytes,
+    bool, None, and small tuples, lists, sets, frozensets and dicts of those). Names from other modules
+    (imports, their functions and constants), classes and other objects do not count: pin a version
+    (`@pxt.udf(version=...)`) when what changes is there. A function that uses nothing of its module gets the
+    previous release's version (a hash of its source alone), so an upgrade recomputes nothing it computed."""
+    parts = code_dependencies(fn)
+    if not parts:
+        return _source_version(fn)
+    text = _source_text(fn) + "".join(f"\n-- {name}: {parts[name]}" for name in sorted(parts))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def code_dependencies(fn: Callable[..., Any]) -> dict[str, str]:
+    """What of its module `fn` uses, as its code version hashes it: global name -> "function <source>",
+    "constant <repr>" or "udf version <pinned version>"."""
+    module_globals = getattr(fn, "__globals__", None)
+    if module_globals is None:
+        return {}
+    literal_names = _literal_assignments(fn)
+    parts: dict[str, str] = {}
+    seen: set[int] = {id(fn)}
+    todo = [fn]
+    while todo:
+        f = todo.pop()
+        for name in sorted(_global_names(f.__code__)):
+            if name in parts or name not in module_globals:
+                continue  # a builtin (len), or a name the module does not define (yet)
+            obj = module_globals[name]
+            if obj is fn or (isinstance(obj, UDF) and obj._fn is fn):
+                continue  # the function itself (recursive)
+            if isinstance(obj, UDF) and obj._pinned is not None:
+                parts[name] = f"udf version {obj._pinned}"
+                continue
+            helper = _same_module_function(obj, module_globals)
+            if helper is not None:
+                parts[name] = "function " + _source_text(helper)
+                if id(helper) not in seen:
+                    seen.add(id(helper))
+                    todo.append(helper)
+                continue
+            if name.startswith("__") or (literal_names is not None and name not in literal_names):
+                # __file__ differs between machines, DEVICE = "cuda" if ... else "cpu" between processes
+                continue
+            text = _literal_repr(obj)
+            if text is not None:
+                parts[name] = "constant " + text
+    return parts
 
 
 def _code_text(code: types.CodeType) -> str:
@@ -321,6 +478,8 @@ class UDF:
             raise UDFDefinitionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
             raise UDFDefinitionError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        if version is not None and (not isinstance(version, str) or not version.strip()):
+            raise UDFDefinitionError(f"version must be a non-empty string, got {version!r}")
         self._fn = fn
         self.batch_size = batch_size
         self._pickled = pickled
@@ -328,7 +487,10 @@ class UDF:
         if fn is not None:
             functools.update_wrapper(self, fn)
             self.ref = f"{fn.__module__}:{fn.__qualname__}"
-            self._version = _source_version(fn)
+            # `version=` pins it; else it is computed when first asked (code_version_of), once the module has
+            # defined the helpers and constants that follow the function
+            self._pinned: str | None = version
+            self._version: str | None = version
             self.is_async = inspect.iscoroutinefunction(fn)
             self.importable = _importable(fn.__module__, fn.__qualname__)
             try:
@@ -339,7 +501,8 @@ class UDF:
             except UDFDefinitionError as e:
                 self.signature, self.problem = None, str(e)
         else:  # rebuilt from a stored expression: the function is imported or unpickled when first called
-            self.ref, self._version, self.signature = ref, version, signature
+            # `version` is the recorded one, kept until the function is imported
+            self.ref, self._version, self.signature, self._pinned = ref, version, signature, None
             self.is_async = bool(is_async)
             module, _, qualname = ref.partition(":")
             self.importable = pickled is None and module != "__main__" and "<locals>" not in qualname
@@ -369,22 +532,58 @@ class UDF:
 
     @property
     def version(self) -> str:
-        """The code version: a hash of the source as it is now (for a UDF imported by path, the module's
-        current source, so an edited function shows as changed), else as stored."""
-        if self._fn is None and self.importable:
+        """The code version: the pinned `version=`, else a hash of the function as it is now and of the
+        helpers and constants of its module it uses (`code_version_of`; for a UDF imported by path, the
+        module's current code, so an edited function or helper shows as changed), else as recorded."""
+        if self.importable:
             try:
-                self.fn  # noqa: B018 - imported now: its current source is its version
+                self.fn  # noqa: B018 - imported now (or its module reloaded): its current code is its version
             except Exception:  # noqa: BLE001 - not importable here: the call reports why
                 pass
-        return self._version
+        with _VERSION_LOCK:
+            fn, version = self._fn, self._version
+        if version is None:
+            version = code_version_of(fn)
+            if not _initializing(fn.__module__):  # not while its module runs: helpers may follow the function
+                with _VERSION_LOCK:
+                    if fn is self._fn and self._version is None:
+                        self._version = version
+        return version
 
     @property
     def fn(self) -> Callable[..., Any]:
         if self._fn is None:
-            self._fn = self._load()
+            self._adopt(self._load())
+        elif self.importable:
+            self._follow()
         return self._fn
 
-    def _load(self) -> Callable[..., Any]:
+    def _adopt(self, found: tuple[Callable[..., Any], str | None] | Callable[..., Any]) -> None:
+        """Use this function (and the version its decorator pins) from now on; its version is computed when
+        asked."""
+        fn, pinned = found if isinstance(found, tuple) else (found, None)
+        with _VERSION_LOCK:
+            self._fn, self._pinned, self._version = fn, pinned, pinned
+
+    def _follow(self) -> None:
+        """A UDF recorded by path is what its path names: when its module was reloaded (an edited module in a
+        notebook, importlib.reload), the new function (and its version) replace the old one."""
+        module, _, qualname = self.ref.partition(":")
+        obj: Any = sys.modules.get(module)
+        if obj is None:
+            return
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if obj is self or obj is None:
+            return
+        fn, pinned = (obj._fn, obj._pinned) if isinstance(obj, UDF) else (obj, None)
+        if (not isinstance(fn, types.FunctionType) or f"{fn.__module__}:{fn.__qualname__}" != self.ref
+                or inspect.iscoroutinefunction(fn) != self.is_async):
+            return  # not the same definition run again (a wrapper, another object): left alone
+        if fn is not self._fn or pinned != self._pinned:
+            self._adopt((fn, pinned))
+
+    def _load(self) -> tuple[Callable[..., Any], str | None] | Callable[..., Any]:
         module, _, qualname = self.ref.partition(":")
         error: Exception | None = None
         if self.importable:
@@ -392,15 +591,14 @@ class UDF:
                 obj: Any = importlib.import_module(module)
                 for part in qualname.split("."):
                     obj = getattr(obj, part)
-                fn = obj.fn if isinstance(obj, UDF) else obj
-                self._version = _source_version(fn)  # as the module is now, not as it was recorded
-                return fn
+                # as the module is now, not as it was recorded: its version is computed again
+                return (obj.fn, obj._pinned) if isinstance(obj, UDF) else (obj, None)
             except Exception as e:  # noqa: BLE001 - reported with the path below
                 error = e
         if self._pickled is not None:
             import cloudpickle
 
-            return cloudpickle.loads(base64.b64decode(self._pickled))
+            return cloudpickle.loads(base64.b64decode(self._pickled)), self._version  # as recorded
         raise UDFCallError(f"UDF {self.ref} cannot be imported in this process: {error}; make its module "
                            "importable here (installed, or on PYTHONPATH / the working directory)")
 
@@ -586,6 +784,12 @@ class UDF:
         return list(await asyncio.gather(*(one(a, k) for a, k in calls)))
 
 
+def _initializing(module: str) -> bool:
+    """Whether `module` is being imported (its code is still running)."""
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
 def _holds_expression(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_expression(v) or registry.is_expression(v) for v in value.values())
@@ -596,24 +800,29 @@ def _holds_expression(value: Any) -> bool:
 
 _LOADED: dict[str, UDF] = {}
 _LOADED_LOCK = threading.Lock()
+_VERSION_LOCK = threading.Lock()  # a UDF's function and version change together (a reloaded module)
 
 
 def udf(fn: Callable[..., Any] | None = None, *, batch_size: int | None = None,
-        max_concurrency: int | None = None) -> Any:
-    """Decorator: `@pxt.udf`, `@pxt.udf(batch_size=16)`, `@pxt.udf(max_concurrency=4)`.
+        max_concurrency: int | None = None, version: str | None = None) -> Any:
+    """Decorator: `@pxt.udf`, `@pxt.udf(batch_size=16)`, `@pxt.udf(max_concurrency=4)`,
+    `@pxt.udf(version="v2")`.
 
     Parameter and return hints map to column types: `PIL.Image.Image` <-> pxt.Image; str, int, float,
     bool; dict / list / pxt.Json <-> pxt.Json; pxt.Video / pxt.Audio / pxt.Document (a local path in, the
     path of a file the function wrote out). `batch_size`: the function takes and returns `pxt.Batch[...]`
     lists of up to that many rows. `async def` functions run concurrently, at most `max_concurrency` (default
     16) at a time; plain functions run one call at a time unless `max_concurrency` says they are thread-safe.
+    `version`: the code version of the column's values, as you say (nothing is hashed): change it to make the
+    column stale, keep it to edit the code without recomputing. Without it, the version is a hash of the
+    function and of the functions and constants of its module it uses (see `code_version_of`).
     """
     def wrap(f: Callable[..., Any]) -> UDF:
         if isinstance(f, UDF):
             raise UDFDefinitionError(f"{f.ref} is already a UDF")
         if not callable(f):
             raise UDFDefinitionError(f"@pxt.udf decorates a function, not {f!r}")
-        return UDF(f, batch_size=batch_size, max_concurrency=max_concurrency)
+        return UDF(f, batch_size=batch_size, max_concurrency=max_concurrency, version=version)
 
     return wrap(fn) if fn is not None else wrap
 
