@@ -276,3 +276,13 @@ def test_query_strings_and_fragments_on_local_destinations_are_refused(pxt_home,
             t.add_computed_column(rotated=t.img.rotate(90), destination=given)
         assert "'rotated'" in str(e.value) and "query string or fragment" in str(e.value)
     assert "rotated" not in t.spec.columns
+
+
+@pytest.mark.parametrize("dest", ["gs://bkt/../x/", "wasbs://c@acct.blob.core.windows.net/a/../x/",
+                                  "https://acct.blob.core.windows.net/c/./x/",
+                                  "https://0123abcd.r2.cloudflarestorage.com/bkt/../x/",
+                                  "pxt://org:db/buckets/home/../x/"])
+def test_dot_segments_are_refused_for_every_bucket_provider_before_any_request(pxt_home, dest):
+    t = pxt.MediaTable("contain/dots_everywhere", {"img": pxt.Image})
+    with pytest.raises(pxt.DestinationError, match=r"'rotated'.*segments"):
+        t.add_computed_column(rotated=t.img.rotate(90), destination=dest)
