@@ -62,8 +62,8 @@ def _check(uri: str, column: str) -> None:
         stores.check_destination(uri)
     except stores.UnsupportedURIError:
         raise
-    except stores.StoreError as e:
-        raise DestinationError(f"Column {column!r}: destination {uri!r}: {e}", kind=e.kind) from None
+    except stores.StoreError as e:  # kind: invalid_destination
+        raise DestinationError(f"Column {column!r}: destination {uri!r}: {e}") from None
 
 
 def validate(uri: str, column: str) -> None:
