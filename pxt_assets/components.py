@@ -180,11 +180,21 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
             table.add_computed_column(destination=self._destination(col.destination), **{name: expr})
 
     def _destination(self, value: str | None) -> str | None:
-        value = (value or "").strip() or None
-        if value is not None and self.create_local_destinations:
+        """A column's or view's `destination:` as written (an empty one is refused when it is resolved, naming
+        the column: a template whose variable is unset must not send files to the default). A missing local
+        folder is made first with `create_local_destinations`, unless it could never be a destination."""
+        if value is None or not value.strip():
+            return value
+        value = value.strip()
+        if self.create_local_destinations:
             from pxt_assets import fsutil, stores
 
             if stores.provider_of(value) == "local":
+                try:
+                    stores.check_destination(value)
+                    stores.check_destination(stores.normalize_uri(value))
+                except stores.StoreError:
+                    return value  # refused when the column resolves it, naming the column; nothing made
                 fsutil.make_dirs(stores.path_of(value))
         return value
 

@@ -28,6 +28,8 @@ class ErrorCode(enum.StrEnum):
     NO_SIGNING_CREDENTIALS = "no_signing_credentials"
     STORE_FULL = "store_full"  # the home bucket's quota or plan refuses writes (reads and deletes still work)
     LOCAL_FILE = "local_file"  # a local path where a shared deployment needs a bucket
+    # a write or delete below a local destination that would leave it (a symbolic link on the way): refused
+    OUTSIDE_DESTINATION = "outside_destination"
     HTTP_ERROR = "http_error"  # another 4xx from a web source
     STORE_ERROR = "store_error"  # a storage failure of no known kind
 

@@ -26,6 +26,8 @@ import errno
 import os
 import pathlib
 import re
+import secrets
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -224,6 +226,197 @@ def _umask() -> int:
     return _UMASK
 
 
+# ---------------------------------------------------------------------------------------------------------
+# writes and deletes contained in a folder: no symlink below it is ever followed
+
+
+class OutsideRoot(OSError):
+    """A path below a contained root that would leave it: `..`, or a symlink (or another non-folder) where a
+    folder is expected on the way. Nothing was written or deleted."""
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: whether this platform opens, creates, renames and deletes relative to a folder descriptor (POSIX)
+CONTAINED_BY_FD = bool(_NOFOLLOW) and {os.open, os.mkdir, os.rename, os.unlink, os.rmdir, os.stat} <= os.supports_dir_fd
+
+
+def _rel_parts(root: pathlib.Path, path: pathlib.Path) -> list[str]:
+    """`path`'s components below `root` (both absolute, compared as spelled); OutsideRoot if it is not below."""
+    try:
+        rel = pathlib.PurePath(os.path.normpath(path)).relative_to(os.path.normpath(root))
+    except ValueError:
+        raise OutsideRoot(errno.EXDEV, f"{path} is not inside {root}") from None
+    parts = list(rel.parts)
+    if not parts or any(p in ("", ".", "..") for p in parts):
+        raise OutsideRoot(errno.EXDEV, f"{path} is not a file inside {root}")
+    return parts
+
+
+def _refuse_entry(dir_fd: int, name: str, shown: pathlib.Path) -> OutsideRoot:
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return OutsideRoot(errno.ENOTDIR, f"{shown} is not a folder")
+    return OutsideRoot(errno.ELOOP, f"{shown} is a symbolic link (to {target}); no link below a destination is "
+                                    "followed")
+
+
+@contextlib.contextmanager
+def _folder_within(root_real: str, parts: list[str], *, create: bool) -> Iterator[int]:
+    """An open descriptor of the folder `root_real`/`parts`, each folder on the way opened without following a
+    symlink (made when missing, with `create`, and flushed into its parent). `root_real` is a real path,
+    resolved once by the caller: if it was replaced by a symlink since, OutsideRoot."""
+    try:
+        fd = os.open(root_real, _DIR_FLAGS | _NOFOLLOW)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OutsideRoot(e.errno, f"{root_real} is no longer a folder (a symbolic link?)") from None
+        raise
+    shown = pathlib.Path(root_real)
+    try:
+        for name in parts:
+            shown = shown / name
+            try:
+                child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(name, dir_fd=fd)
+                    os.fsync(fd)
+                except FileExistsError:
+                    pass  # made by someone else meanwhile
+                try:
+                    child = os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _refuse_entry(fd, name, shown) from None
+                    raise
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _refuse_entry(fd, name, shown) from None
+                raise
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _check_real_parent(root_real: str, path: pathlib.Path) -> None:
+    """Where folders cannot be opened relative to one another (Windows): the real path of `path`'s folder
+    must be inside `root_real`, checked before the write (and nothing below the root may be a symlink)."""
+    parent = os.path.realpath(path.parent)
+    if parent != root_real and not parent.startswith(root_real.rstrip(os.sep) + os.sep):
+        raise OutsideRoot(errno.ELOOP, f"{path.parent} leads outside {root_real} (through a symbolic link)")
+
+
+def atomic_write_within(root: str | os.PathLike, root_real: str, path: str | os.PathLike,
+                        data: bytes | Callable[[IO[bytes]], Any]) -> None:
+    """`atomic_write(path, data)` for a `path` inside the folder `root` (whose real path, resolved once,
+    is `root_real`): the folders on the way are made and opened without following any symlink, the temp
+    file is created exclusively (O_NOFOLLOW) and renamed into place in the folder opened, so nothing is
+    ever written outside `root_real`, whatever links appear below it. OutsideRoot if the path leaves it.
+    `data` is bytes, or a callable that writes the temp file through the binary file object it is given."""
+    root, path = pathlib.Path(root), pathlib.Path(path)
+    parts = _rel_parts(root, path)
+    if not CONTAINED_BY_FD:  # pragma: no cover - Windows
+        _check_real_parent(root_real, pathlib.Path(root_real).joinpath(*parts))
+        make_dirs(pathlib.Path(root_real).joinpath(*parts[:-1]))
+        _check_real_parent(root_real, pathlib.Path(root_real).joinpath(*parts))
+
+        def write(tmp: pathlib.Path) -> None:
+            with open(tmp, "wb") as f:
+                data(f) if callable(data) else f.write(data)
+
+        atomic_write(pathlib.Path(root_real).joinpath(*parts), write)
+        return
+    name = parts[-1]
+    with _folder_within(root_real, parts[:-1], create=True) as dir_fd:
+        prefix, suffix = temp_prefix(name), pathlib.PurePath(name).suffix
+        for _ in range(tempfile.TMP_MAX):
+            tmp = f"{prefix}{secrets.token_hex(4)}{suffix}"  # as mkstemp's: `.tmp-<name>-<8 random><suffix>`
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                             0o600, dir_fd=dir_fd)
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover
+            raise FileExistsError(errno.EEXIST, f"no free temp name in {path.parent}")
+        try:
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                mode = 0o666 & ~_umask() if stat.S_ISLNK(st.st_mode) else st.st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o666 & ~_umask()
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+            with open(fd, "wb", closefd=False) as f:
+                if callable(data):
+                    data(f)
+                else:
+                    f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # a symlink named `name` is replaced
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+
+
+def unlink_within(root: str | os.PathLike, root_real: str, path: str | os.PathLike) -> bool:
+    """Delete the file `path` inside the folder `root` (real path `root_real`), following no symlink on the
+    way: a link where a folder is expected is OutsideRoot (nothing deleted); a link in the file's place is
+    removed itself, never what it points to. Returns False when there was nothing to delete."""
+    root, path = pathlib.Path(root), pathlib.Path(path)
+    parts = _rel_parts(root, path)
+    if not CONTAINED_BY_FD:  # pragma: no cover - Windows
+        _check_real_parent(root_real, pathlib.Path(root_real).joinpath(*parts))
+        try:
+            pathlib.Path(root_real).joinpath(*parts).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+    try:
+        with _folder_within(root_real, parts[:-1], create=False) as dir_fd:
+            os.unlink(parts[-1], dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def prune_within(root: str | os.PathLike, root_real: str, folder: str | os.PathLike) -> None:
+    """Remove `folder` (inside `root`) and then each parent up to, not including, `root`, while they are empty;
+    no symlink on the way is followed (a link stops the pruning)."""
+    root, folder = pathlib.Path(root), pathlib.Path(folder)
+    try:
+        parts = _rel_parts(root, folder)
+    except OutsideRoot:
+        return
+    while parts:
+        try:
+            if CONTAINED_BY_FD:
+                with _folder_within(root_real, parts[:-1], create=False) as dir_fd:
+                    os.rmdir(parts[-1], dir_fd=dir_fd)
+            else:  # pragma: no cover - Windows
+                target = pathlib.Path(root_real).joinpath(*parts)
+                _check_real_parent(root_real, target)
+                if target.is_symlink():
+                    return
+                target.rmdir()
+        except OSError:  # not empty, gone, or a link on the way: stop here
+            return
+        parts.pop()
+
+
 def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
     """Copy `src` to `dest` atomically and durably."""
     import shutil
@@ -232,4 +425,5 @@ def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> None:
 
 
 __all__ = ["TEMP_PREFIX", "temp_prefix", "new_temp", "scratch_file", "sync_file", "sync_dir", "make_dirs", "publish",
-           "atomic_file", "atomic_write", "copy_file"]
+           "atomic_file", "atomic_write", "copy_file", "OutsideRoot", "atomic_write_within", "unlink_within",
+           "prune_within"]

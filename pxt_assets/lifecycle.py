@@ -33,6 +33,7 @@ from pxt_assets import assets as asset_builder
 from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
 from pxt_assets.instance import get_instance
+from pxt_assets.io_managers.writers import delete_written, prune_written
 from pxt_assets.spec import SpecError, TableSpec, parse_table_path, view_parts
 from pxt_assets.stores.local import temp_target
 
@@ -55,10 +56,11 @@ _RETRY_HINT = ("The row data was kept, so it still records this file and the oth
                "cause and make the same call again to finish")
 
 
-def _delete_one(uri: str, where: str, hint: str = _RETRY_HINT) -> None:
-    """Delete one file we wrote; a file already gone is fine. Any other failure names the URI."""
+def _delete_one(uri: str, where: str, hint: str = _RETRY_HINT, destination: str | None = None) -> None:
+    """Delete one file we wrote, inside its destination (`destination`, else the one its name tells), never
+    through a symlink leading out of it; a file already gone is fine. Any other failure names the URI."""
     try:
-        stores.store_for(uri).delete(uri)
+        delete_written(uri, destination)
     except stores.StoreError as e:
         if e.kind == "not_found":  # the object (or its whole bucket) is already gone
             return
@@ -68,18 +70,21 @@ def _delete_one(uri: str, where: str, hint: str = _RETRY_HINT) -> None:
                                 kind="store_error") from e
 
 
-def _delete_files(uris: Iterable[str], where: str, hint: str = _RETRY_HINT) -> int:
-    """Delete `uris` (a few at once); stop at the first failure and raise it. Returns how many were deleted."""
+def _delete_files(uris: Iterable[str], where: str, hint: str = _RETRY_HINT,
+                  dests: dict[str, str] | None = None) -> int:
+    """Delete `uris` (a few at once), each inside its destination in `dests` (else the one its name tells);
+    stop at the first failure and raise it. Returns how many were deleted."""
     todo = list(dict.fromkeys(uris))
     if not todo:
         return 0
     failed = threading.Event()
+    dests = dests or {}
 
     def one(uri: str) -> bool:
         if failed.is_set():
             return False
         try:
-            _delete_one(uri, where, hint)
+            _delete_one(uri, where, hint, dests.get(uri))
         except BaseException:
             failed.set()
             raise
@@ -96,29 +101,22 @@ def _delete_files(uris: Iterable[str], where: str, hint: str = _RETRY_HINT) -> i
 
 def _prune_local_dirs(uris: Iterable[str], dests: dict[str, str]) -> None:
     """Remove the shard folders (<slug>/<col>/<aa>/<bb>) that deleting local files left empty, up to (not
-    including) the destination recorded for each file."""
+    including) the destination recorded for each file, following no symlink (see ContainedLocalStore)."""
     for uri in uris:
         dest = dests.get(uri)
         try:
             if dest is None or stores.provider_of(uri) != "local" or stores.provider_of(dest) != "local":
                 continue
-            stop = stores.path_of(dest).absolute()
-            folder = stores.path_of(uri).absolute().parent
+            prune_written(uri, dest)
         except stores.StoreError:
             continue
-        while folder != stop and stop in folder.parents:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (or already gone): stop here
-                break
-            folder = folder.parent
 
 
 def _delete_owned(files: list[tuple[str, str | None]], where: str) -> int:
     """Delete every (uri, recorded destination) we wrote. Raises (keeping every row) on a failed delete."""
     uris = [u for u, _ in files]
     dests = {u: d for u, d in files if isinstance(d, str)}
-    deleted = _delete_files(uris, where)
+    deleted = _delete_files(uris, where, dests=dests)
     _prune_local_dirs(uris, dests)
     return deleted
 
@@ -379,8 +377,8 @@ def collect_garbage(destination: str, delete: bool = False, *, min_age: float = 
     orphans = find_orphans(destination, min_age=min_age)
     if delete and orphans:
         orphans = _still_orphans(orphans)
-        _delete_files(orphans, f"gc {destination}", "Run gc again to finish")
         local = stores.normalize_uri(destination)
+        _delete_files(orphans, f"gc {destination}", "Run gc again to finish", dests=dict.fromkeys(orphans, local))
         if stores.provider_of(local) == "local":
             _prune_local_dirs(orphans, dict.fromkeys(orphans, local))
     return orphans

@@ -123,7 +123,7 @@ def _resolve_output(name: str, col_type: Any, iterator: Call, destination: str |
     from the video by seeking when read)."""
     if not col_type.is_media:
         return destinations.Resolved(None, "not media")
-    if iterator.fn == "video.frame_iterator" and not destination and not settings.output_media_dest:
+    if iterator.fn == "video.frame_iterator" and destination is None and not settings.output_media_dest:
         return destinations.Resolved(None, "not stored (re-extracted from the video when read)")
     return destinations.resolve(name, computed=True, is_media=True, explicit=destination, settings=settings)
 

@@ -304,7 +304,7 @@ def _iterate_into(writer, col: ColumnSpec, row: Row) -> list[Any]:
     except BaseException:
         for uri in written:  # the row is an error: nothing names these files, so none stays behind
             try:
-                stores.store_for(uri).delete(uri)
+                writer.delete(uri)
             except stores.StoreError:
                 pass
         raise

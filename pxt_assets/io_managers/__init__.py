@@ -22,7 +22,7 @@ from pxt_assets.config import Settings, load_settings
 from pxt_assets.faults import fault_point
 from pxt_assets.io_managers import destinations
 from pxt_assets.io_managers.rows import count_errors
-from pxt_assets.io_managers.writers import ColumnWriter
+from pxt_assets.io_managers.writers import ColumnWriter, delete_written
 from pxt_assets.media import MediaReader, open_image_header, shared_cache, to_rgb
 from pxt_assets.redaction import redact, redact_metadata, scrubbing
 from pxt_assets.spec import ColumnSpec, TableSpec
@@ -51,7 +51,7 @@ def delete_replaced(log, column: str, uris: list[str]) -> None:
     only referenced: only `owned` records get here."""
     for uri in uris:
         try:
-            stores.store_for(uri).delete(uri)
+            delete_written(uri)  # inside the destination its name tells: never through a link out of it
             log.info(f"{column}: deleted replaced file {uri}")
         except stores.StoreError as e:
             log.warning(f"{column}: could not delete replaced file {uri}: {e}")

@@ -42,13 +42,19 @@ class ColumnWriter:
         self.table = table
         self.column = column
         self.destination = column.destination
-        self.store = stores.store_for(self.destination)
+        # contained: a local destination's real path is resolved once, here, and no write of this writer
+        # follows a symlink out of it (a link planted below it fails that row, kind 'outside_destination')
+        self.store = stores.store_for(self.destination).contained(self.destination)
         self.cache = cache
 
     def object_name(self, row_id: str, digest: str, ext: str) -> str:
         shard = hashlib.sha1(row_id.encode()).hexdigest()
         slug, col = self.table.slug, self.column.name
         return f"{slug}/{col}/{shard[:2]}/{shard[2:4]}/{slug}_{col}_{row_id}_{digest[:16]}{ext}"
+
+    def delete(self, uri: str) -> None:
+        """Delete a file this writer wrote (inside its destination, following no link out of it)."""
+        self.store.delete(uri)
 
     def wrote(self, row_id: str, uri: str) -> bool:
         """Whether `uri` is a name this writer gives row `row_id`'s file (written already, e.g. uploaded by
@@ -130,6 +136,38 @@ class ColumnWriter:
         """Wait until every file this process uploaded is in the cache."""
         if self.cache is not None:
             _CacheFiller.for_cache(self.cache).flush()
+
+
+def destination_of(uri: str) -> str | None:
+    """The destination a file named by ColumnWriter.object_name was written under
+    (`<destination>/<slug>/<col>/<aa>/<bb>/<slug>_<col>_...`), or None for any other name."""
+    head, *parts = uri.rsplit("/", 5)
+    if len(parts) != 5:
+        return None
+    slug, col, aa, bb, name = parts
+    if len(aa) != 2 or len(bb) != 2 or not name.startswith(f"{slug}_{col}_"):
+        return None
+    return head
+
+
+def delete_written(uri: str, destination: str | None = None) -> None:
+    """Delete a file a ColumnWriter wrote, inside its destination (`destination`, as recorded; else the one
+    its name tells): a symlink leading out of a local destination is never deleted through (StoreError,
+    kind 'outside_destination')."""
+    store = stores.store_for(uri)
+    root = destination or destination_of(uri)
+    if root is not None:
+        store = store.contained(root)
+    store.delete(uri)
+
+
+def prune_written(uri: str, destination: str) -> None:
+    """Remove the local folders deleting `uri` left empty, up to (not including) `destination`; no symlink
+    is followed. Nothing for object stores (they have no folders)."""
+    store = stores.store_for(uri).contained(destination)
+    prune = getattr(store, "prune", None)
+    if prune is not None:
+        prune(uri)
 
 
 class _CacheFiller:

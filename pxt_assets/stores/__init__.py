@@ -7,6 +7,7 @@ first use, so an SDK is loaded only when a URI needs it.
 from __future__ import annotations
 
 import importlib
+import os
 import pathlib
 import re
 import threading
@@ -35,6 +36,8 @@ __all__ = [
     "store_for",
     "canonical_uri",
     "normalize_uri",
+    "check_destination",
+    "system_folder",
     "SUPPORTED_FORMS",
 ]
 
@@ -148,3 +151,61 @@ def normalize_uri(uri: str, *, base: pathlib.Path | None = None) -> str:
             path = (base or pathlib.Path.cwd()) / path
         return file_url(path)
     return uri
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what can be a destination at all (before any store is asked)
+
+#: system trees: neither they nor any folder below them is a destination, whoever runs the pipeline (root too)
+SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/boot", "/proc", "/sys", "/dev", "/lib", "/lib32", "/lib64",
+                "/libx32", "/private/etc", "/System")
+#: system folders that are refused themselves, while folders below them may be used (/var/tmp, /var/data)
+SYSTEM_FOLDERS = ("/", "/var", "/private", "/private/var")
+
+
+def system_folder(path: str | os.PathLike) -> str | None:
+    """The system folder or tree `path` is (or is inside), checked on both its absolute spelling and its real
+    path (so a symlink to /etc is /etc), or None."""
+    if os.name == "nt":  # pragma: no cover - Windows: the Windows folder and the Program Files trees
+        real = os.path.realpath(path).lower()
+        roots = [os.environ.get(v, "") for v in ("SystemRoot", "ProgramFiles", "ProgramFiles(x86)")]
+        for root in filter(None, roots):
+            root = os.path.realpath(root).lower()
+            if real == root or real.startswith(root.rstrip("\\") + "\\"):
+                return root
+        return None
+    for spelling in dict.fromkeys((os.path.normpath(os.path.abspath(path)), os.path.realpath(path))):
+        if spelling in SYSTEM_FOLDERS:
+            return spelling
+        for tree in SYSTEM_TREES:
+            if spelling == tree or spelling.startswith(tree + "/"):
+                return tree
+    return None
+
+
+def check_destination(uri: str) -> None:
+    """Raise StoreError (kind 'invalid') if `uri` cannot be a destination whatever the store says: empty; a
+    local path or file:// URL with a query string or fragment (it would be dropped, or become part of a
+    folder name) or in a system folder (/, /etc, /usr, ...: see SYSTEM_TREES); a bucket prefix with `.` or
+    `..` segments (stored as literal keys by some providers, resolved by others)."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise StoreError(f"a destination cannot be empty (got {uri!r})", kind="invalid")
+    provider = provider_of(uri)
+    if provider == "local":
+        if "?" in uri or "#" in uri:
+            raise StoreError(f"a local destination takes no query string or fragment ('?...', '#...'): {uri!r}",
+                             kind="invalid")
+        path = path_of(uri)
+        if path.is_absolute():
+            system = system_folder(path)
+            if system is not None:
+                where = "a system folder" if system == str(path) else f"inside the system folder {system}"
+                raise StoreError(f"{str(path)!r} is {where} and cannot be a destination, whoever runs the "
+                                 "pipeline; use a folder of your own (under your home, /tmp, /data, ...)",
+                                 kind="invalid")
+        return
+    if provider in ("s3", "gcs", "azure", "pxt"):
+        for segment in urllib.parse.urlparse(uri).path.split("/"):
+            if segment in (".", "..") or urllib.parse.unquote(segment) in (".", ".."):
+                raise StoreError(f"a bucket prefix cannot have {segment!r} segments: {uri!r}; write the prefix "
+                                 "without them", kind="invalid")

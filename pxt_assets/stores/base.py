@@ -235,6 +235,12 @@ class ObjectStore(ABC):
         """The URIs of the objects under `prefix_uri`: `list_objects` without the details."""
         return (info.uri for info in self.list_objects(prefix_uri))
 
+    def contained(self, root_uri: str) -> ObjectStore:
+        """This store, writing and deleting only inside the destination `root_uri`: for local folders, a view
+        that follows no symlink below it (see LocalStore.contained); object stores have no links, so
+        themselves."""
+        return self
+
     def validate_destination(self, uri: str) -> None:
         """Raise StoreError if files cannot be written under `uri` (missing bucket/folder, denied access)."""
         if not self.writable:

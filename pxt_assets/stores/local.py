@@ -147,6 +147,11 @@ class LocalStore(ObjectStore):
                 continue
             yield ObjectInfo(uri=file_url(entry.path), mtime=st.st_mtime_ns / 1e9, size=st.st_size)
 
+    def contained(self, root_uri: str) -> ContainedLocalStore:
+        """A view of this store whose writes and deletes stay inside the folder `root_uri` (its real path
+        resolved now, once): see ContainedLocalStore."""
+        return ContainedLocalStore(root_uri)
+
     def validate_destination(self, uri: str) -> None:
         path = path_of(uri)
         if not path.is_absolute():
@@ -172,6 +177,60 @@ class LocalStore(ObjectStore):
             f"Cannot generate presigned URL for local file:// URLs ({uri}): presigned URLs need cloud storage "
             "(S3, GCS, Azure, R2, B2, Tigris); set a cloud destination for the column", kind="local_file"
         )
+
+
+class ContainedLocalStore(LocalStore):
+    """The local store, writing and deleting only inside one destination folder. Its real path is resolved
+    once, when the view is made; below it, folders are made and opened one at a time without following a
+    symbolic link (O_NOFOLLOW, relative to the folder above), and files are created (O_EXCL | O_NOFOLLOW) and
+    renamed into place in the folder opened. A link planted on the way (`<dest>/<table>` -> /elsewhere) makes
+    the write or delete fail with kind 'outside_destination', naming the link: nothing is written, and
+    nothing deleted, outside the destination. Reads are the local store's."""
+
+    def __init__(self, root_uri: str) -> None:
+        self.root_uri = root_uri
+        self.root = path_of(root_uri).absolute()
+        self.root_real = os.path.realpath(self.root)
+
+    def _outside(self, doing: str, uri: str, e: OSError) -> StoreError:
+        return StoreError(f"cannot {doing} {uri}: {e.strerror or e} (destination {self.root_uri}); nothing "
+                          "outside the destination is touched", kind="outside_destination")
+
+    def _write(self, uri: str, data) -> None:  # noqa: ANN001
+        try:
+            fsutil.atomic_write_within(self.root, self.root_real, path_of(uri), data)
+        except fsutil.OutsideRoot as e:
+            raise self._outside("write", uri, e) from None
+
+    def upload(self, src: pathlib.Path, uri: str, *, content_type: str | None = None) -> None:
+        def copy(f) -> None:  # noqa: ANN001
+            with open(src, "rb") as s:
+                shutil.copyfileobj(s, f, 1 << 20)
+            fault_point("mid_upload")
+
+        self._write(uri, copy)
+
+    def write_bytes(self, data: bytes, uri: str, *, content_type: str | None = None) -> None:
+        def write(f) -> None:  # noqa: ANN001
+            f.write(data)
+            fault_point("mid_upload")
+
+        self._write(uri, write)
+
+    def delete(self, uri: str) -> None:
+        try:
+            fsutil.unlink_within(self.root, self.root_real, path_of(uri))
+        except fsutil.OutsideRoot as e:
+            raise StoreError(f"cannot delete {uri}: {e.strerror or e} (destination {self.root_uri}); what the "
+                             "link leads to is not deleted: remove the link (or put back the folder it "
+                             "replaced) and delete again", kind="outside_destination") from None
+
+    def prune(self, uri: str) -> None:
+        """Remove the folders deleting `uri` left empty, up to (not including) the destination."""
+        fsutil.prune_within(self.root, self.root_real, path_of(uri).parent)
+
+    def contained(self, root_uri: str) -> ContainedLocalStore:
+        return self if root_uri == self.root_uri else ContainedLocalStore(root_uri)
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
