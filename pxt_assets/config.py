@@ -110,6 +110,12 @@ class Settings:
     decode_budget_g: float = DEFAULT_DECODE_BUDGET_G
     pdf_memory_limit_g: float = DEFAULT_PDF_MEMORY_LIMIT_G
     pdf_timeout_s: float = DEFAULT_PDF_TIMEOUT_S
+    # What a catalog entry may make this process run (docs/reliability.md, "The catalog runs no code"):
+    # modules a UDF's recorded path may name besides the project's own (the top-level names, or dotted
+    # prefixes), and whether UDFs stored pickled (a notebook's) are unpickled and run. None: on with the
+    # embedded default database (one user's), off with a shared PostgreSQL one.
+    udf_modules: tuple[str, ...] = ()
+    allow_pickled_udfs: bool | None = None
     azure_storage_account_name: str | None = None
     # repr=False: Settings get logged and shown in tracebacks; the account key is a secret.
     azure_storage_account_key: str | None = field(default=None, repr=False)
@@ -119,6 +125,13 @@ class Settings:
     # Provenance, not part of a setting's value: two Settings with equal values are equal whatever their
     # origin, and leaving it out of comparison keeps the frozen dataclass hashable.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def pickled_udfs_allowed(self) -> bool:
+        """`allow_pickled_udfs` as it applies: unset, on for the embedded default, off for PostgreSQL."""
+        if self.allow_pickled_udfs is not None:
+            return self.allow_pickled_udfs
+        return not (self.db_url or '').startswith('postgresql')
 
     @property
     def media_dir(self) -> pathlib.Path:
@@ -246,6 +259,29 @@ def _parse_db_url(raw: Any, key: str, source: str) -> str | None:
     return value
 
 
+def _parse_modules(raw: Any, key: str, source: str) -> tuple[str, ...]:
+    items = raw.split(',') if isinstance(raw, str) else raw
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f'{key} must be a list of module names (or a comma-separated string), got {raw!r} '
+                          f'(from {source})', key=key, source=source)
+    names = tuple(i.strip() for i in items if i.strip())
+    bad = [n for n in names if not all(part.isidentifier() for part in n.split('.'))]
+    if bad:
+        raise ConfigError(f'{key}: not module names: {bad!r} (from {source})', key=key, source=source)
+    return names
+
+
+def _parse_bool(raw: Any, key: str, source: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ('1', 'true', 'yes', 'on'):
+        return True
+    if text in ('0', 'false', 'no', 'off'):
+        return False
+    raise ConfigError(f'{key} must be true or false, got {raw!r} (from {source})', key=key, source=source)
+
+
 def _pixeltable_key(name: str, parse: Callable[[Any, str, str], Any] = _parse_str) -> _Key:
     return _Key(name, 'pixeltable', name, f'PIXELTABLE_{name.upper()}', parse)
 
@@ -266,6 +302,8 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('db_url', _parse_db_url),
     _pixeltable_key('api_key', _parse_secret),
     _pixeltable_key('api_url'),
+    _pixeltable_key('udf_modules', _parse_modules),
+    _pixeltable_key('allow_pickled_udfs', _parse_bool),
     _Key('azure_storage_account_name', 'azure', 'storage_account_name', 'AZURE_STORAGE_ACCOUNT_NAME',
          _parse_str),
     _Key('azure_storage_account_key', 'azure', 'storage_account_key', 'AZURE_STORAGE_ACCOUNT_KEY',

@@ -41,6 +41,8 @@ class ColumnTypeError(SpecError, TypeError):
 # Set while a table is serialised for the catalog: UDFs that cannot be imported by path (a notebook's, a
 # script's __main__) are written with their code. Asset metadata and code versions leave it out.
 _WITH_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("pxt_with_code", default=False)
+# Set while an asset's code version is hashed: UDFs give their asset_version (nothing imported).
+_ASSET_VERSION: contextvars.ContextVar[bool] = contextvars.ContextVar("pxt_asset_version", default=False)
 
 
 @contextlib.contextmanager
@@ -187,9 +189,20 @@ class Expr:
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def code_version(self) -> str:
-        """A short hash of the expression: changes exactly when what it computes changes."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    def code_version(self, *, loaded: bool = True) -> str:
+        """A short hash of the expression: changes exactly when what it computes changes. `loaded` (a row's
+        fingerprint, when the column is computed): each UDF it calls is imported first (`UDF.load`, with its
+        checks), so an edited function counts; else (the asset's code version, when definitions are loaded)
+        nothing is imported or unpickled (`UDF.asset_version`)."""
+        if loaded:
+            for node in self.walk():
+                if isinstance(node, Call) and node.udf is not None:
+                    node.udf.load()
+        token = _ASSET_VERSION.set(not loaded)
+        try:
+            return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        finally:
+            _ASSET_VERSION.reset(token)
 
 
 @dataclass(frozen=True, eq=False)
@@ -267,7 +280,7 @@ class Call(Expr):
         d: dict[str, Any] = {"fn": self.fn, "args": [a.to_dict() for a in self.args]}
         if self.udf is not None:
             try:
-                d["udf"] = self.udf.to_dict(with_code=_WITH_CODE.get())
+                d["udf"] = self.udf.to_dict(with_code=_WITH_CODE.get(), asset=_ASSET_VERSION.get())
             except UDFDefinitionError as e:
                 raise ColumnTypeError(str(e)) from None
         if self.kwargs:

@@ -50,7 +50,7 @@ def column_out(spec: TableSpec, col: ColumnSpec, pdef, required: bool, automatio
         group_name=spec.slug,
         metadata=metadata,
         kinds=kinds,
-        code_version=col.expr.code_version() if col.expr is not None else "source",
+        code_version=col.expr.code_version(loaded=False) if col.expr is not None else "source",
         # eager: a new batch's columns follow its source; a column added later is not backfilled on its own;
         # a column of presigned URLs is also renewed on a schedule (renewal.py)
         automation_condition=renewal.automation_condition(col, automation),

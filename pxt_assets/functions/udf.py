@@ -28,6 +28,7 @@ import dis
 import functools
 import hashlib
 import importlib
+import importlib.machinery
 import inspect
 import json
 import math
@@ -467,6 +468,148 @@ def _importable(module: str, qualname: str) -> bool:
     return spec is not None and spec.origin not in (None, "built-in")
 
 
+# -- what a catalog entry may make a process run ----------------------------------------------------------
+# A UDF rebuilt from the catalog names its module (`ref`) and may carry a pickle. Nothing is imported or
+# unpickled until its column is computed; then the module must be the project's own (its file outside the
+# standard library and site-packages: the working directory, PYTHONPATH, an editable install), pxt_assets, or
+# one `[pixeltable] udf_modules` allows; and a pickle is loaded only where `[pixeltable] allow_pickled_udfs`
+# holds (by default: the embedded database, not a shared PostgreSQL one).
+
+#: the largest pickled UDF stored with a table
+MAX_PICKLE_BYTES = 1 << 20
+
+
+def module_source_path(module: str) -> pathlib.Path | None:
+    """The source file of `module`, found without importing it (nor its parent packages), or None."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        origin = getattr(loaded, "__file__", None)
+        return pathlib.Path(origin) if origin else None
+    search: Any = None
+    found = None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        try:
+            found = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
+        except (ImportError, ValueError):
+            return None
+        if found is None:
+            return None
+        search = found.submodule_search_locations
+    origin = getattr(found, "origin", None)
+    return pathlib.Path(origin) if origin and origin.endswith(".py") else None
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[pathlib.Path, ...]:
+    import site
+    import sysconfig
+
+    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    paths.add(site.getusersitepackages() if hasattr(site, "getusersitepackages") else "")
+    return tuple(pathlib.Path(p).resolve() for p in paths if p)
+
+
+def module_refusal(module: str, allowed: Sequence[str]) -> str | None:
+    """Why a UDF recorded in the catalog may not import `module` in this process, or None if it may."""
+    if module == "pxt_assets" or module.startswith("pxt_assets."):
+        return None
+    if any(module == a or module.startswith(a + ".") for a in allowed):
+        return None
+    path = module_source_path(module)
+    if path is None:
+        return f"module {module!r} is not found as a Python source file here"
+    resolved = path.resolve()
+    if any(resolved.is_relative_to(root) for root in _installed_roots()):
+        return (f"module {module!r} is installed ({resolved.parent}), not the project's own: a catalog entry may "
+                "only name the project's modules, or those [pixeltable] udf_modules (PIXELTABLE_UDF_MODULES) "
+                "lists")
+    return None
+
+
+def static_code_version(path: pathlib.Path | None, qualname: str) -> str | None:
+    """The code version of the function `qualname` of the module source file `path`, read without running
+    it: a hash of the function's source and of what it uses of its module, transitively (the source of the
+    module's functions it names, and the assignments of names it reads whose value is a literal). None when
+    the file or the function is not found."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    lines = text.splitlines()
+
+    def source_of(node: ast.AST) -> str:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        return "\n".join(lines[first - 1: node.end_lineno])
+
+    functions: dict[str, ast.AST] = {}
+    literals: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            functions[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            try:
+                value = repr(ast.literal_eval(node.value))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    literals[target.id] = value
+    target: ast.AST | None = None
+    scope = functions
+    for part in qualname.split("."):
+        target = scope.get(part)
+        if target is None:
+            return None
+        scope = {n.name: n for n in getattr(target, "body", [])
+                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    parts: dict[str, str] = {}
+    todo, seen = [target], {id(target)}
+    while todo:
+        node = todo.pop()
+        for name in sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}):
+            if name in parts:
+                continue
+            helper = functions.get(name)
+            if helper is not None and helper is not target and not isinstance(helper, ast.ClassDef):
+                parts[name] = "function " + source_of(helper)
+                if id(helper) not in seen:
+                    seen.add(id(helper))
+                    todo.append(helper)
+            elif name in literals:
+                parts[name] = "constant " + literals[name]
+    body = source_of(target) + "".join(f"\n-- {name}: {parts[name]}" for name in sorted(parts))
+    return "src-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def _settings() -> Any:
+    from pxt_assets.config import current_settings
+
+    return current_settings()
+
+
+def _oversized_globals(fn: Callable[..., Any], limit: int) -> list[str]:
+    """The globals `fn` uses whose pickle is large, largest first, as "name (N MB)"."""
+    import cloudpickle
+
+    sizes = []
+    module_globals = getattr(fn, "__globals__", {})
+    for name in _global_names(fn.__code__):
+        if name in module_globals:
+            try:
+                size = len(cloudpickle.dumps(module_globals[name]))
+            except Exception:  # noqa: BLE001 - not picklable on its own: not what made the pickle large
+                continue
+            if size > limit // 8:
+                sizes.append((size, name))
+    return [f"{name} ({size / 1e6:.1f} MB)" for size, name in sorted(sizes, reverse=True)]
+
+
 class UDF:
     """A function usable in expressions. Called with a column or expression among its arguments it builds an
     expression (`detect(t.image)`); called with plain values only, it runs the function (for testing)."""
@@ -535,11 +678,10 @@ class UDF:
         """The code version: the pinned `version=`, else a hash of the function as it is now and of the
         helpers and constants of its module it uses (`code_version_of`; for a UDF imported by path, the
         module's current code, so an edited function or helper shows as changed), else as recorded."""
+        if self._fn is None:
+            return self._version  # rebuilt from the catalog and not loaded: as recorded (nothing imported)
         if self.importable:
-            try:
-                self.fn  # noqa: B018 - imported now (or its module reloaded): its current code is its version
-            except Exception:  # noqa: BLE001 - not importable here: the call reports why
-                pass
+            self._follow()  # its module reloaded: its current code is its version
         with _VERSION_LOCK:
             fn, version = self._fn, self._version
         if version is None:
@@ -549,6 +691,26 @@ class UDF:
                     if fn is self._fn and self._version is None:
                         self._version = version
         return version
+
+    @property
+    def asset_version(self) -> str:
+        """The code version its column's asset shows (what the UI compares to mark a column stale), the same
+        in every process and found without importing or unpickling anything: the pinned `version=`; for a
+        UDF recorded by path, `static_code_version` of its module's source file as it is on disk (the rows
+        are recomputed where `version`, the imported code's, changed); else as recorded."""
+        if self._pinned is not None:
+            return self._pinned
+        if self.importable:
+            module, _, qualname = self.ref.partition(":")
+            found = static_code_version(module_source_path(module), qualname)
+            if found is not None:
+                return found
+        return self._version if self._fn is None else self.version
+
+    def load(self) -> None:
+        """Import (or unpickle) the function now, as computing its column does: refused, naming the setting,
+        when this process may not run what the catalog entry names."""
+        self.fn  # noqa: B018
 
     @property
     def fn(self) -> Callable[..., Any]:
@@ -586,7 +748,11 @@ class UDF:
     def _load(self) -> tuple[Callable[..., Any], str | None] | Callable[..., Any]:
         module, _, qualname = self.ref.partition(":")
         error: Exception | None = None
+        settings = _settings()
         if self.importable:
+            refusal = module_refusal(module, settings.udf_modules)
+            if refusal is not None:
+                raise UDFCallError(f"UDF {self.ref} is not run: {refusal}")
             try:
                 obj: Any = importlib.import_module(module)
                 for part in qualname.split("."):
@@ -596,16 +762,26 @@ class UDF:
             except Exception as e:  # noqa: BLE001 - reported with the path below
                 error = e
         if self._pickled is not None:
+            if not settings.pickled_udfs_allowed:
+                raise UDFCallError(
+                    f"UDF {self.ref} is stored pickled (defined in a notebook or a script), and unpickling runs "
+                    "code: set [pixeltable] allow_pickled_udfs = true (PIXELTABLE_ALLOW_PICKLED_UDFS=true) where "
+                    "everyone who can write the shared database is trusted, or define it in a module")
             import cloudpickle
 
             return cloudpickle.loads(base64.b64decode(self._pickled)), self._version  # as recorded
         raise UDFCallError(f"UDF {self.ref} cannot be imported in this process: {error}; make its module "
                            "importable here (installed, or on PYTHONPATH / the working directory)")
 
-    def to_dict(self, *, with_code: bool) -> dict[str, Any]:
+    def to_dict(self, *, with_code: bool, asset: bool = False) -> dict[str, Any]:
+        """As recorded in the catalog (`with_code`: a pickle too, for a function that cannot be imported by
+        path); `asset`: with the asset's code version (asset_version) instead, for its hash."""
         if self.signature is None:
             raise UDFDefinitionError(f"UDF {self.ref}: {self.problem}")
-        d: dict[str, Any] = {"ref": self.ref, "version": self.version, "signature": self.signature.to_dict()}
+        d: dict[str, Any] = {"ref": self.ref, "version": self.asset_version if asset else self.version,
+                             "signature": self.signature.to_dict()}
+        if self._pinned is not None:
+            d["pinned"] = True
         if self.batch_size is not None:
             d["batch_size"] = self.batch_size
         if self.is_async:
@@ -620,7 +796,19 @@ class UDF:
         if self._pickled is None:
             import cloudpickle
 
-            self._pickled = base64.b64encode(cloudpickle.dumps(self.fn)).decode()
+            if not _settings().pickled_udfs_allowed:
+                raise UDFDefinitionError(
+                    f"UDF {self.ref} cannot be imported by path (defined in a notebook or a script), so it would be "
+                    "stored pickled, and this database is shared: pickles are off unless [pixeltable] "
+                    "allow_pickled_udfs = true (PIXELTABLE_ALLOW_PICKLED_UDFS=true); or define it in a module")
+            data = cloudpickle.dumps(self.fn)
+            if len(data) > MAX_PICKLE_BYTES:
+                big = _oversized_globals(self.fn, MAX_PICKLE_BYTES)
+                raise UDFDefinitionError(
+                    f"UDF {self.ref} pickles to {len(data) / 1e6:.1f} MB (at most {MAX_PICKLE_BYTES / 1e6:.1f} MB "
+                    f"are stored with a table): {'the globals ' + ', '.join(big) + ' go' if big else 'what it uses goes'}"
+                    " with it; load large data inside the function, or define it in a module")
+            self._pickled = base64.b64encode(data).decode()
         return self._pickled
 
     @classmethod
@@ -633,6 +821,8 @@ class UDF:
                     None, batch_size=d.get("batch_size"), max_concurrency=d.get("max_concurrency"), ref=d["ref"],
                     version=d["version"], signature=Signature.from_dict(d["signature"]),
                     is_async=d.get("async", False), pickled=d.get("pickle"))
+                if d.get("pinned"):
+                    udf._pinned = d["version"]
         return udf
 
     # -- building expressions ------------------------------------------------------------------------------
