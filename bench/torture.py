@@ -240,8 +240,12 @@ def _run(*, seconds: float, procs: int, db: str, dest_kind: str, seed: int, ops_
         while True:
             last = time.monotonic() >= deadline
             children = []
+            unhit = [p for p in FAULT_POINTS if not hits[p]]  # armed first, so a short run hits every point
             for _ in range(0 if last else procs):
-                point = next(points) if rng.random() < 0.6 else None
+                if unhit:
+                    point = unhit.pop(0)
+                else:
+                    point = next(points) if rng.random() < 0.6 else None
                 child_env = {**env, "PXT_FAULT_POINT": f"{point}:{rng.randint(1, 2)}"} if point else env
                 children.append((point, subprocess.Popen(
                     [sys.executable, "-m", "bench.torture", "worker", str(rng.randrange(2**31)),
