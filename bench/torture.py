@@ -238,7 +238,10 @@ def _run(*, seconds: float, procs: int, db: str, dest_kind: str, seed: int, ops_
         errors: dict[str, str] = {}  # one example of each kind of failed operation
         deadline = time.monotonic() + seconds
         while True:
-            last = time.monotonic() >= deadline
+            # past the deadline once every fault point was hit (a run goes on for at most as long again to hit
+            # them: a worker armed with a point may not reach it)
+            now = time.monotonic()
+            last = (now >= deadline and all(hits.values())) or now >= deadline + seconds
             children = []
             unhit = [p for p in FAULT_POINTS if not hits[p]]  # armed first, so a short run hits every point
             for _ in range(0 if last else procs):
