@@ -238,10 +238,17 @@ def _run(*, seconds: float, procs: int, db: str, dest_kind: str, seed: int, ops_
         errors: dict[str, str] = {}  # one example of each kind of failed operation
         deadline = time.monotonic() + seconds
         while True:
-            last = time.monotonic() >= deadline
+            # past the deadline once every fault point was hit (a run goes on for at most as long again to hit
+            # them: a worker armed with a point may not reach it)
+            now = time.monotonic()
+            last = (now >= deadline and all(hits.values())) or now >= deadline + seconds
             children = []
+            unhit = [p for p in FAULT_POINTS if not hits[p]]  # armed first, so a short run hits every point
             for _ in range(0 if last else procs):
-                point = next(points) if rng.random() < 0.6 else None
+                if unhit:
+                    point = unhit.pop(0)
+                else:
+                    point = next(points) if rng.random() < 0.6 else None
                 child_env = {**env, "PXT_FAULT_POINT": f"{point}:{rng.randint(1, 2)}"} if point else env
                 children.append((point, subprocess.Popen(
                     [sys.executable, "-m", "bench.torture", "worker", str(rng.randrange(2**31)),

@@ -17,3 +17,4 @@ def test_a_short_torture_run_finds_no_violation(db, pg_server, monkeypatch):
     assert result["violations"] == 0, "\n".join(lines)
     assert result["ops"] > 0 and result["rounds"] >= 2, result
     assert result["kills"] > 0, result  # the run killed processes at fault points: it tested something
+    assert all(result["fault_hits"].values()), result  # each fault point at least once

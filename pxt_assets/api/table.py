@@ -543,9 +543,18 @@ class MediaTable:
                         raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
                     done.add(batch)
                     continue
-                with console.progress_bars():
-                    result = job.execute_in_process(instance=instance, partition_key=batch, raise_on_error=False,
-                                                    run_config=console.run_config())
+                try:
+                    with console.progress_bars():
+                        result = job.execute_in_process(instance=instance, partition_key=batch,
+                                                        raise_on_error=False, run_config=console.run_config())
+                except dg.DagsterUnknownPartitionError:
+                    if batch not in self._rowstore().batches(self.spec.slug):
+                        done.add(batch)  # deleted meanwhile (by another process): nothing to compute
+                        continue
+                    raise
+                if not result.success and batch not in self._rowstore().batches(self.spec.slug):
+                    done.add(batch)  # deleted while it ran
+                    continue
                 if not result.success:
                     failure = next((e for e in result.all_events if e.is_step_failure), None)
                     detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
