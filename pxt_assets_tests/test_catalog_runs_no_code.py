@@ -144,9 +144,15 @@ def test_a_replaced_pickle_on_a_shared_database_is_never_unpickled(pxt_home, tmp
     t = pxt.create_table("cat/t", {"n": pxt.Int})
     t.add_computed_column(d=triple(t.n))
     t.insert([{"n": 1}])
-    assert '"pickle"' in json.dumps(t._doc())
+    stored = json.dumps(rowstore.for_settings(load_settings()).table_doc("cat/t"))
+    assert '"pickle_sha256"' in stored and '"pickle"' not in stored  # the bytes are kept beside, by hash
     marker = tmp_path / "pwned"
-    _plant("cat/t", lambda udf: udf.update(pickle=_marker_payload(marker)))
+
+    def replace(udf):  # the attacker's pickle, inline as an earlier release stored it
+        udf.pop("pickle_sha256")
+        udf["pickle"] = _marker_payload(marker)
+
+    _plant("cat/t", replace)
 
     env = {"PIXELTABLE_DB_URL": pg_database, "PIXELTABLE_ALLOW_PICKLED_UDFS": None}  # unset: off with PostgreSQL
     looked = _child(LOOK, **env)

@@ -18,7 +18,8 @@ from pxt_assets import assets as asset_builder
 from pxt_assets import console, launch, lifecycle, rowstore, stores
 from pxt_assets.api import jobs
 from pxt_assets.api.query import Query
-from pxt_assets.config import Settings, load_settings
+from pxt_assets.config import Settings, current_settings, load_settings
+from pxt_assets.functions import udf as udf_module
 from pxt_assets.instance import get_instance
 from pxt_assets.io_managers import MediaIOManager, destinations
 from pxt_assets.io_managers.rows import new_batch_key, row_id
@@ -99,6 +100,18 @@ def declared_in_a_module() -> bool:
 #: kind="view")`), so that this module finds a table's views without importing the module that defines them
 _KINDS: dict[str, type[MediaTable]] = {}
 
+
+class _CatalogCode(udf_module.CodeStore):
+    """Pickled UDFs kept in the row store's database beside the catalog (the current settings' database)."""
+
+    def put(self, sha256: str, text: str) -> None:
+        rowstore.for_settings(current_settings()).put_code(sha256, text)
+
+    def get(self, sha256: str) -> str | None:
+        return rowstore.for_settings(current_settings()).get_code(sha256)
+
+
+udf_module.set_code_store(_CatalogCode())
 
 #: how many times an insert runs its batch when other processes keep adding columns meanwhile
 _COLUMN_RACE_RUNS = 3

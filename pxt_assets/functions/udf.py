@@ -587,6 +587,26 @@ def static_code_version(path: pathlib.Path | None, qualname: str) -> str | None:
     return "src-" + hashlib.sha256(body.encode()).hexdigest()[:12]
 
 
+class CodeStore:
+    """Where pickled UDFs are kept, by the SHA-256 of their pickle (base64 text): the catalog's documents
+    hold the hash, and the bytes are read only when the column is computed. Set by the catalog layer
+    (`set_code_store`); without one, a pickle stays inline in the document."""
+
+    def put(self, sha256: str, text: str) -> None:
+        raise NotImplementedError
+
+    def get(self, sha256: str) -> str | None:
+        raise NotImplementedError
+
+
+_CODE_STORE: CodeStore | None = None
+
+
+def set_code_store(store: CodeStore | None) -> None:
+    global _CODE_STORE
+    _CODE_STORE = store
+
+
 def _settings() -> Any:
     from pxt_assets.config import current_settings
 
@@ -616,7 +636,8 @@ class UDF:
 
     def __init__(self, fn: Callable[..., Any] | None, *, batch_size: int | None = None,
                  max_concurrency: int | None = None, ref: str | None = None, version: str | None = None,
-                 signature: Signature | None = None, is_async: bool | None = None, pickled: str | None = None) -> None:
+                 signature: Signature | None = None, is_async: bool | None = None, pickled: str | None = None,
+                 pickle_sha256: str | None = None) -> None:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise UDFDefinitionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if max_concurrency is not None and (not isinstance(max_concurrency, int) or max_concurrency < 1):
@@ -626,6 +647,7 @@ class UDF:
         self._fn = fn
         self.batch_size = batch_size
         self._pickled = pickled
+        self._pickle_sha256 = pickle_sha256  # a pickle kept beside the catalog (CodeStore), read when computed
         self.problem: str | None = None  # reported when a column uses it, naming the column
         if fn is not None:
             functools.update_wrapper(self, fn)
@@ -648,7 +670,8 @@ class UDF:
             self.ref, self._version, self.signature, self._pinned = ref, version, signature, None
             self.is_async = bool(is_async)
             module, _, qualname = ref.partition(":")
-            self.importable = pickled is None and module != "__main__" and "<locals>" not in qualname
+            self.importable = (pickled is None and pickle_sha256 is None and module != "__main__"
+                               and "<locals>" not in qualname)
             self.__name__ = self.__qualname__ = ref.rsplit(":", 1)[-1]
             self.__doc__ = None
         self.max_concurrency = max_concurrency or (DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1)
@@ -761,7 +784,7 @@ class UDF:
                 return (obj.fn, obj._pinned) if isinstance(obj, UDF) else (obj, None)
             except Exception as e:  # noqa: BLE001 - reported with the path below
                 error = e
-        if self._pickled is not None:
+        if self._pickled is not None or self._pickle_sha256 is not None:
             if not settings.pickled_udfs_allowed:
                 raise UDFCallError(
                     f"UDF {self.ref} is stored pickled (defined in a notebook or a script), and unpickling runs "
@@ -769,9 +792,17 @@ class UDF:
                     "everyone who can write the shared database is trusted, or define it in a module")
             import cloudpickle
 
-            return cloudpickle.loads(base64.b64decode(self._pickled)), self._version  # as recorded
+            text = self._pickled if self._pickled is not None else self._stored_pickle()
+            return cloudpickle.loads(base64.b64decode(text)), self._version  # as recorded
         raise UDFCallError(f"UDF {self.ref} cannot be imported in this process: {error}; make its module "
                            "importable here (installed, or on PYTHONPATH / the working directory)")
+
+    def _stored_pickle(self) -> str:
+        text = _CODE_STORE.get(self._pickle_sha256) if _CODE_STORE is not None else None
+        if text is None or hashlib.sha256(text.encode()).hexdigest() != self._pickle_sha256:
+            raise UDFCallError(f"UDF {self.ref}: its pickled code ({self._pickle_sha256[:12]}) is not in the "
+                               "database (or does not match its hash)")
+        return text
 
     def to_dict(self, *, with_code: bool, asset: bool = False) -> dict[str, Any]:
         """As recorded in the catalog (`with_code`: a pickle too, for a function that cannot be imported by
@@ -789,7 +820,13 @@ class UDF:
         if self.max_concurrency != (DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1):
             d["max_concurrency"] = self.max_concurrency
         if with_code and not self.importable:
-            d["pickle"] = self._pickle()
+            text = self._pickle()
+            if _CODE_STORE is None:
+                d["pickle"] = text
+            else:  # kept beside, once; the document holds its hash
+                sha = hashlib.sha256(text.encode()).hexdigest()
+                _CODE_STORE.put(sha, text)
+                d["pickle_sha256"] = sha
         return d
 
     def _pickle(self) -> str:
@@ -820,7 +857,8 @@ class UDF:
                 udf = _LOADED[key] = cls(
                     None, batch_size=d.get("batch_size"), max_concurrency=d.get("max_concurrency"), ref=d["ref"],
                     version=d["version"], signature=Signature.from_dict(d["signature"]),
-                    is_async=d.get("async", False), pickled=d.get("pickle"))
+                    is_async=d.get("async", False), pickled=d.get("pickle"),
+                    pickle_sha256=d.get("pickle_sha256"))
                 if d.get("pinned"):
                     udf._pinned = d["version"]
         return udf

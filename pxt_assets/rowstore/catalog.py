@@ -183,6 +183,16 @@ class Catalog(Tables):
         """The catalog documents of the views whose base table is `base_path`, by path."""
         return [e.doc for e in self.view_entries(base_path)]
 
+    # -- pickled UDFs ---------------------------------------------------------------------------------------
+    def put_code(self, sha256: str, text: str) -> None:
+        """Keep a pickled UDF (base64 text) under its hash, once."""
+        with self._write() as conn:
+            insert_new(conn, schema.udf_code, {"sha256": sha256, "data": text, "created_at": time.time()})
+
+    def get_code(self, sha256: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(sa.select(schema.udf_code.c.data).where(schema.udf_code.c.sha256 == sha256)).scalar()
+
     # -- small values --------------------------------------------------------------------------------------
     def get_value(self, key: str) -> str | None:
         with self._read() as conn:

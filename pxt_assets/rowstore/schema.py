@@ -105,6 +105,15 @@ staged = sa.Table(
     sa.Column("run_id", sa.String(100)),
 )
 
+# Pickled UDFs (a notebook's functions), by the SHA-256 of their pickle's base64 text: catalog documents hold
+# the hash, so a table's document stays small and the code is read only when its column is computed.
+udf_code = sa.Table(
+    "pxt_udf_code", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 kv = sa.Table(
     "pxt_kv", metadata,
     sa.Column("key", sa.String(1000), primary_key=True),

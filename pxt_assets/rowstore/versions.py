@@ -87,12 +87,18 @@ def _v4_table_versions(conn: sa.Connection) -> None:
                      .values(table_id=schema.new_table_id()))
 
 
+def _v5_udf_code(conn: sa.Connection) -> None:
+    """Pickled UDFs kept beside the catalog, by hash (`pxt_udf_code`)."""
+    create_table(conn, schema.udf_code)
+
+
 #: step N (1-based) brings a database from version N-1 to N; append only, never reorder or remove
 STEPS: list[Callable[[sa.Connection], None]] = [
     _v1_active_runs_holder,
     _v2_batch_states,
     _v3_column_ids,
     _v4_table_versions,
+    _v5_udf_code,
 ]
 
 #: the schema version this release writes
