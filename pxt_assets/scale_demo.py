@@ -372,14 +372,14 @@ def local_paths_in_database(store, instance, *, roots: list[str | os.PathLike] =
 
     pattern = local_path_pattern(roots)
     found: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
 
     def scan(where: str, text: str) -> None:
         for m in pattern.finditer(text):
-            path = m.group(0)
-            if path not in seen:
-                seen.add(path)
-                found.append(f"{where}: {path}")
+            key = (where.split()[0], m.group(0))  # each path once per table, and once in Dagster's runs
+            if key not in seen:
+                seen.add(key)
+                found.append(f"{where}: {m.group(0)}")
 
     for where, text in store.stored_texts():
         scan(where, text)
