@@ -3,11 +3,15 @@
 
 Starts a throwaway PostgreSQL cluster (Dagster's storage and the row store), Redis (Celery's broker), a moto
 S3 server (the shared bucket), the Dagster daemon, and two Celery workers, each process with its own empty
-PIXELTABLE_HOME and DAGSTER_HOME. Puts N generated images into the demo table's watched prefix; the sensor
-makes batches of a few rows, the daemon launches their runs, and the workers run the steps. Waits until every
-row is materialized, checks every row's files exist in the bucket, stops everything it started, and prints
-one JSON object as its last line: {"rows", "errors", "batches", "steps_by_worker", "max_concurrent_steps",
-"shared_disk": false, "seconds"}.
+PIXELTABLE_HOME, DAGSTER_HOME and HOME; each worker and the daemon in a mount namespace of its own where the host
+allows (`unshare --mount`: private /tmp, demo folder and homes, the checkout read-only; isolated()). Puts N
+generated images into the demo table's watched prefix; the sensor makes batches of a few rows, the daemon
+launches their runs, and the workers run the steps. Waits until every row is materialized, checks every row's
+files exist in the bucket, scans both databases for local paths (local_paths_in_database), stops everything it
+started, and prints one JSON object as its last line: {"rows", "errors", "batches", "steps_by_worker",
+"max_concurrent_steps", "max_concurrent_batches", "shared_disk" (whether the scan found a local path),
+"seconds", "local_paths" (the first 10 found), "isolation" ("mount-namespace" or "none"), "isolation_probe"
+(per isolated process: the driver's files it saw, the read-only folders it could write)}.
 
 Needs the `scale-demo` extra (`[distributed]` and moto's server), and PostgreSQL's and Redis' server binaries
 (Debian's `postgresql` and `redis-server`; `./dev scale-demo` installs them).
