@@ -4,7 +4,7 @@
 Starts a throwaway PostgreSQL cluster (Dagster's storage and the row store), Redis (Celery's broker), a moto
 S3 server (the shared bucket), the Dagster daemon, and two Celery workers, each process with its own empty
 PIXELTABLE_HOME, DAGSTER_HOME and HOME; each worker and the daemon in a mount namespace of its own where the host
-allows (`unshare --mount`: private /tmp, demo folder and homes, the checkout read-only; isolated()). Puts N
+allows (`unshare --mount`, as root or in a user namespace: private /tmp, demo folder and homes, the checkout read-only; isolated()). Puts N
 generated images into the demo table's watched prefix; the sensor makes batches of a few rows, the daemon
 launches their runs, and the workers run the steps. Waits until every row is materialized, checks every row's
 files exist in the bucket, scans both databases for local paths (local_paths_in_database), stops everything it
@@ -55,20 +55,31 @@ def _image(i: int) -> bytes:
 PROBE_PREFIX = "pxt-isolation-probe: "
 
 
+#: ways to start a process in a mount namespace of its own, tried in order: as root (or with CAP_SYS_ADMIN), and
+#: as anyone where the kernel lets users make a user namespace (root in it, mapped to the caller outside)
+NAMESPACE_OPTIONS = (["--mount", "--propagation", "private"],
+                     ["--user", "--map-root-user", "--mount", "--propagation", "private"])
+
+
 def mount_namespace_prefix() -> list[str] | None:
-    """The command prefix that starts a process in a mount namespace of its own (`unshare --mount`, needing
-    root or CAP_SYS_ADMIN), or None where this host cannot (no `unshare`, not allowed): tried once, by mounting a
-    tmpfs over /tmp in a throwaway namespace."""
+    """The command prefix that starts a process in a mount namespace of its own (`unshare`, NAMESPACE_OPTIONS),
+    or None where this host cannot (no `unshare`, not allowed): each way is tried once, by doing in a throwaway
+    namespace what isolated() does (a tmpfs over /tmp, the checkout bind-mounted read-only)."""
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    prefix = [unshare, "--mount", "--propagation", "private"]
-    try:
-        done = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs pxt-probe /tmp"], capture_output=True,
-                              timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return prefix if done.returncode == 0 else None
+    trial = (f"mount -t tmpfs pxt-probe /tmp && mount --bind {_q(PACKAGE_ROOT)} {_q(PACKAGE_ROOT)} && "
+             f"mount -o remount,bind,ro {_q(PACKAGE_ROOT)}")
+    for options in NAMESPACE_OPTIONS:
+        prefix = [unshare, *options]
+        try:
+            done = subprocess.run([*prefix, "sh", "-c", trial], capture_output=True, timeout=30,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode == 0:
+            return prefix
+    return None
 
 
 def isolated(prefix: list[str], args: list[str], env: dict[str, str], *, cwd: pathlib.Path,

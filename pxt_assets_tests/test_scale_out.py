@@ -130,8 +130,9 @@ def test_the_scan_finds_nothing_where_everything_is_in_a_bucket(pg_db, instance,
 # -- the isolation ------------------------------------------------------------------------------------------
 
 
-def _isolated_probe(tmp_path, *, isolate: bool) -> tuple[dict | None, str]:
+def _isolated_probe(tmp_path, *, isolate: bool, options: list[str] | None = None) -> tuple[dict | None, str]:
     import os
+    import shutil
     import subprocess
 
     from pxt_assets import scale_demo
@@ -139,6 +140,10 @@ def _isolated_probe(tmp_path, *, isolate: bool) -> tuple[dict | None, str]:
     prefix = scale_demo.mount_namespace_prefix()
     if prefix is None:
         pytest.skip("no mount namespaces here (unshare needs root or CAP_SYS_ADMIN): the demo reports isolation none")
+    if options is not None:
+        prefix = [shutil.which("unshare"), *options]
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+            pytest.skip(f"unshare {' '.join(options)} is not allowed here")
     root = tmp_path / "root"
     (root / "w" / "home").mkdir(parents=True)
     (root / "cfg.yaml").write_text("handed: over\n")
@@ -156,8 +161,11 @@ def _isolated_probe(tmp_path, *, isolate: bool) -> tuple[dict | None, str]:
     return scale_demo.probe_result(done.stdout), done.stdout
 
 
-def test_an_isolated_process_sees_only_what_it_is_handed_and_cannot_write_the_checkout(tmp_path):
-    probe, out = _isolated_probe(tmp_path, isolate=True)
+@pytest.mark.parametrize("options", [0, 1], ids=["as-root", "user-namespace"])
+def test_an_isolated_process_sees_only_what_it_is_handed_and_cannot_write_the_checkout(tmp_path, options):
+    from pxt_assets.scale_demo import NAMESPACE_OPTIONS
+
+    probe, out = _isolated_probe(tmp_path, isolate=True, options=NAMESPACE_OPTIONS[options])
     assert probe == {"driver_files_seen": [], "read_only_writable": []}, out
     lines = out.splitlines()
     # the config it was handed, in a working folder that is the private one (no file of the driver's in it)
