@@ -263,13 +263,19 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
                     read_only=[PACKAGE_ROOT], driver_files=driver_files)
             services.spawn(name, args, env)
 
+        # Dagster's storage made once, here: processes starting at once on an empty database race to make its
+        # tables ("type jobs already exists")
+        import dagster as dg
+
+        daemon_env = process_env("daemon")
+        daemon_env.pop("PXT_WORKER_NAME")
+        dg.DagsterInstance.from_config(daemon_env["DAGSTER_HOME"]).dispose()
+
         workers = ["worker1", "worker2"]
         for name in workers:
             spawn(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
                          "-y", str(root / "celery.yaml"), "-n", f"{name}@127.0.0.1", "--",
                          "--concurrency", "2"], process_env(name), root / "celery.yaml")
-        daemon_env = process_env("daemon")
-        daemon_env.pop("PXT_WORKER_NAME")
         fsutil.atomic_write(root / "workspace.yaml", json.dumps({"load_from": [{"python_module": {  # as the repo's
             "module_name": "pxt_assets.definitions", "location_name": "pxt_assets"}}]}))
         spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(root / "workspace.yaml")], daemon_env,
@@ -312,8 +318,6 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
             raise RuntimeError(f"{len(values)} rows for {images} images; files missing from the bucket: {missing[:5]}")
 
         # who ran what, from the event log of the shared instance
-        import dagster as dg
-
         os.environ["DAGSTER_HOME"] = daemon_env["DAGSTER_HOME"]
         instance = dg.DagsterInstance.get()
         steps_by_worker = dict.fromkeys(workers, 0)
