@@ -1,16 +1,16 @@
 """`python -m pxt_assets scale-demo [--images N]` (`./dev scale-demo`): the demo table scaled out on
 127.0.0.1, with no shared disk (docs/scale.md).
 
-Starts a throwaway PostgreSQL cluster (Dagster's storage and the row store), Redis (Celery's broker), a moto
-S3 server (the shared bucket), the Dagster daemon, and two Celery workers, each process with its own empty
+Starts a throwaway PostgreSQL cluster (Dagster's storage and the row store), Redis (Celery's broker), a moto S3
+server (the shared bucket), the Dagster daemon, and two Celery workers, each process with its own empty
 PIXELTABLE_HOME, DAGSTER_HOME and HOME; each worker and the daemon in a mount namespace of its own where the host
-allows (`unshare --mount`, as root or in a user namespace: private /tmp, demo folder and homes, the checkout read-only; isolated()). Puts N
-generated images into the demo table's watched prefix; the sensor makes batches of a few rows, the daemon
-launches their runs, and the workers run the steps. Waits until every row is materialized, checks every row's
-files exist in the bucket, scans both databases for local paths (local_paths_in_database), stops everything it
-started, and prints one JSON object as its last line: {"rows", "errors", "batches", "steps_by_worker",
-"max_concurrent_steps", "max_concurrent_batches", "shared_disk" (whether the scan found a local path),
-"seconds", "local_paths" (the first 10 found), "isolation" ("mount-namespace" or "none"), "isolation_probe"
+allows (`unshare --mount`, as root or in a user namespace: private /tmp, demo folder and homes, the checkout
+read-only; isolated()). Puts N generated images into the demo table's watched prefix; the sensor makes batches of a
+few rows, the daemon launches their runs, and the workers run the steps. Waits until every row is materialized,
+checks every row's files exist in the bucket, scans both databases for local paths (local_paths_in_database), stops
+everything it started, and prints one JSON object as its last line: {"rows", "errors", "batches",
+"steps_by_worker", "max_concurrent_steps", "max_concurrent_batches", "shared_disk" (whether the scan found a local
+path), "seconds", "local_paths" (the first 10 found), "isolation" ("mount-namespace" or "none"), "isolation_probe"
 (per isolated process: the driver's files it saw, the read-only folders it could write)}.
 
 Needs the `scale-demo` extra (`[distributed]` and moto's server), and PostgreSQL's and Redis' server binaries
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 from pxt_assets import fsutil
 
@@ -76,7 +77,7 @@ def mount_namespace_prefix() -> list[str] | None:
             done = subprocess.run([*prefix, "sh", "-c", trial], capture_output=True, timeout=30,
                                   stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
-            return None
+            continue
         if done.returncode == 0:
             return prefix
     return None
@@ -385,8 +386,7 @@ def local_paths_in_database(store, instance, *, roots: list[str | os.PathLike] =
 
     Not scanned: where each run's code is and runs (its executable and code location, which every host has of
     its own, and the `.dagster/grpc_info` tag: _NOT_DATA_TAGS), and the stack frames of errors (they name code
-    files, not data). An empty list: nothing a process handed
-    another went through a local disk."""
+    files, not data). An empty list: nothing a process handed another went through a local disk."""
     import dagster as dg
 
     pattern = local_path_pattern(roots)
@@ -415,20 +415,18 @@ def local_paths_in_database(store, instance, *, roots: list[str | os.PathLike] =
     return found
 
 
-def _texts(value) -> list[str]:
-    """The strings in a serialized Dagster value, but the stack frames of its errors."""
-    out: list[str] = []
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            out.append(v)
-        elif isinstance(v, list):
-            stack.extend(v)
-        elif isinstance(v, dict):
-            skip = "stack" if v.get("__class__") == "SerializableErrorInfo" else None
-            stack.extend(x for k, x in v.items() if k != skip)
-    return out
+def _texts(value) -> Iterator[str]:
+    """The strings in a serialized Dagster value (JSON), in order, but the stack frames of its errors."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+    elif isinstance(value, dict):
+        skip = "stack" if value.get("__class__") == "SerializableErrorInfo" else None
+        for k, v in value.items():
+            if k != skip:
+                yield from _texts(v)
 
 
 def _most_at_once(spans: list[tuple[float, float]]) -> int:
