@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     scale = sub.add_parser(
         "scale-demo", help="the demo table scaled out on 127.0.0.1 (docs/scale.md); prints one JSON line",
         description="Start a throwaway PostgreSQL cluster, Redis, a moto S3 server, the Dagster daemon and two "
-                    "Celery workers on 127.0.0.1, each process with its own empty homes (no shared disk); put N "
-                    "generated images in the demo table's watched prefix; wait until every row is "
-                    "materialized; check every file is in the bucket; stop everything; print one JSON line. "
+                    "Celery workers on 127.0.0.1, each process with its own empty homes, each worker and the "
+                    "daemon in a mount namespace of its own where the host allows (private /tmp and homes, the "
+                    "checkout read-only); put N generated images in the demo table's watched prefix; wait until "
+                    "every row is materialized; check every file is in the bucket; scan both databases for local "
+                    "paths (shared_disk); stop everything; print one JSON line. "
                     "Needs the scale-demo extra and Debian's postgresql and redis-server.")
     scale.add_argument("--images", type=int, default=24)
     scale.add_argument("--batch-rows", type=int, default=None, help="rows per batch (default: images / 6)")

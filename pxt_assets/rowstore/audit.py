@@ -1,8 +1,10 @@
 """What the invariant checks read (pxt_assets/check.py): the files committed rows name, a row table's SQL
-columns against the columns it should hold, batches being written now, staged records left behind."""
+columns against the columns it should hold, batches being written now, staged records left behind; and every
+text the database holds (the scale demo's scan for local paths, pxt_assets/scale_demo.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,9 @@ from pxt_assets.rowstore.schema import COMMITTED, RowTable
 from pxt_assets.rowstore.tables import row_tables
 
 _PAGE = 2000
+#: the fixed tables whose texts `stored_texts` reads (every one of schema.py's)
+_FIXED = (schema.dirs, schema.tables, schema.row_tables, schema.batches, schema.active_runs, schema.staged,
+          schema.kv, schema.watch_taken)
 
 
 @dataclass(frozen=True)
@@ -159,3 +164,35 @@ class Audit(Database):
         live_batches = {batch for batch, _ in live}
         return [(batch, column, run_id) for batch, column, run_id in found
                 if not ((batch, run_id) in live if run_id else batch in live_batches)]
+
+    def stored_texts(self) -> Iterator[tuple[str, str]]:
+        """(where, text) for every text this database holds: each text or JSON field (JSON as its JSON text) of
+        every row of the fixed tables (catalog documents, row table records, batch manifests and sources, staged
+        records, small values, ...) and of every row table (values, destinations, error messages, versions),
+        read a page at a time. `where` is `table.column` and the row's key."""
+        for table in _FIXED:
+            yield from self._texts_of(table, list(table.primary_key.columns))
+        for rt in self.all_row_tables():
+            yield from self._texts_of(rt.table(), [rt.table().c._pos])
+
+    def _texts_of(self, table: sa.Table, key: list[sa.Column]) -> Iterator[tuple[str, str]]:
+        texts = [c for c in table.columns if isinstance(c.type, (sa.String, sa.Text, sa.JSON))]
+        if not texts:
+            return
+        with self._read() as conn:
+            if not sa.inspect(conn).has_table(table.name):
+                return
+        offset = 0
+        while True:
+            q = sa.select(*key, *texts).order_by(*key).limit(_PAGE).offset(offset)
+            with self._read() as conn:
+                page = conn.execute(q).all()
+            for r in page:
+                where = f"{table.name} {'/'.join(str(v) for v in r[:len(key)])}"
+                for c, v in zip(texts, r[len(key):]):
+                    if v is None:
+                        continue
+                    yield f"{where} {c.name}", v if isinstance(v, str) else json.dumps(v)
+            if len(page) < _PAGE:
+                return
+            offset += _PAGE
