@@ -65,6 +65,18 @@ LOOK = """
 """
 
 
+# Computing the column (an insert): the error of each row that could not be computed, or the insert's.
+COMPUTE = """
+    import pxt_assets as pxt
+    t = pxt.get_table('cat/t')
+    try:
+        t.insert([{'n': 3}])
+    except Exception as e:
+        print('FAILED', e)
+    print(t.select(t.d.errormsg).collect().iloc[:, 0].dropna().tolist())
+"""
+
+
 def _table(tmp_path, monkeypatch):
     folder = tmp_path / "user_code"
     folder.mkdir()
@@ -100,15 +112,7 @@ def test_a_ref_naming_an_installed_module_runs_nothing_until_computed_and_then_i
                                capture_output=True, text=True, timeout=300)
     assert "Zen of Python" not in validated.stdout + validated.stderr
 
-    computed = _child("""
-        import pxt_assets as pxt
-        t = pxt.get_table('cat/t')
-        try:
-            t.insert([{'n': 3}])
-        except Exception as e:
-            print('FAILED', e)
-        print(t.select(t.d.errormsg).collect().iloc[:, 0].dropna().tolist())
-    """)
+    computed = _child(COMPUTE)
     out = computed.stdout + computed.stderr
     assert "Zen of Python" not in out
     assert "udf_modules" in out and "this" in out, out[-3000:]
@@ -157,15 +161,7 @@ def test_a_replaced_pickle_on_a_shared_database_is_never_unpickled(pxt_home, tmp
     env = {"PIXELTABLE_DB_URL": pg_database, "PIXELTABLE_ALLOW_PICKLED_UDFS": None}  # unset: off with PostgreSQL
     looked = _child(LOOK, **env)
     assert looked.returncode == 0, looked.stderr[-3000:]
-    computed = _child("""
-        import pxt_assets as pxt
-        t = pxt.get_table('cat/t')
-        try:
-            t.insert([{'n': 2}])
-        except Exception as e:
-            print('FAILED', e)
-        print(t.select(t.d.errormsg).collect().iloc[:, 0].dropna().tolist())
-    """, **env)
+    computed = _child(COMPUTE, **env)
     assert "allow_pickled_udfs" in computed.stdout + computed.stderr, (computed.stdout + computed.stderr)[-3000:]
     assert not marker.exists()
 
