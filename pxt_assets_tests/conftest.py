@@ -7,6 +7,7 @@ import http.server
 import os
 import pathlib
 import shutil
+import sys
 import threading
 
 import dagster as dg
@@ -58,6 +59,16 @@ package = types.ModuleType("pxt_assets")
 package.__path__ = [sys.argv[1]]
 sys.modules["pxt_assets"] = package
 """
+
+
+def write_module(tmp_path: pathlib.Path, monkeypatch, name: str, source: str) -> pathlib.Path:
+    """A user's module `name` (`source`) in tmp_path/user_code, importable (on sys.path), not imported yet."""
+    folder = tmp_path / "user_code"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    sys.modules.pop(name, None)
+    return folder
 
 
 def files_under(folder: pathlib.Path) -> list[pathlib.Path]:

@@ -18,6 +18,7 @@ import pxt_assets as pxt
 from pxt_assets import rowstore
 from pxt_assets.config import load_settings
 from pxt_assets.functions.udf import UDFDefinitionError
+from pxt_assets_tests.conftest import write_module
 from pxt_assets_tests.emulators import REPO
 
 USER_MODULE = '''
@@ -78,11 +79,7 @@ COMPUTE = """
 
 
 def _table(tmp_path, monkeypatch):
-    folder = tmp_path / "user_code"
-    folder.mkdir()
-    (folder / "cat_udfs.py").write_text(USER_MODULE)
-    monkeypatch.syspath_prepend(str(folder))
-    sys.modules.pop("cat_udfs", None)
+    folder = write_module(tmp_path, monkeypatch, "cat_udfs", USER_MODULE)
     import cat_udfs
 
     pxt.create_dir("cat")

@@ -18,7 +18,7 @@ import yaml
 from dagster.components.core.load_defs import build_defs_for_component
 
 import pxt_assets as pxt
-from pxt_assets_tests.conftest import SAMPLES, files_under
+from pxt_assets_tests.conftest import SAMPLES, files_under, write_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -102,12 +102,7 @@ def _component(tmp_path: pathlib.Path, text: str, name: str) -> pxt.MediaTableCo
 
 @pytest.fixture
 def udfs(tmp_path, monkeypatch):
-    folder = tmp_path / "user_code"
-    folder.mkdir()
-    (folder / "yaml_udfs.py").write_text(UDFS)
-    monkeypatch.syspath_prepend(str(folder))
-    sys.modules.pop("yaml_udfs", None)
-    return folder
+    return write_module(tmp_path, monkeypatch, "yaml_udfs", UDFS)
 
 
 def _keys(defs: dg.Definitions) -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 
 import pxt_assets as pxt
 from pxt_assets.instance import write_config
-from pxt_assets_tests.conftest import SAMPLES, files_under, stored_records, unique_bucket
+from pxt_assets_tests.conftest import SAMPLES, files_under, stored_records, unique_bucket, write_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -352,12 +352,7 @@ def dagster_home(tmp_path, monkeypatch) -> pathlib.Path:
 
 
 def _module(tmp_path, monkeypatch, source: str, name: str = "my_udfs") -> pathlib.Path:
-    folder = tmp_path / "user_code"
-    folder.mkdir(exist_ok=True)
-    (folder / f"{name}.py").write_text(source)
-    monkeypatch.syspath_prepend(str(folder))
-    sys.modules.pop(name, None)
-    return folder
+    return write_module(tmp_path, monkeypatch, name, source)
 
 
 def test_a_udf_module_is_rebuilt_by_other_processes_and_a_changed_source_marks_the_column_stale(
