@@ -145,8 +145,7 @@ def test_a_destination_given_through_a_symlink_is_resolved_once_to_its_real_fold
 @pytest.mark.parametrize("system", ["/etc", "file:///etc/", "/etc/ssl", "/usr/lib", "/usr", "/", "/bin", "/sbin",
                                     "/boot", "/proc", "/sys", "/dev", "/dev/shm", "/var"])
 def test_system_folders_are_refused_even_as_root(pxt_home, system):
-    if not os.path.isdir(path_of(system)):
-        pytest.skip(f"{system} does not exist here")
+    # refused by its path, whether the folder exists on this machine (a container may lack /boot) or not
     if hasattr(os, "geteuid"):
         print("running as uid", os.geteuid())  # root here: os.access says yes to everything
     t = pxt.MediaTable("contain/system", {"img": pxt.Image})
