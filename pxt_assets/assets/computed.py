@@ -93,6 +93,7 @@ class Computer:
         self.writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.writes_files}
         self.reader = media_io.reader()
         self.previous = previous
+        self.code_versions: dict[str, str] = {}  # column -> its expression's code version, this step
         self.skipped = {c.name: 0 for c in selected}
         #: columns of presigned URLs -> their lifetime (None: each URL's own); how many rows each re-signed
         self.renewing = {c.name: c.presigned_lifetime for c in selected if c.stores_presigned_urls}
@@ -105,7 +106,10 @@ class Computer:
 
     def unchanged(self, row: Row, col: ColumnSpec, versions: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """The cell's fingerprint, and its previous record if that can be kept."""
-        fingerprint = _fingerprint(col, row, versions)
+        code = self.code_versions.get(col.name)
+        if code is None:  # once per column and step: the expression's code (its UDFs imported) does not change
+            code = self.code_versions[col.name] = col.expr.code_version()
+        fingerprint = _fingerprint(col, code, row, versions)
         versions[col.name] = fingerprint
         before = self.previous.get(col.name)
         old = before.get(row.row_id) if before is not None else None
@@ -343,9 +347,10 @@ def _released_after(selected: list[ColumnSpec]) -> dict[str, list[str]]:
     return released
 
 
-def _fingerprint(col: ColumnSpec, row: Row, versions: dict[str, Any]) -> str:
-    """What a computed value depends on: its expression, and each input's stored value, version and error."""
-    parts = [col.expr.code_version()]
+def _fingerprint(col: ColumnSpec, code_version: str, row: Row, versions: dict[str, Any]) -> str:
+    """What a computed value depends on: its expression (`code_version`), and each input's stored value,
+    version and error."""
+    parts = [code_version]
     for name in sorted(col.expr.columns()):
         parts.append([name, str(row.stored.get(name)), versions.get(name), row.errors.get(name)])
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:20]
