@@ -159,7 +159,7 @@ class MediaIOManager(TableIOManager):
         if column.destination is None:
             raise ValueError(f"Column {column.name!r} of {table.display_path!r} has no destination")
         destinations.validate(column.destination, column.name)
-        return ColumnWriter(table, column, self.cache())
+        return ColumnWriter(table, column, self.cache(), journal=self.rowstore())
 
     def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
         ok = [str(r["value"]) for r in records if r.get("error") is None and r.get("value") is not None]
