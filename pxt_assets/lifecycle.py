@@ -33,6 +33,7 @@ import dagster as dg
 from pxt_assets import assets as asset_builder
 from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
+from pxt_assets.faults import fault_point
 from pxt_assets.instance import get_instance
 from pxt_assets.io_managers.writers import delete_written, prune_written
 from pxt_assets.redaction import redact
@@ -457,6 +458,7 @@ def collect_garbage(destination: str, delete: bool = False, *, min_age: float = 
             todo = [e for e in mine if verdicts[e.uri] == "delete"]
             files = [e.uri for e in todo] + [t for e in mine if verdicts[e.uri] != "keep"
                                               for t in temps_of.get(e.uri, ())]
+            fault_point("gc_before_delete")
             _delete_files(files, f"gc {destination}", "Run gc again to finish", dests=dict.fromkeys(files, local))
             for e in todo:
                 store.forget_writes([e.uri], written_before=e.written_at)
