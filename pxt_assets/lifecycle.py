@@ -348,23 +348,28 @@ def _prefix(destination: str) -> str:
     return stores.normalize_uri(destination).rstrip("/") + "/"
 
 
-def _orphan_entries(destination: str, min_age: float, store: rowstore.RowStore) -> list[rowstore.Written]:
-    """Journal entries under `destination`, recorded at least `min_age` seconds ago, whose batch is not live
-    and that no row or staged record names."""
+def _candidates(destination: str, min_age: float,
+                store: rowstore.RowStore) -> tuple[list[rowstore.Written], dict[str, rowstore.Written]]:
+    """gc's candidates under `destination`: the journal entries recorded at least `min_age` seconds ago whose
+    batch is not live and that no row or staged record names; and, in a local folder, the temporary files of
+    writes killed midway ({temp file: its target's entry}) whose target is in the journal (ours: another
+    home's temporary files are not) and whose batch is not live."""
     if min_age < 0:
         raise ValueError(f"min_age must be >= 0 seconds, got {min_age!r}")
+    cutoff = time.time() - min_age
     # Order matters: the entries first, then the live batches and the references (a run marks its batch
     # live before it records a key, and keeps it live until its rows name the key).
-    entries = store.journal_entries(_prefix(destination), time.time() - min_age)
+    entries = store.journal_entries(_prefix(destination))
     live = store.live_batches()
     referenced = referenced_uris(store)
-    return [e for e in entries if e.batch not in live and stores.canonical_uri(e.uri) not in referenced]
+    entries = [e for e in entries if e.batch not in live]
+    orphans = [e for e in entries if e.written_at <= cutoff and stores.canonical_uri(e.uri) not in referenced]
+    return orphans, _temp_files(destination, {stores.canonical_uri(e.uri): e for e in entries}, cutoff)
 
 
-def _temp_files(destination: str, targets: dict[str, str], min_age: float) -> dict[str, str]:
-    """A local destination's temporary files of writes killed midway (`.tmp-<name>-<random>`) whose target is
-    one of `targets` (canonical URI -> journal URI), at least `min_age` old: {temp file: target's URI}. Another
-    home's temporary files (targets not in our journal) are never included."""
+def _temp_files(destination: str, targets: dict[str, rowstore.Written], cutoff: float) -> dict[str, rowstore.Written]:
+    """A local destination's temporary files (`.tmp-<name>-<random>`) last modified at or before `cutoff` whose
+    target is one of `targets` (canonical URI -> journal entry)."""
     uri = stores.normalize_uri(destination)
     store = stores.store_for(uri)
     if store.provider != "local" or not targets:
@@ -372,16 +377,15 @@ def _temp_files(destination: str, targets: dict[str, str], min_age: float) -> di
     path = stores.path_of(uri)
     if not path.is_dir():
         raise FileNotFoundError(f"local folder {str(path)!r} does not exist")
-    cutoff = time.time() - min_age
     out = {}
     for info in store.list_temp_files(uri):
         head, _, name = info.uri.rpartition("/")
         target = temp_target(urllib.parse.unquote(name))
         if target is None or info.mtime > cutoff:
             continue
-        mine = targets.get(stores.canonical_uri(f"{head}/{urllib.parse.quote(target)}"))
-        if mine is not None:
-            out[info.uri] = mine
+        entry = targets.get(stores.canonical_uri(f"{head}/{urllib.parse.quote(target)}"))
+        if entry is not None:
+            out[info.uri] = entry
     return out
 
 
@@ -391,10 +395,8 @@ def find_orphans(destination: str, *, min_age: float = DEFAULT_MIN_AGE_S) -> lis
     refers to, whose batch is not pending or being written, recorded at least `min_age` seconds ago (sorted);
     and, in a local folder, the temporary files of such writes killed midway. A file this database never
     wrote (another home's, a user's) is never included; nothing is listed in a bucket."""
-    store = _store()
-    entries = _orphan_entries(destination, min_age, store)
-    temps = _temp_files(destination, {stores.canonical_uri(e.uri): e.uri for e in entries}, min_age)
-    return sorted([e.uri for e in entries] + list(temps))
+    orphans, temps = _candidates(destination, min_age, _store())
+    return sorted([e.uri for e in orphans] + list(temps))
 
 
 def reconcile(destination: str) -> list[str]:
@@ -437,27 +439,24 @@ def collect_garbage(destination: str, delete: bool = False, *, min_age: float = 
     Returns the orphans found (and, with `delete`, deleted: those skipped by the last check are left out).
     """
     store = _store()
-    entries = _orphan_entries(destination, min_age, store)
-    temps = _temp_files(destination, {stores.canonical_uri(e.uri): e.uri for e in entries}, min_age)
-    if not delete or not entries:
-        return sorted([e.uri for e in entries] + list(temps))
-    by_batch: dict[tuple[str, str], list[rowstore.Written]] = {}
-    for e in entries:
-        by_batch.setdefault((e.slug, e.batch), []).append(e)
-    temps_of: dict[str, list[str]] = {}
-    for tmp, target in temps.items():
-        temps_of.setdefault(target, []).append(tmp)
+    orphans, temps = _candidates(destination, min_age, store)
+    if not delete:
+        return sorted([e.uri for e in orphans] + list(temps))
+    by_batch: dict[tuple[str, str], tuple[list[rowstore.Written], list[str]]] = {}
+    for e in orphans:
+        by_batch.setdefault((e.slug, e.batch), ([], []))[0].append(e)
+    for tmp, e in temps.items():
+        by_batch.setdefault((e.slug, e.batch), ([], []))[1].append(tmp)
     local = stores.normalize_uri(destination)
     deleted: list[str] = []
-    for (slug, batch), mine in by_batch.items():
+    for (slug, batch), (mine, tmps) in by_batch.items():
         if not store.claim_batch(slug, batch):
             continue  # a run of this batch may be writing it now: next time
         try:
             referenced = referenced_uris(store)
-            verdicts = {e.uri: _check_again(e, store, referenced) for e in mine}
-            todo = [e for e in mine if verdicts[e.uri] == "delete"]
-            files = [e.uri for e in todo] + [t for e in mine if verdicts[e.uri] != "keep"
-                                              for t in temps_of.get(e.uri, ())]
+            todo = [e for e in mine if _check_again(e, store, referenced) == "delete"]
+            # under the claim no write of this batch is in flight here: its temporary files are all leftovers
+            files = [e.uri for e in todo] + tmps
             fault_point("gc_before_delete")
             _delete_files(files, f"gc {destination}", "Run gc again to finish", dests=dict.fromkeys(files, local))
             for e in todo:

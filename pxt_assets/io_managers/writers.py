@@ -71,8 +71,11 @@ class ColumnWriter:
         return f"{slug}/{col}/{shard[:2]}/{shard[2:4]}/{slug}_{col}_{row_id}_{digest[:16]}{ext}"
 
     def delete(self, uri: str) -> None:
-        """Delete a file this writer wrote (inside its destination, following no link out of it)."""
+        """Delete a file this writer wrote (inside its destination, following no link out of it), and its
+        journal entry."""
         self.store.delete(uri)
+        if self.journal is not None:
+            self.journal.forget_writes([uri])
 
     def wrote(self, row_id: str, uri: str) -> bool:
         """Whether `uri` is a name this writer gives row `row_id`'s file (written already, e.g. uploaded by
