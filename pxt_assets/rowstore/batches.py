@@ -47,8 +47,9 @@ from pxt_assets.rowstore.schema import (
 #: a run marked as writing a batch that has not committed after this long is taken as killed: gc may then
 #: collect what it wrote (its batch's rows, if committed by another run, name what is kept)
 ACTIVE_RUN_TTL_S = 24 * 3600.0
-#: how long a run waits for a gc deleting its batch's files before it fails
-GC_CLAIM_WAIT_S = 600.0
+#: a gc claim older than this is taken as left by a gc that died on another machine (whose process cannot be
+#: checked): runs no longer wait for it. A gc holds a claim while it deletes one batch's files: seconds.
+GC_CLAIM_TTL_S = 600.0
 
 
 class BatchStateError(RuntimeError):
@@ -165,19 +166,17 @@ class Batches(Database):
                    {"started_at": time.time(), "holder": holder})
         self._wait_for_gc(slug, batch)
 
-    def _wait_for_gc(self, slug: str, batch: str, timeout: float = GC_CLAIM_WAIT_S) -> None:
-        """After marking the batch live: wait while a live gc holds a claim on it (it is deleting the batch's
-        files; journal.py's protocol)."""
+    def _wait_for_gc(self, slug: str, batch: str) -> None:
+        """After marking the batch live: wait while a gc holds a claim on it (it is deleting the batch's files:
+        journal.py's protocol), unless the claim's process is provably gone or the claim is older than
+        GC_CLAIM_TTL_S, so the wait is bounded."""
         c = schema.gc_claims
-        deadline = time.monotonic() + timeout
         while True:
             with self._read() as conn:
-                held = [r[0] for r in conn.execute(sa.select(c.c.holder).where(
-                    (c.c.slug == slug) & (c.c.batch == batch)))]
-            if not any(not holder_gone(h) for h in held):
+                held = conn.execute(sa.select(c.c.holder, c.c.claimed_at).where(
+                    (c.c.slug == slug) & (c.c.batch == batch))).all()
+            if not any(not holder_gone(h) and at > time.time() - GC_CLAIM_TTL_S for h, at in held):
                 return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"batch {batch}: a gc has been deleting its files for {timeout:.0f} s")
             time.sleep(0.1)
 
     def fail_batch(self, slug: str, batch: str, run_id: str, reason: str) -> bool:
