@@ -197,3 +197,29 @@ def test_upgrade_enters_the_files_rows_name_into_the_journal(pxt_home, tmp_path,
         conn.execute(schema.written.delete())
         versions._journal_backfill(conn)
     assert sorted(e.uri for e in store.journal_entries(prefix)) == named
+
+
+def test_a_run_waits_for_a_live_gc_claim_and_not_for_a_stale_one(pxt_home):
+    from pxt_assets.procid import process_identity
+    from pxt_assets.rowstore.batches import GC_CLAIM_TTL_S
+    from pxt_assets.rowstore.rows import dumps
+
+    store = rowstore.for_settings(current_settings())
+    elsewhere = dumps([1, 0.0, "another-host/ns"])  # a process of another machine: never provably gone
+
+    def claim(holder: str, age: float) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(schema.gc_claims.insert().values(slug="t", batch="b", holder=holder,
+                                                          claimed_at=time.time() - age))
+
+    claim(elsewhere, GC_CLAIM_TTL_S + 1)  # left by a gc that died on another machine long ago
+    started = time.monotonic()
+    store._wait_for_gc("t", "b")
+    assert time.monotonic() - started < 1.0
+    store.release_claim("t", "b")
+
+    claim(dumps(process_identity()), 0)  # a live gc's claim: the run waits until it is released
+    threading.Timer(1.0, store.release_claim, args=("t", "b")).start()
+    started = time.monotonic()
+    store._wait_for_gc("t", "b")
+    assert time.monotonic() - started >= 0.9
