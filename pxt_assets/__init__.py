@@ -24,6 +24,18 @@ from pxt_assets.api import (
 )
 from pxt_assets.functions.udf import UDF, Batch, udf
 from pxt_assets.config import ConfigError, Settings, load_settings
+from pxt_assets.exceptions import (
+    AlreadyExistsError,
+    AuthorizationError,
+    ConcurrencyError,
+    Error,
+    ErrorCode,
+    ExternalServiceError,
+    NotFoundError,
+    PixeltableWarning,
+    RequestError,
+    ServiceUnavailableError,
+)
 from pxt_assets.io_managers.destinations import DestinationError
 from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
 from pxt_assets.redaction import install_log_redaction
@@ -38,5 +50,7 @@ __all__ = [
     "create_dir", "drop_dir", "create_table", "get_table", "list_tables", "drop_table",
     "udf", "UDF", "Batch", "ColumnTypeError",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
+    "Error", "ErrorCode", "RequestError", "NotFoundError", "AlreadyExistsError", "AuthorizationError",
+    "ExternalServiceError", "ServiceUnavailableError", "ConcurrencyError", "PixeltableWarning",
     "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
 ]

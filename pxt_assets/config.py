@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.redaction import RedactedMessage, register_secret
 
 __all__ = ['ConfigError', 'Settings', 'load_settings']
@@ -67,12 +68,14 @@ SOURCE_DEFAULT = 'default'
 SOURCE_ARGUMENT = 'argument'
 
 
-class ConfigError(RedactedMessage, ValueError):
+class ConfigError(RedactedMessage, MessageFirst, RequestError, ValueError):
     """A setting has a bad value, or the config file cannot be read or parsed.
 
     The message names the offending key (if any) and where the value came from; ``key`` and ``source``
     carry the same information for callers that want it programmatically.
     """
+
+    default_code = ErrorCode.INVALID_CONFIGURATION
 
     def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
         super().__init__(message)

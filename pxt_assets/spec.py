@@ -20,6 +20,7 @@ from typing import Any
 from pxt_assets.functions import registry
 from pxt_assets.functions.udf import UDF, UDFDefinitionError
 from pxt_assets.media import Bool, ColumnType, Json, String, type_named
+from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.redaction import RedactedMessage
 from pxt_assets.rowstore.schema import MAX_NAME_LENGTH
 
@@ -30,12 +31,17 @@ ERROR_PROPERTIES = ("errormsg", "errortype")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "c\n" is not a name
 
 
-class SpecError(RedactedMessage, ValueError):
-    """A table or column definition that cannot work; the message names the table and column."""
+class SpecError(RedactedMessage, MessageFirst, RequestError, ValueError):
+    """A table or column definition that cannot work; the message names the table and column. A
+    `pxt.RequestError` (INVALID_ARGUMENT unless made with another `error_code=`), and a ValueError."""
+
+    default_code = ErrorCode.INVALID_ARGUMENT
 
 
 class ColumnTypeError(SpecError, TypeError):
     """An expression whose types do not fit: a UDF argument of the wrong type, a UDF without type hints."""
+
+    default_code = ErrorCode.TYPE_MISMATCH
 
 
 # Set while a table is serialised for the catalog: UDFs that cannot be imported by path (a notebook's, a
