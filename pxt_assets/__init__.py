@@ -10,6 +10,7 @@ from pxt_assets import console, functions
 from pxt_assets.api import (
     InsertResult,
     MediaTable,
+    UpdateStatus,
     MediaView,
     Query,
     ResultSet,
@@ -37,7 +38,7 @@ from pxt_assets.exceptions import (
     ServiceUnavailableError,
 )
 from pxt_assets.io_managers.destinations import DestinationError
-from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
+from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, Required, String, Video
 from pxt_assets.redaction import install_log_redaction
 from pxt_assets.spec import ColumnTypeError, SpecError
 from pxt_assets.components import MediaTableComponent
@@ -52,5 +53,5 @@ __all__ = [
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
     "Error", "ErrorCode", "RequestError", "NotFoundError", "AlreadyExistsError", "AuthorizationError",
     "ExternalServiceError", "ServiceUnavailableError", "ConcurrencyError", "PixeltableWarning",
-    "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
+    "ColumnType", "Required", "UpdateStatus", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
 ]

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.functions import registry
 from pxt_assets.functions.udf import UDF, UDFDefinitionError
 from pxt_assets.media import Bool, ColumnType, Json, String, type_named
-from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.redaction import RedactedMessage
 from pxt_assets.rowstore.schema import MAX_NAME_LENGTH
 
@@ -562,6 +562,11 @@ def _is_iterator(fn: str) -> bool:
         return False
 
 
+#: the destination rule of a computed column that is another media column as it is (`copy=t.img`, no
+#: destination): its values are the same files, referenced, as Pixeltable does
+REFERENCED = "referenced in place (the files of the column it names)"
+
+
 @dataclass
 class ColumnSpec:
     """One column. `expr` is None for a source (inserted) column. `destination` is the resolved destination
@@ -591,6 +596,11 @@ class ColumnSpec:
     @property
     def writes_files(self) -> bool:
         return self.is_media or self.is_file_list
+
+    @property
+    def is_reference(self) -> bool:
+        """A computed column that names another media column's files (see REFERENCED): nothing is written."""
+        return isinstance(self.expr, ColumnRef) and self.is_media and self.destination_source == REFERENCED
 
     def _presign_calls(self) -> list[Call]:
         if self.expr is None:
@@ -623,6 +633,8 @@ class ColumnSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.col_type.name}
+        if not self.col_type.nullable:  # pxt.Required[...]; left out otherwise (older entries have none)
+            d["nullable"] = False
         if self.expr is not None:
             d["expr"] = self.expr.to_dict()
         for k in ("destination_arg", "destination", "destination_source"):
@@ -634,7 +646,7 @@ class ColumnSpec:
     def from_dict(cls, c: dict[str, Any], types: dict[str, ColumnType]) -> ColumnSpec:
         """A column as `to_dict` gave it; `types`: the table's earlier columns' types (its expression reads
         them)."""
-        col_type = type_named(c["type"])
+        col_type = type_named(c["type"]).copy(nullable=c.get("nullable", True))
         expr = expr_from_dict(c["expr"], types) if "expr" in c else None
         return cls(c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source"))
 

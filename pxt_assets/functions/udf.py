@@ -46,7 +46,19 @@ import PIL.Image
 
 from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.functions import registry
-from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video, type_named
+from pxt_assets.media import (
+    Audio,
+    Bool,
+    ColumnType,
+    Document,
+    Float,
+    Image,
+    Int,
+    Json,
+    String,
+    Video,
+    type_named,
+)
 from pxt_assets.redaction import RedactedMessage
 
 #: concurrent calls of an async UDF (per process) unless the decorator says otherwise
