@@ -186,7 +186,7 @@ class Error(Exception):
 
 
 def _rebuild(cls: type[Error], error_code: ErrorCode, message: str, state: dict[str, Any]) -> Error:
-    err = cls.__new__(cls)
+    err = cls.__new__(cls, message, error_code=error_code) if issubclass(cls, MessageFirst) else cls.__new__(cls)
     Error.__init__(err, error_code, message)
     err.__dict__.update(state)
     return err
@@ -316,6 +316,19 @@ class MessageFirst(Error):
     default_code: ClassVar[ErrorCode] = ErrorCode.GENERIC_USER_ERROR
     _any_group = True
 
+    def __new__(cls, *args: Any, error_code: ErrorCode | None = None, **kwargs: Any) -> Self:
+        # a code of another group than the class's makes an instance of the group's class too (a SpecError
+        # with PATH_NOT_FOUND is a pxt.NotFoundError), as Pixeltable's callers test with isinstance
+        code = error_code or cls.default_code
+        group = _group_classes().get(code.value // 1000)
+        if group is not None and not issubclass(cls, group):
+            cls = _with_group(cls, group)
+        return super().__new__(cls, *args)
+
+    def __reduce__(self) -> Any:
+        base = type(self).__dict__.get('_made_from', type(self))
+        return _rebuild, (base, self.error_code, self.message, dict(self.__dict__))
+
     def __init__(self, message: str = '', *args: Any, error_code: ErrorCode | None = None,
                  retry_after: float | None = None) -> None:
         super().__init__(error_code or type(self).default_code, message, retry_after=retry_after)
@@ -326,3 +339,20 @@ class MessageFirst(Error):
 __all__ = ["ErrorCode", "Error", "NotFoundError", "AlreadyExistsError", "RequestError", "AuthorizationError",
            "ExternalServiceError", "ServiceUnavailableError", "ConcurrencyError", "PixeltableWarning",
            "PixeltableDeprecationWarning", "MessageFirst"]
+
+
+def _group_classes() -> dict[int, type[Error]]:
+    return {c._code_group: c for c in (Error, NotFoundError, AlreadyExistsError, RequestError, AuthorizationError,
+                                       ExternalServiceError, ServiceUnavailableError, ConcurrencyError)}
+
+
+_GROUPED: dict[tuple[type, type], type] = {}
+
+
+def _with_group(cls: type, group: type) -> type:
+    """`cls` that is also `group` (one class per pair, named as `cls`)."""
+    key = (cls, group)
+    if key not in _GROUPED:
+        _GROUPED[key] = type(cls.__name__, (cls, group), {'__module__': cls.__module__, '__qualname__': cls.__qualname__,
+                                                          '_made_from': cls})
+    return _GROUPED[key]

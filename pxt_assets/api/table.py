@@ -673,7 +673,8 @@ class MediaTable:
             raise SpecError(f"table {self.path!r}: invalid column name {name!r}: Dagster reserves it (choose "
                             "another name)")
         if name in self.spec.columns:
-            raise SpecError(f"table {self.path!r} already has a column {name!r}")
+            raise SpecError(f"table {self.path!r} already has a column {name!r} (duplicate column name)",
+                            error_code=ErrorCode.COLUMN_ALREADY_EXISTS)
 
     def __getattr__(self, name: str) -> ColumnRef:
         if name.startswith("_") or name == "spec":
@@ -998,7 +999,8 @@ def _check_row(table: MediaTable, i: int, row: dict[str, Any], *, check_types: b
             else:
                 check_scalar(col, value)
                 if (why := value_problem(col.col_type.name, value)) is not None:
-                    raise ValueError(why)
+                    raise ValueError(f"not a valid Pixeltable JSON object: {why}" if col.col_type.name == "Json"
+                                     else why)
         except Exception as e:  # noqa: BLE001 - RowError or ValueError: the message says what was expected
             raise SpecError(f"insert into {table.path!r}: row {i}: column {col.name!r}: {e}",
                             error_code=ErrorCode.UNSUPPORTED_OPERATION) from None

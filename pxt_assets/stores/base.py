@@ -29,6 +29,13 @@ class StoreError(MessageFirst, Error):
     throttled, ...); `retryable` whether the same request may succeed later (the retry loop's test), and
     `retry_after` the seconds a server asked us to wait (a Retry-After header), if it did."""
 
+    _default_kind = ErrorCode.STORE_ERROR
+
+    def __new__(cls, message: str = "", *args: Any, kind: str | ErrorCode | None = None, **kwargs: Any):
+        # the pxt.Error class of its kind's code too (a not_found is a pxt.NotFoundError)
+        code = ErrorCode.of(kind or cls._default_kind, ErrorCode.STORE_ERROR)
+        return super().__new__(cls, message, error_code=code.pxt_code)
+
     def __init__(self, message: str, *, kind: str | ErrorCode = ErrorCode.STORE_ERROR,
                  retry_after: float | None = None) -> None:
         code = ErrorCode.of(kind, ErrorCode.STORE_ERROR)
@@ -44,6 +51,8 @@ class StoreError(MessageFirst, Error):
 
 class UnsupportedURIError(StoreError, ValueError):
     """A URI whose scheme or host no store handles."""
+
+    _default_kind = ErrorCode.UNSUPPORTED
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="unsupported")
