@@ -578,6 +578,9 @@ class ColumnSpec:
     destination_arg: str | None = None
     destination: str | None = None
     destination_source: str | None = None  # which rule chose it: "column", "output_media_dest", ...
+    #: False: a computed column computed when it is read (Pixeltable's stored=False): no asset, no stored
+    #: values; `t.col` is its expression
+    stored: bool = True
 
     @property
     def is_computed(self) -> bool:
@@ -635,6 +638,8 @@ class ColumnSpec:
         d: dict[str, Any] = {"name": self.name, "type": self.col_type.name}
         if not self.col_type.nullable:  # pxt.Required[...]; left out otherwise (older entries have none)
             d["nullable"] = False
+        if not self.stored:
+            d["stored"] = False
         if self.expr is not None:
             d["expr"] = self.expr.to_dict()
         for k in ("destination_arg", "destination", "destination_source"):
@@ -648,7 +653,8 @@ class ColumnSpec:
         them)."""
         col_type = type_named(c["type"]).copy(nullable=c.get("nullable", True))
         expr = expr_from_dict(c["expr"], types) if "expr" in c else None
-        return cls(c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source"))
+        return cls(c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source"),
+                   stored=c.get("stored", True))
 
 
 @dataclass
@@ -675,7 +681,16 @@ class TableSpec:
         return [c for c in self.columns.values() if not c.is_computed]
 
     def computed_columns(self) -> list[ColumnSpec]:
-        return [c for c in self.columns.values() if c.is_computed]
+        """The stored computed columns (each an asset of the table); see unstored_columns()."""
+        return [c for c in self.columns.values() if c.is_computed and c.stored]
+
+    def stored_columns(self) -> list[ColumnSpec]:
+        """The columns whose values the row store holds: all but those computed when read."""
+        return [c for c in self.columns.values() if c.stored]
+
+    def unstored_columns(self) -> list[ColumnSpec]:
+        """Computed columns computed when they are read (stored=False)."""
+        return [c for c in self.columns.values() if not c.stored]
 
     def to_dict(self, *, with_code: bool = False) -> dict[str, Any]:
         """The table as plain data. `with_code`: UDFs that cannot be imported by path carry their code (the

@@ -157,3 +157,28 @@ def test_drop_table_takes_a_code_table(pxt_home, tmp_path, monkeypatch, images):
     with pytest.raises(pxt.Error, match="expected a table path or a table") as e:
         pxt.drop_table(27)
     assert e.value.error_code is pxt.ErrorCode.TYPE_MISMATCH
+
+
+def test_unstored_column_is_computed_when_read(catalog, images):
+    t = pxt.create_table("d/t", {"img": pxt.Image})
+    t.insert([{"img": str(p)} for p in images[:2]])
+    status = t.add_computed_column(rot=t.img.rotate(90), stored=False)
+    assert status.num_rows == 0  # nothing computed now
+    t.add_computed_column(w=t.rot.width, stored=False)  # an unstored column of an unstored column
+    assert "d__t__computed" not in {a.node_def.name for a in t.definitions().assets if hasattr(a, "node_def")}
+    again = pxt.get_table("d/t")  # as another process has it
+    assert again.columns() == ["img", "rot", "w"] and not again.spec.columns["w"].stored
+    got = again.select(again.rot, again.w).collect()
+    assert list(got.columns) == ["rot", "w"]
+    assert [im.size[0] for im in got["rot"]] == list(got["w"])
+    assert again.where(again.w > 0).count() == 2
+    assert set(again.collect().columns) >= {"img", "rot", "w"}
+    again.insert(img=str(images[2]))  # a new batch: nothing to compute for them
+    assert again.count() == 3 and files_under(catalog / "media") == []
+    with pytest.raises(pxt.Error, match="rot"):
+        again.drop_column("img")  # rot (and w) read it
+    # w holds rot's expression (not a reference to it, unlike Pixeltable): dropping rot leaves w working
+    again.drop_column("rot")
+    assert again.columns() == ["img", "w"] and again.where(again.w > 0).count() == 3
+    again.drop_column("w")
+    assert again.columns() == ["img"]

@@ -234,9 +234,9 @@ class MediaTable:
                             f"{type(destination).__name__} {destination!r}", error_code=ErrorCode.TYPE_MISMATCH)
         if isinstance(destination, pathlib.Path):
             destination = str(destination)
-        if stored is False:
-            raise SpecError(f"Column {name!r}: stored=False (a column computed when it is read) is not supported "
-                            "yet; every computed column is stored", error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        if stored is False and destination is not None:
+            raise SpecError(f"Column {name!r}: `destination` only applies to stored computed columns",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
         on_error = _on_error(on_error, self.settings)
         if isinstance(expr, (dict, list)):  # messages=[{'role': 'user', 'content': t.prompt}]: Json
             expr = as_expr(expr)
@@ -291,7 +291,19 @@ class MediaTable:
         col_type = expr.col_type
         if col_type is None:
             raise SpecError(f"Column {name!r}: cannot tell the type of {expr!r}")
-        column = ColumnSpec(name, col_type, expr)
+        column = ColumnSpec(name, col_type, expr, stored=stored is not False)
+        if not column.stored:
+            if column.is_file_list:
+                raise SpecError(f"Column {name!r}: an iterator's column is stored (stored=False is refused)",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION)
+            # computed when read: no asset, no values, nothing to compute now (Pixeltable's stored=False)
+            column.destination, column.destination_source = None, "not stored (computed when read)"
+            if self._persistent:
+                self._add_to_catalog(column, if_exists=if_exists)
+            else:
+                self.spec.columns[name] = column
+                self._defs = None
+            return UpdateStatus()
         is_reference = (isinstance(expr, ColumnRef) and col_type.is_media and destination is None
                         and not self.settings.output_media_dest)
         if column.writes_files and self._persistent and not is_reference:  # a catalog table: defined where it is shared
@@ -681,7 +693,11 @@ class MediaTable:
             raise AttributeError(name)
         columns = self.__dict__.get("spec").columns if "spec" in self.__dict__ else {}
         if name in columns:
-            return ColumnRef(name, columns[name].col_type)
+            column = columns[name]
+            if not column.stored:  # computed when read: its expression, named as the column in a select
+                object.__setattr__(column.expr, "_pxt_name", name)
+                return column.expr
+            return ColumnRef(name, column.col_type)
         raise AttributeError(f"table {self.__dict__['spec'].display_path!r} has no column {name!r}")
 
     def __getitem__(self, name: str) -> ColumnRef:

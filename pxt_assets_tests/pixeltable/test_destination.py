@@ -13,12 +13,17 @@ from pxt_assets_tests.pixeltable.test_table import p, pxt_raises  # noqa: F401 -
 
 def test_dest_errors(p, tmp_path) -> None:  # noqa: F811
     """Ported from pixeltable tests/test_destination.py::TestDestination::test_dest_errors (the type check and
-    the local-path checks; stored=False is not supported, and https:// is a destination we support)."""
+    the local-path checks; https:// is a destination we support)."""
     t = pxt.create_table(p('test_dest_errors'), schema={'img': pxt.Image})
 
     # destination type and scheme are checked regardless of the catalog kind
     with pxt_raises(pxt.ErrorCode.TYPE_MISMATCH, match='must be a string or path'):
         t.add_computed_column(img_rot=t.img.rotate(90), destination=27)
+
+    valid_dest = str(tmp_path)
+    # destination only applies to stored computed columns
+    with pxt_raises(pxt.ErrorCode.UNSUPPORTED_OPERATION, match='only applies to stored computed columns'):
+        t.add_computed_column(img_rot=t.img.rotate(90), stored=False, destination=valid_dest)
 
     # Test destination with a non-existent directory
     with pytest.raises(pxt.Error, match='does not exist'):

@@ -309,3 +309,60 @@ def test_validate_image(p, media, images) -> None:
     _ = tbl.select(tbl.media, tbl.media.errormsg).collect()
     assert status.num_rows == len(rows)
     assert status.num_excs >= total_bad_rows
+
+
+test_unstored_table_base_val = 0
+
+
+@pxt.udf
+def add_unstored_table_base_val(x: int) -> int:
+    return x + test_unstored_table_base_val
+
+
+def _records(res) -> list[dict]:
+    """A result's rows as dicts (a ResultSet's `to_pandas()`, or a DataFrame's own)."""
+    frame = res.to_pandas() if hasattr(res, 'to_pandas') else res
+    return frame.to_dict('records')
+
+
+def test_unstored_computed_cols(p) -> None:
+    """Ported from pixeltable tests/test_table.py::TestTable::test_unstored_computed_cols."""
+    schema = {'c1': pxt.Int, 'c2': pxt.Float}
+    t = pxt.create_table(p('test'), schema)
+
+    status = t.add_computed_column(c3=add_unstored_table_base_val(t.c1), stored=True)
+    assert status.num_excs == 0
+    status = t.add_computed_column(c4=add_unstored_table_base_val(t.c1), stored=False)
+    assert status.num_excs == 0
+
+    rows = [{'c1': i, 'c2': float(i)} for i in range(10)]
+    global test_unstored_table_base_val  # noqa: PLW0603
+    test_unstored_table_base_val = 1000
+    t.insert(rows)
+    _ = t.collect()
+
+    test_unstored_table_base_val = 2000
+    t_res = t.select(t.c3, t.c4).collect()
+    for row in _records(t_res):
+        assert row['c3'] + 1000 == row['c4']
+
+
+def test_computed_img_cols(p, images) -> None:
+    """Ported from pixeltable tests/test_table.py::TestTable::test_computed_img_cols (its first two tables;
+    _test_computed_img_cols' check: the rotated image's size, for an unstored and a stored column)."""
+    schema = {'img': pxt.Image}
+    t = pxt.create_table(p('test'), schema)
+    t.add_computed_column(c2=t.img.width)
+    t.add_computed_column(h=t.img.height)
+    # c3 is not stored by default
+    t.add_computed_column(c3=t.img.rotate(90), stored=False)
+    t.insert([{'img': str(i)} for i in images[:2]])
+    res = _records(t.select(t.c2, t.h, t.c3).collect())
+    assert [r['c3'].size for r in res] == [(r['h'], r['c2']) for r in res]
+
+    t = pxt.create_table(p('test2'), schema)
+    # c3 is now stored
+    t.add_computed_column(c3=t.img.rotate(90))
+    t.insert([{'img': str(i)} for i in images[:2]])
+    _ = t.select(t.c3).collect()
+    _ = t.select(t.c3.errortype).collect()
