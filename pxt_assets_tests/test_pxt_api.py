@@ -14,14 +14,11 @@ from pxt_assets.config import ConfigError, load_settings
 from pxt_assets.spec import SpecError
 from pxt_assets_tests.conftest import files_under, make_image
 from pxt_assets_tests.mediagen import make_video
+from pxt_assets_tests.pixeltable.test_table import p  # noqa: F401 - a fixture
 
 
 @pytest.fixture
-def catalog(pxt_home, tmp_path, monkeypatch):
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    pxt.create_dir("d")
+def catalog(p, pxt_home):  # noqa: F811 - p: a fresh catalog with its directory test_dir
     return pxt_home
 
 
@@ -33,22 +30,22 @@ def bad_image(tmp_path):
 
 
 def test_type_forms_and_nullability_survive_the_catalog(catalog):
-    t = pxt.create_table("d/t", {"a": pxt.Int | None, "b": Optional[pxt.Int], "c": pxt.Required[pxt.Int],
+    t = pxt.create_table("test_dir/t", {"a": pxt.Int | None, "b": Optional[pxt.Int], "c": pxt.Required[pxt.Int],
                                  "d": pxt.Int, "e": None | pxt.String})
     assert [t.spec.columns[c].col_type.nullable for c in "abcde"] == [True, True, False, True, True]
-    again = pxt.get_table("d/t")  # as another process reads it
+    again = pxt.get_table("test_dir/t")  # as another process reads it
     assert [again.spec.columns[c].col_type.nullable for c in "abcde"] == [True, True, False, True, True]
     assert repr(again.spec.columns["c"].col_type) == "pxt.Required[pxt.Int]"
     with pytest.raises(pxt.RequestError, match="Column 'x': expected a type") as e:
-        pxt.create_table("d/u", {"x": int})
+        pxt.create_table("test_dir/u", {"x": int})
     assert e.value.error_code is pxt.ErrorCode.INVALID_TYPE
     with pytest.raises(pxt.Error, match="Missing value for non-nullable column 'c'"):
         again.insert(a=1)
 
 
 def test_update_status_keeps_insert_results_names(catalog, images, capsys):
-    t = pxt.create_table("d/t", {"img": pxt.Image})
-    status = t.insert([{"img": str(p)} for p in images[:2]])
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image})
+    status = t.insert([{"img": str(f)} for f in images[:2]])
     assert isinstance(status, pxt.UpdateStatus) and pxt.InsertResult is pxt.UpdateStatus
     assert (status.num_rows, status.num_excs, status.num_computed_values, status.updated_cols) == (2, 0, 0, [])
     assert status.batch in t.batches() and status.run_id and status.num_errors == 0 and status.seconds > 0
@@ -72,7 +69,7 @@ def test_update_status_keeps_insert_results_names(catalog, images, capsys):
 
 
 def test_abort_rolls_the_batch_back_and_names_column_and_input(catalog, images, bad_image):
-    t = pxt.create_table("d/t", {"img": pxt.Image})
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image})
     t.add_computed_column(rot=t.img.rotate(90))
     media = catalog / "media"
     with pytest.raises(pxt.RequestError) as e:
@@ -86,7 +83,7 @@ def test_abort_rolls_the_batch_back_and_names_column_and_input(catalog, images, 
 
 
 def test_on_error_deployment_default(catalog, images, bad_image, monkeypatch):
-    t = pxt.create_table("d/t", {"img": pxt.Image})
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image})
     monkeypatch.setenv("PIXELTABLE_ON_ERROR", "ignore")
     assert t.insert(img=str(bad_image)).num_excs == 1  # the deployment keeps bad rows
     with pytest.raises(pxt.Error):
@@ -103,17 +100,17 @@ def test_on_error_deployment_default(catalog, images, bad_image, monkeypatch):
 
 
 def test_insert_job_keeps_bad_rows_whatever_the_default(catalog, images, bad_image):
-    t = pxt.create_table("d/t", {"img": pxt.Image})
-    job = t.definitions().resolve_job_def("d__t_job")
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image})
+    job = t.definitions().resolve_job_def("test_dir__t_job")
     import dagster as dg
 
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), run_config={"ops": {"d__t__insert": {
+    result = job.execute_in_process(instance=dg.DagsterInstance.get(), run_config={"ops": {"test_dir__t__insert": {
         "config": {"files": [str(images[0]), str(bad_image)]}}}})
     assert result.success and t.count() == 2
 
 
 def test_add_computed_column_abort_leaves_no_column(catalog, images, bad_image):
-    t = pxt.create_table("d/t", {"img": pxt.Image})
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image})
     t.insert([{"img": str(images[0])}, {"img": str(bad_image)}], on_error="ignore")
     with pytest.raises(pxt.Error, match="column 'rot' failed for row 1"):
         t.add_computed_column(rot=t.img.rotate(90))
@@ -123,14 +120,14 @@ def test_add_computed_column_abort_leaves_no_column(catalog, images, bad_image):
 def test_replace_force_drops_views(catalog, tmp_path):
     from pxt_assets.functions.video import frame_iterator
 
-    videos = pxt.create_table("d/videos", {"video": pxt.Video})
+    videos = pxt.create_table("test_dir/videos", {"video": pxt.Video})
     videos.insert(video=str(make_video(tmp_path / "v.mp4", seconds=0.3)))
-    pxt.create_view("d/frames", videos, iterator=frame_iterator(videos.video, fps=1))
+    pxt.create_view("test_dir/frames", videos, iterator=frame_iterator(videos.video, fps=1))
     with pytest.raises(pxt.Error, match="replace_force") as e:
-        pxt.create_table("d/videos", {"video": pxt.Video}, if_exists="replace")
+        pxt.create_table("test_dir/videos", {"video": pxt.Video}, if_exists="replace")
     assert e.value.error_code is pxt.ErrorCode.CONSTRAINT_VIOLATION
-    fresh = pxt.create_table("d/videos", {"video": pxt.Video}, if_exists="replace_force")
-    assert fresh.count() == 0 and pxt.list_tables("d") == ["d/videos"]
+    fresh = pxt.create_table("test_dir/videos", {"video": pxt.Video}, if_exists="replace_force")
+    assert fresh.count() == 0 and pxt.list_tables("test_dir") == ["test_dir/videos"]
 
 
 def test_our_errors_are_pixeltables(tmp_path):
@@ -160,13 +157,13 @@ def test_drop_table_takes_a_code_table(pxt_home, tmp_path, monkeypatch, images):
 
 
 def test_unstored_column_is_computed_when_read(catalog, images):
-    t = pxt.create_table("d/t", {"img": pxt.Image})
-    t.insert([{"img": str(p)} for p in images[:2]])
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image})
+    t.insert([{"img": str(f)} for f in images[:2]])
     status = t.add_computed_column(rot=t.img.rotate(90), stored=False)
     assert status.num_rows == 0  # nothing computed now
     t.add_computed_column(w=t.rot.width, stored=False)  # an unstored column of an unstored column
-    assert "d__t__computed" not in {a.node_def.name for a in t.definitions().assets if hasattr(a, "node_def")}
-    again = pxt.get_table("d/t")  # as another process has it
+    assert "test_dir__t__computed" not in {a.node_def.name for a in t.definitions().assets if hasattr(a, "node_def")}
+    again = pxt.get_table("test_dir/t")  # as another process has it
     assert again.columns() == ["img", "rot", "w"] and not again.spec.columns["w"].stored
     got = again.select(again.rot, again.w).collect()
     assert list(got.columns) == ["rot", "w"]
