@@ -85,7 +85,7 @@ class Setup:
         self.rows = [{"img": str(f), "label": label} for f, label in zip(files, LABELS)]
 
     def insert_code(self) -> str:
-        return f"import pxt_assets as pxt; pxt.get_table({TABLE!r}).insert({self.rows!r})"
+        return f"import pxt_assets as pxt; pxt.get_table({TABLE!r}).insert({self.rows!r}, on_error='ignore')"
 
 
 @pytest.fixture
