@@ -72,6 +72,11 @@ Json = ColumnType("Json")
 TYPES: dict[str, ColumnType] = {t.name: t for t in (Image, Video, Audio, Document, String, Int, Float, Bool, Json)}
 
 
+_PXT_TYPE_FOR = {"builtins.str": "pxt.String", "builtins.int": "pxt.Int", "builtins.float": "pxt.Float",
+                 "builtins.bool": "pxt.Bool", "builtins.list": "pxt.Json", "builtins.dict": "pxt.Json",
+                 "PIL.Image.Image": "pxt.Image"}
+
+
 class Required:
     """`pxt.Required[pxt.Int]`: a column every inserted row must give a value (Pixeltable's `Required`)."""
 
@@ -93,6 +98,11 @@ def column_type(t: Any, what: str = "column") -> ColumnType:
         rest = [a for a in args if a is not type(None)]
         if len(args) == 2 and len(rest) == 1 and isinstance(rest[0], ColumnType):
             return rest[0].copy(nullable=True)
+    suggestion = _PXT_TYPE_FOR.get(f"{getattr(t, '__module__', '')}.{getattr(t, '__qualname__', '')}")
+    if suggestion is not None:  # Pixeltable's message for a builtin type
+        name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        raise RequestError(ErrorCode.INVALID_TYPE, f"{what}: Standard Python type `{name}` cannot be used here; use "
+                                                   f"`{suggestion}` instead")
     raise RequestError(ErrorCode.INVALID_TYPE, redact(
         f"{what}: expected a type such as pxt.Image, pxt.Int | None or pxt.Required[pxt.Int], got {t!r}"))
 

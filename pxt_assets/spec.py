@@ -78,6 +78,9 @@ def parse_table_path(path: str) -> tuple[str, ...]:
     return parts
 
 
+_BAD_NAME = ErrorCode.INVALID_COLUMN_NAME
+
+
 def check_column_name(name: str, table: str) -> None:
     """Refuse a name that cannot be a column of `table`, naming both: letters, digits and '_' only (so no
     control character), not starting with '_' (the row store's own names do), not empty, not `row_id` or
@@ -86,15 +89,15 @@ def check_column_name(name: str, table: str) -> None:
     shown = f"{name[:60]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 100 else repr(name)
     where = f"table {table!r}: invalid column name {shown}"
     if not isinstance(name, str):
-        raise SpecError(f"{where}: a column name is a string")
+        raise SpecError(f"{where}: a column name is a string", error_code=_BAD_NAME)
     if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise SpecError(f"{where}: it contains a control character; use letters, digits and '_'")
+        raise SpecError(f"{where}: it contains a control character; use letters, digits and '_'", error_code=_BAD_NAME)
     if not _NAME_RE.fullmatch(name) or name.startswith("_"):
-        raise SpecError(f"{where}: letters, digits and '_', not starting with '_'")
+        raise SpecError(f"{where}: letters, digits and '_', not starting with '_'", error_code=_BAD_NAME)
     if name in ("row_id", "batch"):
-        raise SpecError(f"{where}: {name!r} is a field of every row; choose another name")
+        raise SpecError(f"{where}: {name!r} is a field of every row; choose another name", error_code=_BAD_NAME)
     if len(name) > MAX_NAME_LENGTH:
-        raise SpecError(f"{where}: longer than the {MAX_NAME_LENGTH} characters a name may have")
+        raise SpecError(f"{where}: longer than the {MAX_NAME_LENGTH} characters a name may have", error_code=_BAD_NAME)
 
 
 class Expr:

@@ -37,7 +37,7 @@ def test_type_forms_and_nullability_survive_the_catalog(catalog):
     assert [again.spec.columns[c].col_type.nullable for c in "abcde"] == [True, True, False, True, True]
     assert repr(again.spec.columns["c"].col_type) == "pxt.Required[pxt.Int]"
     with pytest.raises(pxt.RequestError, match="Column 'x': expected a type") as e:
-        pxt.create_table("test_dir/u", {"x": int})
+        pxt.create_table("test_dir/u", {"x": "Int"})
     assert e.value.error_code is pxt.ErrorCode.INVALID_TYPE
     with pytest.raises(pxt.Error, match="Missing value for non-nullable column 'c'"):
         again.insert(a=1)

@@ -683,7 +683,7 @@ class MediaTable:
 
         if name in DISALLOWED_NAMES:  # each column is a Dagster asset output, named after the column
             raise SpecError(f"table {self.path!r}: invalid column name {name!r}: Dagster reserves it (choose "
-                            "another name)")
+                            "another name)", error_code=ErrorCode.INVALID_COLUMN_NAME)
         if name in self.spec.columns:
             raise SpecError(f"table {self.path!r} already has a column {name!r} (duplicate column name)",
                             error_code=ErrorCode.COLUMN_ALREADY_EXISTS)

@@ -366,3 +366,28 @@ def test_computed_img_cols(p, images) -> None:
     t.insert([{'img': str(i)} for i in images[:2]])
     _ = t.select(t.c3).collect()
     _ = t.select(t.c3.errortype).collect()
+
+
+def test_schema_spec(p) -> None:
+    """Ported from pixeltable tests/test_table.py::TestTable::test_schema_spec (the column name and builtin type
+    cases; dict column specs, primary keys, Timestamp/Date/UUID/bytes are not ours)."""
+    import PIL.Image
+
+    with pxt_raises(pxt.ErrorCode.INVALID_COLUMN_NAME) as exc_info:
+        pxt.create_table(p('test'), {'c 1': pxt.Int})
+    assert 'invalid column name' in str(exc_info.value).lower()
+
+    for badtype, name, suggestion in [
+        (str, 'str', 'pxt.String'),
+        (int, 'int', 'pxt.Int'),
+        (float, 'float', 'pxt.Float'),
+        (bool, 'bool', 'pxt.Bool'),
+        (list, 'list', 'pxt.Json'),
+        (dict, 'dict', 'pxt.Json'),
+        (PIL.Image.Image, 'PIL.Image.Image', 'pxt.Image'),
+    ]:
+        with pxt_raises(pxt.ErrorCode.INVALID_TYPE) as exc_info:
+            pxt.create_table(p('test'), {'c1': badtype})
+        assert f'Standard Python type `{name}` cannot be used here; use `{suggestion}` instead' in str(
+            exc_info.value
+        )
