@@ -12,6 +12,7 @@ import pxt_assets as pxt
 from pxt_assets import stores
 from pxt_assets.config import ConfigError, load_settings
 from pxt_assets.spec import SpecError
+from pxt_assets.stores import path_of
 from pxt_assets_tests.conftest import files_under, make_image
 from pxt_assets_tests.mediagen import make_video
 from pxt_assets_tests.pixeltable.test_table import p  # noqa: F401 - a fixture
@@ -179,3 +180,20 @@ def test_unstored_column_is_computed_when_read(catalog, images):
     assert again.columns() == ["img", "w"] and again.where(again.w > 0).count() == 3
     again.drop_column("w")
     assert again.columns() == ["img"]
+
+
+def test_update_reruns_only_what_the_new_values_change(catalog, tmp_path):
+    small, big = make_image(tmp_path / "small.jpg", size=(20, 10)), make_image(tmp_path / "big.jpg", size=(60, 30))
+    t = pxt.create_table("test_dir/t", {"img": pxt.Image, "label": pxt.String})
+    t.add_computed_column(h=t.img.rotate(90).height)
+    t.insert([{"img": str(small), "label": x} for x in "abc"])
+    status = t.update({"img": str(big)}, where=t.label == "b")
+    assert (status.num_rows, status.num_computed_values, status.num_excs) == (1, 1, 0)
+    assert status.updated_cols == ["t.img", "t.h"]
+    got = t.order_by(t.label).select(t.label, t.h, t.img.fileurl).collect()
+    assert list(got["h"]) == [20, 60, 20]
+    assert path_of(got.iloc[1, 2]) == big and t.batches() == [status.batch]
+    # every row, no filter
+    assert t.update({"label": "z"}).num_rows == 3 and t.where(t.label == "z").count() == 3
+    with pytest.raises(pxt.Error, match="expected non-None"):
+        pxt.create_table("test_dir/r", {"c": pxt.Required[pxt.Int]}).update({"c": None})

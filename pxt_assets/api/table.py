@@ -29,6 +29,7 @@ from pxt_assets.io_managers.ingest import check_scalar
 from pxt_assets.io_managers.rows import new_batch_key, row_id
 from pxt_assets.media import ColumnType, column_type, suffix_of
 from pxt_assets.redaction import redact
+from pxt_assets.rowstore.values import ERRORS_KEY
 from pxt_assets.rowstore.values import problem as value_problem
 from pxt_assets.spec import (
     REFERENCED,
@@ -802,9 +803,87 @@ class MediaTable:
             lifecycle.delete_batch(self, batch, instance=instance)
             raise e.error from None
 
+    def update(self, value_spec: dict[str, Any], where: Expr | None = None, cascade: bool = True, *,
+               instance: dg.DagsterInstance | None = None) -> UpdateStatus:
+        """Set inserted columns of the rows `where` selects (every row without it) to constant values, as
+        Pixeltable's `t.update({'label': 'cat'}, where=t.id == 3)`; with `cascade` (default) the computed
+        columns that read them are computed again for those rows (the others keep their values), and the
+        table's views too. `where` must be a filter on stored values (SQL), as in Pixeltable.
+
+        Each batch holding such rows is run again with its new values (its inserted values are what the
+        batch recorded: the update changes that record), so it is what a re-run does: files a new value
+        no longer needs are deleted, rows computed from unchanged values are kept."""
+        from pxt_assets.api.query import _sql  # the query's SQL form of a filter
+
+        self._sync()
+        if not isinstance(value_spec, dict):
+            raise SpecError(f"update: expected a dict of column name -> value, got {value_spec!r}",
+                            error_code=ErrorCode.INVALID_ARGUMENT)
+        for name, value in value_spec.items():
+            if not isinstance(name, str):
+                raise SpecError(f"update: a dict key must be a column name, got {name!r}",
+                                error_code=ErrorCode.INVALID_ARGUMENT)
+            check_column_name(name, self.path)
+            col = self.spec.columns.get(name)
+            if col is None:
+                raise SpecError(f"update of {self.path!r}: Unknown column: {name}",
+                                error_code=ErrorCode.COLUMN_NOT_FOUND)
+            if col.is_computed:
+                raise SpecError(f"update of {self.path!r}: column {name!r} is computed and cannot be updated",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION)
+            if isinstance(value, Expr) or callable(value):
+                raise SpecError(f"update of {self.path!r}: column {name!r}: {value!r} is not a recognized literal "
+                                "value (expressions as values are not supported)",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION)
+            try:
+                _check_value(self, col, value)
+            except SpecError as e:
+                raise SpecError(f"update of {self.path!r}: column {name!r}: value {value!r:.60} is not compatible "
+                                f"with its type: {e}", error_code=ErrorCode.TYPE_MISMATCH) from None
+        if where is not None and not isinstance(where, Expr):
+            raise SpecError("update: the `where` argument must be a valid Pixeltable expression",
+                            error_code=ErrorCode.INVALID_EXPRESSION)
+        if where is not None:
+            self.where(where)  # the query's checks: columns of this table, a predicate
+        store = self._rowstore()
+        rt = self._row_table()
+        node = _sql(where)
+        if node is not None and not store.compiles(rt, node):
+            raise SpecError(f"update of {self.path!r}: the filter {where!r} is not expressible in SQL (a filter on "
+                            "stored values, as Pixeltable requires)", error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        if not cascade and launch.is_shared(instance or get_instance()):
+            raise SpecError("update(cascade=False) runs in this process: not with a shared Dagster instance",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        started = time.monotonic()
+        by_batch: dict[str, list[int]] = {}
+        for (rid,) in store.select(rt, [], where=node):
+            batch, _, pos = str(rid).rpartition("-")
+            by_batch.setdefault(batch, []).append(int(pos))
+        dependents = [c.name for c in self.spec.computed_columns() if cascade and _reads_any(self.spec, c, value_spec)]
+        if instance is None:
+            instance = get_instance()
+        excs = 0
+        for batch, positions in sorted(by_batch.items()):
+            manifest = store.manifest(self.spec.slug, batch) or []
+            for pos in positions:
+                row = {k: v for k, v in manifest[pos].items() if k != ERRORS_KEY}
+                manifest[pos] = {**row, **value_spec}
+            store.set_manifest(self.spec.slug, batch, manifest)
+            done = self._run_batch(batch, instance, time.monotonic(), doing="update of", only_sources=not cascade,
+                                   quiet=True)
+            excs += sum(n for c, n in self._error_counts(batch).items() if c in value_spec or c in dependents) \
+                if done.num_excs else 0
+        rows = sum(len(p) for p in by_batch.values())
+        return UpdateStatus(updated_cols=[f"{self.spec.name}.{c}" for c in [*value_spec, *dependents]],
+                            row_count_stats=RowCountStats(upd_rows=rows, num_excs=excs,
+                                                          computed_values=rows * len(dependents)),
+                            batch=max(by_batch) if by_batch else None, batches=tuple(sorted(by_batch)),
+                            seconds=time.monotonic() - started)
+
     def _run_batch(self, batch: str, instance: dg.DagsterInstance, started: float, *, log=None,
                    tags: dict[str, str] | None = None, doing: str,
-                   code_location: dict[str, Any] | None = None, submit: bool | None = None) -> UpdateStatus:
+                   code_location: dict[str, Any] | None = None, submit: bool | None = None,
+                   only_sources: bool = False, quiet: bool = False) -> UpdateStatus:
         """Run the batch's job: submitted through the instance (its coordinator, daemon, launcher and
         executor; see pxt_assets.launch) when `submit` (default: on a shared instance), else in this process
         (a notebook on the embedded default: fast, nothing to start)."""
@@ -819,6 +898,9 @@ class MediaTable:
                 detail = None if success else launch.failure_of(instance, run_id)
             else:
                 job = self.definitions().resolve_job_def(job_name)
+                if only_sources:  # update(cascade=False): the inserted values, not the columns computed from them
+                    job = job.get_subset(asset_selection={asset_builder.asset_key(self.spec, c.name)
+                                                          for c in self.spec.source_columns()})
                 with console.progress_bars():
                     result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
                                                     raise_on_error=False, run_config=console.run_config())
@@ -856,8 +938,9 @@ class MediaTable:
             row_count_stats=RowCountStats(ins_rows=info.num_rows or 0, num_excs=sum(excs.values())),
             batch=batch, run_id=run_id, num_errors=info.num_errors or 0, seconds=time.monotonic() - started,
             batches=(batch,))
-        (log.info if log is not None else print)(self._describe(outcome))
-        if not hasattr(self, "base_spec"):
+        if not quiet:
+            (log.info if log is not None else print)(self._describe(outcome))
+        if not hasattr(self, "base_spec") and not only_sources:
             # each view makes its rows from the batch's rows, keeping its bad rows (on_error is the table's)
             view_tags = {k: v for k, v in (tags or {}).items() if k != ON_ERROR_TAG} or None
             for view in self._views_to_run():
@@ -1005,21 +1088,41 @@ def _check_row(table: MediaTable, i: int, row: dict[str, Any], *, check_types: b
             if value is None:
                 raise SpecError(f"insert into {table.path!r}: row {i}: column {col.name!r}: expected non-None "
                                 f"value ({col.col_type!r})", error_code=ErrorCode.UNSUPPORTED_OPERATION)
-        if not check_types or value is None:
-            continue
-        try:
-            if col.is_media:
-                if not isinstance(value, (str, pathlib.Path)):
-                    raise ValueError(f"expected a path or URL for {col.col_type!r}, got {type(value).__name__} "
-                                     f"{value!r:.60}")
-            else:
-                check_scalar(col, value)
-                if (why := value_problem(col.col_type.name, value)) is not None:
-                    raise ValueError(f"not a valid Pixeltable JSON object: {why}" if col.col_type.name == "Json"
-                                     else why)
-        except Exception as e:  # noqa: BLE001 - RowError or ValueError: the message says what was expected
-            raise SpecError(f"insert into {table.path!r}: row {i}: column {col.name!r}: {e}",
-                            error_code=ErrorCode.UNSUPPORTED_OPERATION) from None
+        if check_types and value is not None:
+            try:
+                _check_value(table, col, value)
+            except SpecError as e:
+                raise SpecError(f"insert into {table.path!r}: row {i}: column {col.name!r}: {e}",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION) from None
+
+
+def _reads_any(spec: TableSpec, col: ColumnSpec, names: Any) -> bool:
+    """Whether computed column `col` reads any of `names`, directly or through other computed columns."""
+    seen = set(names)
+    for c in spec.computed_columns():  # definition order: a column reads earlier ones only
+        if c.expr.columns() & seen:
+            seen.add(c.name)
+    return col.name in seen
+
+
+def _check_value(table: MediaTable, col: ColumnSpec, value: Any) -> None:
+    """A SpecError saying what `col` expected if `value` is not one of its values."""
+    if value is None:
+        if not col.col_type.nullable:
+            raise SpecError(f"expected non-None value ({col.col_type!r})", error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        return
+    try:
+        if col.is_media:
+            if not isinstance(value, (str, pathlib.Path)):
+                raise ValueError(f"expected a path or URL for {col.col_type!r}, got {type(value).__name__} "
+                                 f"{value!r:.60}")
+        else:
+            check_scalar(col, value)
+            if (why := value_problem(col.col_type.name, value)) is not None:
+                raise ValueError(f"not a valid Pixeltable JSON object: {why}" if col.col_type.name == "Json"
+                                 else why)
+    except Exception as e:  # noqa: BLE001 - RowError or ValueError: the message says what was expected
+        raise SpecError(str(e), error_code=ErrorCode.UNSUPPORTED_OPERATION) from None
 
 
 def _schema_type(name: str, t: Any) -> ColumnType:

@@ -98,6 +98,13 @@ class Batches(Database):
         with self._write() as conn:
             return insert_batch(conn, slug, batch, rows, source, only_new=True)
 
+    def set_manifest(self, slug: str, batch: str, manifest: list[dict[str, Any]]) -> None:
+        """Record new inserted values for a batch (an update: its next run stores them)."""
+        b = schema.batches
+        rows_ = [values.manifest_row(row, i) for i, row in enumerate(manifest)]
+        with self._write() as conn:
+            conn.execute(b.update().where((b.c.slug == slug) & (b.c.batch == batch)).values(manifest=dumps(rows_)))
+
     def manifest(self, slug: str, batch: str) -> list[dict[str, Any]] | None:
         b = schema.batches
         with self._read() as conn:

@@ -391,3 +391,123 @@ def test_schema_spec(p) -> None:
         assert f'Standard Python type `{name}` cannot be used here; use `{suggestion}` instead' in str(
             exc_info.value
         )
+
+
+@pxt.udf
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+def _col(res, name: str):
+    """A result's column as a pandas Series (a ResultSet's `to_pandas()`, or a DataFrame's own)."""
+    return (res.to_pandas() if hasattr(res, 'to_pandas') else res)[name].reset_index(drop=True)
+
+
+def _test_tbl(p, name: str = 'test_tbl'):
+    """Pixeltable's test_tbl fixture, the columns we have: 100 rows, c3 = 0.0 ... 99.0."""
+    t = pxt.create_table(p(name), {'c1': pxt.String, 'c2': pxt.Int, 'c3': pxt.Float, 'c4': pxt.Bool,
+                                    'c6': pxt.Json})
+    t.insert([{'c1': f'test string {i}', 'c2': i, 'c3': float(i), 'c4': bool(i % 2), 'c6': {'f1': i}}
+              for i in range(100)])
+    return t
+
+
+def test_update(p) -> None:
+    """Ported from pixeltable tests/test_table.py::TestTable::test_update (literals; `t.c3 + 1` written as a
+    UDF, revert() as a fresh table; no Timestamp column, primary key, expression values or small_img_tbl)."""
+    import numpy as np
+    import pandas as pd
+
+    t = _test_tbl(p)
+    # update every type with a literal
+    test_cases = [
+        ('c1', 'new string'),
+        ('c3', -1.0),
+        ('c4', True),
+        ('c6', [{'x': 1, 'y': 2}]),
+    ]
+    count = t.count()
+    for col_name, literal in test_cases:
+        status = t.update({col_name: literal}, where=t.c3 < 10.0, cascade=False)
+        assert status.num_rows == 10
+        assert status.updated_cols == [f'test_tbl.{col_name}']
+        assert t.count() == count
+        assert t.where(t[col_name] == literal).count() >= 10 if col_name != 'c6' else True
+        pxt.drop_table(t)
+        t = _test_tbl(p)
+
+    # update column that is used in computed cols
+    t.add_computed_column(computed1=add(t.c3, 1.0))
+    t.add_computed_column(computed2=add(t.computed1, 1.0))
+    t.add_computed_column(computed3=add(t.c3, 3.0))
+
+    # cascade=False
+    computed1 = _col(t.order_by(t.computed1).collect(), 'computed1')
+    computed2 = _col(t.order_by(t.computed2).collect(), 'computed2')
+    computed3 = _col(t.order_by(t.computed3).collect(), 'computed3')
+    assert t.where(t.c3 < 10.0).count() == 10
+    assert t.where(t.c3 == 10.0).count() == 1
+    # update to a value that also satisfies the where clause
+    status = t.update({'c3': 0.0}, where=t.c3 < 10.0, cascade=False)
+    assert status.num_rows == 10
+    assert status.updated_cols == ['test_tbl.c3']
+    assert t.where(t.c3 < 10.0).count() == 10
+    assert t.where(t.c3 == 0.0).count() == 10
+    # computed cols are not updated
+    assert np.all(_col(t.order_by(t.computed1).collect(), 'computed1') == computed1)
+    assert np.all(_col(t.order_by(t.computed2).collect(), 'computed2') == computed2)
+    assert np.all(_col(t.order_by(t.computed3).collect(), 'computed3') == computed3)
+
+    # cascade=True
+    status = t.update({'c3': 0.0}, where=t.c3 < 10.0, cascade=True)
+    assert status.num_rows == 10
+    assert set(status.updated_cols) == {
+        'test_tbl.c3',
+        'test_tbl.computed1',
+        'test_tbl.computed2',
+        'test_tbl.computed3',
+    }
+    assert t.where(t.c3 < 10.0).count() == 10
+    assert t.where(t.c3 == 0.0).count() == 10
+    assert np.all(_col(t.order_by(t.computed1).collect(), 'computed1')[:10] == pd.Series([1.0] * 10))
+    assert np.all(_col(t.order_by(t.computed2).collect(), 'computed2')[:10] == pd.Series([2.0] * 10))
+    assert np.all(_col(t.order_by(t.computed3).collect(), 'computed3')[:10] == pd.Series([3.0] * 10))
+
+    # bad update spec
+    with pxt_raises(pxt.ErrorCode.INVALID_ARGUMENT, match='dict key'):
+        t.update({1: 1})
+
+    # key is a str but not a valid identifier (ours: INVALID_COLUMN_NAME, as a bad name is everywhere)
+    with pxt_raises(pxt.ErrorCode.INVALID_COLUMN_NAME, match='invalid column name'):
+        t.update({'c 1': 1})
+
+    # unknown column
+    with pxt_raises(pxt.ErrorCode.COLUMN_NOT_FOUND, match='Unknown column: unknown'):
+        t.update({'unknown': 1})
+
+    # incompatible type
+    with pxt_raises(pxt.ErrorCode.TYPE_MISMATCH, match='not compatible'):
+        t.update({'c1': 1})
+
+    # can't update computed column
+    with pxt_raises(pxt.ErrorCode.UNSUPPORTED_OPERATION, match='is computed'):
+        t.update({'computed1': 1})
+
+    # non-expr
+    with pxt_raises(pxt.ErrorCode.UNSUPPORTED_OPERATION, match='not a recognized'):
+        t.update({'c3': lambda c3: c3 ** 0.5})
+
+    # non-Predicate filter
+    with pxt_raises(
+        pxt.ErrorCode.INVALID_EXPRESSION, match=r'`where` argument must be a valid Pixeltable expression'
+    ):
+        t.update({'c3': 1.0}, where=lambda c2: c2 == 10)
+
+
+def test_update_filter_not_in_sql(p, images) -> None:
+    """Ported from pixeltable tests/test_table.py::TestTable::test_update (its small_img_tbl case)."""
+    img_t = pxt.create_table(p('small_img_tbl'), {'img': pxt.Image, 'split': pxt.String})
+    img_t.insert([{'img': str(i), 'split': 'val'} for i in images])
+    # filter not expressible in SQL
+    with pxt_raises(pxt.ErrorCode.UNSUPPORTED_OPERATION, match='not expressible'):
+        img_t.update({'split': 'train'}, where=img_t.img.width > 100)
