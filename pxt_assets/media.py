@@ -108,10 +108,18 @@ def column_type(t: Any, what: str = "column") -> ColumnType:
 
 
 def type_named(name: str) -> ColumnType:
-    """The ColumnType called `name` ('Image', 'pxt.Image', ...)."""
-    key = name.removeprefix("pxt.")
+    """The ColumnType called `name` ('Image', 'pxt.Image', ...); a YAML schema's forms too: 'Int | None'
+    (nullable, as 'Int' is) and 'Required[Int]' / 'pxt.Required[pxt.Int]' (not nullable)."""
+    key = name.strip().removeprefix("pxt.")
+    required = re.fullmatch(r"Required\[\s*(?:pxt\.)?(\w+)\s*\]", key)
+    if required is not None:
+        return type_named(required.group(1)).copy(nullable=False)
+    optional = re.fullmatch(r"(?:pxt\.)?(\w+)\s*\|\s*None|None\s*\|\s*(?:pxt\.)?(\w+)", key)
+    if optional is not None:
+        key = optional.group(1) or optional.group(2)
     if key not in TYPES:
-        raise ValueError(f"unknown column type {name!r}; known: {', '.join(TYPES)}")
+        raise ValueError(f"unknown column type {name!r}; known: {', '.join(TYPES)} (and 'Required[Int]', "
+                         "'Int | None')")
     return TYPES[key]
 
 

@@ -37,6 +37,10 @@ def test_type_forms_and_nullability_survive_the_catalog(catalog):
     again = pxt.get_table("test_dir/t")  # as another process reads it
     assert [again.spec.columns[c].col_type.nullable for c in "abcde"] == [True, True, False, True, True]
     assert repr(again.spec.columns["c"].col_type) == "pxt.Required[pxt.Int]"
+    from pxt_assets.media import type_named  # a YAML schema's strings
+
+    assert [type_named(n).nullable for n in ("Int", "pxt.Int | None", "None | Int", "Required[Int]",
+                                             "pxt.Required[pxt.Int]")] == [True, True, True, False, False]
     with pytest.raises(pxt.RequestError, match="Column 'x': expected a type") as e:
         pxt.create_table("test_dir/u", {"x": "Int"})
     assert e.value.error_code is pxt.ErrorCode.INVALID_TYPE
