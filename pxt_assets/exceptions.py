@@ -353,6 +353,6 @@ def _with_group(cls: type, group: type) -> type:
     """`cls` that is also `group` (one class per pair, named as `cls`)."""
     key = (cls, group)
     if key not in _GROUPED:
-        _GROUPED[key] = type(cls.__name__, (cls, group), {'__module__': cls.__module__, '__qualname__': cls.__qualname__,
-                                                          '_made_from': cls})
+        attrs = {'__module__': cls.__module__, '__qualname__': cls.__qualname__, '_made_from': cls}
+        _GROUPED[key] = type(cls.__name__, (cls, group), attrs)
     return _GROUPED[key]
