@@ -201,4 +201,3 @@ def test_update_reruns_only_what_the_new_values_change(catalog, tmp_path):
     assert t.update({"label": "z"}).num_rows == 3 and t.where(t.label == "z").count() == 3
     with pytest.raises(pxt.Error, match="expected non-None"):
         pxt.create_table("test_dir/r", {"c": pxt.Required[pxt.Int]}).update({"c": None})
-
