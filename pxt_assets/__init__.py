@@ -10,6 +10,7 @@ from pxt_assets import console, functions
 from pxt_assets.api import (
     InsertResult,
     MediaTable,
+    UpdateStatus,
     MediaView,
     Query,
     ResultSet,
@@ -24,8 +25,20 @@ from pxt_assets.api import (
 )
 from pxt_assets.functions.udf import UDF, Batch, udf
 from pxt_assets.config import ConfigError, Settings, load_settings
+from pxt_assets.exceptions import (
+    AlreadyExistsError,
+    AuthorizationError,
+    ConcurrencyError,
+    Error,
+    ErrorCode,
+    ExternalServiceError,
+    NotFoundError,
+    PixeltableWarning,
+    RequestError,
+    ServiceUnavailableError,
+)
 from pxt_assets.io_managers.destinations import DestinationError
-from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video
+from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, Required, String, Video
 from pxt_assets.redaction import install_log_redaction
 from pxt_assets.spec import ColumnTypeError, SpecError
 from pxt_assets.components import MediaTableComponent
@@ -38,5 +51,7 @@ __all__ = [
     "create_dir", "drop_dir", "create_table", "get_table", "list_tables", "drop_table",
     "udf", "UDF", "Batch", "ColumnTypeError",
     "Settings", "load_settings", "ConfigError", "SpecError", "DestinationError",
-    "ColumnType", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
+    "Error", "ErrorCode", "RequestError", "NotFoundError", "AlreadyExistsError", "AuthorizationError",
+    "ExternalServiceError", "ServiceUnavailableError", "ConcurrencyError", "PixeltableWarning",
+    "ColumnType", "Required", "UpdateStatus", "Image", "Video", "Audio", "Document", "String", "Int", "Float", "Bool", "Json",
 ]

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         column = args.column or (media_cols[0] if media_cols else None)
         if column is None:
             raise SystemExit(f"table {table.path!r} has no media column")
-        result = table.insert([{column: f} for f in args.files])
+        result = table.insert([{column: f} for f in args.files], on_error="ignore")  # bad files kept, counted
         print(f"batch {result.batch}, run {result.run_id}")
         return 0 if result.num_errors == 0 else 1
     if args.command == "show":

@@ -138,7 +138,7 @@ class Target:
         """A declared table (a MediaTable or MediaView: anything with a `spec`, and a `base_spec` if a view)."""
         spec: TableSpec = table.spec
         base = getattr(table, "base_spec", None)
-        return cls(spec.slug, spec.display_path, tuple((c.name, c.storage_type) for c in spec.columns.values()),
+        return cls(spec.slug, spec.display_path, tuple((c.name, c.storage_type) for c in spec.stored_columns()),
                    base.display_path if base is not None else None,
                    tuple(c.name for c in spec.computed_columns()))
 

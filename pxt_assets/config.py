@@ -19,6 +19,7 @@ Layout of the config file (``$PIXELTABLE_CONFIG``, else ``$PIXELTABLE_HOME/confi
     decode_budget_g = 1        # decoded images a process holds at once while computing rows, GiB
     pdf_memory_limit_g = 2     # the PDF reader's child process: address-space limit, GiB
     pdf_timeout_s = 60         # ... and the longest one request to it (open, a page's text or image) may take
+    on_error = "abort"         # insert / add_computed_column's default (Pixeltable's); "ignore" keeps bad rows
 
     [azure]
     storage_account_name = "acct"
@@ -31,11 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import functools
+import math
 import os
-import threading
 import pathlib
+import threading
 import tomllib
 import types
 import urllib.parse
@@ -44,6 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.redaction import RedactedMessage, register_secret
 
 __all__ = ['ConfigError', 'Settings', 'load_settings']
@@ -67,12 +69,14 @@ SOURCE_DEFAULT = 'default'
 SOURCE_ARGUMENT = 'argument'
 
 
-class ConfigError(RedactedMessage, ValueError):
+class ConfigError(RedactedMessage, MessageFirst, RequestError, ValueError):
     """A setting has a bad value, or the config file cannot be read or parsed.
 
     The message names the offending key (if any) and where the value came from; ``key`` and ``source``
     carry the same information for callers that want it programmatically.
     """
+
+    default_code = ErrorCode.INVALID_CONFIGURATION
 
     def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
         super().__init__(message)
@@ -110,6 +114,9 @@ class Settings:
     decode_budget_g: float = DEFAULT_DECODE_BUDGET_G
     pdf_memory_limit_g: float = DEFAULT_PDF_MEMORY_LIMIT_G
     pdf_timeout_s: float = DEFAULT_PDF_TIMEOUT_S
+    # The notebook API's default on_error (t.insert, t.add_computed_column), Pixeltable's 'abort' unless set
+    # to 'ignore'. The sensors and the insert job keep bad rows whatever it says (docs/settings.md).
+    on_error: str = 'abort'
     # What a catalog entry may make this process run (docs/reliability.md, "The catalog runs no code"):
     # modules a UDF's recorded path may name besides the project's own (the top-level names, or dotted
     # prefixes), and whether UDFs stored pickled (a notebook's) are unpickled and run. None: on with the
@@ -282,6 +289,13 @@ def _parse_bool(raw: Any, key: str, source: str) -> bool:
     raise ConfigError(f'{key} must be true or false, got {raw!r} (from {source})', key=key, source=source)
 
 
+def _parse_on_error(raw: Any, key: str, source: str) -> str:
+    value = str(raw).strip().lower() if isinstance(raw, str) else raw
+    if value not in ('abort', 'ignore'):
+        raise ConfigError(f"{key} must be 'abort' or 'ignore', got {raw!r} (from {source})", key=key, source=source)
+    return value
+
+
 def _pixeltable_key(name: str, parse: Callable[[Any, str, str], Any] = _parse_str) -> _Key:
     return _Key(name, 'pixeltable', name, f'PIXELTABLE_{name.upper()}', parse)
 
@@ -295,6 +309,7 @@ _KEYS: tuple[_Key, ...] = (
     _pixeltable_key('decode_budget_g', _parse_size_g),
     _pixeltable_key('pdf_memory_limit_g', _parse_size_g),
     _pixeltable_key('pdf_timeout_s', _parse_seconds),
+    _pixeltable_key('on_error', _parse_on_error),
     _pixeltable_key('s3_profile'),
     _pixeltable_key('r2_profile'),
     _pixeltable_key('b2_profile'),

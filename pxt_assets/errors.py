@@ -4,11 +4,17 @@ A code is what a row shows as `.errortype` and what `StoreError.kind` / `RowErro
 enum, so stored values stay readable (`t.img.errortype == "not_found"`) and comparisons with plain strings
 keep working. `retryable` says whether the same request may succeed later (an outage, throttling, a
 timeout): the retry loop in `stores/retry.py` retries those and nothing else, so a 403 or a 404 fails at once.
+
+These are not Pixeltable's `pxt.ErrorCode` (pxt_assets.exceptions: the codes of the exceptions calls raise,
+with HTTP statuses); `pxt_code` is the one an error of this kind raises as (a `StoreError` is a `pxt.Error`
+carrying it).
 """
 
 from __future__ import annotations
 
 import enum
+
+from pxt_assets import exceptions as pxt_exc
 
 
 class ErrorCode(enum.StrEnum):
@@ -51,6 +57,11 @@ class ErrorCode(enum.StrEnum):
     def retryable(self) -> bool:
         return self in _RETRYABLE
 
+    @property
+    def pxt_code(self) -> pxt_exc.ErrorCode:
+        """Pixeltable's code for an error of this kind (what a `pxt.Error` raised for it carries)."""
+        return _PXT_CODES.get(self, pxt_exc.ErrorCode.INTERNAL_ERROR)
+
     @classmethod
     def of(cls, value: str | ErrorCode | None, default: ErrorCode | None = None) -> ErrorCode:
         """The code named `value`; an unknown name is `default` (INTERNAL_ERROR unless given)."""
@@ -63,5 +74,22 @@ class ErrorCode(enum.StrEnum):
 
 
 _RETRYABLE = frozenset({ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT, ErrorCode.THROTTLED, ErrorCode.SERVER_ERROR})
+
+_P = pxt_exc.ErrorCode
+_PXT_CODES = {
+    ErrorCode.UNREACHABLE: _P.STORE_UNAVAILABLE, ErrorCode.TIMEOUT: _P.PROVIDER_TIMEOUT,
+    ErrorCode.THROTTLED: _P.RATE_LIMITED, ErrorCode.SERVER_ERROR: _P.PROVIDER_ERROR,
+    ErrorCode.NOT_FOUND: _P.STORAGE_NOT_FOUND, ErrorCode.ACCESS_DENIED: _P.INSUFFICIENT_PRIVILEGES,
+    ErrorCode.INVALID: _P.INVALID_ARGUMENT, ErrorCode.UNSUPPORTED: _P.UNSUPPORTED_OPERATION,
+    ErrorCode.READ_ONLY: _P.UNSUPPORTED_OPERATION, ErrorCode.MISSING_PROVIDER: _P.INVALID_CONFIGURATION,
+    ErrorCode.NO_SIGNING_CREDENTIALS: _P.MISSING_CREDENTIALS, ErrorCode.STORE_FULL: _P.FILE_CACHE_FULL,
+    ErrorCode.LOCAL_FILE: _P.INVALID_ARGUMENT, ErrorCode.OUTSIDE_DESTINATION: _P.CONSTRAINT_VIOLATION,
+    ErrorCode.HTTP_ERROR: _P.PROVIDER_BAD_REQUEST, ErrorCode.STORE_ERROR: _P.PROVIDER_ERROR,
+    ErrorCode.DECODE_ERROR: _P.INVALID_DATA_FORMAT, ErrorCode.RESOURCE_LIMIT: _P.CONSTRAINT_VIOLATION,
+    ErrorCode.READ_ERROR: _P.INVALID_DATA_FORMAT, ErrorCode.TYPE_ERROR: _P.TYPE_MISMATCH,
+    ErrorCode.INVALID_VALUE: _P.CONSTRAINT_VIOLATION, ErrorCode.MISSING_VALUE: _P.MISSING_REQUIRED,
+    ErrorCode.UDF_ERROR: _P.UNSUPPORTED_OPERATION, ErrorCode.ITERATOR_ERROR: _P.UNSUPPORTED_OPERATION,
+    ErrorCode.UPSTREAM_ERROR: _P.UNSUPPORTED_OPERATION,
+}
 
 __all__ = ["ErrorCode"]

@@ -33,6 +33,7 @@ import dagster as dg
 from pxt_assets import assets as asset_builder
 from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
+from pxt_assets.exceptions import ErrorCode
 from pxt_assets.faults import fault_point
 from pxt_assets.instance import get_instance
 from pxt_assets.io_managers.writers import delete_written, prune_written
@@ -294,7 +295,7 @@ def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstan
         if if_not_exists == "ignore":
             return 0
         raise SpecError(f"drop_table: table {spec.display_path!r} does not exist "
-                        f"(no rows in {store!r}, no partitions {partitions!r})")
+                        f"(no rows in {store!r}, no partitions {partitions!r})", error_code=ErrorCode.PATH_NOT_FOUND)
     deleted = _delete_owned(store.owned_files(rt, spec.slug), f"table {spec.display_path!r}", store)
     # Then the instance, then the rows last: until they are gone, a retry knows everything that remains.
     for key in keys:

@@ -7,16 +7,18 @@ read in place; remote ones (http, and cloud stores) through the shared file cach
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import pathlib
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pxt_assets import stores
 from pxt_assets.cache import FileCache, Pin
+from pxt_assets.exceptions import ErrorCode, RequestError
 from pxt_assets.limits import (
     DECODE_BUDGET,
     Reservation,
@@ -25,18 +27,36 @@ from pxt_assets.limits import (
     decoded_bytes,
     max_image_pixels,
 )
+from pxt_assets.redaction import redact
 
 
 @dataclass(frozen=True)
 class ColumnType:
-    """A column's type. Media types hold files; the others hold plain values."""
+    """A column's type. Media types hold files; the others hold plain values.
+
+    Nullability as Pixeltable 0.7.x has it in a schema: a bare type (`pxt.Int`) is nullable, as are
+    `pxt.Int | None` and `Optional[pxt.Int]`; `pxt.Required[pxt.Int]` is not (an insert must give it a
+    value). Types compare equal whatever their nullability (`pxt.Required[pxt.Int] == pxt.Int`), as the
+    expressions' type checks want; `nullable` says which it is."""
 
     name: str
     is_media: bool = False
     python_type: type | None = None
+    nullable: bool = field(default=True, compare=False)
+
+    def copy(self, nullable: bool) -> ColumnType:
+        return self if nullable == self.nullable else dataclasses.replace(self, nullable=nullable)
+
+    def __or__(self, other: Any) -> ColumnType:
+        if other is None or other is type(None):
+            return self.copy(nullable=True)
+        return NotImplemented
+
+    def __ror__(self, other: Any) -> ColumnType:
+        return self.__or__(other)
 
     def __repr__(self) -> str:
-        return f"pxt.{self.name}"
+        return f"pxt.{self.name}" if self.nullable else f"pxt.Required[pxt.{self.name}]"
 
 
 Image = ColumnType("Image", is_media=True)
@@ -52,11 +72,54 @@ Json = ColumnType("Json")
 TYPES: dict[str, ColumnType] = {t.name: t for t in (Image, Video, Audio, Document, String, Int, Float, Bool, Json)}
 
 
+_PXT_TYPE_FOR = {"builtins.str": "pxt.String", "builtins.int": "pxt.Int", "builtins.float": "pxt.Float",
+                 "builtins.bool": "pxt.Bool", "builtins.list": "pxt.Json", "builtins.dict": "pxt.Json",
+                 "PIL.Image.Image": "pxt.Image"}
+
+
+class Required:
+    """`pxt.Required[pxt.Int]`: a column every inserted row must give a value (Pixeltable's `Required`)."""
+
+    def __class_getitem__(cls, t: Any) -> ColumnType:
+        return column_type(t, "Required[...]").copy(nullable=False)
+
+
+def column_type(t: Any, what: str = "column") -> ColumnType:
+    """A schema's type form as a ColumnType: `pxt.Int` (nullable), `pxt.Int | None` and `Optional[pxt.Int]`
+    (nullable), `pxt.Required[pxt.Int]` (not). Anything else is a pxt.RequestError (INVALID_TYPE) naming
+    `what` (the column)."""
+    import types
+    import typing
+
+    if isinstance(t, ColumnType):
+        return t
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        args = typing.get_args(t)
+        rest = [a for a in args if a is not type(None)]
+        if len(args) == 2 and len(rest) == 1 and isinstance(rest[0], ColumnType):
+            return rest[0].copy(nullable=True)
+    suggestion = _PXT_TYPE_FOR.get(f"{getattr(t, '__module__', '')}.{getattr(t, '__qualname__', '')}")
+    if suggestion is not None:  # Pixeltable's message for a builtin type
+        name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        raise RequestError(ErrorCode.INVALID_TYPE, f"{what}: Standard Python type `{name}` cannot be used here; use "
+                                                   f"`{suggestion}` instead")
+    raise RequestError(ErrorCode.INVALID_TYPE, redact(
+        f"{what}: expected a type such as pxt.Image, pxt.Int | None or pxt.Required[pxt.Int], got {t!r}"))
+
+
 def type_named(name: str) -> ColumnType:
-    """The ColumnType called `name` ('Image', 'pxt.Image', ...)."""
-    key = name.removeprefix("pxt.")
+    """The ColumnType called `name` ('Image', 'pxt.Image', ...); a YAML schema's forms too: 'Int | None'
+    (nullable, as 'Int' is) and 'Required[Int]' / 'pxt.Required[pxt.Int]' (not nullable)."""
+    key = name.strip().removeprefix("pxt.")
+    required = re.fullmatch(r"Required\[\s*(?:pxt\.)?(\w+)\s*\]", key)
+    if required is not None:
+        return type_named(required.group(1)).copy(nullable=False)
+    optional = re.fullmatch(r"(?:pxt\.)?(\w+)\s*\|\s*None|None\s*\|\s*(?:pxt\.)?(\w+)", key)
+    if optional is not None:
+        key = optional.group(1) or optional.group(2)
     if key not in TYPES:
-        raise ValueError(f"unknown column type {name!r}; known: {', '.join(TYPES)}")
+        raise ValueError(f"unknown column type {name!r}; known: {', '.join(TYPES)} (and 'Required[Int]', "
+                         "'Int | None')")
     return TYPES[key]
 
 

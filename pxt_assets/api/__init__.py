@@ -14,8 +14,9 @@ from pxt_assets.api.catalog import (
 )
 from pxt_assets.api.jobs import definitions
 from pxt_assets.api.query import Query, ResultSet
-from pxt_assets.api.table import InsertResult, MediaTable
+from pxt_assets.api.table import MediaTable
+from pxt_assets.api.update_status import InsertResult, RowCountStats, UpdateStatus
 from pxt_assets.api.view import MediaView
 
-__all__ = ["MediaTable", "MediaView", "create_view", "InsertResult", "Query", "ResultSet", "definitions", "create_dir", "create_table",
+__all__ = ["MediaTable", "MediaView", "create_view", "InsertResult", "UpdateStatus", "RowCountStats", "Query", "ResultSet", "definitions", "create_dir", "create_table",
            "get_table", "list_tables", "drop_table", "drop_dir", "catalog_tables", "merge_tables"]

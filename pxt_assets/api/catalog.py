@@ -14,7 +14,7 @@ from pxt_assets import lifecycle, rowstore
 from pxt_assets.api.table import MediaTable, checked_at_once
 from pxt_assets.api.view import MediaView
 from pxt_assets.config import current_settings
-from pxt_assets.media import ColumnType
+from pxt_assets.exceptions import ErrorCode
 from pxt_assets.spec import SpecError, TableSpec, parse_table_path
 
 
@@ -32,7 +32,7 @@ def create_dir(path: str, *, if_exists: str = "error", parents: bool = False) ->
     store = _store()
     if store.dir_exists(_joined(parts)):
         if if_exists == "error":
-            raise SpecError(f"directory {path!r} already exists")
+            raise SpecError(f"directory {path!r} already exists", error_code=ErrorCode.PATH_ALREADY_EXISTS)
         return
     if store.table_doc(_joined(parts)) is not None:
         raise SpecError(f"{path!r} is a table, not a directory")
@@ -58,18 +58,28 @@ def _create(path: str, parts: tuple[str, ...], store: rowstore.RowStore, if_exis
             return get_table(path), False
         except SpecError:  # dropped meanwhile: create it
             pass
+    if store.dir_exists(key):
+        raise SpecError(f"{path!r} is an existing directory; a table cannot be created there (it already exists "
+                        "as a directory)", error_code=ErrorCode.PATH_ALREADY_EXISTS)
     if if_exists == "error" and store.table_token(key) is not None:
-        raise SpecError(f"table {path!r} already exists")
+        raise SpecError(f"table {path!r} already exists: {path!r} is an existing table",
+                        error_code=ErrorCode.PATH_ALREADY_EXISTS)
+    if if_exists == "replace" and store.table_token(key) is not None and _has_views(key, store):
+        raise SpecError(f"table {path!r} already exists and has views; if_exists='replace' drops only a table "
+                        "without views: use if_exists='replace_force' to drop it with its views",
+                        error_code=ErrorCode.CONSTRAINT_VIOLATION)
     if not store.dir_exists(_joined(parts[:-1])):
-        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir")
+        raise SpecError(f"directory {_joined(parts[:-1])!r} does not exist; create it with pxt.create_dir",
+                        error_code=ErrorCode.DIRECTORY_NOT_FOUND)
     table = make()
     for _ in range(_REPLACE_ATTEMPTS):
-        if if_exists == "replace" and store.table_token(key) is not None:
-            drop_table(path, if_not_exists="ignore", instance=instance)
+        if if_exists.startswith("replace") and store.table_token(key) is not None:
+            drop_table(path, if_not_exists="ignore", force=if_exists == "replace_force", instance=instance)
         if table._create_in_catalog():  # checks the directory again
             return table, True
         if if_exists == "error":
-            raise SpecError(f"table {path!r} already exists")
+            raise SpecError(f"table {path!r} already exists: {path!r} is an existing table",
+                            error_code=ErrorCode.PATH_ALREADY_EXISTS)
         if if_exists == "ignore":
             try:
                 return get_table(path), False
@@ -79,15 +89,30 @@ def _create(path: str, parts: tuple[str, ...], store: rowstore.RowStore, if_exis
                     f"it ({_REPLACE_ATTEMPTS} times); try again")
 
 
-def create_table(path: str, schema: dict[str, ColumnType], *, if_exists: str = "error",
+def _check_if_exists(if_exists: str) -> None:
+    if if_exists not in _IF_EXISTS:
+        raise SpecError(f"if_exists must be one of: {list(_IF_EXISTS)}, got {if_exists!r}",
+                        error_code=ErrorCode.INVALID_ARGUMENT)
+
+
+_IF_EXISTS = ("error", "ignore", "replace", "replace_force")
+
+
+def _has_views(key: str, store: rowstore.RowStore) -> bool:
+    return bool(store.view_entries(key)) or bool(store.views(key))
+
+
+def create_table(path: str, schema: dict[str, Any], *, if_exists: str = "error",
                  instance: dg.DagsterInstance | None = None) -> MediaTable:
     """Create a table in the persistent catalog; every process (and `dagster dev`) sees it.
 
-    if_exists: 'error' (default), 'ignore' (return the existing table) or 'replace' (drop it, files and
-    all, then create it anew). Of processes creating one table at once with 'error', exactly one succeeds.
+    `schema`: column name -> type, in Pixeltable's forms (`pxt.Image`, `pxt.Int | None`, `Optional[pxt.Int]`:
+    nullable; `pxt.Required[pxt.Int]`: every insert must give it a value).
+    if_exists: 'error' (default), 'ignore' (return the existing table), 'replace' (drop it, files and
+    all, then create it anew; refused when it has views) or 'replace_force' (drop it and its views).
+    Of processes creating one table at once with 'error', exactly one succeeds.
     """
-    if if_exists not in ("error", "ignore", "replace"):
-        raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+    _check_if_exists(if_exists)
     parts, store = parse_table_path(path), _store()
 
     def make() -> MediaTable:
@@ -110,7 +135,7 @@ def get_table(path: str) -> MediaTable:
     added)."""
     entry = _store().table_entry(_joined(parse_table_path(path)))
     if entry is None:
-        raise SpecError(f"table {path!r} does not exist")
+        raise SpecError(f"table {path!r} does not exist", error_code=ErrorCode.PATH_NOT_FOUND)
     return MediaTable.from_entry(entry)
 
 
@@ -128,8 +153,7 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
     `pxt.MediaView(path, base, iterator)` is: not in the catalog (its base is not), made again by the code
     that makes its base. Its rows are the database's like any table's; deleting a batch of the base, or
     dropping it, finds them from any process. `if_exists='replace'` drops the rows it already has."""
-    if if_exists not in ("error", "ignore", "replace"):
-        raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+    _check_if_exists(if_exists)
     if not isinstance(base, MediaTable):
         raise SpecError(f"create_view {path!r}: the base must be a table (pxt.get_table(...)), got {base!r}")
     parts, store = parse_table_path(path), _store()
@@ -153,7 +177,7 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
 def _code_view(path: str, base: MediaTable, iterator, destination: str | None, if_exists: str,
                instance: dg.DagsterInstance | None) -> MediaView:
     """create_view of a table declared in code: a view declared in code too (see create_view)."""
-    if if_exists == "replace":
+    if if_exists.startswith("replace"):
         lifecycle.drop_table(path, if_not_exists="ignore", instance=instance)
     with checked_at_once():
         view = MediaView(path, base, iterator, destination=destination)
@@ -177,12 +201,25 @@ def list_tables(dir_path: str = "", recursive: bool = True) -> list[str]:
     return sorted(out)
 
 
-def drop_table(path: str, *, if_not_exists: str = "error", force: bool = False,
+def drop_table(table: str | MediaTable, *, if_not_exists: str = "error", force: bool = False,
                instance: dg.DagsterInstance | None = None) -> int:
-    """Drop a table: every file it wrote (from the recorded locations), its rows, partitions and catalog
-    entry. Files a user only referenced are kept. A table with views (the catalog's, or views declared in
-    code or YAML that have rows) needs force=True, which drops them too. Returns the number of files
+    """Drop a table (its path, or the table object, as Pixeltable takes either): every file it wrote (from
+    the recorded locations), its rows, partitions and catalog entry. Files a user only referenced are kept.
+    A table with views (the catalog's, or views declared in code or YAML that have rows) needs force=True,
+    which drops them too; with force=True a missing table is not an error. Returns the number of files
     deleted."""
+    if if_not_exists not in ("error", "ignore"):
+        raise SpecError(f"if_not_exists must be one of: ['error', 'ignore'], got {if_not_exists!r}",
+                        error_code=ErrorCode.INVALID_ARGUMENT)
+    if isinstance(table, MediaTable):
+        path = table.path
+    elif isinstance(table, str):
+        path = table
+    else:
+        raise SpecError(f"drop_table: expected a table path or a table, got {table!r}",
+                        error_code=ErrorCode.TYPE_MISMATCH)
+    if force:
+        if_not_exists = "ignore"
     key = _joined(parse_table_path(path))
     store = _store()
     token = store.table_token(key)

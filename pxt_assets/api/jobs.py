@@ -159,7 +159,8 @@ def _insert_job(table) -> dg.JobDefinition:
         if not submit:
             context.log.warning("this instance queues runs for a daemon: the batch runs inside this op instead "
                                 "(set run_coordinator to DefaultRunCoordinator, or run dagster-daemon)")
-        result = table.insert(rows, instance=context.instance, log=context.log,
+        # a job keeps bad rows (each with its error), whatever the notebook API's on_error default is
+        result = table.insert(rows, on_error="ignore", instance=context.instance, log=context.log,
                               tags={"pxt/parent_run_id": context.run_id},
                               _code_location=launch.target_of_run(context.dagster_run), _submit=submit)
         context.log.info(f"{result.num_rows} rows inserted with {result.num_errors} errors")

@@ -75,6 +75,8 @@ class ResultSet(pd.DataFrame):
 
 
 def _name_for(expr: Expr) -> str:
+    if getattr(expr, "_pxt_name", None):  # a column computed when read: named as the column (MediaTable.__getattr__)
+        return expr._pxt_name
     return re.sub(r"[^0-9A-Za-z]+", "_", repr(expr)).strip("_") or "col"
 
 
@@ -219,7 +221,8 @@ class Query:
     def _items_or_all(self) -> list[tuple[str, Expr]]:
         if self._items is not None:
             return self._items
-        return [(c, ColumnRef(c, self.table.spec.columns[c].col_type)) for c in self.table.spec.columns]
+        # a column computed when read (stored=False) is its expression (MediaTable.__getattr__)
+        return [(c, getattr(self.table, c)) for c in self.table.spec.columns]
 
     def _run(self, store, rt, items: list[tuple[str, Expr]]):
         """The query's rows: SQL does what it can (filter, order, limit on stored values); Python does the
@@ -238,8 +241,8 @@ class Query:
         if py_order:
             python_exprs += [e for e, _ in self._order]
         raw_cols = sorted({c for e in python_exprs for c in e.columns()})
-        if self._items is None:  # the `errors` column needs every column's error
-            raw_cols = list(spec.columns)
+        if self._items is None:  # the `errors` column needs every stored column's error
+            raw_cols = [c.name for c in spec.stored_columns()]  # (expressions read stored columns only)
         fetch: list[Expr] = [exprs[n] for n in direct]
         for c in raw_cols:
             ref = ColumnRef(c, spec.columns[c].col_type)

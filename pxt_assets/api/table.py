@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import pathlib
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -18,14 +18,21 @@ from pxt_assets import assets as asset_builder
 from pxt_assets import console, launch, lifecycle, rowstore, stores
 from pxt_assets.api import jobs
 from pxt_assets.api.query import Query
+from pxt_assets.api.update_status import InsertResult, RowCountStats, UpdateStatus
+from pxt_assets.assets.run import ON_ERROR_TAG, aborted_error
 from pxt_assets.config import Settings, current_settings, load_settings
+from pxt_assets.exceptions import Error, ErrorCode, RequestError
 from pxt_assets.functions import udf as udf_module
 from pxt_assets.instance import get_instance
 from pxt_assets.io_managers import MediaIOManager, destinations
+from pxt_assets.io_managers.ingest import check_scalar
 from pxt_assets.io_managers.rows import new_batch_key, row_id
-from pxt_assets.media import ColumnType, suffix_of
+from pxt_assets.media import ColumnType, column_type, suffix_of
 from pxt_assets.redaction import redact
+from pxt_assets.rowstore.values import ERRORS_KEY
+from pxt_assets.rowstore.values import problem as value_problem
 from pxt_assets.spec import (
+    REFERENCED,
     ColumnRef,
     ColumnSpec,
     Expr,
@@ -41,21 +48,15 @@ from pxt_assets.spec import (
 )
 from pxt_assets.watch import IMAGE_SUFFIXES, WatchSpec
 
+__all__ = ["MediaTable", "InsertResult", "UpdateStatus", "ON_ERROR_TAG"]
 
-@dataclass(frozen=True)
-class InsertResult:
-    """What an insert did: its batch (partition key), row and error counts, the Dagster run."""
-
-    batch: str
-    num_rows: int
-    num_errors: int
-    run_id: str
-    seconds: float
-
-    def __str__(self) -> str:
-        rate = self.num_rows / self.seconds if self.seconds > 0 else float("inf")
-        noun = "row" if self.num_rows == 1 else "rows"
-        return f"Inserted {self.num_rows} {noun} with {self.num_errors} errors in {self.seconds:.2f} s ({rate:.2f} rows/s)"
+def _on_error(on_error: str | None, settings: Settings) -> str:
+    """The notebook API's on_error: the argument, else the deployment's default ([pixeltable] on_error /
+    PIXELTABLE_ON_ERROR), else Pixeltable's 'abort'."""
+    value = on_error if on_error is not None else settings.on_error
+    if value not in ("abort", "ignore"):
+        raise SpecError(f"on_error must be 'abort' or 'ignore', got {value!r}", error_code=ErrorCode.INVALID_ARGUMENT)
+    return value
 
 
 #: what a column of a table declared in a module shows as its destination until its definitions are built
@@ -147,7 +148,7 @@ class MediaTable:
         if not schema:
             raise SpecError(f"table {path!r}: the schema needs at least one column")
         for name, col_type in schema.items():
-            self.add_column(**{name: col_type})
+            self._add_source_column(name, col_type, None)
         self._defs: dg.Definitions | None = None
 
     # -- schema ---------------------------------------------------------------------------------------
@@ -165,16 +166,38 @@ class MediaTable:
         self._sync()
         return list(self.spec.columns)
 
-    def add_column(self, *, destination: str | None = None, **column: ColumnType) -> None:
-        """Add a source (inserted) column. Its media go to input_media_dest if set, else stay in place;
-        `destination=` is refused here, as in Pixeltable: it applies only to computed columns."""
+    def add_column(self, *, destination: str | None = None, stored: bool | None = None, if_exists: str = "error",
+                   **column: Any) -> UpdateStatus:
+        """Add a source (inserted) column: `t.add_column(label=pxt.String)`, `pxt.Int | None`,
+        `pxt.Required[pxt.Int]` (refused on a table with rows, as in Pixeltable). Its media go to
+        input_media_dest if set, else stay in place; `destination=` and `stored=` are refused here, as in
+        Pixeltable: they apply only to computed columns. Returns Pixeltable's UpdateStatus."""
         if len(column) != 1:
-            raise SpecError("add_column takes exactly one name=type argument")
+            raise SpecError("add_column() requires exactly one keyword argument (name=type)",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
         (name, col_type), = column.items()
+        if stored is not None:
+            raise SpecError(f"Column {name!r}: `stored` only applies to computed columns",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        if if_exists not in ("error", "ignore", "replace", "replace_force"):
+            raise SpecError(f"if_exists must be one of: ['error', 'ignore', 'replace', 'replace_force'], got "
+                            f"{if_exists!r}", error_code=ErrorCode.INVALID_ARGUMENT)
+        self._sync()
+        if name in self.spec.columns and if_exists == "ignore":
+            return UpdateStatus()
+        if name in self.spec.columns and if_exists.startswith("replace"):
+            self.drop_column(name)
+        col_type = _schema_type(name, col_type)
+        if not col_type.nullable and self.batches() and self.count() > 0:
+            raise SpecError(f"Cannot add non-nullable column {name!r} to table {self.path!r} with existing rows",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        self._add_source_column(name, col_type, destination)
+        return UpdateStatus()
+
+    def _add_source_column(self, name: str, col_type: Any, destination: str | None) -> None:
         self._sync()
         self._check_new(name)
-        if not isinstance(col_type, ColumnType):
-            raise SpecError(f"Column {name!r}: expected a type such as pxt.Image, got {col_type!r}")
+        col_type = _schema_type(name, col_type)
         column = ColumnSpec(name, col_type, None, destination)
         self._place(column, lambda: destinations.resolve(name, computed=False, is_media=col_type.is_media,
                                                           explicit=destination, settings=self.settings))
@@ -184,17 +207,38 @@ class MediaTable:
         self.spec.columns[name] = column
         self._defs = None
 
-    def add_computed_column(self, *, destination: str | None = None, if_exists: str = "error",
-                            instance: dg.DagsterInstance | None = None, **column: Expr) -> None:
-        """Add a column computed from others, e.g. `rotated=t.source_image.rotate(90)`.
+    def add_computed_column(self, *, destination: str | pathlib.Path | None = None, if_exists: str = "error",
+                            on_error: str | None = None, stored: bool | None = None, print_stats: bool = False,
+                            instance: dg.DagsterInstance | None = None, **column: Expr) -> UpdateStatus:
+        """Add a column computed from others, e.g. `rotated=t.source_image.rotate(90)`; its values are computed
+        for the table's existing rows before it returns (Pixeltable's UpdateStatus says how many, with how
+        many errors).
+
+        `on_error` (Pixeltable's): 'abort' (the default, unless the deployment sets [pixeltable] on_error /
+        PIXELTABLE_ON_ERROR) raises a pxt.Error naming the column and the row's input at the first row that
+        fails, and the column is not added (what it wrote is deleted); 'ignore' adds it, each failed row
+        keeping its error (`t.col.errormsg`, `t.col.errortype`).
+
+        A column that is just another media column (`copy=t.img`) is a reference to its files, not a copy,
+        unless a destination (the argument, or output_media_dest) says where copies go, as in Pixeltable.
 
         `destination` (media columns only) wins over output_media_dest and the default
         `$PIXELTABLE_HOME/media`; it is validated now (a missing local folder is an error naming the column),
         or, for a table declared in a module, when its definitions are built (see declared_in_a_module).
         """
         if len(column) != 1:
-            raise SpecError("add_computed_column takes exactly one name=expression argument")
+            raise SpecError("add_computed_column() requires exactly one keyword argument (name=expression)",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
         (name, expr), = column.items()
+        if destination is not None and not isinstance(destination, (str, pathlib.Path)):
+            raise SpecError(f"Column {name!r}: `destination` must be a string or path, got "
+                            f"{type(destination).__name__} {destination!r}", error_code=ErrorCode.TYPE_MISMATCH)
+        if isinstance(destination, pathlib.Path):
+            destination = str(destination)
+        if stored is False and destination is not None:
+            raise SpecError(f"Column {name!r}: `destination` only applies to stored computed columns",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        on_error = _on_error(on_error, self.settings)
         if isinstance(expr, (dict, list)):  # messages=[{'role': 'user', 'content': t.prompt}]: Json
             expr = as_expr(expr)
         if isinstance(expr, Expr):  # before anything changes: a bad expression leaves the table as it was
@@ -217,14 +261,16 @@ class MediaTable:
                     raise SpecError(f"Column {name!r}: UDF {', '.join(udfs)} cannot be stored with the table "
                                     f"({type(e).__name__}: {e}); define it in an importable module, or keep "
                                     "unpicklable objects (locks, clients) out of the globals it uses") from None
-        if if_exists not in ("error", "ignore", "replace"):
-            raise SpecError(f"if_exists must be 'error', 'ignore' or 'replace', got {if_exists!r}")
+        if if_exists not in ("error", "ignore", "replace", "replace_force"):
+            raise SpecError(f"if_exists must be one of: ['error', 'ignore', 'replace', 'replace_force'], got "
+                            f"{if_exists!r}", error_code=ErrorCode.INVALID_ARGUMENT)
         self._sync()
         if name in self.spec.columns:
             if if_exists == "ignore":
-                return
+                return UpdateStatus()
             if if_exists == "error":
-                raise SpecError(f"table {self.path!r} already has a column {name!r}")
+                raise SpecError(f"table {self.path!r} already has a column {name!r}",
+                                error_code=ErrorCode.COLUMN_ALREADY_EXISTS)
             if self._persistent and self.batches():
                 self.drop_column(name, instance=instance)  # its files and values go with it
             elif self._persistent:
@@ -246,20 +292,39 @@ class MediaTable:
         col_type = expr.col_type
         if col_type is None:
             raise SpecError(f"Column {name!r}: cannot tell the type of {expr!r}")
-        column = ColumnSpec(name, col_type, expr)
-        if column.writes_files and self._persistent:  # a catalog table: defined where it is shared
+        column = ColumnSpec(name, col_type, expr, stored=stored is not False)
+        if not column.stored:
+            if column.is_file_list:
+                raise SpecError(f"Column {name!r}: an iterator's column is stored (stored=False is refused)",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION)
+            # computed when read: no asset, no values, nothing to compute now (Pixeltable's stored=False)
+            column.destination, column.destination_source = None, "not stored (computed when read)"
+            if self._persistent:
+                self._add_to_catalog(column, if_exists=if_exists)
+            else:
+                self.spec.columns[name] = column
+                self._defs = None
+            return UpdateStatus()
+        is_reference = (isinstance(expr, ColumnRef) and col_type.is_media and destination is None
+                        and not self.settings.output_media_dest)
+        if column.writes_files and self._persistent and not is_reference:  # a catalog table: defined where it is shared
             _refuse_local_destination_when_shared(self, name, destination)
         if column.is_file_list:  # an iterator as a column: what it makes is written like computed media
             check_iterator_call(expr, self.spec.columns, f"Column {name!r}")
         column.destination_arg = destination
-        self._place(column, lambda: destinations.resolve(name, computed=True, is_media=column.writes_files,
-                                                          explicit=destination, settings=self.settings))
+        if is_reference:
+            # Pixeltable's: `copy=t.img` references the same files (no destination asks for copies)
+            column.destination, column.destination_source = None, REFERENCED
+        else:
+            self._place(column, lambda: destinations.resolve(name, computed=True, is_media=column.writes_files,
+                                                              explicit=destination, settings=self.settings))
         if self._persistent:
             if self._add_to_catalog(column, if_exists=if_exists) and self.batches():
-                self._backfill(name, instance)
-            return
+                return self._backfill(name, instance, on_error=on_error)
+            return UpdateStatus()
         self.spec.columns[name] = column
         self._defs = None
+        return UpdateStatus()
 
     def _place(self, column: ColumnSpec, resolve: Callable[[], destinations.Resolved]) -> None:
         """Set where `column`'s files go (`resolve()`: the precedence rules and the destination's check): now,
@@ -530,8 +595,17 @@ class MediaTable:
                 out.setdefault(path, view)
         return list(out.values())
 
-    def _backfill(self, column: str, instance: dg.DagsterInstance | None) -> None:
-        """Compute `column` for every existing batch (what Pixeltable does before add_computed_column returns)."""
+    def _backfill(self, column: str, instance: dg.DagsterInstance | None, *, on_error: str = "ignore") -> UpdateStatus:
+        """Compute `column` for every existing batch (what Pixeltable does before add_computed_column returns).
+        on_error='abort': at the first row error the column is dropped (what it wrote deleted) and a pxt.Error
+        raised naming the column, the row and its input."""
+        try:
+            return self._compute_column(column, instance, on_error)
+        except _Aborted as e:
+            self.drop_column(column, instance=instance)
+            raise e.error from None
+
+    def _compute_column(self, column: str, instance: dg.DagsterInstance | None, on_error: str) -> UpdateStatus:
         if instance is None:
             instance = get_instance()
         started = time.monotonic()
@@ -542,6 +616,7 @@ class MediaTable:
         # that commits meanwhile (run by another process, with the table as it was) is picked up on the next
         # pass, until a pass finds none.
         done: set[str] = set()
+        tags = {ON_ERROR_TAG: "abort"} if on_error == "abort" else None
         shared = launch.is_shared(instance)
         partitions = asset_builder.partitions_name(self.spec)
         while todo := [b for b in self._rowstore().batches(self.spec.slug, rowstore.COMMITTED) if b not in done]:
@@ -550,15 +625,18 @@ class MediaTable:
                 instance.add_dynamic_partitions(partitions, missing)
             for batch in todo:
                 if shared:  # the whole batch job, through the deployment: unchanged columns are skipped
-                    run = launch.submit_and_wait(instance, asset_builder.batch_job_name(self.spec), batch)
+                    run = launch.submit_and_wait(instance, asset_builder.batch_job_name(self.spec), batch,
+                                                 tags=tags)
                     if run.status != dg.DagsterRunStatus.SUCCESS:
                         detail = launch.failure_of(instance, run.run_id)
+                        if (aborted := aborted_error(detail)) is not None:
+                            raise _Aborted(aborted)
                         raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
                     done.add(batch)
                     continue
                 try:
                     with console.progress_bars():
-                        result = job.execute_in_process(instance=instance, partition_key=batch,
+                        result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
                                                         raise_on_error=False, run_config=console.run_config())
                 except dg.DagsterUnknownPartitionError:
                     if batch not in self._rowstore().batches(self.spec.slug):
@@ -571,6 +649,8 @@ class MediaTable:
                 if not result.success:
                     failure = next((e for e in result.all_events if e.is_step_failure), None)
                     detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
+                    if (aborted := aborted_error(detail)) is not None:
+                        raise _Aborted(aborted)
                     raise RuntimeError(f"computing {self.path}.{column} for batch {batch} failed: {detail}")
                 done.add(batch)
         rows = self.count()
@@ -579,8 +659,12 @@ class MediaTable:
                             "its values were being computed")
         errors = self.where(Prop(ColumnRef(column, self.spec.columns[column].col_type), "errormsg") != None).count()  # noqa: E711
         seconds = time.monotonic() - started
-        noun = "value" if rows == 1 else "values"
-        print(f"Added {rows} column {noun} with {errors} errors in {seconds:.2f} s ({rows / max(seconds, 1e-9):.2f} rows/s)")
+        print(f"Added {rows} column value{'' if rows == 1 else 's'} with {errors} error{'' if errors == 1 else 's'} "
+              f"in {seconds:.2f} s ({rows / max(seconds, 1e-9):.2f} rows/s)")
+        return UpdateStatus(cols_with_excs=[f"{self.spec.name}.{column}"] if errors else [],
+                            row_count_stats=RowCountStats(upd_rows=rows, num_excs=errors),
+                            num_errors=errors, seconds=seconds, batches=tuple(sorted(done)),
+                            batch=max(done) if done else None)
 
     def _repr_html_(self) -> str:
         import html
@@ -600,16 +684,21 @@ class MediaTable:
 
         if name in DISALLOWED_NAMES:  # each column is a Dagster asset output, named after the column
             raise SpecError(f"table {self.path!r}: invalid column name {name!r}: Dagster reserves it (choose "
-                            "another name)")
+                            "another name)", error_code=ErrorCode.INVALID_COLUMN_NAME)
         if name in self.spec.columns:
-            raise SpecError(f"table {self.path!r} already has a column {name!r}")
+            raise SpecError(f"table {self.path!r} already has a column {name!r} (duplicate column name)",
+                            error_code=ErrorCode.COLUMN_ALREADY_EXISTS)
 
     def __getattr__(self, name: str) -> ColumnRef:
         if name.startswith("_") or name == "spec":
             raise AttributeError(name)
         columns = self.__dict__.get("spec").columns if "spec" in self.__dict__ else {}
         if name in columns:
-            return ColumnRef(name, columns[name].col_type)
+            column = columns[name]
+            if not column.stored:  # computed when read: its expression, named as the column in a select
+                object.__setattr__(column.expr, "_pxt_name", name)
+                return column.expr
+            return ColumnRef(name, column.col_type)
         raise AttributeError(f"table {self.__dict__['spec'].display_path!r} has no column {name!r}")
 
     def __getitem__(self, name: str) -> ColumnRef:
@@ -649,21 +738,31 @@ class MediaTable:
         return rowstore.for_settings(self.settings)
 
     # -- data -------------------------------------------------------------------------------------------
-    def insert(self, rows: list[dict[str, Any]] | None = None, /, *, instance: dg.DagsterInstance | None = None,
+    def insert(self, rows: list[dict[str, Any]] | None = None, /, *, on_error: str | None = None,
+               print_stats: bool = False, instance: dg.DagsterInstance | None = None,
                log=None, tags: dict[str, str] | None = None, _code_location: dict[str, Any] | None = None,
-               _submit: bool | None = None, **values: Any) -> InsertResult:
+               _submit: bool | None = None, **values: Any) -> UpdateStatus:
         """Insert rows as one new batch and materialize every column for it on the Dagster instance.
 
         `rows` is a list of {column: value}; or pass one row as keywords (`t.insert(source_image=path)`).
-        Media values are local paths, file:// or http(s):// URLs. A bad row (missing file, corrupt image)
-        is kept with its error and counted; it does not fail the batch.
+        Media values are local paths, file:// or http(s):// URLs. Returns Pixeltable's UpdateStatus
+        (`num_rows`, `num_excs`, ...; and ours: `batch`, `run_id`, `num_errors`).
+
+        `on_error` (Pixeltable's): 'abort' (the default, unless the deployment sets [pixeltable] on_error /
+        PIXELTABLE_ON_ERROR) raises a pxt.Error naming the column and the input at the first bad value,
+        bad file or failed computed value, and nothing is inserted (the batch is rolled back: its rows never
+        become visible, its files are deleted). 'ignore' keeps each bad row with its error, counted
+        (`t.col.errormsg`, `t.col.errortype`): what the sensors and the insert job always do.
+        A non-nullable column (`pxt.Required[...]`) without a value is refused either way.
         """
         if rows is not None and values:
             raise TypeError("insert() takes a list of rows or one row as keywords, not both")
+        on_error = _on_error(on_error, self.settings)
         self._sync()
         rows = list(rows) if rows is not None else [values]
         if not rows:
-            raise ValueError(f"insert into {self.path!r}: no rows given")
+            raise SpecError(f"insert into {self.path!r}: Cannot insert an empty sequence",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
         sources = {c.name for c in self.spec.source_columns()}
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
@@ -671,7 +770,10 @@ class MediaTable:
             unknown = set(row) - sources
             if unknown:
                 raise SpecError(f"insert into {self.path!r}: row {i} has unknown column(s) {sorted(unknown)}; "
-                                f"insertable columns: {sorted(sources)}")
+                                f"insertable columns: {sorted(sources)}", error_code=ErrorCode.INVALID_COLUMN_NAME)
+            _check_row(self, i, row, check_types=on_error == "abort")
+        if on_error == "abort":
+            tags = {**(tags or {}), ON_ERROR_TAG: "abort"}
         self.resolve_destinations()  # a table declared in a module whose definitions were not built
         if instance is None:
             instance = get_instance()
@@ -694,12 +796,94 @@ class MediaTable:
         else:
             store.create_batch(self.spec.slug, batch, [dict(r) for r in rows])
         instance.add_dynamic_partitions(asset_builder.partitions_name(self.spec), [batch])
-        return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into",
-                               code_location=_code_location, submit=_submit)
+        try:
+            return self._run_batch(batch, instance, started, log=log, tags=tags, doing="insert into",
+                                   code_location=_code_location, submit=_submit)
+        except _Aborted as e:  # on_error='abort': the batch never committed; its rows and files go
+            lifecycle.delete_batch(self, batch, instance=instance)
+            raise e.error from None
+
+    def update(self, value_spec: dict[str, Any], where: Expr | None = None, cascade: bool = True, *,
+               instance: dg.DagsterInstance | None = None) -> UpdateStatus:
+        """Set inserted columns of the rows `where` selects (every row without it) to constant values, as
+        Pixeltable's `t.update({'label': 'cat'}, where=t.id == 3)`; with `cascade` (default) the computed
+        columns that read them are computed again for those rows (the others keep their values), and the
+        table's views too. `where` must be a filter on stored values (SQL), as in Pixeltable.
+
+        Each batch holding such rows is run again with its new values (its inserted values are what the
+        batch recorded: the update changes that record), so it is what a re-run does: files a new value
+        no longer needs are deleted, rows computed from unchanged values are kept."""
+        from pxt_assets.api.query import _sql  # the query's SQL form of a filter
+
+        self._sync()
+        if not isinstance(value_spec, dict):
+            raise SpecError(f"update: expected a dict of column name -> value, got {value_spec!r}",
+                            error_code=ErrorCode.INVALID_ARGUMENT)
+        for name, value in value_spec.items():
+            if not isinstance(name, str):
+                raise SpecError(f"update: a dict key must be a column name, got {name!r}",
+                                error_code=ErrorCode.INVALID_ARGUMENT)
+            check_column_name(name, self.path)
+            col = self.spec.columns.get(name)
+            if col is None:
+                raise SpecError(f"update of {self.path!r}: Unknown column: {name}",
+                                error_code=ErrorCode.COLUMN_NOT_FOUND)
+            if col.is_computed:
+                raise SpecError(f"update of {self.path!r}: column {name!r} is computed and cannot be updated",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION)
+            if isinstance(value, Expr) or callable(value):
+                raise SpecError(f"update of {self.path!r}: column {name!r}: {value!r} is not a recognized literal "
+                                "value (expressions as values are not supported)",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION)
+            try:
+                _check_value(self, col, value)
+            except SpecError as e:
+                raise SpecError(f"update of {self.path!r}: column {name!r}: value {value!r:.60} is not compatible "
+                                f"with its type: {e}", error_code=ErrorCode.TYPE_MISMATCH) from None
+        if where is not None and not isinstance(where, Expr):
+            raise SpecError("update: the `where` argument must be a valid Pixeltable expression",
+                            error_code=ErrorCode.INVALID_EXPRESSION)
+        if where is not None:
+            self.where(where)  # the query's checks: columns of this table, a predicate
+        store = self._rowstore()
+        rt = self._row_table()
+        node = _sql(where)
+        if node is not None and not store.compiles(rt, node):
+            raise SpecError(f"update of {self.path!r}: the filter {where!r} is not expressible in SQL (a filter on "
+                            "stored values, as Pixeltable requires)", error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        if not cascade and launch.is_shared(instance or get_instance()):
+            raise SpecError("update(cascade=False) runs in this process: not with a shared Dagster instance",
+                            error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        started = time.monotonic()
+        by_batch: dict[str, list[int]] = {}
+        for (rid,) in store.select(rt, [], where=node):
+            batch, _, pos = str(rid).rpartition("-")
+            by_batch.setdefault(batch, []).append(int(pos))
+        dependents = [c.name for c in self.spec.computed_columns() if cascade and _reads_any(self.spec, c, value_spec)]
+        if instance is None:
+            instance = get_instance()
+        excs = 0
+        for batch, positions in sorted(by_batch.items()):
+            manifest = store.manifest(self.spec.slug, batch) or []
+            for pos in positions:
+                row = {k: v for k, v in manifest[pos].items() if k != ERRORS_KEY}
+                manifest[pos] = {**row, **value_spec}
+            store.set_manifest(self.spec.slug, batch, manifest)
+            done = self._run_batch(batch, instance, time.monotonic(), doing="update of", only_sources=not cascade,
+                                   quiet=True)
+            excs += sum(n for c, n in self._error_counts(batch).items() if c in value_spec or c in dependents) \
+                if done.num_excs else 0
+        rows = sum(len(p) for p in by_batch.values())
+        return UpdateStatus(updated_cols=[f"{self.spec.name}.{c}" for c in [*value_spec, *dependents]],
+                            row_count_stats=RowCountStats(upd_rows=rows, num_excs=excs,
+                                                          computed_values=rows * len(dependents)),
+                            batch=max(by_batch) if by_batch else None, batches=tuple(sorted(by_batch)),
+                            seconds=time.monotonic() - started)
 
     def _run_batch(self, batch: str, instance: dg.DagsterInstance, started: float, *, log=None,
                    tags: dict[str, str] | None = None, doing: str,
-                   code_location: dict[str, Any] | None = None, submit: bool | None = None) -> InsertResult:
+                   code_location: dict[str, Any] | None = None, submit: bool | None = None,
+                   only_sources: bool = False, quiet: bool = False) -> UpdateStatus:
         """Run the batch's job: submitted through the instance (its coordinator, daemon, launcher and
         executor; see pxt_assets.launch) when `submit` (default: on a shared instance), else in this process
         (a notebook on the embedded default: fast, nothing to start)."""
@@ -714,6 +898,9 @@ class MediaTable:
                 detail = None if success else launch.failure_of(instance, run_id)
             else:
                 job = self.definitions().resolve_job_def(job_name)
+                if only_sources:  # update(cascade=False): the inserted values, not the columns computed from them
+                    job = job.get_subset(asset_selection={asset_builder.asset_key(self.spec, c.name)
+                                                          for c in self.spec.source_columns()})
                 with console.progress_bars():
                     result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
                                                     raise_on_error=False, run_config=console.run_config())
@@ -732,6 +919,9 @@ class MediaTable:
         if success and info is not None and info.status != rowstore.COMMITTED:
             detail = info.reason  # the run succeeded without completing the batch (the batch says why)
         detail = redact(detail) if detail else detail
+        aborted = aborted_error(info.reason if info is not None else None)
+        if aborted is not None:
+            raise _Aborted(aborted)
         if not success or info is None or info.status != rowstore.COMMITTED:
             if hasattr(self, "base_spec"):
                 raise RuntimeError(
@@ -742,16 +932,30 @@ class MediaTable:
                 f"{doing} {self.path!r} (batch {batch}, run {run_id}) failed: {detail}. None of the "
                 f"batch's rows are visible; fix the cause and run it again with t.resume({batch!r}) "
                 "(nothing is duplicated)")
-        outcome = InsertResult(batch, info.num_rows or 0, info.num_errors or 0, run_id, time.monotonic() - started)
-        (log.info if log is not None else print)(self._describe(outcome))
-        if not hasattr(self, "base_spec"):
-            for view in self._views_to_run():  # each view makes its rows from the batch's rows
-                view._run_batch(batch, instance, time.monotonic(), log=log, tags=tags, doing="computing view",
-                                code_location=code_location, submit=submit)
+        excs = self._error_counts(batch)
+        outcome = UpdateStatus(
+            cols_with_excs=[f"{self.spec.name}.{c}" for c, n in excs.items() if n],
+            row_count_stats=RowCountStats(ins_rows=info.num_rows or 0, num_excs=sum(excs.values())),
+            batch=batch, run_id=run_id, num_errors=info.num_errors or 0, seconds=time.monotonic() - started,
+            batches=(batch,))
+        if not quiet:
+            (log.info if log is not None else print)(self._describe(outcome))
+        if not hasattr(self, "base_spec") and not only_sources:
+            # each view makes its rows from the batch's rows, keeping its bad rows (on_error is the table's)
+            view_tags = {k: v for k, v in (tags or {}).items() if k != ON_ERROR_TAG} or None
+            for view in self._views_to_run():
+                done = view._run_batch(batch, instance, time.monotonic(), log=log, tags=view_tags,
+                                       doing="computing view", code_location=code_location, submit=submit)
+                outcome = outcome + done.to_cascade()
         return outcome
 
-    def _describe(self, outcome: InsertResult) -> str:
-        return str(outcome)
+    def _error_counts(self, batch: str) -> dict[str, int]:
+        """Column -> how many of the batch's rows have an error in it (Pixeltable's num_excs counts these)."""
+        store = self._rowstore()
+        return store.error_counts(store.row_table(self.spec.slug), batch, list(self.spec.columns))
+
+    def _describe(self, outcome: UpdateStatus) -> str:
+        return outcome.timed_msg()
 
     def resume(self, batch: str | None = None, *, instance: dg.DagsterInstance | None = None) -> list[InsertResult]:
         """Run again a batch whose insert failed or was killed (or every such batch, oldest first): it
@@ -861,6 +1065,73 @@ class MediaTable:
     def collect(self) -> pd.DataFrame:
         """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
         return self._query().collect()
+
+
+class _Aborted(Exception):
+    """A batch run with on_error='abort' stopped at a row's error (`error`: the pxt.Error to raise)."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _check_row(table: MediaTable, i: int, row: dict[str, Any], *, check_types: bool) -> None:
+    """Refuse a row before anything is recorded, as Pixeltable validates one: a non-nullable column without a
+    value (always); with `check_types` (on_error='abort'), a value of the wrong type for its column. Each
+    error names the column and the value."""
+    for col in table.spec.source_columns():
+        value = row.get(col.name)
+        if not col.col_type.nullable:
+            if col.name not in row:
+                raise SpecError(f"insert into {table.path!r}: row {i}: Missing value for non-nullable column "
+                                f"{col.name!r} ({col.col_type!r})", error_code=ErrorCode.MISSING_REQUIRED)
+            if value is None:
+                raise SpecError(f"insert into {table.path!r}: row {i}: column {col.name!r}: expected non-None "
+                                f"value ({col.col_type!r})", error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        if check_types and value is not None:
+            try:
+                _check_value(table, col, value)
+            except SpecError as e:
+                raise SpecError(f"insert into {table.path!r}: row {i}: column {col.name!r}: {e}",
+                                error_code=ErrorCode.UNSUPPORTED_OPERATION) from None
+
+
+def _reads_any(spec: TableSpec, col: ColumnSpec, names: Any) -> bool:
+    """Whether computed column `col` reads any of `names`, directly or through other computed columns."""
+    seen = set(names)
+    for c in spec.computed_columns():  # definition order: a column reads earlier ones only
+        if c.expr.columns() & seen:
+            seen.add(c.name)
+    return col.name in seen
+
+
+def _check_value(table: MediaTable, col: ColumnSpec, value: Any) -> None:
+    """A SpecError saying what `col` expected if `value` is not one of its values."""
+    if value is None:
+        if not col.col_type.nullable:
+            raise SpecError(f"expected non-None value ({col.col_type!r})", error_code=ErrorCode.UNSUPPORTED_OPERATION)
+        return
+    try:
+        if col.is_media:
+            if not isinstance(value, (str, pathlib.Path)):
+                raise ValueError(f"expected a path or URL for {col.col_type!r}, got {type(value).__name__} "
+                                 f"{value!r:.60}")
+        else:
+            check_scalar(col, value)
+            if (why := value_problem(col.col_type.name, value)) is not None:
+                raise ValueError(f"not a valid Pixeltable JSON object: {why}" if col.col_type.name == "Json"
+                                 else why)
+    except Exception as e:  # noqa: BLE001 - RowError or ValueError: the message says what was expected
+        raise SpecError(str(e), error_code=ErrorCode.UNSUPPORTED_OPERATION) from None
+
+
+def _schema_type(name: str, t: Any) -> ColumnType:
+    """A schema's type form (`pxt.Int`, `pxt.Int | None`, `Optional[pxt.Int]`, `pxt.Required[pxt.Int]`) as a
+    ColumnType; anything else a SpecError naming the column."""
+    try:
+        return column_type(t, f"Column {name!r}")
+    except RequestError as e:
+        raise SpecError(e.message, error_code=e.error_code) from None
 
 
 def _canonical(entry: dict[str, Any]) -> str:

@@ -90,7 +90,8 @@ class Computer:
     def __init__(self, spec: TableSpec, selected: list[ColumnSpec], media_io: MediaIOManager,
                  previous: dict[str, dict[str, dict[str, Any]]]) -> None:
         self.spec, self.selected = spec, selected
-        self.writers = {c.name: media_io.writer_for(spec, c) for c in selected if c.writes_files}
+        self.writers = {c.name: media_io.writer_for(spec, c) for c in selected
+                        if c.writes_files and not c.is_reference}
         self.reader = media_io.reader()
         self.previous = previous
         self.code_versions: dict[str, str] = {}  # column -> its expression's code version, this step
@@ -132,6 +133,11 @@ class Computer:
                 rec["value"] = _iterate_into(self.writers[col.name], col, row)
                 rec["owned"] = True
                 row.set_result(col.name, rec["value"], rec["value"])
+                return rec
+            if col.is_reference:  # the same file as the column it names (its error, if it has one)
+                if col.expr.name in row.errors:
+                    row.evaluate(col.expr)  # raises the upstream error
+                rec["value"] = row.stored[col.name] = row.stored.get(col.expr.name)
                 return rec
             result = row.evaluate(col.expr)
             if col.is_media:

@@ -15,6 +15,7 @@ import dagster as dg
 
 from pxt_assets import console, memory
 from pxt_assets.assets.names import MEDIA_IO, asset_key
+from pxt_assets.exceptions import ErrorCode, RequestError
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.spec import TableSpec
 
@@ -89,7 +90,53 @@ def on_worker(context: dg.AssetExecutionContext) -> None:
         context.log.info(f"pxt worker {name}: step {context.op_def.name}")
 
 
+#: the run tag that tells a batch's steps what to do with a row's error: 'abort' (the batch is not committed)
+#: or absent / 'ignore' (the row is kept with its error: the sensors', the jobs' and automation's runs)
+ON_ERROR_TAG = "pxt/on_error"
+#: how the reason of a batch (or the failure of a step) that on_error='abort' stopped begins
+ABORT_MARK = "on_error='abort': "
+
+
+def aborted_error(text: str | None) -> RequestError | None:
+    """The pxt.Error an on_error='abort' stop carries in `text` (a batch's reason, a step's failure), or None."""
+    if not text or ABORT_MARK not in text:
+        return None
+    return RequestError(ErrorCode.UNSUPPORTED_OPERATION, text[text.index(ABORT_MARK) + len(ABORT_MARK):].strip())
+
+
+def refuse_errors(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: TableSpec, batch: str) -> None:
+    """on_error='abort' (the run's ON_ERROR_TAG): a row error among what the run staged stops it before the
+    commit, so no row of the batch becomes visible; the batch's reason (and the step's failure) names the
+    column, the row and its input."""
+    if context.run.tags.get(ON_ERROR_TAG) != "abort":
+        return
+    errors = media_io.rowstore().staged_errors(spec.slug, batch)
+    col = next((c for c in spec.columns.values() if c.name in errors), None)  # a source's before what it fails
+    if col is None:
+        return
+    rid, message = errors[col.name]
+    pos = int(rid.rsplit("-", 1)[-1]) if rid.rsplit("-", 1)[-1].isdigit() else rid
+    reason = (f"{ABORT_MARK}{spec.display_path}: column {col.name!r} failed for row {pos} "
+              f"({_inputs(media_io, spec, batch, col, rid, pos)}): {message}")
+    media_io.fail(spec, batch, context.run_id, reason)
+    raise dg.Failure(description=reason)
+
+
+def _inputs(media_io: MediaIOManager, spec: TableSpec, batch: str, col: Any, rid: str, pos: Any) -> str:
+    """What a row's failed column was given: the inserted value, or the values of the columns it reads."""
+    try:
+        if col.expr is None:
+            manifest = media_io.manifest(spec, batch)
+            return f"input {col.name}={manifest[pos].get(col.name)!r:.300}"
+        names = sorted(col.expr.columns())
+        got = media_io.read_columns(spec, batch, names)
+        return "inputs " + ", ".join(f"{n}={got.get(n, {}).get(rid, {}).get('value')!r:.300}" for n in names)
+    except Exception as e:  # noqa: BLE001 - the error is reported anyway; its inputs as far as they are read
+        return f"inputs not readable: {type(e).__name__}"
+
+
 def commit(context: dg.AssetExecutionContext, media_io: MediaIOManager, spec: TableSpec, batch: str) -> None:
+    refuse_errors(context, media_io, spec, batch)
     result = media_io.commit(spec, batch, context.log, context.run_id)
     if result.waiting:
         context.log.warning(f"{spec.display_path}: batch {batch} not committed: column(s) "

@@ -44,16 +44,32 @@ from typing import Any
 
 import PIL.Image
 
+from pxt_assets.exceptions import ErrorCode, MessageFirst, RequestError
 from pxt_assets.functions import registry
-from pxt_assets.media import Audio, Bool, ColumnType, Document, Float, Image, Int, Json, String, Video, type_named
+from pxt_assets.media import (
+    Audio,
+    Bool,
+    ColumnType,
+    Document,
+    Float,
+    Image,
+    Int,
+    Json,
+    String,
+    Video,
+    type_named,
+)
 from pxt_assets.redaction import RedactedMessage
 
 #: concurrent calls of an async UDF (per process) unless the decorator says otherwise
 DEFAULT_ASYNC_CONCURRENCY = 16
 
 
-class UDFDefinitionError(RedactedMessage, TypeError):
-    """A UDF whose hints cannot be columns types, or a call whose arguments do not fit its parameters."""
+class UDFDefinitionError(RedactedMessage, MessageFirst, RequestError, TypeError):
+    """A UDF whose hints cannot be columns types, or a call whose arguments do not fit its parameters
+    (a `pxt.RequestError`, INVALID_TYPE)."""
+
+    default_code = ErrorCode.INVALID_TYPE
 
 
 class UDFCallError(RedactedMessage, Exception):

@@ -101,6 +101,13 @@ class Batches(Database):
         with self._write() as conn:
             return insert_batch(conn, slug, batch, rows, source, only_new=True)
 
+    def set_manifest(self, slug: str, batch: str, manifest: list[dict[str, Any]]) -> None:
+        """Record new inserted values for a batch (an update: its next run stores them)."""
+        b = schema.batches
+        rows_ = [values.manifest_row(row, i) for i, row in enumerate(manifest)]
+        with self._write() as conn:
+            conn.execute(b.update().where((b.c.slug == slug) & (b.c.batch == batch)).values(manifest=dumps(rows_)))
+
     def manifest(self, slug: str, batch: str) -> list[dict[str, Any]] | None:
         b = schema.batches
         with self._read() as conn:
@@ -256,6 +263,32 @@ class Batches(Database):
                 if found:
                     for c in rest:
                         out[c] = {r[0]: rows.record(rt, r[0], r._mapping, c) for r in found}
+        return out
+
+    def error_counts(self, rt: RowTable | None, batch: str, columns: Iterable[str]) -> dict[str, int]:
+        """Column -> how many of a committed batch's rows have an error in it (of `columns` the rows hold)."""
+        if rt is None:
+            return {}
+        t = rt.table()
+        names = [c for c in columns if c in rt.column_types]
+        if not names:
+            return {}
+        counts = [sa.func.count(t.c[rt.field(c, schema.ERROR)]) for c in names]
+        with self._read() as conn:
+            row = conn.execute(sa.select(*counts).where(t.c._batch == batch)).one()
+        return {c: int(n or 0) for c, n in zip(names, row)}
+
+    def staged_errors(self, slug: str, batch: str) -> dict[str, tuple[str, str]]:
+        """Column -> (row id, message) of its first row error among the records staged for `batch` (what a
+        run is about to commit): on_error='abort' refuses to commit a batch that has one."""
+        s = schema.staged
+        out: dict[str, tuple[str, str]] = {}
+        with self._read() as conn:
+            for column, text in conn.execute(sa.select(s.c.column, s.c.records).where(
+                    (s.c.slug == slug) & (s.c.batch == batch))):
+                first = next((r for r in json.loads(text) if r.get("error") is not None), None)
+                if first is not None:
+                    out[column] = (str(first.get("row_id")), str(first["error"]))
         return out
 
     def commit_batch(self, rt: RowTable, batch: str, run_id: str | None = None, *,

@@ -58,7 +58,7 @@ class TableGone(LookupError):
 
 def row_columns(spec) -> list[tuple[str, str]]:
     """The (name, type name) a `spec.TableSpec`'s row table holds."""
-    return [(c.name, c.storage_type) for c in spec.columns.values()]
+    return [(c.name, c.storage_type) for c in spec.stored_columns()]
 
 
 def catalog_columns(conn: sa.Connection, path: str) -> set[str]:

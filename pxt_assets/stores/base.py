@@ -20,18 +20,28 @@ from typing import Any
 
 from pxt_assets import fsutil
 from pxt_assets.errors import ErrorCode
+from pxt_assets.exceptions import Error, MessageFirst
 from pxt_assets.redaction import redact
 
 
-class StoreError(Exception):
+class StoreError(MessageFirst, Error):
     """A storage operation failed. `kind` is its stable code (an ErrorCode: not_found, access_denied,
     throttled, ...); `retryable` whether the same request may succeed later (the retry loop's test), and
     `retry_after` the seconds a server asked us to wait (a Retry-After header), if it did."""
 
+    _default_kind = ErrorCode.STORE_ERROR
+
+    def __new__(cls, message: str = "", *args: Any, kind: str | ErrorCode | None = None, **kwargs: Any):
+        # the pxt.Error class of its kind's code too (a not_found is a pxt.NotFoundError)
+        code = ErrorCode.of(kind or cls._default_kind, ErrorCode.STORE_ERROR)
+        return super().__new__(cls, message, error_code=code.pxt_code)
+
     def __init__(self, message: str, *, kind: str | ErrorCode = ErrorCode.STORE_ERROR,
                  retry_after: float | None = None) -> None:
-        super().__init__(redact(message))  # a URL in the message may carry a signature or a token
-        self.kind = ErrorCode.of(kind, ErrorCode.STORE_ERROR)
+        code = ErrorCode.of(kind, ErrorCode.STORE_ERROR)
+        # a URL in the message may carry a signature or a token; as a pxt.Error, its code follows its kind
+        super().__init__(redact(message), error_code=code.pxt_code)
+        self.kind = code
         self.retry_after = retry_after
 
     @property
@@ -41,6 +51,8 @@ class StoreError(Exception):
 
 class UnsupportedURIError(StoreError, ValueError):
     """A URI whose scheme or host no store handles."""
+
+    _default_kind = ErrorCode.UNSUPPORTED
 
     def __init__(self, message: str) -> None:
         super().__init__(message, kind="unsupported")
