@@ -865,6 +865,11 @@ class UDF:
 
     # -- building expressions ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        qualified = self.ref.replace(":", ".")
+        for where, v in [*((str(i), a) for i, a in enumerate(args, 1)), *((repr(k), a) for k, a in kwargs.items())]:
+            if _not_a_value(v):  # as Pixeltable: a class, a function or a module is no expression nor constant
+                raise UDFDefinitionError(f"Argument {where} in call to {qualified!r} is not a valid Pixeltable "
+                                         f"expression: {v!r}")
         try:
             bound = inspect.signature(self.fn).bind(*args, **kwargs) if self._fn is not None else None
         except TypeError as e:
@@ -1050,9 +1055,17 @@ def udf(fn: Callable[..., Any] | None = None, *, batch_size: int | None = None,
             raise UDFDefinitionError(f"{f.ref} is already a UDF")
         if not callable(f):
             raise UDFDefinitionError(f"@pxt.udf decorates a function, not {f!r}")
-        return UDF(f, batch_size=batch_size, max_concurrency=max_concurrency, version=version)
+        made = UDF(f, batch_size=batch_size, max_concurrency=max_concurrency, version=version)
+        if made.problem is not None:  # as Pixeltable: an invalid definition raises where it is defined
+            raise UDFDefinitionError(f"UDF {made.ref}: {made.problem}")
+        return made
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _not_a_value(v: Any) -> bool:
+    return isinstance(v, type) or inspect.isfunction(v) or inspect.isbuiltin(v) or inspect.ismodule(v) \
+        or inspect.ismethod(v)
 
 
 # -- the event loop async UDFs run on ----------------------------------------------------------------------
