@@ -384,6 +384,17 @@ class Query:
 
         return self._reading(read)
 
+    def _is_position(self, e: Expr) -> bool:
+        """An ordering by a view's iterator media (a frame, a segment: `frames.order_by(frames.frame)`) orders
+        by position in its source: its stored value is a reference (`video.mp4#t=2.000000`) or a file name
+        with a number, compared by number (t=2 before t=10), not as text."""
+        if isinstance(e, Prop) and e.prop == "fileurl":
+            e = e.of
+        if not isinstance(e, ColumnRef) or getattr(self.table, "iterator", None) is None:
+            return False
+        col = self.table.spec.columns.get(e.name)
+        return col is not None and col.is_media and not col.is_computed
+
     def _items_or_all(self) -> list[tuple[str, Expr]]:
         if self._items is not None:
             return self._items
@@ -396,7 +407,8 @@ class Query:
         spec = self.table.spec
         where, order = _sql(self._where), [(_sql(e), asc) for e, asc in self._order]
         py_where = where is not None and not store.compiles(rt, where)
-        py_order = py_where or not all(store.compiles(rt, e, order=True) for e, _ in order)
+        py_order = py_where or not all(store.compiles(rt, e, order=True) for e, _ in order) \
+            or any(self._is_position(e) for e, _ in self._order)
         direct = [name for name, e in items if _is_direct(spec, e)]
         computed = [name for name, e in items if not _is_direct(spec, e)]
         exprs = dict(items)
@@ -437,7 +449,8 @@ class Query:
                     continue
                 kept.append((r, row))
             for e, asc in reversed(self._order):  # stable sorts: the first order_by leads
-                kept.sort(key=lambda pair: _sort_key(pair[1], e), reverse=not asc)
+                natural = self._is_position(e)
+                kept.sort(key=lambda pair: _sort_key(pair[1], e, natural), reverse=not asc)
             if tail is not None:
                 kept = kept[len(kept) - tail:] if tail else []
             else:
@@ -545,11 +558,21 @@ def _value(row: Row, expr: Expr) -> Any:
         return None
 
 
-def _sort_key(row: Row, expr: Expr) -> tuple[bool, Any]:
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """`text` with its runs of digits as numbers: 'v.mp4#t=2.000000' before 'v.mp4#t=10.000000'."""
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(_DIGITS.split(text)))
+
+
+def _sort_key(row: Row, expr: Expr, natural: bool = False) -> tuple[bool, Any]:
     try:
         v = row.scalar(expr)
     except Exception:  # noqa: BLE001 - a value that cannot be computed sorts as missing
         v = None
+    if natural and isinstance(v, str):
+        v = _natural(v)
     return (v is None, v if v is not None else 0)  # NULLs last, as PostgreSQL orders ascending
 
 
