@@ -89,22 +89,22 @@ class ResultSet:
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, str):
             if index not in self._columns:
-                raise KeyError(f"Invalid column name: {index} (the columns: {self._col_names})")
+                raise SpecError(f"Invalid column name: {index} (the columns: {self._col_names})")
             return list(self._columns[index])
         if isinstance(index, int) and not isinstance(index, bool):
             if not -self._len <= index < self._len:
-                raise IndexError(f"row {index} of a result of {self._len} rows")
+                raise IndexError(f"Bad index: row {index} of a result of {self._len} rows")
             return self._row(index)
         if isinstance(index, tuple) and len(index) == 2:
             row, col = index
             if not isinstance(row, int) or not isinstance(col, (str, int)):
-                raise TypeError(f"Bad index, expected [<row idx>, <column name | column index>]: {index}")
+                raise SpecError(f"Bad index, expected [<row idx>, <column name | column index>]: {index}")
             if isinstance(col, int):
                 col = self._col_names[col]
             elif col not in self._columns:
-                raise KeyError(f"Invalid column name: {col} (the columns: {self._col_names})")
+                raise SpecError(f"Invalid column name: {col} (the columns: {self._col_names})")
             return self._columns[col][row]
-        raise TypeError(f"Bad index: {index!r} (a row number, a column name, or [row, column])")
+        raise SpecError(f"Bad index: {index!r} (a row number, a column name, or [row, column])")
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self._row(i) for i in range(self._len))
@@ -320,6 +320,11 @@ class Query:
             if v < 0:
                 raise SpecError(f"{what} must be >= 0")
         return self._with(limit=n, offset=offset or None)
+
+    @property
+    def schema(self) -> dict[str, ColumnType | None]:
+        """The result's columns: name -> column type (None when unknown), in select order."""
+        return {name: e.col_type for name, e in self._items_or_all()}
 
     def show(self, n: int = 20) -> ResultSet:
         """The first `n` rows (20 by default) of the query, as Pixeltable's `show()`."""
