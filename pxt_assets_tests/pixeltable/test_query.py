@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 import pxt_assets as pxt
-from pxt_assets_tests.pixeltable._query_fixtures import Error, test_tbl  # noqa: F401
+from pxt_assets_tests.pixeltable import _query_fixtures
+
+Error = _query_fixtures.Error
+test_tbl = _query_fixtures.test_tbl  # the fixture
 
 
 @pxt.udf
