@@ -294,9 +294,9 @@ def test_missing_hints_raise_at_definition_and_type_errors_at_the_call(photos):
     def no_return(img: PIL.Image.Image):
         return 1
 
-    with pytest.raises(TypeError, match=r"UDF .*no_hint: parameter 'img' has no type hint"):
+    with pytest.raises(TypeError, match=r"UDF .*no_hint: Cannot infer pixeltable type for parameter 'img': it has no type hint"):
         pxt.udf(no_hint)
-    with pytest.raises(TypeError, match=r"UDF .*no_return: it has no return type hint"):
+    with pytest.raises(TypeError, match=r"UDF .*no_return: Cannot infer pixeltable return type: it has no return type hint"):
         pxt.udf(no_return)
     with pytest.raises(pxt.ColumnTypeError, match=r"UDF label .*parameter 'w' expects pxt.Int, got pxt.Image"):
         label(t.img, t.h)
