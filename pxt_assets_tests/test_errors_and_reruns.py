@@ -45,7 +45,7 @@ def test_bad_rows_are_counted_and_kept_with_their_errors(table, tmp_path, instan
     assert "file not found" in by_label["missing"]["errors"]
     assert "HTTP 404" in by_label["404"]["errors"]
     assert "cannot decode" in by_label["corrupt url"]["errors"]
-    kinds = table.select(table.label, table.rotated.errortype).collect().set_index("label")["rotated_errortype"]
+    kinds = table.select(table.label, table.rotated.errortype).collect().to_pandas().set_index("label")["rotated_errortype"]
     assert kinds["404"] == "not_found" and kinds["corrupt url"] == "decode_error" and kinds["good"] is None
 
     logs = [e.user_message for e in instance.all_logs(result.run_id)]

@@ -71,7 +71,7 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
             .itertuples(index=False)] == [True] * 10
     assert not any(p.suffix == ".jpg" for p in files_under(pathlib.Path(str(a)).parent))
     # .localpath of a frame not written: decoded into the file cache
-    paths = frames.where(frames.pos == 3).select(frames.frame.localpath, frames.frame_attrs.index).collect()
+    paths = frames.where(frames.pos == 3).select(frames.frame.localpath, frames.frame_attrs.index).collect().to_pandas()
     for path, index in paths.itertuples(index=False):
         assert path.endswith(".png") and abs(_level(PIL.Image.open(path)) - (10 * index) % 256) <= 3
     assert frames.where(frames.frame_attrs.time >= 2.0).count() == 2
