@@ -306,7 +306,8 @@ def test_review_cases_files_named_in_text_changed_and_missing_videos_mpeg_ts(pxt
     b.unlink()
     frames.add_computed_column(h=frames.frame.height)  # the backfill reads frames of both videos
     heights = frames.select(frames.h, frames.h.errortype).collect()
-    assert sorted(heights["h"].dropna()) == [24, 24] and list(heights["h_errortype"].dropna()) == ["not_found"] * 2
+    assert sorted(h for h in heights["h"] if h is not None) == [24, 24]
+    assert [e for e in heights["h_errortype"] if e is not None] == ["not_found"] * 2
     assert evaluate._CURSORS == {}  # every video opened for frames was closed
 
     # frames of an MPEG-TS video (its seeks land late) read back, in order and not
