@@ -609,7 +609,8 @@ class MediaTable:
         columns = self.__dict__.get("spec").columns if "spec" in self.__dict__ else {}
         if name in columns:
             return ColumnRef(name, columns[name].col_type)
-        raise AttributeError(f"Unknown column {name!r}: table {self.__dict__['spec'].display_path!r} has no such column")
+        raise AttributeError(f"Unknown column {name!r}: table {self.__dict__['spec'].display_path!r} has no column "
+                             f"{name!r}")
 
     def __getitem__(self, name: str) -> ColumnRef:
         return self.__getattr__(name)
