@@ -228,6 +228,8 @@ class Row:
         if left is None or right is None:
             return None
         if expr.op == "in":
+            if not isinstance(right, (list, tuple, dict, set)):
+                raise RowError(f"{expr!r}: isin() argument must be an Iterable, not {right!r}", "type_error")
             return left in right
         try:
             return bool(_OPS[expr.op](left, right))

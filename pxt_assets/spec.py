@@ -152,8 +152,19 @@ class Expr:
     __hash__ = object.__hash__  # expressions are keyed by identity; == builds a predicate
 
     def isin(self, values: Any) -> Compare:
-        """`t.label.isin(['cat', 'dog'])`."""
-        return Compare("in", self, Literal(tuple(values)))
+        """`t.label.isin(['cat', 'dog'])`, `t.n.isin({1, 2})`, `t.n.isin(t.meta.allowed)` (a Json list, per
+        row), as Pixeltable's: constants of another type than the column's are left out."""
+        if self.col_type is not None and (self.col_type.is_media or self.col_type == Json):
+            raise ColumnTypeError(f"isin(): only supported for scalar types, not {self.col_type!r}")
+        if isinstance(values, Expr):
+            if values.col_type is not None and values.col_type != Json:
+                raise ColumnTypeError(f"isin(): argument must have a JSON type, but {values!r} has type "
+                                      f"{values.col_type.name}")
+            return Compare("in", self, values)
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise SpecError(f"isin(): argument must be an Iterable (eg, list, dict, ...), not {values!r}")
+        kept = [v for v in values if self.col_type is None or v is None or _fits(self.col_type, v)]
+        return Compare("in", self, Literal(tuple(kept)))
 
     # -- arithmetic (as Pixeltable's ArithmeticExpr) -------------------------------------------------------
     def __add__(self, other: Any) -> Arith:
@@ -429,7 +440,8 @@ class Compare(_Predicate):
 
     def __repr__(self) -> str:
         if self.op == "in":
-            return f"{self.left!r}.isin({list(self.right.value)!r})"  # type: ignore[attr-defined]
+            shown = list(self.right.value) if isinstance(self.right, Literal) else self.right
+            return f"{self.left!r}.isin({shown!r})"
         return f"{self.left!r} {self.op} {self.right!r}"
 
 
@@ -475,8 +487,12 @@ def literal_type(value: Any) -> ColumnType | None:
     return None
 
 
-def _type_name(t: ColumnType | None) -> str:
-    return "unknown" if t is None else t.name
+def _fits(col_type: ColumnType, value: Any) -> bool:
+    """Whether a constant can be a value of `col_type` (an int for a Float column, not a bool for an Int)."""
+    t = literal_type(value)
+    if t is None:
+        return False
+    return t == col_type or (col_type.name == "Float" and t.name == "Int")
 
 
 @dataclass(frozen=True, eq=False)

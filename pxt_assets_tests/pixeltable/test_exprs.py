@@ -4,6 +4,7 @@ docs/pixeltable/pxtquery.md."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -407,6 +408,46 @@ def test_select_names(test_tbl):
     t = test_tbl
     res = t.select(t.c1, t.c2 + 5, t.c6.f1, t.c7["*"].f5, udf1(t.c2, t.c1), udf1(t.c2, "x"), t.c2).limit(1).collect()
     assert list(res.schema) == ["c1", "col_1", "c6_f1", "c7_star_f5", "udf1", "udf1_1", "c2"]
+
+
+def test_in(test_tbl):
+    """Ported from pixeltable tests/test_exprs.py::TestExprs::test_in (without c5, a Timestamp; without the
+    computed column and the reload; a Json path that is not a list is that row's error, so its row is left
+    out, where Pixeltable raises for the query)."""
+    t = test_tbl
+    user_cols = [t.c1, t.c1n, t.c2, t.c3, t.c4, t.c6, t.c7]
+    # list of literals
+    rows = list(t.where(t.c2.isin([1, 2, 3])).select(*user_cols).collect())
+    assert len(rows) == 3
+
+    # list of literals with some incompatible values
+    rows = list(t.where(t.c2.isin(["a", datetime.datetime.now(), 1, 2, 3])).select(*user_cols).collect())
+    assert len(rows) == 3
+
+    # set of literals
+    rows = list(t.where(t.c2.isin({1, 2, 3})).select(*user_cols).collect())
+    assert len(rows) == 3
+
+    # dict of literals
+    rows = list(t.where(t.c2.isin({1: "a", 2: "b", 3: "c"})).select(*user_cols).collect())
+    assert len(rows) == 3
+
+    # json expr
+    rows = list(t.where(t.c2.isin(t.c6.f5)).select(*user_cols).collect())
+    assert len(rows) == 5
+
+    with pytest.raises(Error) as excinfo:
+        # not a scalar
+        _ = t.where(t.c6.isin([{"a": 1}, {"b": 2}])).collect()
+    assert "only supported for scalar types" in str(excinfo.value)
+
+    with pytest.raises(Error) as excinfo:
+        # not a scalar
+        _ = t.where(t.c2.isin(t.c1)).collect()
+    assert "c1 has type String" in str(excinfo.value)
+
+    # ours: a json path that is not a list keeps no row
+    assert t.where(t.c2.isin(t.c6.f2)).count() == 0
 
 
 def test_expr_not_iterable(test_tbl):
