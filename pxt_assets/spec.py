@@ -104,7 +104,8 @@ class Expr:
             return JsonPath.of_step(self, name)  # t.response.choices[0].message.content
         if name in MEDIA_PROPERTIES:
             if self.col_type is None or not self.col_type.is_media:
-                raise AttributeError(f"{self!r} is not a media expression: it has no .{name}")
+                raise AttributeError(f"{self!r} is not a media expression: it has no .{name} (.{name} is only valid "
+                                     "for media columns)")
             return Prop(self, name)
         if name in ERROR_PROPERTIES:
             if not isinstance(self, ColumnRef):

@@ -91,6 +91,44 @@ def test_compound_predicates(test_tbl):
     assert "cannot be used in conjunction with python boolean operators" in str(exc_info.value).lower()
 
 
+def test_props(test_tbl, images):
+    """Ported from pixeltable tests/test_exprs.py::TestExprs::test_props (the image table's fileurl, localpath,
+    errortype and errormsg; .fileurl/.localpath of a non-media column; images generated here, in place of
+    Pixeltable's imagenette sample). Left out: .errortype/.errormsg of non-computed columns, which we allow,
+    and stored=False columns."""
+    t = test_tbl
+    img_t = pxt.create_table("img_tbl", {"img": pxt.Image, "category": pxt.String, "split": pxt.String})
+    img_t.insert([{"img": str(p), "category": "c", "split": "train"} for p in images])
+    # fileurl
+    res = img_t.select(img_t.img.fileurl).collect().to_pandas()
+    stored_urls = set(res.iloc[:, 0])
+    assert len(stored_urls) == len(res)
+    all_urls = {p.as_uri() for p in images}
+    assert stored_urls <= all_urls
+
+    # localpath
+    res = img_t.select(img_t.img.localpath).collect().to_pandas()
+    stored_paths = set(res.iloc[:, 0])
+    assert len(stored_paths) == len(res)
+    all_paths = {str(p) for p in images}
+    assert stored_paths <= all_paths
+
+    # errortype/-msg for image column
+    res = img_t.select(error=img_t.img.errortype).collect().to_pandas()
+    assert res["error"].isna().all()
+    res = img_t.select(error=img_t.img.errormsg).collect().to_pandas()
+    assert res["error"].isna().all()
+
+    for _ in [t.c1, t.c1n, t.c2, t.c3, t.c4, t.c6, t.c7]:
+        # fileurl/localpath only applies to media columns (ours: raised where written, an AttributeError)
+        with pytest.raises(AttributeError) as excinfo:
+            _ = t.select(t.c1.fileurl).show()
+        assert "only valid for" in str(excinfo.value)
+        with pytest.raises(AttributeError) as excinfo:
+            _ = t.select(t.c1.localpath).show()
+        assert "only valid for" in str(excinfo.value)
+
+
 def test_null_args(pxt_home):
     """Ported from pixeltable tests/test_exprs.py::TestExprs::test_null_args (columns accept None without
     `| None`; the insert's row count is checked as UpdateStatus's num_rows)."""
