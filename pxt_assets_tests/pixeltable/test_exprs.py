@@ -129,6 +129,64 @@ def test_props(test_tbl, images):
         assert "only valid for" in str(excinfo.value)
 
 
+@pytest.fixture
+def img_tbl(pxt_home, tmp_path):
+    """Pixeltable's img_tbl (imagenette2-160 rows: img, category, split), with generated images."""
+    from pxt_assets_tests.conftest import make_image
+
+    t = pxt.create_table("test_img_tbl", {"img": pxt.Image, "category": pxt.String, "split": pxt.String})
+    rows = []
+    for i in range(8):
+        img = make_image(tmp_path / f"img{i}.jpg", size=(160, 120 + 40 * i), color=(30 * i, 100, 200 - 20 * i))
+        rows.append({"img": str(img), "category": "n03445777" if i % 2 else "n01440764",
+                     "split": "train" if i < 5 else "val"})
+    t.insert(rows)
+    return t
+
+
+def test_select_list(img_tbl):
+    """Ported from pixeltable tests/test_exprs.py::TestExprs::test_select_list."""
+    t = img_tbl
+    result = t.select(t.img).show(n=100)
+    _ = result._repr_html_()
+    query = t.select(t.img, t.img.rotate(60))
+    _ = query.show(n=100)._repr_html_()
+
+    with pytest.raises(Error):
+        _ = t.select(t.img.rotate)
+
+
+def test_img_members(img_tbl):
+    """Ported from pixeltable tests/test_exprs.py::TestExprs::test_img_members (without getextrema())."""
+    t = img_tbl
+    # make sure the limit is applied in Python, not in the SELECT
+    result = t.where(t.img.height > 200).select(t.img).show(n=3)
+    assert len(result) == 3
+    result = t.select(t.img.crop((10, 10, 60, 60))).show(n=100)
+    result = t.select(t.img.crop((10, 10, 60, 60)).resize((100, 100))).show(n=100)
+    result = t.select(t.img.crop((10, 10, 60, 60)).resize((100, 100)).convert("L")).show(n=100)
+    result = t.select(t.img, t.img.height, t.img.rotate(90)).show(n=100)
+    _ = result._repr_html_()
+    # ours: the values and the names (as Pixeltable's: a call by its function)
+    assert list(result.schema) == ["img", "height", "rotate"] and result["height"][:3] == [120, 160, 200]
+    assert result[0, "rotate"].size == (120, 160) and _.count("<img") == 2 * len(result)
+
+
+def test_img_exprs(img_tbl):
+    """Ported from pixeltable tests/test_exprs.py::TestExprs::test_img_exprs (without entropy())."""
+    t = img_tbl
+    _ = t.where(t.img.width < 600).collect()
+    result = t.where((t.split == "train") & (t.category == "n03445777")).select(t.img).show()
+    print(result)
+    assert len(result) == 2  # ours
+    result = t.where(t.img.width > 1).show()
+    print(result)
+    assert len(result) == 8  # ours
+    result = t.where((t.split == "val") & (t.img.height > 1) & (t.category == "n03445777")).show()
+    print(result)
+    assert len(result) == 2  # ours
+
+
 def test_null_args(pxt_home):
     """Ported from pixeltable tests/test_exprs.py::TestExprs::test_null_args (columns accept None without
     `| None`; the insert's row count is checked as UpdateStatus's num_rows)."""
