@@ -30,6 +30,23 @@ def test_html_shows_images_as_thumbnails_and_fileurls_as_links(pxt_home, images)
     assert "small" in repr(rs) and "label" in str(rs) and len(rs) == 2
 
 
+def test_html_plays_small_videos_and_audio_inline(pxt_home, tmp_path):
+    from pxt_assets_tests.mediagen import make_wav
+
+    video, audio = make_video(tmp_path / "v.mp4", seconds=1.0), make_wav(tmp_path / "a.wav", seconds=0.5)
+    t = pxt.create_table("rs_av", {"video": pxt.Video, "audio": pxt.Audio})
+    t.insert([{"video": str(video), "audio": str(audio)}])
+    html = t.select(t.video, t.audio, t.video.fileurl).collect()._repr_html_()
+    assert '<video controls width="240"><source src="data:video/mp4;base64,' in html
+    assert '<audio controls><source src="data:audio/' in html
+    assert f'<a href="{video.as_uri()}"' in html
+    doc = tmp_path / "notes.md"
+    doc.write_text("# Notes\n\nText.")
+    d = pxt.create_table("rs_docs", {"doc": pxt.Document})
+    d.insert([{"doc": str(doc)}])
+    assert f'<a href="{doc.as_uri()}" target="_blank">{doc}</a>' in d.select(d.doc).collect()._repr_html_()
+
+
 def test_with_block_releases_the_pins_of_remote_localpaths(pxt_home, http_server):
     t = pxt.create_table("rs_pins", {"img": pxt.Image})
     names = sorted(p.name for p in http_server.root.iterdir() if p.name != "corrupt.jpg")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import pathlib
 import re
 import threading
 import time
@@ -150,12 +151,20 @@ class ResultSet:
     # -- Jupyter ----------------------------------------------------------------------------------------
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self._col_names)
-        body = "".join("<tr>" + "".join(f"<td>{self._cell(self._columns[c][i])}</td>" for c in self._col_names)
+        body = "".join("<tr>" + "".join(f"<td>{self._cell(self._columns[c][i], self._types.get(c))}</td>"
+                                        for c in self._col_names)
                        + "</tr>" for i in range(self._len))
         return f'<table class="pxt-result"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
-    def _cell(self, v: Any) -> str:
+    def _cell(self, v: Any, col_type: ColumnType | None = None) -> str:
         import PIL.Image
+
+        if isinstance(v, str) and col_type is not None and col_type.is_media and "://" not in v:
+            if col_type.name in ("Video", "Audio"):
+                return _player(v, col_type.name.lower())
+            if col_type.name == "Document":  # a link to the local file
+                uri = pathlib.Path(v).as_uri() if pathlib.Path(v).is_absolute() else v
+                return f'<a href="{html.escape(uri, quote=True)}" target="_blank">{html.escape(v)}</a>'
 
         if isinstance(v, PIL.Image.Image):
             img = to_rgb(v)
@@ -174,6 +183,28 @@ class ResultSet:
             text = json.dumps(v, default=str)
             return html.escape(text if len(text) <= 1000 else text[:497] + " ...... " + text[-497:])
         return html.escape("" if v is None else str(v))
+
+
+#: a video or audio file up to this size plays inline in a notebook (embedded); a larger one is a link
+_EMBED_BYTES = 2 << 20
+
+
+def _player(path: str, kind: str) -> str:
+    """A `<video>` / `<audio>` player for a local media file (a selected Video or Audio column), embedded as a
+    data URI when small; else a link to the file."""
+    import mimetypes
+
+    p = pathlib.Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return html.escape(path)
+    if size > _EMBED_BYTES:
+        return f'<a href="{html.escape(p.as_uri(), quote=True)}" target="_blank">{html.escape(path)}</a>'
+    mime = mimetypes.guess_type(p.name)[0] or f"{kind}/mp4"
+    data = base64.b64encode(p.read_bytes()).decode()
+    width = ' width="240"' if kind == "video" else ""
+    return f'<{kind} controls{width}><source src="data:{mime};base64,{data}" type="{mime}"/></{kind}>'
 
 
 _URL_RE = re.compile(r"^(https?|file|s3|gs|az|abfss?)://", re.IGNORECASE)
