@@ -237,10 +237,10 @@ class Expr:
             return repr(self) == repr(other)
 
     def __and__(self, other: Any) -> BoolOp:
-        return BoolOp("and", (self, as_expr(other)))
+        return BoolOp("and", (self, _predicate_operand(other)))
 
     def __or__(self, other: Any) -> BoolOp:
-        return BoolOp("or", (self, as_expr(other)))
+        return BoolOp("or", (self, _predicate_operand(other)))
 
     def __invert__(self) -> BoolOp:
         return BoolOp("not", (self,))
@@ -469,6 +469,15 @@ class BoolOp(_Predicate):
 
 ARITHMETIC = ("+", "-", "*", "/", "%", "//", "**")
 _NUMERIC = ("Int", "Float")
+
+
+def _predicate_operand(other: Any) -> Expr:
+    """The other side of `&` / `|`, as Pixeltable checks it: an expression that returns a Bool."""
+    if not isinstance(other, Expr):
+        raise TypeError(f"Other needs to be an expression: {type(other)}")
+    if other.col_type is not None and other.col_type != Bool:
+        raise TypeError(f"Other needs to be an expression that returns a boolean: {other.col_type!r}")
+    return other
 
 
 def literal_type(value: Any) -> ColumnType | None:

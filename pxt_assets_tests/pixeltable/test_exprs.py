@@ -89,6 +89,11 @@ def test_compound_predicates(test_tbl):
     with pytest.raises(TypeError) as exc_info:
         _ = t.where((t.c1 == "test string") or (t.c6.f1 > 50)).collect()
     assert "cannot be used in conjunction with python boolean operators" in str(exc_info.value).lower()
+    # ours, as Pixeltable's Expr.__and__/__or__: the other side is a Bool expression
+    with pytest.raises(TypeError, match="Other needs to be an expression that returns a boolean"):
+        _ = (t.c2 > 1) & t.c1
+    with pytest.raises(TypeError, match="Other needs to be an expression"):
+        _ = (t.c2 > 1) | True
 
 
 def test_props(test_tbl, images):
