@@ -76,7 +76,7 @@ def _run(scenario: str, work: pathlib.Path) -> dict:
         t.add_computed_column(width=t.img.width)
         result = t.insert([{"img": str(f)} for f in files])
         after_insert = round(peak_rss_mb())
-        types = t.select(t.img.errortype, t.rotated.errortype).collect()
+        types = t.select(t.img.errortype, t.rotated.errortype).collect().to_pandas()
         errortypes = sorted({str(v) for v in types.to_numpy().ravel() if v is not None})
         out = {"rows": result.num_rows, "errors": result.num_errors, "pending": t.pending_batches(),
                "peak_rss_mb_after_insert": after_insert, "decoded_peak_mb": round(DECODE_BUDGET.peak / 2**20)}
@@ -87,7 +87,7 @@ def _run(scenario: str, work: pathlib.Path) -> dict:
         docs.insert([{"doc": str(f)} for f in files])
         pages = pxt.create_view("bench/pages", docs, iterator=document_splitter(
             docs.doc, "page", elements=["text", "image"], metadata="image_dpi"))
-        got = pages.select(pages.image_dpi, pages.text.errortype).collect()
+        got = pages.select(pages.image_dpi, pages.text.errortype).collect().to_pandas()
         errortypes = sorted({str(v) for v in got["text_errortype"] if v is not None})
         out = {"rows": len(got), "errors": int(got["text_errortype"].notna().sum()),
                "image_dpi": sorted({float(v) for v in got["image_dpi"].dropna()}),

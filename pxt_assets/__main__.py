@@ -196,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.num_errors == 0 else 1
     if args.command == "show":
         exprs = {c.name: (table[c.name].fileurl if c.is_media else table[c.name]) for c in table.spec.columns.values()}
-        frame = table.select(**exprs).collect()
+        frame = table.select(**exprs).collect().to_pandas()
         names = list(table.spec.columns)
         errs = table.select(**{f"m{i}": table[c].errormsg for i, c in enumerate(names)},
-                            **{f"k{i}": table[c].errortype for i, c in enumerate(names)}).collect()
+                            **{f"k{i}": table[c].errortype for i, c in enumerate(names)}).collect().to_pandas()
 
         def root_errors(r) -> str:
             # a failed source fails every column computed from it: show the cause once, not once per column

@@ -18,7 +18,8 @@ from pxt_assets.instance import get_instance
 SAMPLES = sorted(str(p) for p in (pathlib.Path(__file__).parent / "sample_data").glob("*.jpg"))
 
 
-def _show(title: str, frame: pd.DataFrame) -> None:
+def _show(title: str, result) -> None:
+    frame = result.to_pandas()  # a ResultSet
     print(f"\n>>> {title}")
     with pd.option_context("display.max_colwidth", None, "display.width", 10_000, "display.max_columns", None):
         print(frame.to_string())

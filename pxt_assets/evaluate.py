@@ -27,6 +27,7 @@ from pxt_assets.media import (
 )
 from pxt_assets.redaction import redact
 from pxt_assets.spec import (
+    Arith,
     BoolOp,
     Call,
     ColumnRef,
@@ -178,6 +179,12 @@ class Row:
             return expr.extract(self.evaluate(expr.of))
         if isinstance(expr, InlineJson):
             return expr.build(self.evaluate)
+        if isinstance(expr, Arith):
+            left, right = self.evaluate(expr.left), self.evaluate(expr.right)
+            try:
+                return expr.compute(left, right)
+            except (TypeError, ArithmeticError) as e:
+                raise RowError(f"{expr!r}: {e}", "type_error" if isinstance(e, TypeError) else "invalid_value") from None
         if isinstance(expr, (Compare, BoolOp)):
             return self.truth(expr) is True
         raise TypeError(f"cannot evaluate {expr!r}")
@@ -221,6 +228,8 @@ class Row:
         if left is None or right is None:
             return None
         if expr.op == "in":
+            if not isinstance(right, (list, tuple, dict, set)):
+                raise RowError(f"{expr!r}: isin() argument must be an Iterable, not {right!r}", "type_error")
             return left in right
         try:
             return bool(_OPS[expr.op](left, right))

@@ -113,7 +113,8 @@ class Expr:
             return JsonPath.of_step(self, name)  # t.response.choices[0].message.content
         if name in MEDIA_PROPERTIES:
             if self.col_type is None or not self.col_type.is_media:
-                raise AttributeError(f"{self!r} is not a media expression: it has no .{name}")
+                raise AttributeError(f"{self!r} is not a media expression: it has no .{name} (.{name} is only valid "
+                                     "for media columns)")
             return Prop(self, name)
         if name in ERROR_PROPERTIES:
             if not isinstance(self, ColumnRef):
@@ -161,14 +162,94 @@ class Expr:
     __hash__ = object.__hash__  # expressions are keyed by identity; == builds a predicate
 
     def isin(self, values: Any) -> Compare:
-        """`t.label.isin(['cat', 'dog'])`."""
-        return Compare("in", self, Literal(tuple(values)))
+        """`t.label.isin(['cat', 'dog'])`, `t.n.isin({1, 2})`, `t.n.isin(t.meta.allowed)` (a Json list, per
+        row), as Pixeltable's: constants of another type than the column's are left out."""
+        if self.col_type is not None and (self.col_type.is_media or self.col_type == Json):
+            raise ColumnTypeError(f"isin(): only supported for scalar types, not {self.col_type!r}")
+        if isinstance(values, Expr):
+            if values.col_type is not None and values.col_type != Json:
+                raise ColumnTypeError(f"isin(): argument must have a JSON type, but {values!r} has type "
+                                      f"{values.col_type.name}")
+            return Compare("in", self, values)
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise SpecError(f"isin(): argument must be an Iterable (eg, list, dict, ...), not {values!r}")
+        kept = [v for v in values if self.col_type is None or v is None or _fits(self.col_type, v)]
+        return Compare("in", self, Literal(tuple(kept)))
+
+    # -- arithmetic (as Pixeltable's ArithmeticExpr) -------------------------------------------------------
+    def __add__(self, other: Any) -> Arith:
+        return Arith.make("+", self, other)
+
+    def __radd__(self, other: Any) -> Arith:
+        return Arith.make("+", other, self)
+
+    def __sub__(self, other: Any) -> Arith:
+        return Arith.make("-", self, other)
+
+    def __rsub__(self, other: Any) -> Arith:
+        return Arith.make("-", other, self)
+
+    def __mul__(self, other: Any) -> Arith:
+        return Arith.make("*", self, other)
+
+    def __rmul__(self, other: Any) -> Arith:
+        return Arith.make("*", other, self)
+
+    def __truediv__(self, other: Any) -> Arith:
+        return Arith.make("/", self, other)
+
+    def __rtruediv__(self, other: Any) -> Arith:
+        return Arith.make("/", other, self)
+
+    def __mod__(self, other: Any) -> Arith:
+        return Arith.make("%", self, other)
+
+    def __rmod__(self, other: Any) -> Arith:
+        return Arith.make("%", other, self)
+
+    def __floordiv__(self, other: Any) -> Arith:
+        return Arith.make("//", self, other)
+
+    def __rfloordiv__(self, other: Any) -> Arith:
+        return Arith.make("//", other, self)
+
+    def __pow__(self, other: Any) -> Arith:
+        return Arith.make("**", self, other)
+
+    def __rpow__(self, other: Any) -> Arith:
+        return Arith.make("**", other, self)
+
+    def __neg__(self) -> Arith:
+        return Arith.make("*", self, -1)
+
+    def __bool__(self) -> bool:
+        return True  # an expression object is truthy (a predicate refuses: see _Predicate); not len()
+
+    def __iter__(self) -> Iterator[Any]:
+        # without it, Python iterates with __getitem__(0), (1), ...: endless on a Json expression
+        raise ColumnTypeError(
+            "Pixeltable expressions are not iterable. Iteration over data is expressed as a query "
+            f"(e.g. t.select(...).collect()) or a view with an iterator: {self!r}")
+
+    def __len__(self) -> int:
+        raise ColumnTypeError(
+            f"len() of a Pixeltable expression is undefined; row counts are t.count(): {self!r}")
+
+    def equals(self, other: Any) -> bool:
+        """Whether `other` is the same expression (as Pixeltable's `Expr.equals`; `==` builds a predicate)."""
+        if type(self) is not type(other):
+            return False
+        try:
+            return json.dumps(self.to_dict(), sort_keys=True, default=repr) == json.dumps(
+                other.to_dict(), sort_keys=True, default=repr)
+        except (SpecError, UDFDefinitionError, TypeError):
+            return repr(self) == repr(other)
 
     def __and__(self, other: Any) -> BoolOp:
-        return BoolOp("and", (self, as_expr(other)))
+        return BoolOp("and", (self, _predicate_operand(other)))
 
     def __or__(self, other: Any) -> BoolOp:
-        return BoolOp("or", (self, as_expr(other)))
+        return BoolOp("or", (self, _predicate_operand(other)))
 
     def __invert__(self) -> BoolOp:
         return BoolOp("not", (self,))
@@ -233,6 +314,10 @@ class ColumnRef(Expr):
 class Literal(Expr):
     value: Any
     col_type: ColumnType | None = None
+
+    def __post_init__(self) -> None:
+        if self.col_type is None:
+            object.__setattr__(self, "col_type", literal_type(self.value))
 
     def to_dict(self) -> dict[str, Any]:
         value = list(self.value) if isinstance(self.value, tuple) else self.value
@@ -344,8 +429,9 @@ class _Predicate(Expr):
         return Bool
 
     def __bool__(self) -> bool:
-        raise TypeError(f"{self!r} is a predicate for t.where(...), not a Python bool: combine predicates with "
-                        "&, | and ~ (not and/or/not), and write comparisons as t.col > value")
+        raise TypeError(f"{self!r} is a predicate for t.where(...), not a Python bool: Pixeltable expressions "
+                        "cannot be used in conjunction with Python boolean operators (and/or/not); combine "
+                        "predicates with &, | and ~, and write comparisons as t.col > value")
 
 
 @dataclass(frozen=True, eq=False)
@@ -364,7 +450,8 @@ class Compare(_Predicate):
 
     def __repr__(self) -> str:
         if self.op == "in":
-            return f"{self.left!r}.isin({list(self.right.value)!r})"  # type: ignore[attr-defined]
+            shown = list(self.right.value) if isinstance(self.right, Literal) else self.right
+            return f"{self.left!r}.isin({shown!r})"
         return f"{self.left!r} {self.op} {self.right!r}"
 
 
@@ -387,6 +474,144 @@ class BoolOp(_Predicate):
         if self.op == "not":
             return f"~{parts[0]}" if parts[0].startswith("(") else f"~({parts[0]})"
         return "(" + f" {'&' if self.op == 'and' else '|'} ".join(parts) + ")"
+
+
+ARITHMETIC = ("+", "-", "*", "/", "%", "//", "**")
+_NUMERIC = ("Int", "Float")
+
+
+def _predicate_operand(other: Any) -> Expr:
+    """The other side of `&` / `|`, as Pixeltable checks it: an expression that returns a Bool."""
+    if not isinstance(other, Expr):
+        raise TypeError(f"Other needs to be an expression: {type(other)}")
+    if other.col_type is not None and other.col_type != Bool:
+        raise TypeError(f"Other needs to be an expression that returns a boolean: {other.col_type!r}")
+    return other
+
+
+def literal_type(value: Any) -> ColumnType | None:
+    """The column type of a constant: bool, int, float, str; dicts and lists are Json; else unknown (None)."""
+    from pxt_assets.media import Float, Int
+
+    if isinstance(value, bool):
+        return Bool
+    if isinstance(value, int):
+        return Int
+    if isinstance(value, float):
+        return Float
+    if isinstance(value, str):
+        return String
+    if isinstance(value, (dict, list)):
+        return Json
+    return None
+
+
+def _fits(col_type: ColumnType, value: Any) -> bool:
+    """Whether a constant can be a value of `col_type` (an int for a Float column, not a bool for an Int)."""
+    t = literal_type(value)
+    if t is None:
+        return False
+    return t == col_type or (col_type.name == "Float" and t.name == "Int")
+
+
+@dataclass(frozen=True, eq=False)
+class Arith(Expr):
+    """`t.c2 + 1`, `t.c3 * 2`, `-t.c2`, `t.c2 / t.c3`, `t.c2 % 7`, `t.c2 // 2`, `t.c2 ** 2`, also on Json
+    paths (`t.meta.w * 2`): as Pixeltable's ArithmeticExpr. Operands must be numeric (Int, Float) or Json
+    (checked per row); `/` is always Float; a Json operand gives Float (its value stays as Python computes
+    it); `str + str` concatenates and `str * int` repeats, as Pixeltable's StringOp. A missing operand gives
+    None (SQL NULL)."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+    @classmethod
+    def make(cls, op: str, left: Any, right: Any) -> Arith:
+        for v in (left, right):
+            if not isinstance(v, Expr) and v is not None and literal_type(v) not in (
+                    *(type_named(n) for n in _NUMERIC), String, Bool):
+                raise ColumnTypeError(f"Other must be Expr or literal: {type(v).__name__}")
+        e = cls(op, as_expr(left), as_expr(right))
+        e._check()
+        return e
+
+    def _check(self) -> None:
+        lt, rt = self.left.col_type, self.right.col_type
+        if self._string_op() is not None:
+            return
+        for side, t in (("left", lt), ("right", rt)):
+            if t is not None and t.name not in _NUMERIC and t != Json:
+                raise ColumnTypeError(f"{self!r}: {self.op} requires numeric types, but {side} operand has type "
+                                      f"`{t.name}`")
+
+    def _string_op(self) -> str | None:
+        lt, rt = self.left.col_type, self.right.col_type
+        if self.op == "+" and lt == String and rt == String:
+            return "concat"
+        if self.op == "*" and ((lt == String and rt is not None and rt.name == "Int")
+                               or (rt == String and lt is not None and lt.name == "Int")):
+            return "repeat"
+        return None
+
+    @property
+    def col_type(self) -> ColumnType | None:  # type: ignore[override]
+        from pxt_assets.media import Float, Int
+
+        if self._string_op() is not None:
+            return String
+        lt, rt = self.left.col_type, self.right.col_type
+        if lt == Json or rt == Json or self.op == "/":
+            return Float
+        if self.op == "**":
+            if lt == Int and rt == Int and isinstance(self.right, Literal) and self.right.value is not None \
+                    and self.right.value >= 0:
+                return Int
+            return Float
+        if lt == Int and rt == Int:
+            return Int
+        if lt is None or rt is None:
+            return None
+        return Float
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.left, self.right)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arith": self.op, "left": self.left.to_dict(), "right": self.right.to_dict()}
+
+    def compute(self, a: Any, b: Any) -> Any:
+        """The value for operand values `a` and `b` (None if either is None)."""
+        if a is None or b is None:
+            return None
+        string_op = self._string_op()
+        if string_op is not None:
+            return a + b if string_op == "concat" else a * b
+        for side, e, v in (("left", self.left, a), ("right", self.right, b)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{self.op} requires numeric types, but {side} operand has type "
+                                f"`{type(v).__name__}`")
+        op = self.op
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            return a / b
+        if op == "%":
+            return a % b
+        if op == "//":
+            return a // b
+        result = a ** b
+        return result if self.col_type is not None and self.col_type.name == "Int" else float(result)
+
+    def __repr__(self) -> str:
+        def side(e: Expr) -> str:
+            return f"({e!r})" if isinstance(e, Arith) else repr(e)
+
+        return f"{side(self.left)} {self.op} {side(self.right)}"
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -416,16 +641,28 @@ class JsonPath(Expr):
     def to_dict(self) -> dict[str, Any]:
         return {"path": list(self.steps), "of": self.of.to_dict()}
 
-    def extract(self, value: Any) -> Any:
-        for step in self.steps:
+    def extract(self, value: Any, idx: int = 0) -> Any:
+        """The path's value in `value`, as Pixeltable evaluates a path: a key or index the value lacks gives
+        None; `'*'` or a slice opens a projection (the rest of the path applied to each element, one result per
+        element, None where it does not resolve); a key on a list projects over the list's elements
+        (`t.dets.label` as `t.dets['*'].label`)."""
+        steps = self.steps
+        while idx < len(steps):
             if value is None:
                 return None
-            if isinstance(step, dict):
-                value = value[slice(*step["slice"])] if isinstance(value, (list, tuple)) else None
-            elif isinstance(step, int):
+            step = steps[idx]
+            if step == "*" or isinstance(step, dict):
+                if not isinstance(value, (list, tuple)):
+                    return None
+                items = value[slice(*step["slice"])] if isinstance(step, dict) else value
+                return [self.extract(v, idx + 1) for v in items]
+            if isinstance(step, int):
                 value = value[step] if isinstance(value, (list, tuple)) and -len(value) <= step < len(value) else None
+            elif isinstance(value, (list, tuple)):
+                return [self.extract(v, idx) for v in value]
             else:
                 value = value.get(step) if isinstance(value, dict) else None
+            idx += 1
         return value
 
     def __repr__(self) -> str:
@@ -434,6 +671,8 @@ class JsonPath(Expr):
             if isinstance(step, dict):
                 start, stop, stride = ("" if v is None else str(v) for v in step["slice"])
                 out += f"[{start}:{stop}" + (f":{stride}]" if stride else "]")
+            elif step == "*":
+                out += "['*']"
             elif isinstance(step, str) and _IDENTIFIER.match(step):
                 out += f".{step}"
             else:
@@ -544,11 +783,51 @@ def expr_from_dict(d: Any, types: dict[str, ColumnType]) -> Expr:
         if d["cmp"] not in COMPARISONS:
             raise SpecError(f"unknown comparison {d['cmp']!r}")
         return Compare(d["cmp"], expr_from_dict(d["left"], types), expr_from_dict(d["right"], types))
+    if "arith" in d:
+        if d["arith"] not in ARITHMETIC:
+            raise SpecError(f"unknown arithmetic operator {d['arith']!r}")
+        return Arith(d["arith"], expr_from_dict(d["left"], types), expr_from_dict(d["right"], types))
     if "bool" in d:
         if d["bool"] not in ("and", "or", "not"):
             raise SpecError(f"unknown boolean operator {d['bool']!r}")
         return BoolOp(d["bool"], tuple(expr_from_dict(a, types) for a in d["args"]))
     raise SpecError(f"not an expression: {d!r}")
+
+
+def default_column_name(expr: Expr) -> str | None:
+    """The name Pixeltable gives a select item without one (`Expr.default_column_name`): a column's name;
+    `img_fileurl` for `t.img.fileurl`; the function's name for a call (`rotate`, a UDF's name); `c6_f1`,
+    `c7star_f5` for Json paths; `Literal` for a constant; None for anything else (then `col_<i>`)."""
+    if isinstance(expr, ColumnRef):
+        return expr.name
+    if isinstance(expr, Prop):
+        return repr(expr).replace(".", "_") if isinstance(expr.of, ColumnRef) else None
+    if isinstance(expr, Call):
+        if expr.udf is not None:
+            return expr.udf.name
+        try:
+            return registry.get(expr.fn).short_name
+        except ValueError:
+            return None
+    if isinstance(expr, JsonPath):
+        anchor = default_column_name(expr.of) or ""
+        path = ""
+        for step in expr.steps:
+            if step == "*":
+                path += "[*]"
+            elif isinstance(step, str):
+                path += ("." if path else "") + step
+            elif isinstance(step, int):
+                path += f"[{step}]"
+            else:
+                start, stop, stride = ("" if v is None else str(v) for v in step["slice"])
+                path += f"[{start}:{stop}" + (f":{stride}]" if stride else "]")
+        raw = f"{anchor}.{path}"
+        clean = "".join("_" if ch == "." else "star" if ch == "*" else ch if ch.isalnum() else "" for ch in raw)
+        return clean.lstrip("_") or None
+    if isinstance(expr, Literal):
+        return "Literal"
+    return None
 
 
 FILE_LIST = "JsonFiles"
@@ -761,7 +1040,10 @@ def check_iterator_call(call: Any, columns: dict[str, ColumnSpec], where: str) -
 
 
 def _build_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], udf: Any = None) -> Call:
-    return Call(name, tuple(as_expr(a) for a in args), {k: as_expr(v) for k, v in kwargs.items()}, udf)
+    call = Call(name, tuple(as_expr(a) for a in args), {k: as_expr(v) for k, v in kwargs.items()}, udf)
+    if udf is not None:
+        call.validate()  # as Pixeltable: a call whose arguments do not fit raises where it is written
+    return call
 
 
 def _install() -> None:

@@ -76,7 +76,7 @@ def test_expressions_are_serialisable_data(table):
 def test_image_functions_compute_what_pillow_does(table, instance, images):
     table.insert(source_image=str(images[0]), instance=instance)  # 481 x 640
     row = table.select(table.rotated, table.flipped, table.thumbnail, table.gray, table.cropped, table.small,
-                       table.width, table.height, table.mode, table.rot_width).collect().iloc[0]
+                       table.width, table.height, table.mode, table.rot_width).collect().to_pandas().iloc[0]
     src = PIL.Image.open(images[0])
     assert row["rotated"].size == (640, 481) and row["rot_width"] == 640
     assert row["flipped"].size == (481, 640)
@@ -95,10 +95,10 @@ def test_query_time_expressions_and_names(table, instance, images):
     table.insert([{"source_image": str(p)} for p in images], instance=instance)
     frame = table.select(table.source_image.rotate(180).width, w=table.width, url=table.rotated.fileurl,
                          path=table.rotated.localpath).collect()
-    assert list(frame.columns) == ["source_image_rotate_180_width", "w", "url", "path"]
-    assert list(frame["source_image_rotate_180_width"]) == [481, 640, 640]
+    assert list(frame.columns) == ["width", "w", "url", "path"]  # a call is named by its function, as Pixeltable
+    assert list(frame["width"]) == [481, 640, 640]
     assert all(pathlib.Path(p).is_file() for p in frame["path"])
-    assert str(frame["w"].dtype) == "Int64"
+    assert frame.schema["w"] == "Int" and str(frame.to_pandas()["w"].dtype) == "Int64"
 
 
 def test_bad_expressions_fail_with_clear_messages(table, pxt_home):

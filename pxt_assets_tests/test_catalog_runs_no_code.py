@@ -74,7 +74,7 @@ COMPUTE = """
         t.insert([{'n': 3}])
     except Exception as e:
         print('FAILED', e)
-    print(t.select(t.d.errormsg).collect().iloc[:, 0].dropna().tolist())
+    print(t.select(t.d.errormsg).collect().to_pandas().iloc[:, 0].dropna().tolist())
 """
 
 

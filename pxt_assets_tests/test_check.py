@@ -102,7 +102,7 @@ def test_each_kind_of_drift_is_found_by_the_cli_and_the_asset_check(where, tmp_p
     t, v, batch, second = _tables(where, tmp_path, images, instance)
     store = _store(t)
     # a file we wrote is deleted, and a file a row references (both of the second batch's row)
-    rotated = t.select(t.rot.fileurl).collect().iloc[1, 0]
+    rotated = t.select(t.rot.fileurl).collect().to_pandas().iloc[1, 0]
     stores.store_for(rotated).delete(rotated)
     os.remove(images[1])
     # a stray SQL column, and a column the definition has but the SQL table lacks (added in code, never run)
@@ -151,7 +151,7 @@ def test_a_missing_object_is_one_line_naming_its_row(where, tmp_path, images, in
                                                                     capsys):
     t, v, _, _ = _tables(where, tmp_path, images, instance)
     declared(t, v)
-    rows = t.select(t.rot.fileurl).collect()
+    rows = t.select(t.rot.fileurl).collect().to_pandas()
     gone = rows.iloc[1, 0]
     stores.store_for(gone).delete(gone)
     code, out = cli(capsys, "chk/media")

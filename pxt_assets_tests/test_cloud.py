@@ -71,7 +71,7 @@ def test_computed_media_go_to_the_cloud_destination_and_fill_the_cache(provider,
     t.add_computed_column(thumbnail=t.img.thumbnail((64, 64)), destination=provider.prefix + "thumbs/")
     result = t.insert([{"img": str(p)} for p in images], instance=instance)
     assert result.num_errors == 0
-    urls = t.select(t.rotated.fileurl, t.thumbnail.fileurl).collect()
+    urls = t.select(t.rotated.fileurl, t.thumbnail.fileurl).collect().to_pandas()
     assert all(u.startswith(provider.prefix + "rotated/") for u in urls["rotated_fileurl"])
     assert sorted(provider.objects("rotated/")) == sorted(urls["rotated_fileurl"])
     assert len(provider.objects("thumbs/")) == 3
@@ -157,7 +157,7 @@ def test_serving_url_column_holds_presigned_urls_that_fetch_the_files(provider, 
     t.add_computed_column(serving_url=net.presigned_url(t.thumbnail.fileurl, 3600))
     assert t.insert([{"img": str(p)} for p in images], instance=instance).num_errors == 0
     frame = t.select(t.serving_url, t.thumbnail.localpath,
-                     again=net.presigned_url(t.thumbnail.fileurl, 60)).collect()
+                     again=net.presigned_url(t.thumbnail.fileurl, 60)).collect().to_pandas()
     for url, local, again in frame.itertuples(index=False):
         assert url.startswith("http") and again.startswith("http")
         with urllib.request.urlopen(url) as resp:
@@ -175,7 +175,7 @@ def test_cloud_output_media_dest_is_the_default_and_a_column_destination_still_w
     t.add_computed_column(flipped=t.img.transpose(0))
     t.add_computed_column(rotated=t.img.rotate(90), destination=gcsp.prefix + "explicit/")
     t.insert(img=str(images[0]), instance=instance)
-    row = t.select(t.flipped.fileurl, t.rotated.fileurl).collect().iloc[0]
+    row = t.select(t.flipped.fileurl, t.rotated.fileurl).collect().to_pandas().iloc[0]
     assert row["flipped_fileurl"].startswith(s3p.prefix + "from-env/")
     assert row["rotated_fileurl"].startswith(gcsp.prefix + "explicit/")
     assert s3p.objects("from-file/") == [] and len(s3p.objects("from-env/")) == 1

@@ -146,7 +146,7 @@ def test_editing_a_helper_or_a_constant_makes_the_column_stale_and_recomputes_it
     # the handle made before the reload follows the module too: what it computes is the new code
     fresh = pxt.get_table(t.path).spec.columns["s"].expr
     assert t.spec.columns["s"].expr.code_version() == fresh.code_version()
-    assert t.select(t.s).collect()["s"].tolist() == [new_values[n] for n in (1, 2, 3)]
+    assert t.select(t.s).collect()["s"] == [new_values[n] for n in (1, 2, 3)]
 
     # a module constant it reads changes: stale again, recomputed
     code_version = _asset_code_version(t)
@@ -158,7 +158,7 @@ def test_editing_a_helper_or_a_constant_makes_the_column_stale_and_recomputes_it
 
     # a later batch is computed with the code as it is now
     pxt.get_table(t.path).insert([{"n": 4}], instance=instance)
-    assert t.where(t.n == 4).select(t.s).collect()["s"].tolist() == [(4 + 2) * 2 * 100]
+    assert t.where(t.n == 4).select(t.s).collect()["s"] == [(4 + 2) * 2 * 100]
 
 
 def test_a_pinned_version_is_what_the_user_says(pxt_home, instance, tmp_path, monkeypatch):

@@ -163,7 +163,7 @@ def test_four_inserting_processes_and_gc_beside_them_lose_and_duplicate_nothing(
     assert t.pending_batches() == []
     assert len(t.batches()) == 1 + INSERTERS * BATCHES_PER_INSERTER
     assert t.count() == len(expected)
-    frame = t.select(t.label, t.img.fileurl, t.rotated.fileurl, t.thumb.fileurl, t.w, t.img.errormsg).collect()
+    frame = t.select(t.label, t.img.fileurl, t.rotated.fileurl, t.thumb.fileurl, t.w, t.img.errormsg).collect().to_pandas()
     assert sorted(frame["label"]) == expected
     assert frame["img_errormsg"].isna().all()
     # every recorded file exists; every object in the destinations is one a row names

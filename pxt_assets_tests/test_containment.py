@@ -53,7 +53,7 @@ def test_a_symlink_planted_in_a_destination_makes_the_write_a_row_error_and_noth
 
     assert _everything_under(outside) == []  # not one file, not one folder
     assert result.num_errors == 2  # the batch commits: the rows carry the refusal
-    rows = t.select(t.rotated.fileurl, t.rotated.errortype, t.rotated.errormsg).collect()
+    rows = t.select(t.rotated.fileurl, t.rotated.errortype, t.rotated.errormsg).collect().to_pandas()
     assert list(rows["rotated_errortype"]) == ["outside_destination"] * 2
     assert rows["rotated_fileurl"].isna().all()
     message = rows["rotated_errormsg"].iloc[0]
@@ -84,7 +84,7 @@ def test_a_symlink_in_a_files_place_is_replaced_never_written_through(pxt_home, 
     victim.write_text("keep me")
     t = _table("contain/filelink", dest)
     t.insert(img=str(SAMPLES[0]), instance=instance)
-    written = path_of(t.select(t.rotated.fileurl).collect().iloc[0, 0])
+    written = path_of(t.select(t.rotated.fileurl).collect().to_pandas().iloc[0, 0])
     written.unlink()
     written.symlink_to(victim)  # the next write of the same name
     batch = t.batches()[0]

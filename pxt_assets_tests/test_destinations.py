@@ -27,7 +27,7 @@ def test_column_destination_beats_output_media_dest_which_beats_default(pxt_home
     assert t.spec.columns["rotated"].destination_source == "column destination"
 
     t.insert(img=str(images[0]), instance=instance)
-    row = t.select(t.flipped.fileurl, t.rotated.fileurl).collect().iloc[0]
+    row = t.select(t.flipped.fileurl, t.rotated.fileurl).collect().to_pandas().iloc[0]
     assert path_of(row["flipped_fileurl"]).is_relative_to(configured)
     assert path_of(row["rotated_fileurl"]).is_relative_to(explicit)
     assert len(files_under(configured)) == 1 and len(files_under(explicit)) == 1

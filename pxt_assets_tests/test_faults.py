@@ -114,7 +114,7 @@ def assert_exact(setup: Setup, s3) -> None:
     store = rowstore.for_settings(t.settings)
     assert t.pending_batches() == []
     assert t.count() == len(LABELS)
-    frame = t.select(t.label, t.img.fileurl, t.rotated.fileurl, t.thumb.fileurl, t.w, t.img.errortype).collect()
+    frame = t.select(t.label, t.img.fileurl, t.rotated.fileurl, t.thumb.fileurl, t.w, t.img.errortype).collect().to_pandas()
     assert sorted(frame["label"]) == LABELS, "a row is missing or duplicated"
     by_label = frame.set_index("label")
     assert by_label.loc["row6", "img_errortype"] == "not_found"

@@ -153,7 +153,7 @@ def test_a_home_bucket_file_is_a_source(pxt_home, instance, cloud, sources):
     t = pxt.MediaTable("home/src", {"img": pxt.Image})
     t.add_computed_column(w=t.img.width)
     assert t.insert([{"img": uri}], instance=instance).num_errors == 0
-    assert t.select(t.img.fileurl, t.w).collect().to_dict("records") == [{"img_fileurl": uri, "w": 42}]
+    assert t.select(t.img.fileurl, t.w).collect().to_pandas().to_dict("records") == [{"img_fileurl": uri, "w": 42}]
 
 
 def test_gc_and_delete_batch_work_on_the_home_bucket(pxt_home, instance, cloud, sources):

@@ -64,13 +64,13 @@ def test_every_mode_through_every_image_function(pxt_home, instance, tmp_path):
     t.add_computed_column(w=t.img.width)
     result = t.insert(rows, instance=instance)
     report = t.select(t.mode, t.img.errormsg, t.rot.errormsg, t.flip.errormsg, t.small.errormsg, t.thumb.errormsg,
-                      t.crop.errormsg, t.gray.errormsg).collect()
+                      t.crop.errormsg, t.gray.errormsg).collect().to_pandas()
     assert result.num_errors == 0, report.dropna(how="all", subset=list(report.columns[1:])).to_string()
     got = t.select(t.mode, t.rot, t.thumb, t.small, t.crop, t.w).collect()
     assert got._repr_html_().count("<img") == 4 * len(MODES)  # every mode shows in a notebook
     assert all("preview" in (r.asset_materialization.metadata if r.asset_materialization else {})
                for r in instance.fetch_materializations(dg.AssetKey(["modes", "all", "rot"]), limit=1).records)
-    for r in got.to_dict("records"):
+    for r in got:
         assert r["rot"].size == (32, 48) and r["small"].size == (12, 8) and r["crop"].size == (10, 10), r["mode"]
         assert max(r["thumb"].size) == 16 and r["w"] == 48, r["mode"]
 

@@ -37,7 +37,7 @@ def test_media_that_does_not_open_is_the_rows_error_and_the_batch_goes_on(pxt_ho
                        {"video": str(media_files["audio"])}], instance=instance)
     assert result.num_rows == 3 and result.num_errors == 2
     got = t.select(t.video.fileurl, t.video.errormsg).collect()
-    assert list(got["video_fileurl"].dropna()) == [media_files["video"].as_uri()]
+    assert [u for u in got["video_fileurl"] if u is not None] == [media_files["video"].as_uri()]
     bad = [m for m in got["video_errormsg"] if m]
     assert any(m.startswith("video: not a readable video: ") and str(media_files["bad_video"]) in m for m in bad)
     assert any(m == f"video: no video stream in {media_files['audio']}" for m in bad)
@@ -52,7 +52,7 @@ def test_media_that_does_not_open_is_the_rows_error_and_the_batch_goes_on(pxt_ho
     result = d.insert([{"doc": str(media_files[k])} for k in ("pdf", "md", "bad_pdf", "binary_doc")],
                       instance=instance)
     assert result.num_errors == 2
-    msgs = [m for m in d.select(d.doc.errormsg).collect().iloc[:, 0] if m]
+    msgs = [m for m in d.select(d.doc.errormsg).collect().to_pandas().iloc[:, 0] if m]
     assert any(m.startswith("doc: not a readable PDF: ") and "broken.pdf" in m for m in msgs)
     assert any(m.startswith("doc: not a readable document: ") and "blob.bin" in m for m in msgs)
 
@@ -63,7 +63,7 @@ def test_metadata_functions_in_columns_and_where(pxt_home, instance, media_files
     t.add_computed_column(info=t.video.get_metadata())
     t.add_computed_column(duration=t.video.get_duration())
     t.insert([{"video": str(media_files["video"])}, {"video": str(media_files["long_video"])}], instance=instance)
-    got = t.select(t.duration, t.info.streams[0].width, t.info.streams[0].codec, t.info.format).collect()
+    got = t.select(t.duration, t.info.streams[0].width, t.info.streams[0].codec, t.info.format).collect().to_pandas()
     assert sorted(round(d, 1) for d in got["duration"]) == [2.0, 4.0]
     assert set(got.iloc[:, 1]) == {64} and set(got.iloc[:, 2]) == {"h264"} and "mp4" in got.iloc[0, 3]
     assert t.where(t.duration > 3).count() == 1
@@ -72,7 +72,7 @@ def test_metadata_functions_in_columns_and_where(pxt_home, instance, media_files
     a.add_computed_column(duration=a.audio.get_duration())
     a.add_computed_column(info=a.audio.get_metadata())
     a.insert([{"audio": str(media_files["audio"])}], instance=instance)
-    row = a.select(a.duration, a.info.streams[0].sample_rate, a.info.streams[0].channels).collect().iloc[0]
+    row = a.select(a.duration, a.info.streams[0].sample_rate, a.info.streams[0].channels).collect().to_pandas().iloc[0]
     assert round(row.iloc[0], 2) == 1.5 and row.iloc[1] == 16000 and row.iloc[2] == 1
 
     d = pxt.create_table("m/docs", {"doc": pxt.Document})
@@ -80,5 +80,5 @@ def test_metadata_functions_in_columns_and_where(pxt_home, instance, media_files
     d.add_computed_column(info=d.doc.get_metadata())
     d.insert([{"doc": str(media_files["pdf"])}, {"doc": str(media_files["md"])}], instance=instance)
     assert sorted(d.select(d.pages).collect()["pages"]) == [1, 3]
-    assert sorted(d.select(d.info.format).collect().iloc[:, 0]) == ["markdown", "pdf"]
+    assert sorted(d.select(d.info.format).collect().to_pandas().iloc[:, 0]) == ["markdown", "pdf"]
     assert d.where(d.pages > 1).count() == 1

@@ -99,7 +99,7 @@ def test_seed_002_complete_example(pxt_home, http_server, s3_env, openai_stub, t
         assert response["object"] == "chat.completion" and response["model"] == "gpt-4o-mini"
         assert response["choices"][0]["message"]["content"] == (
             "gpt-4o-mini saw 1 image(s); asked: Describe this image briefly.")
-    contents = t.select(t.description.choices[0].message.content).collect().iloc[:, 0]
+    contents = t.select(t.description.choices[0].message.content).collect().to_pandas().iloc[:, 0]
     assert list(contents) == ["gpt-4o-mini saw 1 image(s); asked: Describe this image briefly."] * 2
     assert t.where(t.description.usage.total_tokens == 15).count() == 2
 
@@ -121,7 +121,7 @@ def test_chat_completions_retries_rate_limits_and_server_errors_honouring_retry_
         assert stub.requests[-1]["body"]["temperature"] == 0
         # the retry after the 429 waited what Retry-After asked (2 s; the client's own first backoff is < 1 s)
         assert stub.requests[1]["at"] - stub.requests[0]["at"] >= 1.9
-        assert t.select(t.answer.choices[0].message.content).collect().iloc[0, 0] == "m1 saw 0 image(s); asked: hello"
+        assert t.select(t.answer.choices[0].message.content).collect().to_pandas().iloc[0, 0] == "m1 saw 0 image(s); asked: hello"
     finally:
         stub.close()
 
@@ -138,7 +138,7 @@ def test_chat_completions_failure_is_the_rows_error(pxt_home, instance, monkeypa
         t.add_computed_column(answer=openai.chat_completions([{"role": "user", "content": t.prompt}], model="m"))
         result = t.insert([{"prompt": "one"}, {"prompt": "two"}], instance=instance)
         assert result.num_errors == 1
-        got = t.select(t.prompt, t.answer.errortype, t.answer.errormsg).collect().to_dict("records")
+        got = t.select(t.prompt, t.answer.errortype, t.answer.errormsg).collect().to_pandas().to_dict("records")
         bad = next(r for r in got if r["answer_errortype"] is not None)  # whichever request came first
         assert bad["answer_errortype"] == "udf_error"
         assert bad["answer_errormsg"].startswith(
@@ -170,7 +170,7 @@ def test_face_detection_offline_model_on_photos_from_a_bucket(pxt_home, instance
     assert result.num_errors == 0
 
     got = {r["photo_fileurl"].rsplit("/", 1)[-1]: r for r in
-           t.select(t.photo.fileurl, t.faces, t.annotated, t.faces[0]["w"]).collect().to_dict("records")}
+           t.select(t.photo.fileurl, t.faces, t.annotated, t.faces[0]["w"]).collect().to_pandas().to_dict("records")}
     for name in ("astronaut.jpg", "astronaut_mirrored.jpg", "astronaut_small.jpg"):
         assert len(got[name]["faces"]) == 1, (name, got[name]["faces"])
         box = got[name]["faces"][0]

@@ -61,7 +61,7 @@ def test_a_30_second_outage_in_the_middle_of_a_batch_fails_no_row(pxt_home, inst
     assert s3_proxy.ended.is_set() and s3_proxy.failed  # the outage happened, and ended during the insert
     assert result.num_errors == 0
     assert t.where(t.rot.errortype != None).count() == 0  # noqa: E711
-    urls = [r["rot_fileurl"] for r in t.select(t.rot.fileurl).collect().to_dict("records")]
+    urls = [r["rot_fileurl"] for r in t.select(t.rot.fileurl).collect().to_pandas().to_dict("records")]
     # every row's file is stored, and nothing else is
     assert len(urls) == len(sources) and {"out/" + u.split("/out/", 1)[1] for u in urls} == _objects(s3_env, bucket)
 
@@ -72,7 +72,7 @@ def test_rows_beyond_the_budget_fail_clearly_and_a_rerun_retries_only_them(pxt_h
     t = _table("outage/budget", bucket)
     s3_proxy.start(Outage(status=503, start_after=5, method="PUT"))  # until restore()
     result = t.insert([{"img": str(p)} for p in sources], instance=instance)
-    failed = t.select(t.img.fileurl, t.rot.errortype, t.rot.errormsg).where(t.rot.errortype != None).collect()  # noqa: E711
+    failed = t.select(t.img.fileurl, t.rot.errortype, t.rot.errormsg).where(t.rot.errortype != None).collect().to_pandas()  # noqa: E711
     assert result.num_errors == len(failed) == len(sources) - 5
     for r in failed.to_dict("records"):
         assert r["rot_errortype"] == ErrorCode.THROTTLED == "throttled"

@@ -43,8 +43,8 @@ def test_signed_urls_never_appear_in_errors_logs_or_metadata(pxt_home, instance,
     assert result.num_errors == 1
 
     # the inserted value is the user's data, stored as given
-    assert sorted(t.select(t.img.fileurl).collect().iloc[:, 0]) == sorted([good, missing])  # URLs are read lazily
-    texts = [json.dumps(t.select(t.img.errormsg, t.w.errormsg).collect().to_dict("records"))]
+    assert sorted(t.select(t.img.fileurl).collect().to_pandas().iloc[:, 0]) == sorted([good, missing])  # URLs are read lazily
+    texts = [json.dumps(t.select(t.img.errormsg, t.w.errormsg).collect().to_pandas().to_dict("records"))]
     texts.append(capsys.readouterr().out + capsys.readouterr().err + caplog.text)
     for record in instance.all_logs(result.run_id):
         texts.append(record.user_message or "")

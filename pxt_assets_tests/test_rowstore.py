@@ -81,7 +81,7 @@ def test_where_order_by_limit_and_count_match_a_python_filter_of_the_same_rows(d
     everything = t.select(n=t.n, x=t.x, label=t.label, flag=t.flag, w=t.w, url=t.img.fileurl,
                           et=t.img.errortype).collect()
     assert list(everything["n"]) == list(range(60))  # insertion order by default
-    ref = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in everything.to_dict("records")]
+    ref = [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in everything]
     assert sum(r["et"] is not None for r in ref) == 7 and all(r["w"] is None for r in ref if r["et"])
     some_url = next(r["url"] for r in ref if r["url"])
 
@@ -509,7 +509,7 @@ def test_gc_delete_with_min_age_zero_during_an_insert_deletes_no_live_file(db, p
     assert rounds >= 3, f"gc ran only {rounds} times during the insert"
     assert deleted == 1 and not orphan.exists()
     assert t.count() == 48
-    urls = [u for c in ("rotated", "flipped") for u in t.select(getattr(t, c).fileurl).collect().iloc[:, 0]]
+    urls = [u for c in ("rotated", "flipped") for u in t.select(getattr(t, c).fileurl).collect().to_pandas().iloc[:, 0]]
     assert len(urls) == 96 and all(stores.path_of(u).is_file() for u in urls), "gc deleted a live file"
     assert lifecycle.collect_garbage(str(out), delete=True, min_age=0) == []
 

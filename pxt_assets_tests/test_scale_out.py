@@ -123,7 +123,7 @@ def test_the_scan_finds_nothing_where_everything_is_in_a_bucket(pg_db, instance,
     t = pxt.create_table("scan/cloud", {"img": pxt.Image})
     t.add_computed_column(rotated=t.img.rotate(90), destination=f"s3://{bucket}/out/")
     t.insert(img=f"s3://{bucket}/in/a.jpg", instance=instance)
-    assert t.select(t.rotated.fileurl).collect().iloc[0]["rotated_fileurl"].startswith(f"s3://{bucket}/out/")
+    assert t.select(t.rotated.fileurl).collect().to_pandas().iloc[0]["rotated_fileurl"].startswith(f"s3://{bucket}/out/")
     assert local_paths_in_database(rowstore.for_settings(t.settings), instance) == []
 
 

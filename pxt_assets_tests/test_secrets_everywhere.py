@@ -278,11 +278,11 @@ def test_no_secret_in_any_output_log_event_or_file(pxt_home, tmp_path, monkeypat
         assert "X-Goog-Signature=" in signed_gcs  # signed with the service-account key (which never appears)
 
         # the user's data is stored as given ...
-        stored = t.select(t.img.fileurl).collect().iloc[:, 0]
+        stored = t.select(t.img.fileurl).collect().to_pandas().iloc[:, 0]
         assert sorted(stored) == sorted(inserted)
         # ... and never echoed: errors, reprs, query results of errors
         errors = t.select(t.img.errormsg, t.w.errormsg, t.thumb.errormsg, t.answer.errormsg,
-                          t.served.errormsg).collect()
+                          t.served.errormsg).collect().to_pandas()
         messages = [m for m in errors.to_numpy().ravel() if isinstance(m, str)]
         shown = {
             "errors": json.dumps(errors.to_dict("records")),

@@ -55,13 +55,13 @@ def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_
     assert len(t.collect()) == 1
 
     # URL inserted: the URL is stored, downloaded to the cache on access
-    assert list(t.select(t.source_image.fileurl).collect().iloc[:, 0]) == [sample_image]
+    assert t.select(t.source_image.fileurl).collect()["source_image_fileurl"] == [sample_image]
 
     t.add_computed_column(flipped=t.source_image.transpose(0), if_exists='replace')
     assert "Added 1 column value with 0 errors in" in _printed(capsys)
     flipped = t.select(t.flipped, t.flipped.fileurl).collect()
-    assert path_of(flipped.iloc[0, 1]).is_relative_to(pxt_home / "media")  # ~/.pixeltable/media by default
-    assert flipped.iloc[0, 0].size == (481, 640)
+    assert path_of(flipped[0, 1]).is_relative_to(pxt_home / "media")  # ~/.pixeltable/media by default
+    assert flipped[0, "flipped"].size == (481, 640)
 
     base_path = Path.home() / 'Desktop' / 'pixeltable_outputs'
     base_path.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_
     Path(dest_rotated).mkdir(exist_ok=True)
     t.add_computed_column(rotated=t.source_image.rotate(90), destination=dest_rotated, if_exists='replace')
     assert "Added 1 column value with 0 errors" in _printed(capsys)
-    rotated_url = t.select(t.rotated, t.rotated.fileurl).collect().iloc[0, 1]
+    rotated_url = t.select(t.rotated, t.rotated.fileurl).collect()[0]["rotated_fileurl"]
     assert path_of(rotated_url).is_relative_to(notebook / "Desktop" / "pixeltable_outputs" / "rotated")
 
     dest_thumbnails = str(base_path / 'thumbnails')
@@ -77,7 +77,7 @@ def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_
     t.add_computed_column(thumbnail=t.source_image.thumbnail((128, 128)), destination=dest_thumbnails,
                           if_exists='replace')
     thumb = t.select(t.thumbnail, t.thumbnail.fileurl).collect()
-    assert max(thumb.iloc[0, 0].size) == 128 and path_of(thumb.iloc[0, 1]).is_relative_to(Path(dest_thumbnails))
+    assert max(thumb[0, 0].size) == 128 and path_of(thumb[0, 1]).is_relative_to(Path(dest_thumbnails))
 
     urls = t.select(source=t.source_image.fileurl, rotated=t.rotated.fileurl, flipped=t.flipped.fileurl).collect()
     assert list(urls.columns) == ["source", "rotated", "flipped"] and urls["rotated"][0] == rotated_url
@@ -134,10 +134,10 @@ def test_seed_000_dot_paths_and_resize(notebook, pxt_home, http_server, capsys):
     assert path_of(frame["flipped_fileurl"][0]).is_relative_to(pxt_home / "media")
     t.add_computed_column(thumbnail=t.source_image.resize((128, 128)), destination=dest_flipped)
     thumb = t.select(t.thumbnail, t.thumbnail.fileurl).collect()
-    assert thumb.iloc[0, 0].size == (128, 128)
-    assert path_of(thumb.iloc[0, 1]).is_relative_to(Path(dest_flipped))
+    assert thumb[0, 0].size == (128, 128)
+    assert path_of(thumb[0, 1]).is_relative_to(Path(dest_flipped))
     urls = t.select(t.source_image.fileurl, t.rotated.fileurl, t.flipped.fileurl).collect()
-    assert urls.iloc[0, 0] == sample_image
+    assert urls[0, 0] == sample_image
 
 
 def test_seed_003_load_media_from_cloud_storage(notebook, pxt_home, http_server, s3_env, tmp_path, capsys):
@@ -194,7 +194,7 @@ def test_seed_003_load_media_from_cloud_storage(notebook, pxt_home, http_server,
     assert {img.size for img in frames.select(frames.frame).collect()["frame"]} == {(64, 48)}
     # a frame not written is served as its video at that time (a media fragment on the presigned URL)
     urls = frames.where(frames.pos == 1).select(pxtf.net.presigned_url(frames.frame.fileurl, 600)).collect()
-    for url in urls.iloc[:, 0]:
+    for url in urls["presigned_url"]:
         assert url.endswith("#t=0.500000") and "X-Amz-Signature=" in url
         with urllib.request.urlopen(url.split("#")[0]) as resp:
             assert resp.read() == video_bytes

@@ -110,7 +110,7 @@ def test_in_a_shared_deployment_local_files_go_to_a_bucket_or_are_refused(s3_env
     u.add_computed_column(small=u.img.resize((8, 8)))
     result = u.insert([{"img": str(SAMPLES[0])}], instance=instance)  # uploaded here, computed by the daemon's run
     assert result.num_errors == 0, log.read_text()[-3000:]
-    (rec,) = [r for r in u.select(u.img.fileurl, u.small.fileurl).collect().itertuples(index=False)]
+    (rec,) = [r for r in u.select(u.img.fileurl, u.small.fileurl).collect().to_pandas().itertuples(index=False)]
     assert rec[0].startswith(f"s3://{bucket}/in/") and rec[1].startswith(f"s3://{bucket}/out/")
     keys = sorted(o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"])
     assert len(keys) == 2  # the upload is the row's file: not copied again by the insert step

@@ -68,7 +68,7 @@ def test_a_column_whose_backfill_was_killed_is_reported_and_resume_computes_it(p
     (result,) = t.resume(instance=instance)
     assert result.batch == batch and t.uncomputed() == {}
     assert sorted(t.select(t.w).collect()["w"]) == sorted(pxt.get_table("trust/later").select(
-        t.img.width).collect().iloc[:, 0])
+        t.img.width).collect().to_pandas().iloc[:, 0])
     assert check.check_table(t, files=False).ok
 
 
@@ -169,10 +169,10 @@ def test_names_differing_in_case_or_long_names_fit_on_either_database(db, instan
     t = pxt.MediaTable(f"trust/names{next(_names)}", {"img": pxt.Int, "IMG": pxt.Int, long_a: pxt.Int, long_b: pxt.Int,
                                        "y" * 300: pxt.Int})
     t.insert([{"img": 1, "IMG": 2, long_a: 3, long_b: 4, "y" * 300: 5}], instance=instance)
-    row = t.collect().to_dict("records")[0]
+    row = t.collect().to_pandas().to_dict("records")[0]
     assert (row["img"], row["IMG"], row[long_a], row[long_b], row["y" * 300]) == (1, 2, 3, 4, 5)
     t.drop_column(long_a)
-    assert long_a not in t.columns() and t.collect().to_dict("records")[0][long_b] == 4
+    assert long_a not in t.columns() and t.collect().to_pandas().to_dict("records")[0][long_b] == 4
 
 
 def test_a_name_with_a_control_character_is_refused_at_definition(pxt_home):

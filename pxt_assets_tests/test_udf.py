@@ -153,23 +153,24 @@ def test_typed_udfs_in_columns_select_and_where(photos, instance):
     got = t.select(t.size, t.square, area(t.w, t.h), label(t.h, 1)).collect()
     assert set(got["size"]) == {f"{w}x{h}" for w, h in sizes}
     assert set(got["square"]) == {float(w * w) for w, _ in sizes}
-    assert set(got["area_w_h"]) == {float(w * h) for w, h in sizes}
-    assert set(got["label_h_1"]) == {f"{h}x1" for _, h in sizes}
+    assert list(got.columns) == ["size", "square", "area", "label"]  # a call is named by its UDF, as Pixeltable
+    assert set(got["area"]) == {float(w * h) for w, h in sizes}
+    assert set(got["label"]) == {f"{h}x1" for _, h in sizes}
 
     # JSON paths in select, where, and as a UDF's argument
-    got = t.select(t.name, t.info.size[0], t.info.boxes[1]["x"], t.info.mode, t.info.nothing.here).collect()
+    got = t.select(t.name, t.info.size[0], t.info.boxes[1]["x"], t.info.mode, t.info.nothing.here).collect().to_pandas()
     by_name = {r["name"]: r for r in got.to_dict("records")}
     for p in SAMPLES:
         w, h = PIL.Image.open(p).size
         row = by_name[p.stem]
-        assert row["info_size_0"] == w and row["info_boxes_1_x"] == w // 2 and row["info_mode"] == "RGB"
+        assert row["info_size0"] == w and row["info_boxes1_x"] == w // 2 and row["info_mode"] == "RGB"
         assert row["info_nothing_here"] is None
     widest = max(w for w, _ in sizes)
     assert t.where(t.info.size[0] == widest).count() == sum(1 for w, _ in sizes if w == widest)
     assert t.where(t.info.boxes[0]["x"] == 1).count() == len(SAMPLES)
-    assert set(t.select(label(t.info.size[0], t.info.size[1])).collect().iloc[:, 0]) == {f"{w}x{h}" for w, h in sizes}
+    assert set(t.select(label(t.info.size[0], t.info.size[1])).collect().to_pandas().iloc[:, 0]) == {f"{w}x{h}" for w, h in sizes}
     assert repr(t.info.boxes[1]["x"]) == "info.boxes[1].x" and repr(t.info.size[0:1]) == "info.size[0:1]"
-    assert all(isinstance(v, list) and len(v) == 1 for v in t.select(t.info.size[0:1]).collect().iloc[:, 0])
+    assert all(isinstance(v, list) and len(v) == 1 for v in t.select(t.info.size[0:1]).collect().to_pandas().iloc[:, 0])
 
     # Json columns built from lists and dicts that hold expressions (Pixeltable's messages=[...] idiom)
     t.add_computed_column(msg=[{"role": "user", "content": t.name}, {"dims": [t.w, t.h]}])
@@ -188,7 +189,7 @@ def test_batched_udf_gets_lists_of_at_most_batch_size(photos, instance):
     assert sorted(BATCHES) == [1, 2]  # three rows in batches of at most two
     got = t.select(t.w, t.wb).collect()
     assert list(got["wb"]) == [w + 1 for w in got["w"]]
-    with pytest.raises(pxt.ColumnTypeError, match=r"Column 'bad'.*widths.*'plus'.*constant"):
+    with pytest.raises(pxt.ColumnTypeError, match=r"widths.*'plus'.*constant"):  # at the call, as Pixeltable
         t.add_computed_column(bad=widths(t.img, plus=t.w))
 
 
@@ -261,7 +262,7 @@ def test_udf_errors_are_row_errors_naming_column_udf_and_exception(photos, insta
     assert result.num_rows == len(SAMPLES) and result.num_errors == len(SAMPLES)
 
     got = t.select(t.w, t.narrow, t.narrow.errormsg, t.narrow.errortype, t.broken.errormsg, t.broken.errortype,
-                   t.bad_type.errormsg, t.after, t.downstream.errortype).collect()
+                   t.bad_type.errormsg, t.after, t.downstream.errortype).collect().to_pandas()
     for r in got.to_dict("records"):
         if r["w"] > 500:
             assert r["narrow_errormsg"] == (f"narrow: UDF fails_on_wide ({__name__}:fails_on_wide) raised "
@@ -282,7 +283,9 @@ def pd_missing(v) -> bool:
     return v is None or v != v
 
 
-def test_type_errors_and_missing_hints_are_reported_when_the_column_is_defined(photos):
+def test_missing_hints_raise_at_definition_and_type_errors_at_the_call(photos):
+    """As Pixeltable: an invalid UDF raises where it is defined (`@pxt.udf`), a call whose arguments do not fit
+    raises where it is written (`label(t.img, t.h)`), before any column or query uses it."""
     t = photos
 
     def no_hint(img) -> int:
@@ -291,28 +294,27 @@ def test_type_errors_and_missing_hints_are_reported_when_the_column_is_defined(p
     def no_return(img: PIL.Image.Image):
         return 1
 
-    bad_hint = pxt.udf(no_hint)
-    with pytest.raises(pxt.ColumnTypeError, match=r"Column 'c': UDF no_hint .*parameter 'img' has no type hint"):
-        t.add_computed_column(c=bad_hint(t.img))
-    with pytest.raises(pxt.ColumnTypeError, match=r"Column 'c': UDF no_return .*no return type hint"):
-        t.add_computed_column(c=pxt.udf(no_return)(t.img))
-    with pytest.raises(pxt.ColumnTypeError, match=r"Column 'c': UDF label .*parameter 'w' expects pxt.Int, got pxt.Image"):
-        t.add_computed_column(c=label(t.img, t.h))
-    with pytest.raises(TypeError, match=r"Column 'c': UDF label .*'h' expects pxt.Int, got the constant 'tall'"):
-        t.add_computed_column(c=label(t.w, "tall"))
-    with pytest.raises(pxt.ColumnTypeError, match=r"Column 'c': UDF grayscale .*expects pxt.Image, got pxt.String"):
-        t.add_computed_column(c=grayscale(t.name))
+    with pytest.raises(TypeError, match=r"UDF .*no_hint: Cannot infer pixeltable type for parameter 'img': it has no type hint"):
+        pxt.udf(no_hint)
+    with pytest.raises(TypeError, match=r"UDF .*no_return: Cannot infer pixeltable return type: it has no return type hint"):
+        pxt.udf(no_return)
+    with pytest.raises(pxt.ColumnTypeError, match=r"UDF label .*parameter 'w' expects pxt.Int, got pxt.Image"):
+        label(t.img, t.h)
+    with pytest.raises(TypeError, match=r"UDF label .*'h' expects pxt.Int, got the constant 'tall'"):
+        label(t.w, "tall")
+    with pytest.raises(pxt.ColumnTypeError, match=r"UDF grayscale .*expects pxt.Image, got pxt.String"):
+        grayscale(t.name)
     with pytest.raises(TypeError, match=r"UDF label: missing a required argument: 'h'"):
         label(t.w)
-    with pytest.raises(pxt.ColumnTypeError, match=r"select: UDF label .*expects pxt.Int, got pxt.String"):
-        t.select(label(t.name, t.h))
-    assert "c" not in t.spec.columns and list(t.spec.columns) == ["img", "name", "w", "h"]
+    with pytest.raises(TypeError, match=r"Argument 2 in call to '.*\.label' is not a valid Pixeltable expression"):
+        label(t.w, bool)
+    assert list(t.spec.columns) == ["img", "name", "w", "h"]
 
     def batched_without_batch(imgs: list) -> list:
         return imgs
 
-    with pytest.raises(pxt.ColumnTypeError, match="batched UDF takes pxt.Batch"):
-        t.add_computed_column(c=pxt.udf(batch_size=4)(batched_without_batch)(t.w))
+    with pytest.raises(TypeError, match="batched UDF takes pxt.Batch"):
+        pxt.udf(batch_size=4)(batched_without_batch)
 
 
 # -- UDFs in other processes -----------------------------------------------------------------------------
@@ -525,7 +527,7 @@ def test_batched_and_async_udfs_in_a_query_are_called_in_batches_and_concurrentl
     t.insert([{"img": str(SAMPLES[i % len(SAMPLES)]), "n": i} for i in range(5)], instance=instance)
     BATCHES.clear()
     IN_FLIGHT.most = IN_FLIGHT.calls = 0
-    got = t.select(t.n, widths(t.img), slow_double(t.n)).collect()
+    got = t.select(t.n, widths(t.img), slow_double(t.n)).collect().to_pandas()
     assert sorted(BATCHES) == [1, 2, 2]
     assert IN_FLIGHT.calls == 5 and IN_FLIGHT.most == 5
     assert list(got.iloc[:, 2]) == [2 * n for n in got["n"]]
@@ -564,7 +566,7 @@ def test_values_a_column_cannot_hold_are_row_errors_and_stored_values_are_copies
     result = t.insert([{"n": n} for n in (0, 1, 2, 3)] + [{}], instance=instance)
     assert result.num_rows == 5
     got = {r["n"] if r["n"] == r["n"] else None: r for r in
-           t.select(t.n, t.s, t.s.errortype, t.s.errormsg, t.j, t.j.errormsg, t.popped, t.maybe).collect()
+           t.select(t.n, t.s, t.s.errortype, t.s.errormsg, t.j, t.j.errormsg, t.popped, t.maybe).collect().to_pandas()
            .to_dict("records")}
     assert got[0]["s"] == 0.0 and got[2]["s"] == 1.0 and got[1]["s_errortype"] == "udf_error"
     assert got[1]["s_errormsg"].startswith(f"s: UDF scores ({__name__}:scores) ")
@@ -591,7 +593,7 @@ def test_expressions_inside_tuples_and_repeated_calls(photos, instance):
     _insert_samples(t, instance)
     assert IN_FLIGHT.calls == 3 * len(SAMPLES)  # `[c, c]` calls once per row
     got = t.select(t.w, t.h, t.twice, t.pair, t.dims, t.both, t.nested).collect()
-    for r in got.to_dict("records"):
+    for r in got:
         assert r["twice"] == [2 * r["w"]] * 2 and r["pair"] == [2 * r["w"]] * 2
         assert r["dims"] == [r["w"], r["h"]] and r["both"] == f"{r['w']}x{r['h']}" and r["nested"] == r["w"]
     assert repr(t.dims[1:]) == "dims[1:]" and repr(t.dims[::2]) == "dims[::2]" and repr(t.dims[0:1]) == "dims[0:1]"

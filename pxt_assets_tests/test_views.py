@@ -60,18 +60,18 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
 
     got = frames.select(frames.pos, frames.frame, frames.frame_attrs, frames.frame.fileurl).collect()
     assert list(got["pos"]) == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
-    for row in got.to_dict("records"):
+    for row in got:
         attrs = row["frame_attrs"]
         assert set(attrs) == {"index", "pts", "dts", "time", "is_corrupt", "key_frame", "pict_type",
                               "interlaced_frame"}
         assert attrs["index"] == 5 * row["pos"] and attrs["time"] == pytest.approx(row["pos"] / 2)
         # not written (no destination): the frame is decoded again from the video, the right one
         assert "#t=" in row["frame_fileurl"] and abs(_level(row["frame"]) - (10 * attrs["index"]) % 256) <= 3
-    assert [abs(b - (10 * i) % 256) <= 3 for b, i in frames.select(frames.bright, frames.level).collect()
+    assert [abs(b - (10 * i) % 256) <= 3 for b, i in frames.select(frames.bright, frames.level).collect().to_pandas()
             .itertuples(index=False)] == [True] * 10
     assert not any(p.suffix == ".jpg" for p in files_under(pathlib.Path(str(a)).parent))
     # .localpath of a frame not written: decoded into the file cache
-    paths = frames.where(frames.pos == 3).select(frames.frame.localpath, frames.frame_attrs.index).collect()
+    paths = frames.where(frames.pos == 3).select(frames.frame.localpath, frames.frame_attrs.index).collect().to_pandas()
     for path, index in paths.itertuples(index=False):
         assert path.endswith(".png") and abs(_level(PIL.Image.open(path)) - (10 * index) % 256) <= 3
     assert frames.where(frames.frame_attrs.time >= 2.0).count() == 2
@@ -138,7 +138,7 @@ def test_frames_with_a_destination_are_written_to_a_bucket(pxt_home, instance, s
     assert [f"s3://{bucket}/{k}" for k in keys] == sorted(r["value"] for r in recs)
     from pxt_assets.functions import net
 
-    urls = frames.select(net.presigned_url(frames.frame.fileurl, 600)).collect().iloc[:, 0]
+    urls = frames.select(net.presigned_url(frames.frame.fileurl, 600)).collect().to_pandas().iloc[:, 0]
     import urllib.request
 
     for url in urls:
@@ -167,7 +167,7 @@ def test_audio_segments_open_and_cover_the_file(pxt_home, instance, tmp_path):
                                                                              min_segment_duration=2.5))
     for view in (segs, overlapping, sized, sized_overlap, dropped):
         rows = view.select(view.segment_start, view.segment_end, view.audio_segment.localpath,
-                           view.audio_segment.fileurl).collect().to_dict("records")
+                           view.audio_segment.fileurl).collect().to_pandas().to_dict("records")
         assert rows and view.where(view.audio_segment.errortype != None).count() == 0  # noqa: E711
         for r in rows:
             path = r["audio_segment_localpath"]
@@ -176,7 +176,7 @@ def test_audio_segments_open_and_cover_the_file(pxt_home, instance, tmp_path):
             if view in (sized, sized_overlap):
                 assert os.path.getsize(path) <= 40_000
     by_file = {}
-    for r in segs.select(segs.segment_start, segs.segment_end, segs.audio_segment.fileurl).collect().to_dict("records"):
+    for r in segs.select(segs.segment_start, segs.segment_end, segs.audio_segment.fileurl).collect().to_pandas().to_dict("records"):
         by_file.setdefault(r["audio_segment_fileurl"].rsplit(".", 1)[-1], []).append(r)
     wav_rows = sorted(by_file["wav"], key=lambda r: r["segment_start"])
     assert [round(r["segment_start"], 1) for r in wav_rows] == [0.0, 3.0, 6.0, 9.0]
@@ -184,12 +184,12 @@ def test_audio_segments_open_and_cover_the_file(pxt_home, instance, tmp_path):
     assert len(files_under(seg_dest)) == segs.count()
     # overlap: each segment starts about 0.5 s before the previous one ends
     ov = sorted((r for r in overlapping.select(overlapping.segment_start, overlapping.segment_end,
-                                               overlapping.audio_segment.fileurl).collect().to_dict("records")
+                                               overlapping.audio_segment.fileurl).collect().to_pandas().to_dict("records")
                  if r["audio_segment_fileurl"].endswith(".wav")), key=lambda r: r["segment_start"])
     assert all(prev["segment_end"] - nxt["segment_start"] == pytest.approx(0.5, abs=0.1)
                for prev, nxt in zip(ov, ov[1:]))
     # min_segment_duration: a 10.02 s file in 4 s segments has a 2.02 s tail, dropped
-    assert sum(1 for u in dropped.select(dropped.audio_segment.fileurl).collect().iloc[:, 0] if u.endswith(".wav")) == 2
+    assert sum(1 for u in dropped.select(dropped.audio_segment.fileurl).collect().to_pandas().iloc[:, 0] if u.endswith(".wav")) == 2
 
 
 def test_document_chunks_pages_headings_and_page_images(pxt_home, instance, tmp_path):
@@ -214,7 +214,7 @@ def test_document_chunks_pages_headings_and_page_images(pxt_home, instance, tmp_
 
     sections = pxt.create_view("docs/sections", docs, iterator=document_splitter(
         docs.doc, "heading,sentence", metadata="title,heading,sourceline"))
-    rows = sections.select(sections.text, sections.title, sections.heading, sections.sourceline).collect()
+    rows = sections.select(sections.text, sections.title, sections.heading, sections.sourceline).collect().to_pandas()
     md_rows = [r for r in rows.to_dict("records") if r["title"] == "Notes"]
     assert [r["text"] for r in md_rows] == ["Opening words.", "Alpha text.", "More alpha.", "Beta text."]
     assert md_rows[1]["heading"] == {"1": "Notes", "2": "Part A"} and md_rows[1]["sourceline"] == 7
@@ -244,7 +244,7 @@ def test_a_base_row_the_iterator_cannot_read_is_one_row_in_error(pxt_home, insta
     videos.insert([{"video": str(good)}], instance=instance)
     frames_before = frames.count()
     frames._populate(instance)  # recompute every batch: the broken file is now read again
-    errs = frames.where(frames.frame.errortype == "iterator_error").select(frames.frame.errormsg).collect()
+    errs = frames.where(frames.frame.errortype == "iterator_error").select(frames.frame.errormsg).collect().to_pandas()
     assert len(errs) == 1 and "frame_iterator failed on vid/videos row" in errs.iloc[0, 0]
     assert str(broken) in errs.iloc[0, 0]
     assert frames.count() == frames_before - 2 + 1  # the broken video's 2 frames became 1 row in error
@@ -263,14 +263,14 @@ def test_iterators_as_columns_list_the_files_they_wrote(pxt_home, instance, tmp_
     t.insert([{"video": str(make_video(tmp_path / "v.mp4", seconds=3.0)),
                "audio": str(make_wav(tmp_path / "a.wav", seconds=3.0)),
                "doc": str(make_text_pdf(tmp_path / "d.pdf", ["one", "two"]))}], instance=instance)
-    row = t.select(t.frames, t.segments, t.chunks).collect().iloc[0]
+    row = t.select(t.frames, t.segments, t.chunks).collect().to_pandas().iloc[0]
     assert [f["pos"] for f in row["frames"]] == [0, 1, 2]
     assert all(f["frame"].startswith(frames_dest.as_uri()) for f in row["frames"])
     assert [round(s["segment_start"], 2) for s in row["segments"]] == [0.0, 2.05] or \
         [round(s["segment_start"], 1) for s in row["segments"]] == [0.0, 2.0]
     assert [c["text"] for c in row["chunks"]] == ["one", "two"] and all(c["image"].endswith(".png") for c in row["chunks"])
     assert len(files_under(frames_dest)) == 3
-    assert t.select(t.frames[1].frame_attrs.time).collect().iloc[0, 0] == 1.0
+    assert t.select(t.frames[1].frame_attrs.time).collect().to_pandas().iloc[0, 0] == 1.0
     # its files are the column's: not orphans to gc, deleted with the column
     assert lifecycle.find_orphans(frames_dest.as_uri(), min_age=0) == []
     assert t.drop_column("n_frames") == 0 and t.drop_column("frames") == 3 and files_under(frames_dest) == []
@@ -306,7 +306,8 @@ def test_review_cases_files_named_in_text_changed_and_missing_videos_mpeg_ts(pxt
     b.unlink()
     frames.add_computed_column(h=frames.frame.height)  # the backfill reads frames of both videos
     heights = frames.select(frames.h, frames.h.errortype).collect()
-    assert sorted(heights["h"].dropna()) == [24, 24] and list(heights["h_errortype"].dropna()) == ["not_found"] * 2
+    assert sorted(h for h in heights["h"] if h is not None) == [24, 24]
+    assert [e for e in heights["h_errortype"] if e is not None] == ["not_found"] * 2
     assert evaluate._CURSORS == {}  # every video opened for frames was closed
 
     # frames of an MPEG-TS video (its seeks land late) read back, in order and not
@@ -314,10 +315,10 @@ def test_review_cases_files_named_in_text_changed_and_missing_videos_mpeg_ts(pxt
     clips = pxt.create_table("rv/clips", {"video": pxt.Video})
     clips.insert([{"video": str(ts)}], instance=instance)
     tsf = pxt.create_view("rv/tsframes", clips, iterator=frame_iterator(clips.video, fps=2))
-    got = tsf.select(tsf.frame, tsf.frame_attrs.index).collect()
+    got = tsf.select(tsf.frame, tsf.frame_attrs.index).collect().to_pandas()
     assert len(got) == 8 and all(abs(_level(img) - (10 * i) % 256) <= 3 for img, i in got.itertuples(index=False))
     assert tsf.where(tsf.frame.width > 10).count() == 8 and evaluate._CURSORS == {}
-    last = tsf.order_by(tsf.pos, asc=False).limit(1).select(tsf.frame, tsf.frame_attrs.index).collect()
+    last = tsf.order_by(tsf.pos, asc=False).limit(1).select(tsf.frame, tsf.frame_attrs.index).collect().to_pandas()
     assert abs(_level(last.iloc[0, 0]) - (10 * last.iloc[0, 1]) % 256) <= 3
 
     # a base column a view iterates over cannot be dropped; drop_dir(force=True) takes views with tables

@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from pxt_assets import assets as asset_builder
 from pxt_assets import console, launch, lifecycle, rowstore, stores
 from pxt_assets.api import jobs
-from pxt_assets.api.query import Query
+from pxt_assets.api.query import Query, ResultSet
 from pxt_assets.api.update_status import InsertResult, RowCountStats, UpdateStatus
 from pxt_assets.assets.run import ON_ERROR_TAG, aborted_error
 from pxt_assets.config import Settings, current_settings, load_settings
@@ -699,7 +698,8 @@ class MediaTable:
                 object.__setattr__(column.expr, "_pxt_name", name)
                 return column.expr
             return ColumnRef(name, column.col_type)
-        raise AttributeError(f"table {self.__dict__['spec'].display_path!r} has no column {name!r}")
+        raise AttributeError(f"Unknown column {name!r}: table {self.__dict__['spec'].display_path!r} has no column "
+                             f"{name!r}")
 
     def __getitem__(self, name: str) -> ColumnRef:
         return self.__getattr__(name)
@@ -1056,14 +1056,25 @@ class MediaTable:
     def order_by(self, *exprs: Expr, asc: bool = True) -> Query:
         return self._query().order_by(*exprs, asc=asc)
 
-    def limit(self, n: int) -> Query:
-        return self._query().limit(n)
+    def limit(self, n: int, offset: int | None = None) -> Query:
+        """At most `n` rows, after skipping `offset`: `t.limit(10, offset=20).collect()`."""
+        return self._query().limit(n, offset=offset)
 
-    def head(self, n: int = 10) -> pd.DataFrame:
+    def head(self, n: int = 10) -> ResultSet:
+        """The first `n` rows in insertion order."""
         return self._query().head(n)
 
-    def collect(self) -> pd.DataFrame:
-        """The whole table as a DataFrame (media columns as PIL images, plus an `errors` column)."""
+    def tail(self, n: int = 10) -> ResultSet:
+        """The last `n` rows in insertion order."""
+        return self._query().tail(n)
+
+    def show(self, n: int = 20) -> ResultSet:
+        """The first `n` rows (20 by default), as Pixeltable's `t.show()`."""
+        return self._query().show(n)
+
+    def collect(self) -> ResultSet:
+        """The whole table as a ResultSet (media columns as PIL images, plus an `errors` column);
+        `.to_pandas()` for a DataFrame."""
         return self._query().collect()
 
 

@@ -163,39 +163,65 @@ def column_type_of(hint: Any) -> tuple[ColumnType, bool, bool]:
         "float, bool, dict, list, or pxt.Image / pxt.Video / pxt.Audio / pxt.Document / pxt.Json")
 
 
+#: parameter names Pixeltable reserves (a UDF call's own keywords)
+_RESERVED_PARAMS = ("group_by", "order_by")
+
+
 def _signature(fn: Callable[..., Any], batched: bool) -> Signature:
+    """The UDF's parameters and return type, from its hints; raises UDFDefinitionError, with Pixeltable's
+    wording where Pixeltable has one ("Cannot infer pixeltable type for parameter 'x'", ...)."""
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
     except Exception as e:  # noqa: BLE001 - a hint naming something the function's module does not define
         raise UDFDefinitionError(f"its type hints cannot be resolved: {e}") from None
     params = []
     for p in inspect.signature(fn).parameters.values():
+        if p.name in _RESERVED_PARAMS:
+            raise UDFDefinitionError(f"{p.name!r} is a reserved parameter name")
+        if p.name.startswith("_"):
+            raise UDFDefinitionError(f"{p.name!r}: parameters starting with '_' are reserved")
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise UDFDefinitionError(f"parameter {p.name!r}: *args and **kwargs are not supported")
         if p.name not in hints:
-            raise UDFDefinitionError(f"parameter {p.name!r} has no type hint (e.g. {p.name}: PIL.Image.Image)")
+            raise UDFDefinitionError(f"Cannot infer pixeltable type for parameter {p.name!r}: it has no type hint "
+                                     f"(e.g. {p.name}: PIL.Image.Image)")
         col_type, nullable, is_batch = _typed(hints[p.name], f"parameter {p.name!r}")
         if batched and not is_batch and p.kind != p.KEYWORD_ONLY:
             raise UDFDefinitionError(f"parameter {p.name!r}: a batched UDF takes pxt.Batch[...] parameters "
                                      "(constant parameters are keyword-only)")
         if is_batch and not batched:
-            raise UDFDefinitionError(f"parameter {p.name!r} is a pxt.Batch: give @pxt.udf a batch_size")
-        params.append(Param(p.name, col_type, nullable or p.default is None, p.default is not p.empty,
-                            p.kind == p.KEYWORD_ONLY))
+            raise UDFDefinitionError(f"parameter {p.name!r} is a pxt.Batch: batched parameters in UDF, but no "
+                                     "`batch_size` given (give @pxt.udf a batch_size)")
+        param = Param(p.name, col_type, nullable or p.default is None, p.default is not p.empty,
+                      p.kind == p.KEYWORD_ONLY)
+        if p.default is not p.empty and p.default is not None and not is_batch and not _literal_fits(param, p.default):
+            given = _literal_type_name(p.default)
+            raise UDFDefinitionError(f"Default value for parameter {p.name!r} has type `{given}`, which is not of "
+                                     f"type `{col_type.name}`: {p.default!r}")
+        params.append(param)
     if "return" not in hints:
-        raise UDFDefinitionError("it has no return type hint (e.g. -> pxt.Json)")
-    returns, _, is_batch = _typed(hints["return"], "its return type")
+        raise UDFDefinitionError("Cannot infer pixeltable return type: it has no return type hint (e.g. -> pxt.Json)")
+    returns, _, is_batch = _typed(hints["return"], "return")
     if batched != is_batch:
-        raise UDFDefinitionError("a batched UDF returns pxt.Batch[...]" if batched
+        raise UDFDefinitionError("batch_size is specified; Python return type must be a `Batch` (a batched UDF "
+                                 "returns pxt.Batch[...])" if batched
                                  else "it returns a pxt.Batch: give @pxt.udf a batch_size")
     return Signature(tuple(params), returns)
+
+
+def _literal_type_name(value: Any) -> str:
+    for t, name in ((bool, "Bool"), (int, "Int"), (float, "Float"), (str, "String"), ((dict, list), "Json")):
+        if isinstance(value, t):
+            return name
+    return type(value).__name__
 
 
 def _typed(hint: Any, what: str) -> tuple[ColumnType, bool, bool]:
     try:
         return column_type_of(hint)
     except UDFDefinitionError as e:
-        raise UDFDefinitionError(f"{what}: {e}") from None
+        target = "return type" if what == "return" else f"type for {what}"
+        raise UDFDefinitionError(f"Cannot infer pixeltable {target}: {e}") from None
 
 
 def _accepts(param: ColumnType, arg: ColumnType) -> bool:
@@ -881,10 +907,15 @@ class UDF:
 
     # -- building expressions ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        qualified = self.ref.replace(":", ".")
+        for where, v in [*((str(i), a) for i, a in enumerate(args, 1)), *((repr(k), a) for k, a in kwargs.items())]:
+            if _not_a_value(v):  # as Pixeltable: a class, a function or a module is no expression nor constant
+                raise UDFDefinitionError(f"Argument {where} in call to {qualified!r} is not a valid Pixeltable "
+                                         f"expression: {v!r}")
         try:
             bound = inspect.signature(self.fn).bind(*args, **kwargs) if self._fn is not None else None
         except TypeError as e:
-            raise TypeError(f"UDF {self.name}: {e}") from None
+            raise UDFDefinitionError(f"UDF {self.name}: {e}; {self._expected(args, kwargs)}") from None
         values = [*args, *kwargs.values()]
         if not any(registry.is_expression(v) or _holds_expression(v) for v in values):
             return self.fn(*args, **kwargs)  # plain values: run it
@@ -901,6 +932,19 @@ class UDF:
             else:
                 named[p.name] = bound.arguments[p.name]
         return registry._CALL_FACTORY("udf", tuple(positional), named, udf=self)
+
+    def _expected(self, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        """'expected (a: pxt.Int, b: pxt.String | None), got (Int, b=None)', as Pixeltable words a bad call."""
+        def shown(v: Any) -> str:
+            if v is None:
+                return "None"
+            t = getattr(v, "col_type", None) if registry.is_expression(v) else None
+            return t.name if t is not None else (_literal_type_name(v) if not registry.is_expression(v) else "?")
+
+        params = ", ".join(f"{p.name}: {p.col_type!r}" + (" | None" if p.nullable else "")
+                           for p in (self.signature.params if self.signature is not None else ()))
+        got = ", ".join([shown(a) for a in args] + [f"{k}={shown(v)}" for k, v in kwargs.items()])
+        return f"expected ({params}), got ({got})"
 
     def check_call(self, args: Sequence[Any], kwargs: dict[str, Any], arg_types: list[ColumnType | None],
                    kwarg_types: dict[str, ColumnType | None], literals: dict[str, Any]) -> None:
@@ -1066,9 +1110,17 @@ def udf(fn: Callable[..., Any] | None = None, *, batch_size: int | None = None,
             raise UDFDefinitionError(f"{f.ref} is already a UDF")
         if not callable(f):
             raise UDFDefinitionError(f"@pxt.udf decorates a function, not {f!r}")
-        return UDF(f, batch_size=batch_size, max_concurrency=max_concurrency, version=version)
+        made = UDF(f, batch_size=batch_size, max_concurrency=max_concurrency, version=version)
+        if made.problem is not None:  # as Pixeltable: an invalid definition raises where it is defined
+            raise UDFDefinitionError(f"UDF {made.ref}: {made.problem}")
+        return made
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _not_a_value(v: Any) -> bool:
+    return isinstance(v, type) or inspect.isfunction(v) or inspect.isbuiltin(v) or inspect.ismodule(v) \
+        or inspect.ismethod(v)
 
 
 # -- the event loop async UDFs run on ----------------------------------------------------------------------

@@ -83,9 +83,11 @@ class Queries(Database):
             return int(conn.execute(q).scalar() or 0)
 
     def select(self, rt: RowTable, items: Sequence[Node], *, where: Node | None = None,
-               order: Sequence[tuple[Node, bool]] = (), limit: int | None = None) -> list[Sequence[Any]]:
+               order: Sequence[tuple[Node, bool]] = (), limit: int | None = None, offset: int | None = None,
+               last: bool = False) -> list[Sequence[Any]]:
         """Rows of `items` (nodes with a SQL form, see `compile`), filtered, ordered (insertion order last)
-        and limited in SQL."""
+        and limited (after skipping `offset` rows) in SQL. `last` (no `order`): the last `limit` rows in
+        insertion order."""
         t = rt.table()
         q = sa.select(*[self.compile(rt, t, e) for e in items]) if items else sa.select(t.c._row_id)
         if where is not None:
@@ -95,16 +97,20 @@ class Queries(Database):
                 raise NotSQL(expr)
             c = self.compile(rt, t, expr)
             q = q.order_by(c.asc().nulls_last() if asc else c.desc().nulls_first())  # one order on both databases
-        q = q.order_by(t.c._pos)
+        q = q.order_by(t.c._pos.desc() if last else t.c._pos)
         if limit is not None:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         with self._read() as conn:
             result = conn.execute(q)
             if all(c.type.result_processor(self.engine.dialect, None) is None for c in q.selected_columns):
                 # Values come back from the driver as they are stored (integers, floats, text): the DBAPI's
                 # plain tuples, without a SQLAlchemy Row each (half the time of a million-row select).
-                return result.cursor.fetchall()
-            return result.all()
+                rows = result.cursor.fetchall()
+            else:
+                rows = result.all()
+        return rows[::-1] if last else rows
 
     def compiles(self, rt: RowTable, expr: Node, *, order: bool = False) -> bool:
         """Whether `expr` has a SQL form (as a filter, or with `order` as an ordering)."""
