@@ -11,7 +11,7 @@ from pxt_assets.media import Audio, Float, Json
 
 @register("audio.get_metadata", applies_to=Audio, returns=Json)
 def get_metadata(audio: str) -> dict[str, Any]:
-    """The audio file's container and stream metadata (format, duration, codec, sample rate, channels)."""
+    """The audio file's container and stream metadata, with Pixeltable's structure (see video.container_metadata)."""
     return container_metadata(audio)
 
 
