@@ -343,11 +343,12 @@ def iter_chunks(document: str, separators: Any = "", *, elements: Any = None, li
                                  "documents. Please contact us at https://github.com/pixeltable/pixeltable/issues "
                                  "if you need this feature.")
             pdf = stack.enter_context(open_pdf(str(document)))
+            images = "image" in wanted or "image_dpi" in wanted
 
             def pages() -> Any:
                 for i in range(pdf.pages):
                     text = pdf.text(i)
-                    if text:
+                    if text or images:  # a page without text is left out (Pixeltable), unless its image is asked
                         yield _Section(text, i)
 
             if "page" in seps:
