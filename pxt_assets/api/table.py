@@ -558,8 +558,8 @@ class MediaTable:
                     continue
                 try:
                     with console.progress_bars():
-                        result = job.execute_in_process(instance=instance, partition_key=batch,
-                                                        raise_on_error=False, run_config=console.run_config())
+                        result = launch.execute_in_process(job, instance=instance, partition_key=batch,
+                                                           raise_on_error=False, run_config=console.run_config())
                 except dg.DagsterUnknownPartitionError:
                     if batch not in self._rowstore().batches(self.spec.slug):
                         done.add(batch)  # deleted meanwhile (by another process): nothing to compute
@@ -715,8 +715,8 @@ class MediaTable:
             else:
                 job = self.definitions().resolve_job_def(job_name)
                 with console.progress_bars():
-                    result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
-                                                    raise_on_error=False, run_config=console.run_config())
+                    result = launch.execute_in_process(job, instance=instance, partition_key=batch, tags=tags,
+                                                       raise_on_error=False, run_config=console.run_config())
                 success, run_id = result.success, result.run_id
                 failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
                 detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"
