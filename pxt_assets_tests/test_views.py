@@ -88,9 +88,12 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     keys, parents = done.stdout.strip().splitlines()[-2:]
+    # the view has its base table's columns too (as Pixeltable's views do), each from the base's column
     assert keys == str(["vid/frames/bright", "vid/frames/frame", "vid/frames/frame_attrs", "vid/frames/level",
-                        "vid/frames/pos", "vid/frames/thumb", "vid/videos/title", "vid/videos/video"])
+                        "vid/frames/pos", "vid/frames/thumb", "vid/frames/title", "vid/frames/video",
+                        "vid/videos/title", "vid/videos/video"])
     assert parents == "['vid/videos/video']"
+    assert graph.get(dg.AssetKey(["vid", "frames", "title"])).parent_keys == {dg.AssetKey(["vid", "videos", "title"])}
 
     # a batch deleted from the base table goes from its views too, files and all
     assert videos.delete(batch=second.batch, instance=instance) == 4
