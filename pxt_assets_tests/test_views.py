@@ -114,9 +114,9 @@ def test_frame_iterator_options_and_argument_errors(videos, instance):
     assert [a["index"] for a in some.select(some.frame_attrs).collect()["frame_attrs"]] == [5, 15, 25]
     key_attrs = list(keys.select(keys.frame_attrs).collect()["frame_attrs"])
     assert key_attrs and all(a["key_frame"] for a in key_attrs) and [a["index"] for a in key_attrs][:3] == [0, 10, 20]
-    with pytest.raises(ValueError, match="at most one of fps, num_frames, keyframes_only"):
+    with pytest.raises(ValueError, match="At most one of `fps`, `num_frames` or `keyframes_only`"):
         frame_iterator(videos.video, fps=1, keyframes_only=True)
-    with pytest.raises(ValueError, match="fps must be a positive number"):
+    with pytest.raises(ValueError, match="`fps` must be a positive number"):
         frame_iterator(videos.video, fps=0)
     with pytest.raises(pxt.SpecError, match=r"reads a pxt.Video column; 'title' is pxt.String"):
         pxt.create_view("vid/bad", videos, iterator=frame_iterator(videos.title, fps=1))

@@ -108,15 +108,13 @@ def get_duration(video: str) -> float | None:
 
 
 def check_frame_args(fps: Any = None, num_frames: Any = None, keyframes_only: Any = False) -> None:
-    given = [name for name, v in (("fps", fps), ("num_frames", num_frames)) if v is not None]
-    if keyframes_only:
-        given.append("keyframes_only")
-    if len(given) > 1:
-        raise ValueError(f"frame_iterator: give at most one of fps, num_frames, keyframes_only (got {', '.join(given)})")
+    """Pixeltable's checks (frame_iterator.validate), with its messages."""
+    if int(fps is not None) + int(num_frames is not None) + int(bool(keyframes_only)) > 1:
+        raise ValueError("frame_iterator: At most one of `fps`, `num_frames` or `keyframes_only` may be specified")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
-        raise ValueError(f"frame_iterator: fps must be a positive number, got {fps!r}")
+        raise ValueError(f"frame_iterator: `fps` must be a positive number, got {fps!r}")
     if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
-        raise ValueError(f"frame_iterator: num_frames must be an integer >= 1, got {num_frames!r}")
+        raise ValueError(f"frame_iterator: `num_frames` must be an integer >= 1, got {num_frames!r}")
 
 
 def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None = None,
