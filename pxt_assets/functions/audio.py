@@ -76,7 +76,7 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
         def seconds(pts: int) -> float:
             return float(pts * tb)
 
-        def write(packets: list[Any]) -> dict[str, Any]:
+        def write(packets: list[Any], probe: bool = False) -> dict[str, Any]:
             path = str(fsutil.scratch_file(suffix=suffix, prefix="pxt-segment-", folder=folder))
             try:
                 with av.open(path, "w") as out:
@@ -94,6 +94,8 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
             except Exception:
                 os.unlink(path)
                 raise
+            if probe:
+                return {"audio_segment": path}
             if max_size is not None and os.path.getsize(path) > max_size:
                 os.unlink(path)
                 if len(packets) == 1:
@@ -110,16 +112,21 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
 
         overlap_pts = overlap / float(tb)
         budget = None
+        overhead = 0  # the container's own bytes in a one-packet file (FLAC's header and padding: 8 KB)
         if max_size is not None:
-            # room for the container: a header, and an index entry per packet (MP4's sample tables)
+            # room for the container: its header, and an index entry per packet (MP4's sample tables)
             def budget(n_packets: int) -> int:
-                return max_size - min(1024, max_size // 8) - 16 * n_packets
+                return max_size - overhead - min(1024, max_size // 8) - 16 * n_packets
         segment: list[Any] = []
         held: list[Any] | None = None  # the previous segment, written once we know the next is not a short tail
         size = 0
         for packet in container.demux(stream):
             if packet.size == 0 or packet.pts is None:
                 continue
+            if budget is not None and not overhead:
+                probe = write([packet], probe=True)["audio_segment"]
+                overhead = max(1, os.path.getsize(probe) - packet.size)
+                os.unlink(probe)
             full = bool(segment) and (
                 (budget is not None and size + packet.size > budget(len(segment) + 1))
                 or (duration is not None and seconds(packet.pts - segment[0].pts) >= duration))
@@ -128,7 +135,8 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
                     yield write(held)
                 held = segment
                 end = segment[-1].pts + (segment[-1].duration or 0)
-                segment = [p for p in segment if p.pts >= end - overlap_pts] if overlap else []
+                # a packet that ends inside the overlap is in it (an overlap shorter than a packet is one packet)
+                segment = [p for p in segment if p.pts + (p.duration or 0) > end - overlap_pts] if overlap else []
                 if budget is not None:  # the overlap may take at most half a segment: segments must advance
                     while segment and sum(p.size for p in segment) > budget(len(segment)) // 2:
                         segment.pop(0)
