@@ -352,3 +352,33 @@ def test_document_splitting_details(pxt_home, instance, tmp_path):
         ("One. ", None), ("Two.Three.", None)]
     assert [(c["text"], c["page"]) for c in iter_chunks(str(pdf), "page,sentence", metadata="page")] == [
         ("One. ", 0), ("Two.", 0), ("Three.", 1)]
+
+
+def test_a_view_has_its_base_tables_columns_and_takes_plain_columns(videos, instance, tmp_path):
+    """As Pixeltable's views: `frames.video` and the base's other columns (computed ones too) are the view's,
+    selectable, usable in where() and in the view's computed columns; `add_column` adds a plain column (None
+    in every row, made and to be made); keyword iterator arguments; a catalog handle loaded again has it all."""
+    a, b = videos._test_files
+    videos.add_computed_column(duration=videos.video.get_duration())
+    videos.insert([{"video": str(a), "title": "a"}], instance=instance)
+    frames = pxt.create_view("vid/frames", videos, iterator=frame_iterator(video=videos.video, fps=1))
+    assert frames.columns() == ["video", "title", "duration", "pos", "frame", "frame_attrs"]
+    frames.add_column(note=pxt.String)
+    frames.add_computed_column(label=frames.title)  # a view's computed column over a base column
+    frames.add_computed_column(length=frames.video.get_duration())
+    videos.insert([{"video": str(b), "title": "b"}], instance=instance)
+    got = frames.select(frames.video, frames.title, frames.duration, frames.pos, frames.note, frames.label,
+                        frames.length, url=frames.video.fileurl).collect().to_dict("records")
+    assert [(r["title"], r["pos"], r["note"], r["label"]) for r in got] == [
+        ("a", 0, None, "a"), ("a", 1, None, "a"), ("a", 2, None, "a"), ("b", 0, None, "b"), ("b", 1, None, "b")]
+    assert {r["url"] for r in got} == {a.as_uri(), b.as_uri()}
+    assert [round(r["duration"], 1) for r in got] == [3.0] * 3 + [2.0] * 2 == [round(r["length"], 1) for r in got]
+    assert frames.where(frames.title == "b").count() == 2 and frames.where(frames.video == a.as_uri()).count() == 3
+    # the view references the base's files, it does not own them: dropping the view leaves the videos
+    again = pxt.get_table("vid/frames")
+    assert again.columns() == [*frames.columns()] and "note" in again.columns()
+    assert pxt.drop_table("vid/frames", instance=instance) == 0 and a.exists() and b.exists()
+    # a base column named like an iterator column is the iterator's in the view
+    docs = pxt.create_table("vid/docs", {"doc": pxt.Document, "text": pxt.String})
+    chunks = pxt.create_view("vid/chunks", docs, iterator=document_splitter(document=docs.doc, separators=""))
+    assert chunks.columns() == ["doc", "pos", "text"] and chunks.text.col_type == pxt.String

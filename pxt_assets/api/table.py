@@ -618,10 +618,14 @@ class MediaTable:
     def __repr__(self) -> str:
         lines = [f"MediaTable {self.path!r}"]
         for c in self.spec.columns.values():
-            what = f"= {c.expr!r}" if c.expr is not None else ("(iterator)" if hasattr(self, "base_spec") else "(inserted)")
+            what = f"= {c.expr!r}" if c.expr is not None else self._made_by(c.name)
             where = f"  -> {_shown_destination(c)} [{c.destination_source}]" if c.is_media else ""
             lines.append(f"  {c.name}: {c.col_type!r} {what}{where}")
         return redact("\n".join(lines))  # a constant in an expression may be a signed URL
+
+    def _made_by(self, name: str) -> str:
+        """How a column that is not computed gets its values (a view says more)."""
+        return "(inserted)"
 
     # -- Dagster ----------------------------------------------------------------------------------------
     def assets_definitions(self) -> list[dg.AssetsDefinition]:

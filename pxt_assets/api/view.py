@@ -28,10 +28,10 @@ from pxt_assets.spec import (
     TableSpec,
     check_iterator_call,
     iterator_kwargs,
+    iterator_of,
     parse_table_path,
     view_parts,
 )
-
 
 #: where a view's copy of a base column has its files: the base table's, referenced
 BASE_COLUMN = "the base table's column (referenced)"
@@ -127,6 +127,12 @@ class MediaView(MediaTable, kind="view"):
         _, self.base_spec, self.iterator = view_parts(doc)
         self.iterator_destination = doc["view"].get("destination")
         self.base_columns = list(doc["view"].get("base_columns", []))  # none in a view made before they were
+
+    def _made_by(self, name: str) -> str:
+        if name in self.base_columns:
+            return f"(from {self.base_path!r})"
+        return "(iterator)" if name == "pos" or name in iterator_of(self.iterator).outputs(
+            **{k: v for k, v in iterator_kwargs(self.iterator).items() if k in ("elements", "metadata")}) else "(plain)"
 
     def __repr__(self) -> str:
         return super().__repr__().replace("MediaTable", "MediaView", 1) + f"\n  (view of {self.base_path!r}: {self.iterator!r})"
