@@ -26,7 +26,7 @@ import pytest
 import pxt_assets as pxt
 from pxt_assets_tests.conftest import SAMPLES, artifacts_dir, unique_bucket
 from pxt_assets_tests.mediagen import make_video
-from pxt_assets_tests.test_seeds import notebook  # noqa: F401 - the fixture
+from pxt_assets_tests.test_seeds import b2_bucket, notebook  # noqa: F401 - the fixtures
 
 
 @dataclass
@@ -103,14 +103,8 @@ def _import_changed(source: str) -> str:
             .replace("import pixeltable.functions as pxtf", "import pxt_assets.functions as pxtf"))
 
 
-def test_seed_001_as_a_notebook(kernel, http_server, s3_env, monkeypatch, tmp_path):
-    bucket = unique_bucket("pixeltable")
-    s3_env.client().create_bucket(Bucket=bucket)
-    aws_config = tmp_path / "aws_config"
-    aws_config.write_text(f"[profile b2]\nendpoint_url = {s3_env.endpoint}\naws_access_key_id = k\n"
-                          "aws_secret_access_key = s\n")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
-    monkeypatch.setenv("PIXELTABLE_B2_PROFILE", "b2")
+def test_seed_001_as_a_notebook(kernel, http_server, request, tmp_path):
+    bucket = request.getfixturevalue("b2_bucket")  # test_seeds' (the seed's B2 bucket, on the S3 emulator)
     sample = http_server.url("000000000036.jpg")
     cells = _cells([
         "import pixeltable as pxt\nfrom pathlib import Path\n# Clean slate for this demo\n"

@@ -197,25 +197,19 @@ def test_doc_splitter_txt(pxt_home):
     doc_t = pxt.create_table("docs", {"doc": pxt.Document})
     doc_t.insert([{"doc": p} for p in file_paths])
 
-    chunks_t = pxt.create_view(
-        "chunks", doc_t, iterator=document_splitter(document=doc_t.doc, separators="", metadata="page"))
-    res = rows(chunks_t.order_by(chunks_t.doc, chunks_t.pos).collect())
-    assert len(res) == 1
-    assert len(res[0]["text"]) == 2793
-    assert str(res[0]["text"]).startswith("Pixeltable Briefing Doc\nSource: GitHub Repository: pixeltable/pixeltable\n")
-    assert res[0]["page"] is None
-
-    # the 'paragraph' separator has no effect on a text file
-    pxt.drop_table("chunks")
-    chunks_t = pxt.create_view(
-        "chunks", doc_t, iterator=document_splitter(document=doc_t.doc, separators="paragraph", metadata="page"))
-    res = rows(chunks_t.order_by(chunks_t.doc, chunks_t.pos).collect())
-    assert len(res) == 1
-    assert len(res[0]["text"]) == 2793
-    assert str(res[0]["text"]).startswith("Pixeltable Briefing Doc\nSource: GitHub Repository: pixeltable/pixeltable\n")
+    # no separator, and 'paragraph' (which has no effect on a text file): the whole text, one chunk
+    for separators in ("", "paragraph"):
+        chunks_t = pxt.create_view(
+            "chunks", doc_t, iterator=document_splitter(document=doc_t.doc, separators=separators, metadata="page"))
+        res = rows(chunks_t.order_by(chunks_t.doc, chunks_t.pos).collect())
+        assert len(res) == 1
+        assert len(res[0]["text"]) == 2793
+        assert str(res[0]["text"]).startswith(
+            "Pixeltable Briefing Doc\nSource: GitHub Repository: pixeltable/pixeltable\n")
+        assert res[0]["page"] is None
+        pxt.drop_table("chunks")
 
     # 'sentence': the first and the last sentence are Pixeltable's (spaCy's), whitespace after them included
-    pxt.drop_table("chunks")
     chunks_t = pxt.create_view(
         "chunks", doc_t, iterator=document_splitter(document=doc_t.doc, separators="sentence", metadata="page"))
     res = rows(chunks_t.order_by(chunks_t.doc, chunks_t.pos).collect())
