@@ -4,7 +4,7 @@
     python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
     python -m pxt_assets show blob_storage_demo/media
     python -m pxt_assets resume blob_storage_demo/media [BATCH]   # re-run batches that failed or were killed
-    python -m pxt_assets gc s3://bucket/prefix/ [--delete] [--min-age SECONDS]  # files no row refers to
+    python -m pxt_assets gc s3://bucket/prefix/ [--delete] [--min-age SECONDS] [--reconcile]  # files we wrote that no row names
     python -m pxt_assets check [TABLE] [--json]             # the tables' invariants: missing files, drift
     python -m pxt_assets scale-demo [--images N]    # the demo table on PostgreSQL, Redis, moto, two Celery workers
 """
@@ -91,19 +91,26 @@ def main(argv: list[str] | None = None) -> int:
     resume.add_argument("table")
     resume.add_argument("batch", nargs="?", help="one batch key (default: every pending batch)")
     gc = sub.add_parser(
-        "gc", help="list (or --delete) orphaned files under a destination: files we wrote that no row refers to",
+        "gc", help="list (or --delete) orphaned files under a destination: files this database wrote that no row "
+                   "refers to",
         description="List the orphaned files under DESTINATION, one URI a line, then a count line. An orphan "
-                    "is a file whose name follows the naming scheme of the files this project writes "
-                    "(<dir>__<table>_<column>_<batch>-<row>_<hash16>.<ext>), that no row of any table in the "
-                    "database (db_url, shared by every process that uses it) refers to, that belongs to no batch "
-                    "that is pending or being written, and that is older than --min-age. Files whose names do "
-                    "not follow the scheme (your own files in the same folder or bucket) are never listed nor "
-                    "deleted. Safe to run while inserts are running, from any machine that shares the database.")
+                    "is a file this database wrote (its write journal recorded the key before writing it), that "
+                    "no row or staged record of any table in the database (db_url, shared by every process that "
+                    "uses it) refers to, that belongs to no batch that is pending or being written, and that was "
+                    "written more than --min-age ago. A file this database did not write (your own files, "
+                    "another database's files under the same prefix) is never listed nor deleted, and nothing "
+                    "is listed in the bucket. Just before deleting, each file is checked again (rows, journal, "
+                    "modification time): a batch being re-run meanwhile keeps its files. Safe to run while "
+                    "inserts are running, from any machine that shares the database.")
     gc.add_argument("destination", metavar="DESTINATION",
                     help="a local folder, file:// URL or bucket URI (s3://, gs://, wasbs://, abfss://, https)")
     gc.add_argument("--delete", action="store_true", help="delete the orphaned files (default: only list them)")
     gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
-                    help="leave files younger than this alone (default: 3600)")
+                    help="leave files written less than this long ago alone (default: 3600)")
+    gc.add_argument("--reconcile", action="store_true",
+                    help="instead: list DESTINATION and report the files named like ours that this database's "
+                         "journal does not hold (another database's, or written before the journal and named by "
+                         "no row); deletes nothing")
     chk = sub.add_parser(
         "check", help="check the tables' invariants: files rows name exist, columns and SQL agree, no pending "
                       "batch without a reason, no staged records of committed batches",
@@ -151,7 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gc":
         from pxt_assets import lifecycle, stores
 
+        if args.reconcile and args.delete:
+            print("gc: --reconcile only reports (it deletes nothing): leave out --delete", file=sys.stderr)
+            return 2
         try:
+            if args.reconcile:
+                unknown = lifecycle.reconcile(args.destination)
+                for uri in unknown:
+                    print(uri)
+                noun = "file" if len(unknown) == 1 else "files"
+                print(f"{len(unknown)} {noun} named like ours that this database did not write (none deleted)")
+                return 0
             orphans = lifecycle.collect_garbage(args.destination, delete=args.delete, min_age=args.min_age)
         except (stores.StoreError, OSError, RuntimeError, ValueError) as e:
             print(f"gc: {e}", file=sys.stderr)

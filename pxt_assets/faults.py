@@ -11,7 +11,8 @@ Points (see pxt_assets_tests/test_faults.py):
 - `before_upload`, `after_upload`: around each file a column writer stores (inserted copies and computed
   files, local folders and buckets alike);
 - `mid_upload`: a local file written to its temporary name, not yet renamed into place;
-- `before_commit`, `mid_commit` (inside the SQL transaction, rows written, not committed), `after_commit`.
+- `before_commit`, `mid_commit` (inside the SQL transaction, rows written, not committed), `after_commit`;
+- `gc_before_delete`: gc holding a batch's claim, its candidates checked again, none deleted yet.
 """
 
 from __future__ import annotations

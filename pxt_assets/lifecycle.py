@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import re
 import threading
 import time
@@ -32,8 +33,10 @@ import dagster as dg
 from pxt_assets import assets as asset_builder
 from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
+from pxt_assets.faults import fault_point
 from pxt_assets.instance import get_instance
 from pxt_assets.io_managers.writers import delete_written, prune_written
+from pxt_assets.redaction import redact
 from pxt_assets.spec import SpecError, TableSpec, parse_table_path, view_parts
 from pxt_assets.stores.local import temp_target
 
@@ -112,12 +115,15 @@ def _prune_local_dirs(uris: Iterable[str], dests: dict[str, str]) -> None:
             continue
 
 
-def _delete_owned(files: list[tuple[str, str | None]], where: str) -> int:
-    """Delete every (uri, recorded destination) we wrote. Raises (keeping every row) on a failed delete."""
+def _delete_owned(files: list[tuple[str, str | None]], where: str, store: rowstore.RowStore) -> int:
+    """Delete every (uri, recorded destination) we wrote, and forget them in the write journal (unless written
+    again meanwhile). Raises (keeping every row) on a failed delete."""
+    started = time.time()
     uris = [u for u, _ in files]
     dests = {u: d for u, d in files if isinstance(d, str)}
     deleted = _delete_files(uris, where, dests=dests)
     _prune_local_dirs(uris, dests)
+    store.forget_writes(uris, written_before=started)
     return deleted
 
 
@@ -153,7 +159,7 @@ def delete_batch(table, batch: str, *, instance: dg.DagsterInstance | None = Non
                 deleted_in_views += _delete_view_batch(view_slug, view_path, batch, store)
     rt = store.row_table(slug)
     # Files first, rows after: if a delete fails, the rows still say where the remaining files are.
-    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"table {table.path!r}, batch {batch}")
+    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"table {table.path!r}, batch {batch}", store)
     store.delete_batch(rt, slug, batch)
     if hasattr(table, "base_spec"):  # a view's batches are its base table's partitions: they stay
         return deleted
@@ -176,7 +182,7 @@ def _views_of(store: rowstore.RowStore, path: str, *, batch: str | None = None) 
 
 def _delete_view_batch(slug: str, path: str, batch: str, store: rowstore.RowStore) -> int:
     rt = store.row_table(slug)
-    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {path!r}, batch {batch}")
+    deleted = _delete_owned(store.owned_files(rt, slug, batch=batch), f"view {path!r}, batch {batch}", store)
     store.delete_batch(rt, slug, batch)
     return deleted
 
@@ -232,7 +238,7 @@ def drop_column_data(table, name: str, *, instance: dg.DagsterInstance | None = 
     spec: TableSpec = table.spec
     store = _store(table)
     rt = store.row_table(spec.slug)
-    deleted = _delete_owned(store.owned_files(rt, spec.slug, column=name), f"table {table.path!r}, column {name!r}")
+    deleted = _delete_owned(store.owned_files(rt, spec.slug, column=name), f"table {table.path!r}, column {name!r}", store)
     store.drop_row_column(spec.slug, name, unless_in_catalog=catalog_path)
     spec.columns.pop(name, None)
     table._defs = None
@@ -248,7 +254,7 @@ def drop_column_files(table, name: str, files: list[tuple[str, str | None]], *,
     deleted is named in the error, and gc collects it (no row names it)."""
     where = f"table {table.path!r}, column {name!r}"
     try:
-        deleted = _delete_owned(files, where)
+        deleted = _delete_owned(files, where, _store(table))
     except Exception as e:
         raise RuntimeError(f"column {name!r} of {table.path!r} was dropped, but not every file it wrote could be "
                            f"deleted ({e}); `python -m pxt_assets gc DESTINATION --delete` deletes them") from e
@@ -289,7 +295,7 @@ def drop_table(path, *, if_not_exists: str = "error", instance: dg.DagsterInstan
             return 0
         raise SpecError(f"drop_table: table {spec.display_path!r} does not exist "
                         f"(no rows in {store!r}, no partitions {partitions!r})")
-    deleted = _delete_owned(store.owned_files(rt, spec.slug), f"table {spec.display_path!r}")
+    deleted = _delete_owned(store.owned_files(rt, spec.slug), f"table {spec.display_path!r}", store)
     # Then the instance, then the rows last: until they are gone, a retry knows everything that remains.
     for key in keys:
         instance.delete_dynamic_partition(partitions, key)
@@ -330,59 +336,138 @@ def _listing(destination: str):
     return store.list_objects(uri)
 
 
-def find_orphans(destination: str, *, min_age: float = DEFAULT_MIN_AGE_S) -> list[str]:
-    """The files under `destination` (a local folder, a file:// URL or a bucket URI) that are named by our
-    naming scheme (`<slug>_<column>_<batch>-<6 digits>_<hash16>.<ext>`), that no row or staged record of any
-    table in the database refers to, whose batch is not pending or being written, and that are at least
-    `min_age` seconds old, as listed (sorted). Files not named by the scheme are never included."""
+log = logging.getLogger(__name__)
+
+#: a file modified this long after its write was recorded as done was rewritten since (by a writer that keeps
+#: no journal here: another home, an older release): gc leaves it. Covers whole-second provider times and
+#: clock skew between this machine and the provider.
+_MTIME_SLACK_S = 5.0
+
+
+def _prefix(destination: str) -> str:
+    return stores.normalize_uri(destination).rstrip("/") + "/"
+
+
+def _candidates(destination: str, min_age: float,
+                store: rowstore.RowStore) -> tuple[list[rowstore.Written], dict[str, rowstore.Written]]:
+    """gc's candidates under `destination`: the journal entries recorded at least `min_age` seconds ago whose
+    batch is not live and that no row or staged record names; and, in a local folder, the temporary files of
+    writes killed midway ({temp file: its target's entry}) whose target is in the journal (ours: another
+    home's temporary files are not) and whose batch is not live."""
     if min_age < 0:
         raise ValueError(f"min_age must be >= 0 seconds, got {min_age!r}")
-    store = _store()
     cutoff = time.time() - min_age
-    # Order matters. The listing comes first, so every file in it was written before the batches are read.
-    # A run marks its batch live before it writes a file, and keeps it live until its rows are committed,
-    # so such a file's batch is either still live below or its rows are committed before the references
-    # are read.
-    listed = [info for info in _listing(destination) if info.mtime <= cutoff]
+    # Order matters: the entries first, then the live batches and the references (a run marks its batch
+    # live before it records a key, and keeps it live until its rows name the key).
+    entries = store.journal_entries(_prefix(destination))
     live = store.live_batches()
     referenced = referenced_uris(store)
-    out = []
-    for info in listed:
-        batch = _batch_of(info.uri)
-        if batch is None or batch in live:
-            continue
-        if stores.canonical_uri(info.uri) not in referenced:
-            out.append(info.uri)
-    return sorted(out)
+    entries = [e for e in entries if e.batch not in live]
+    orphans = [e for e in entries if e.written_at <= cutoff and stores.canonical_uri(e.uri) not in referenced]
+    return orphans, _temp_files(destination, {stores.canonical_uri(e.uri): e for e in entries}, cutoff)
 
 
-def _still_orphans(candidates: list[str]) -> list[str]:
-    """The candidates still unclaimed just before deleting them: names are deterministic, so a run that
-    started after the listing (a re-run of an old batch) may be writing one of them right now. Its batch is
-    live again, or its rows name the file by now; a local file it rewrote has a new modification time."""
-    store = _store()
-    live = store.live_batches()
-    referenced = referenced_uris(store)
-    out = []
-    for uri in candidates:
-        if _batch_of(uri) in live or stores.canonical_uri(uri) in referenced:
+def _temp_files(destination: str, targets: dict[str, rowstore.Written], cutoff: float) -> dict[str, rowstore.Written]:
+    """A local destination's temporary files (`.tmp-<name>-<random>`) last modified at or before `cutoff` whose
+    target is one of `targets` (canonical URI -> journal entry)."""
+    uri = stores.normalize_uri(destination)
+    store = stores.store_for(uri)
+    if store.provider != "local" or not targets:
+        return {}
+    path = stores.path_of(uri)
+    if not path.is_dir():
+        raise FileNotFoundError(f"local folder {str(path)!r} does not exist")
+    out = {}
+    for info in store.list_temp_files(uri):
+        head, _, name = info.uri.rpartition("/")
+        target = temp_target(urllib.parse.unquote(name))
+        if target is None or info.mtime > cutoff:
             continue
-        out.append(uri)
+        entry = targets.get(stores.canonical_uri(f"{head}/{urllib.parse.quote(target)}"))
+        if entry is not None:
+            out[info.uri] = entry
     return out
+
+
+def find_orphans(destination: str, *, min_age: float = DEFAULT_MIN_AGE_S) -> list[str]:
+    """The files under `destination` (a local folder, a file:// URL or a bucket URI) that this database wrote
+    (its write-intent journal records them: rowstore/journal.py), that no row or staged record of any table
+    refers to, whose batch is not pending or being written, recorded at least `min_age` seconds ago (sorted);
+    and, in a local folder, the temporary files of such writes killed midway. A file this database never
+    wrote (another home's, a user's) is never included; nothing is listed in a bucket."""
+    orphans, temps = _candidates(destination, min_age, _store())
+    return sorted([e.uri for e in orphans] + list(temps))
+
+
+def reconcile(destination: str) -> list[str]:
+    """The files under `destination` named the way we name files that this database's journal does not hold
+    (another home's, or written by a release that kept no journal and named by no row): reported, never
+    deleted. This lists the destination (the only part of gc that does)."""
+    store = _store()
+    known = {stores.canonical_uri(e.uri) for e in store.journal_entries(_prefix(destination))}
+    return sorted(info.uri for info in _listing(destination)
+                  if _batch_of(info.uri) is not None and stores.canonical_uri(info.uri) not in known)
+
+
+def _check_again(entry: rowstore.Written, store: rowstore.RowStore, referenced: set[str]) -> str:
+    """Checked just before deleting a candidate, under its batch's claim: "keep" if a row or staged record
+    names it now, it was recorded again since it was chosen, or it was modified after its write was recorded
+    as done; "gone" if there is no such object (its journal entry is forgotten; a killed write's temporary
+    file still goes); else "delete"."""
+    if stores.canonical_uri(entry.uri) in referenced:
+        return "keep"
+    now = store.journal_entry(entry.uri)
+    if now is None or now.written_at != entry.written_at:
+        return "keep"  # forgotten meanwhile, or written again since: not ours to delete now
+    info = stores.store_for(entry.uri).stat(entry.uri)
+    if info is None:
+        store.forget_writes([entry.uri], written_before=entry.written_at)
+        return "gone"
+    if entry.done_at is not None and info.mtime > entry.done_at + _MTIME_SLACK_S:
+        log.warning("gc: %s was modified after this database wrote it (by another writer?): left in place",
+                    redact(entry.uri))
+        return "keep"
+    return "delete"
 
 
 def collect_garbage(destination: str, delete: bool = False, *, min_age: float = DEFAULT_MIN_AGE_S) -> list[str]:
     """find_orphans(destination); with `delete`, also delete them (a failure raises naming the file).
-    Returns the orphans found (and deleted)."""
-    orphans = find_orphans(destination, min_age=min_age)
-    if delete and orphans:
-        orphans = _still_orphans(orphans)
-        local = stores.normalize_uri(destination)
-        _delete_files(orphans, f"gc {destination}", "Run gc again to finish", dests=dict.fromkeys(orphans, local))
-        if stores.provider_of(local) == "local":
-            _prune_local_dirs(orphans, dict.fromkeys(orphans, local))
-    return orphans
+
+    Each batch's files are deleted under a claim that runs of that batch wait for (rowstore/journal.py), and
+    each file is checked again just before (no row names it, it was not recorded again since, it was not
+    modified after its write: `_deletable`), so a re-run writing one of them meanwhile is never undone.
+    Returns the orphans found (and, with `delete`, deleted: those skipped by the last check are left out).
+    """
+    store = _store()
+    orphans, temps = _candidates(destination, min_age, store)
+    if not delete:
+        return sorted([e.uri for e in orphans] + list(temps))
+    by_batch: dict[tuple[str, str], tuple[list[rowstore.Written], list[str]]] = {}
+    for e in orphans:
+        by_batch.setdefault((e.slug, e.batch), ([], []))[0].append(e)
+    for tmp, e in temps.items():
+        by_batch.setdefault((e.slug, e.batch), ([], []))[1].append(tmp)
+    local = stores.normalize_uri(destination)
+    deleted: list[str] = []
+    for (slug, batch), (mine, tmps) in by_batch.items():
+        if not store.claim_batch(slug, batch):
+            continue  # a run of this batch may be writing it now: next time
+        try:
+            referenced = referenced_uris(store)
+            todo = [e for e in mine if _check_again(e, store, referenced) == "delete"]
+            # under the claim no write of this batch is in flight here: its temporary files are all leftovers
+            files = [e.uri for e in todo] + tmps
+            fault_point("gc_before_delete")
+            _delete_files(files, f"gc {destination}", "Run gc again to finish", dests=dict.fromkeys(files, local))
+            for e in todo:
+                store.forget_writes([e.uri], written_before=e.written_at)
+            deleted += files
+        finally:
+            store.release_claim(slug, batch)
+    if stores.provider_of(local) == "local":
+        _prune_local_dirs(deleted, dict.fromkeys(deleted, local))
+    return sorted(deleted)
 
 
 __all__ = ["OBJECT_NAME_RE", "check_column_drop", "collect_garbage", "delete_batch", "drop_column",
-           "drop_column_data", "drop_column_files", "drop_table", "find_orphans", "referenced_uris"]
+           "drop_column_data", "drop_column_files", "drop_table", "find_orphans", "reconcile", "referenced_uris"]

@@ -262,6 +262,17 @@ def stored_records(table, column: str, batch: str | None = None) -> list[dict]:
     return out
 
 
+def record_intent(uri: str, destination: str) -> None:
+    """Record `uri` in this database's write-intent journal, as a writer does before writing it: a file then
+    planted there is one this database wrote (a killed run's leftover, named by no row), which gc collects."""
+    from pxt_assets import lifecycle, rowstore, stores
+    from pxt_assets.config import current_settings
+
+    batch = lifecycle._batch_of(uri) or "planted"
+    rowstore.for_settings(current_settings()).record_writes(
+        [(uri, "planted", batch, "planted", stores.normalize_uri(destination))])
+
+
 def forget_value(table, column: str, row_id: str) -> None:
     """Null a stored value behind the table's back (as a lost row would leave its file unreferenced)."""
 

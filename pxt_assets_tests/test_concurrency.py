@@ -19,7 +19,7 @@ import pytest
 
 import pxt_assets as pxt
 from pxt_assets import rowstore, stores
-from pxt_assets_tests.conftest import make_image, unique_bucket
+from pxt_assets_tests.conftest import make_image, record_intent, unique_bucket
 from pxt_assets_tests.emulators import REPO
 from pxt_assets_tests.test_faults import SUBPROCESS_TIMEOUT_S, child_env, output_of, run
 
@@ -105,11 +105,13 @@ def test_four_inserting_processes_and_gc_beside_them_lose_and_duplicate_nothing(
                  {**env, "PXT_FAULT_POINT": "before_commit:1"})
     assert killed.returncode == -9, output_of(killed)
     (pending,) = t.pending_batches()
-    # Real orphans (named like ours, of a batch no database knows), so gc is seen deleting while inserts run.
+    # Real orphans (written through the journal, of a batch no row names), so gc is seen deleting while
+    # inserts run.
     planted = []
     for d in destinations:
         name = "conc__media/rotated/aa/bb/conc__media_rotated_20200101T000000000000-abcd-000001_0123456789abcdef.jpg"
         uri = stores.store_for(d).join(d, name)
+        record_intent(uri, d)
         if uri.startswith("s3://"):
             s3.put_object(Bucket=bucket, Key=name, Body=b"old")
         else:

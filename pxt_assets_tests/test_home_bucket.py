@@ -13,7 +13,7 @@ import pxt_assets as pxt
 from pxt_assets import stores
 from pxt_assets.functions import net
 from pxt_assets.stores.pxt import LegacyURIWarning, PxtStore
-from pxt_assets_tests.conftest import make_image
+from pxt_assets_tests.conftest import make_image, record_intent
 
 HOME = "pxt://acme:main/buckets/home"
 
@@ -164,8 +164,9 @@ def test_gc_and_delete_batch_work_on_the_home_bucket(pxt_home, instance, cloud, 
     first = t.insert([{"img": str(p)} for p in sources[:2]], instance=instance)
     t.insert([{"img": str(sources[3])}], instance=instance)
     kept = cloud.objects()
-    # a file named like ours that no row names (a run killed after its upload)
+    # a file we wrote that no row names (a run killed after its upload)
     orphan = f"{HOME}/gc/home__gc/rot/00/00/home__gc_rot_20200101T000000000000-dead-000000_0123456789abcdef.jpg"
+    record_intent(orphan, f"{HOME}/gc/")
     PxtStore().write_bytes(b"orphan", orphan)
     assert lifecycle.collect_garbage(f"{HOME}/gc/", delete=True, min_age=0) == [orphan]
     assert cloud.objects() == kept

@@ -110,24 +110,26 @@ def test_delete_batch_drop_column_drop_table_and_gc_touch_exactly_what_was_writt
         pxt.drop_table("life/media", instance=instance)
     assert pxt.drop_table("life.media", if_not_exists="ignore", instance=instance) == 0
 
-    # gc. Orphans: a row of refs removed from its row data behind the table's back, and a file named by our
-    # scheme copied in. Nothing drop_table left behind, nothing referenced, no user file is listed.
+    # gc. The orphan: a row of refs removed from its row data behind the table's back (its file is in the
+    # journal). A file named by our scheme copied in is not ours (the journal does not hold it): never a
+    # candidate, only reported by --reconcile. Nothing drop_table left behind, nothing referenced, no user file.
     records = stored_records(refs, "small", refs_batch)
     lost, kept = records[0]["value"], records[1]["value"]
     forget_value(refs, "small", records[0]["row_id"])
     name = "old__tbl_thumb_20240101T000000000000-abcd-000003_0123456789abcdef.png"
     copied = where.put(f"out/old__tbl/thumb/aa/bb/{name}", b"png")
-    orphans = sorted([lost, copied])
     target = str(where.root) if where.name == "local" else where.prefix  # a plain path works locally
     assert run_gc(target) == ["0 orphaned files"]  # younger than --min-age (default one hour): left alone
-    assert run_gc(target, "--min-age", "0") == orphans + ["2 orphaned files"]
-    assert set(orphans) <= set(where.objects())  # listing deletes nothing
+    assert run_gc(target, "--min-age", "0") == [lost, "1 orphaned file"]
+    assert run_gc(target, "--reconcile") == [copied, "1 file named like ours that this database did not write "
+                                                     "(none deleted)"]
+    assert {lost, copied} <= set(where.objects())  # listing deletes nothing
     assert lifecycle.find_orphans(where.prefix + "refs/", min_age=0) == [lost]
 
     capsys.readouterr()
     assert cli_main(["gc", target, "--delete", "--min-age", "0"]) == 0  # the same command, in process (a new one costs ~5 s)
-    assert capsys.readouterr().out.splitlines() == orphans + ["2 orphaned files deleted"]
-    assert sorted(where.objects()) == sorted([kept] + user_files)
+    assert capsys.readouterr().out.splitlines() == [lost, "1 orphaned file deleted"]
+    assert sorted(where.objects()) == sorted([kept, copied] + user_files)
     assert lifecycle.find_orphans(target, min_age=0) == []
     paths = refs.select(refs.small.localpath).collect()["small_localpath"]
     assert [p is not None and pathlib.Path(p).is_file() for p in paths] == [False, True]  # the kept file reads

@@ -27,7 +27,7 @@ import pxt_assets as pxt
 from pxt_assets import lifecycle, rowstore, stores
 from pxt_assets.assets import batch_job_name
 from pxt_assets.rowstore import versions
-from pxt_assets_tests.conftest import CountingHTTPServer, files_under, make_image
+from pxt_assets_tests.conftest import CountingHTTPServer, files_under, make_image, record_intent
 from pxt_assets_tests.emulators import REPO
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -490,8 +490,9 @@ def test_gc_delete_with_min_age_zero_during_an_insert_deletes_no_live_file(db, p
     t = pxt.create_table("gcrace/media", {"img": pxt.Image})
     t.add_computed_column(rotated=t.img.rotate(90), destination=str(out))
     t.add_computed_column(flipped=t.img.transpose(0), destination=str(out))
-    # a real orphan (named like ours, from a batch no database knows): gc must delete it, so it is running
+    # a real orphan (written through the journal, of a batch no row names): gc must delete it, so it is running
     orphan = out / "gcrace__media" / "rotated" / "aa" / "bb" / "gcrace__media_rotated_20200101T000000000000-abcd-000001_0123456789abcdef.jpg"
+    record_intent(stores.normalize_uri(str(orphan)), str(out))
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"old")
     child = subprocess.Popen(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from typing import Any
 
 import dagster as dg
@@ -46,15 +47,20 @@ def _table_and_column(metadata: dict[str, Any]) -> tuple[TableSpec, ColumnSpec]:
     return spec, spec.columns[metadata[META_COLUMN]]
 
 
-def delete_replaced(log, column: str, uris: list[str]) -> None:
-    """Delete files we wrote that a re-run replaced (a changed output gets a new name). Never a file a user
-    only referenced: only `owned` records get here."""
+def delete_replaced(log, column: str, uris: list[str], journal: rowstore.RowStore) -> None:
+    """Delete files we wrote that a re-run replaced (a changed output gets a new name), and forget them in the
+    write journal (unless written again meanwhile). Never a file a user only referenced: only `owned` records
+    get here. One that cannot be deleted stays in the journal, for gc."""
+    started = time.time()
+    deleted = []
     for uri in uris:
         try:
             delete_written(uri)  # inside the destination its name tells: never through a link out of it
             log.info(f"{column}: deleted replaced file {uri}")
+            deleted.append(uri)
         except stores.StoreError as e:
             log.warning(f"{column}: could not delete replaced file {uri}: {e}")
+    journal.forget_writes(deleted, written_before=started)
 
 
 class TableIOManager(dg.ConfigurableIOManager):
@@ -100,7 +106,7 @@ class TableIOManager(dg.ConfigurableIOManager):
         result = self.rowstore().commit_batch(self.row_table(table), batch, run_id,
                                               rows_from=sources[0].name if sources else None)
         fault_point("after_commit")
-        delete_replaced(log, table.display_path, result.replaced)
+        delete_replaced(log, table.display_path, result.replaced, self.rowstore())
         return result
 
     # -- Dagster --------------------------------------------------------------------------------------------
@@ -114,7 +120,7 @@ class TableIOManager(dg.ConfigurableIOManager):
         except Exception as e:
             self.fail(table, context.partition_key, context.run_id, f"staging column {column.name!r} failed: {e}")
             raise
-        delete_replaced(context.log, column.name, replaced)
+        delete_replaced(context.log, column.name, replaced, self.rowstore())
         context.add_output_metadata(redact_metadata({
             "dagster/row_count": len(obj),
             "rows": len(obj),
@@ -159,7 +165,7 @@ class MediaIOManager(TableIOManager):
         if column.destination is None:
             raise ValueError(f"Column {column.name!r} of {table.display_path!r} has no destination")
         destinations.validate(column.destination, column.name)
-        return ColumnWriter(table, column, self.cache())
+        return ColumnWriter(table, column, self.cache(), journal=self.rowstore())
 
     def _media_metadata(self, table: TableSpec, column: ColumnSpec, records: Records) -> dict[str, Any]:
         ok = [str(r["value"]) for r in records if r.get("error") is None and r.get("value") is not None]

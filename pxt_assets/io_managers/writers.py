@@ -12,6 +12,7 @@ import io
 import logging
 import pathlib
 import queue
+import re
 import threading
 
 import PIL.Image
@@ -20,9 +21,12 @@ from pxt_assets import fsutil, stores
 from pxt_assets.cache import FileCache
 from pxt_assets.faults import fault_point
 from pxt_assets.media import storable, suffix_of
+from pxt_assets.rowstore.journal import Journal
 from pxt_assets.spec import ColumnSpec, TableSpec
 
 _HASH_CHUNK = 1 << 20
+#: a row id's batch: `<batch>-<index>` (a view's rows: `<batch>-<index>-<sub>`)
+_BATCH_OF_ROW = re.compile(r"^(\d{8}T\d{6,}-[0-9a-f]{4,})-\d")
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +40,8 @@ class ColumnWriter:
     name, so no cache ever serves stale bytes under an old URL.
     """
 
-    def __init__(self, table: TableSpec, column: ColumnSpec, cache: FileCache | None) -> None:
+    def __init__(self, table: TableSpec, column: ColumnSpec, cache: FileCache | None,
+                 journal: Journal | None = None) -> None:
         if column.destination is None:
             raise ValueError(f"Column {column.name!r} of {table.display_path!r} has no destination")
         self.table = table
@@ -46,6 +51,19 @@ class ColumnWriter:
         # follows a symlink out of it (a link planted below it fails that row, kind 'outside_destination')
         self.store = stores.store_for(self.destination).contained(self.destination)
         self.cache = cache
+        # the write-intent journal (rowstore/journal.py): each key is recorded before it is written, so gc
+        # only ever collects what this database wrote
+        self.journal = journal
+
+    def _intent(self, row_id: str, uri: str) -> None:
+        if self.journal is not None:
+            m = _BATCH_OF_ROW.match(row_id)
+            batch = m.group(1) if m else row_id
+            self.journal.record_writes([(uri, self.table.slug, batch, self.column.name, self.destination)])
+
+    def _done(self, uri: str) -> None:
+        if self.journal is not None:
+            self.journal.write_done(uri)
 
     def object_name(self, row_id: str, digest: str, ext: str) -> str:
         shard = hashlib.sha1(row_id.encode()).hexdigest()
@@ -53,8 +71,11 @@ class ColumnWriter:
         return f"{slug}/{col}/{shard[:2]}/{shard[2:4]}/{slug}_{col}_{row_id}_{digest[:16]}{ext}"
 
     def delete(self, uri: str) -> None:
-        """Delete a file this writer wrote (inside its destination, following no link out of it)."""
+        """Delete a file this writer wrote (inside its destination, following no link out of it), and its
+        journal entry."""
         self.store.delete(uri)
+        if self.journal is not None:
+            self.journal.forget_writes([uri])
 
     def wrote(self, row_id: str, uri: str) -> bool:
         """Whether `uri` is a name this writer gives row `row_id`'s file (written already, e.g. uploaded by
@@ -73,8 +94,10 @@ class ColumnWriter:
     def write_bytes(self, row_id: str, data: bytes, ext: str) -> str:
         """Store bytes produced in memory (an encoded image); returns the fileurl."""
         uri = self.store.join(self.destination, self.object_name(row_id, hashlib.sha256(data).hexdigest(), ext))
+        self._intent(row_id, uri)
         fault_point("before_upload")
         self.store.write_bytes(data, uri, content_type=stores.content_type_for(uri))  # from memory: no temp file
+        self._done(uri)
         fault_point("after_upload")
         if self.store.remote and self.cache is not None:
             # Write-through (see _upload_and_cache); the filler writes the bytes to the cache.
@@ -84,11 +107,13 @@ class ColumnWriter:
     def copy_file(self, row_id: str, src: pathlib.Path, ext: str) -> str:
         """Store a copy of the local file `src` (an inserted file going to input_media_dest)."""
         uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(src), ext))
+        self._intent(row_id, uri)
         fault_point("before_upload")
         if self.store.remote:
             self._upload_and_cache(src, uri, owned_tmp=False)
         else:
             self.store.upload(src, uri, content_type=stores.content_type_for(uri))
+        self._done(uri)
         fault_point("after_upload")
         return uri
 
@@ -99,6 +124,7 @@ class ColumnWriter:
         try:
             stores.store_for(source_uri).download(source_uri, tmp)
             uri = self.store.join(self.destination, self.object_name(row_id, _file_digest(tmp), ext))
+            self._intent(row_id, uri)
             fault_point("before_upload")
             if not self.store.remote:
                 self.store.upload(tmp, uri, content_type=stores.content_type_for(uri))
@@ -109,6 +135,7 @@ class ColumnWriter:
             self._upload_and_cache(tmp, uri, owned_tmp=True)  # the cache filler takes the temp file over
         else:
             tmp.unlink(missing_ok=True)
+        self._done(uri)
         fault_point("after_upload")
         return uri
 
@@ -133,7 +160,9 @@ class ColumnWriter:
             self.cache.put(uri, local, suffix=suffix_of(uri), move=False)
 
     def flush(self) -> None:
-        """Wait until every file this process uploaded is in the cache."""
+        """Wait until every file this process uploaded is in the cache, and its write recorded as done."""
+        if self.journal is not None:
+            self.journal.flush_writes()
         if self.cache is not None:
             _CacheFiller.for_cache(self.cache).flush()
 

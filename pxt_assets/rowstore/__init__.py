@@ -31,6 +31,7 @@ from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S, Batches, BatchInfo, Ba
 from pxt_assets.rowstore.catalog import Catalog, TableEntry
 from pxt_assets.rowstore.engine import DB_FILE, default_url, redact
 from pxt_assets.rowstore.files import Files
+from pxt_assets.rowstore.journal import Journal, Written
 from pxt_assets.rowstore.query import NotSQL, Queries
 from pxt_assets.rowstore.rows import FILE_KEYS, files_named
 from pxt_assets.rowstore.schema import COMMITTED, COMPUTING, CREATED, FAILED, PENDING, RowTable
@@ -41,10 +42,10 @@ from pxt_assets.rowstore.watch import Watches
 __all__ = ["RowStore", "RowTable", "CommitResult", "BatchInfo", "TableEntry", "TableGone", "row_columns",
            "for_settings", "default_url", "redact", "NotSQL",
            "COMMITTED", "PENDING", "CREATED", "COMPUTING", "FAILED", "BatchStateError", "DB_FILE", "ACTIVE_RUN_TTL_S",
-           "FILE_KEYS", "files_named", "ViewOf", "NamedFile", "SchemaDrift"]
+           "FILE_KEYS", "files_named", "ViewOf", "NamedFile", "SchemaDrift", "Written"]
 
 
-class RowStore(Catalog, Tables, Batches, Files, Queries, Watches, Views, Audit):
+class RowStore(Catalog, Tables, Batches, Files, Queries, Watches, Views, Audit, Journal):
     """One database: catalog, batches, staged columns and every table's rows."""
 
 

@@ -47,6 +47,8 @@ from pxt_assets.rowstore.schema import (
 #: a run marked as writing a batch that has not committed after this long is taken as killed: gc may then
 #: collect what it wrote (its batch's rows, if committed by another run, name what is kept)
 ACTIVE_RUN_TTL_S = 24 * 3600.0
+#: how long a run waits for a gc deleting its batch's files before it fails
+GC_CLAIM_WAIT_S = 600.0
 
 
 class BatchStateError(RuntimeError):
@@ -161,6 +163,22 @@ class Batches(Database):
                     _transition(conn, slug, batch, seen, COMPUTING, run_id=run_id, reason=None)
             upsert(conn, schema.active_runs, {"slug": slug, "batch": batch, "run_id": run_id},
                    {"started_at": time.time(), "holder": holder})
+        self._wait_for_gc(slug, batch)
+
+    def _wait_for_gc(self, slug: str, batch: str, timeout: float = GC_CLAIM_WAIT_S) -> None:
+        """After marking the batch live: wait while a live gc holds a claim on it (it is deleting the batch's
+        files; journal.py's protocol)."""
+        c = schema.gc_claims
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._read() as conn:
+                held = [r[0] for r in conn.execute(sa.select(c.c.holder).where(
+                    (c.c.slug == slug) & (c.c.batch == batch)))]
+            if not any(not holder_gone(h) for h in held):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch}: a gc has been deleting its files for {timeout:.0f} s")
+            time.sleep(0.1)
 
     def fail_batch(self, slug: str, batch: str, run_id: str, reason: str) -> bool:
         """`run_id` ended without completing the batch: computing -> failed, with the reason, if that run still

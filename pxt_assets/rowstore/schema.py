@@ -114,6 +114,31 @@ udf_code = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# The write-intent journal (journal.py): every file we write, recorded before it is written, with the batch
+# and column it is for. gc's candidates are its entries that no row names: a key this database never wrote is
+# never a candidate, so homes sharing a destination never collect each other's files.
+written = sa.Table(
+    "pxt_written", metadata,
+    sa.Column("uri", sa.String(2000), primary_key=True),
+    sa.Column("slug", sa.String(1000), nullable=False),
+    sa.Column("batch", sa.String(200), nullable=False),
+    sa.Column("column", sa.String(MAX_NAME_LENGTH), nullable=False),
+    sa.Column("destination", sa.String(2000), nullable=False),
+    sa.Column("written_at", sa.Float, nullable=False),
+    # when the write completed: gc skips a file modified after it (rewritten since, by a writer we do not know)
+    sa.Column("done_at", sa.Float, nullable=True),
+)
+sa.Index("pxt_written_batch", written.c.slug, written.c.batch)
+
+# A gc deleting a batch's files now: a run about to write that batch waits for it (journal.py's protocol).
+gc_claims = sa.Table(
+    "pxt_gc_claims", metadata,
+    sa.Column("slug", sa.String(1000), primary_key=True),
+    sa.Column("batch", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(500), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+
 kv = sa.Table(
     "pxt_kv", metadata,
     sa.Column("key", sa.String(1000), primary_key=True),

@@ -28,11 +28,14 @@ media tables (`tables.py`).
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
 from pxt_assets.rowstore import column_ids, schema
+from pxt_assets.rowstore.rows import files_named
 
 #: the key of `pxt_kv` that holds the database's schema version
 VERSION_KEY = "schema_version"
@@ -92,6 +95,46 @@ def _v5_udf_code(conn: sa.Connection) -> None:
     create_table(conn, schema.udf_code)
 
 
+def _journal_backfill(conn: sa.Connection) -> None:
+    """Enter into the journal the files we wrote that rows and staged records name (schema step 6)."""
+    now = time.time()
+    for row in conn.execute(sa.select(schema.row_tables)).all():
+        if row.next_column_id is None:
+            continue
+        rt = schema.RowTable(row.slug, row.path, row.sql_name,
+                             tuple((n, t, int(i)) for n, t, i in json.loads(row.columns)), row.next_column_id)
+        t = rt.table()
+        for c in rt.file_columns():
+            fields = [t.c._batch, t.c[rt.field(c, schema.VALUE)], t.c[rt.field(c, schema.DESTINATION)],
+                      t.c[rt.field(c, schema.OWNED)]]
+            for batch, value, dest, owned in conn.execute(sa.select(*fields)):
+                if owned and dest:
+                    for uri in files_named(value, dest):
+                        _insert_new(conn, schema.written, {"uri": uri, "slug": rt.slug, "batch": batch, "column": c,
+                                                          "destination": dest, "written_at": now})
+    for slug, batch, column, text in conn.execute(sa.select(schema.staged.c.slug, schema.staged.c.batch,
+                                                            schema.staged.c.column, schema.staged.c.records)):
+        for r in json.loads(text):
+            if r.get("owned") and r.get("destination"):
+                for uri in files_named(r.get("value"), r["destination"]):
+                    _insert_new(conn, schema.written, {"uri": uri, "slug": slug, "batch": batch, "column": column,
+                                                      "destination": r["destination"], "written_at": now})
+
+
+def _insert_new(conn: sa.Connection, table: sa.Table, values: dict) -> None:
+    exists = conn.execute(sa.select(table.c.uri).where(table.c.uri == values["uri"])).first()
+    if exists is None:
+        conn.execute(table.insert().values(**values))
+
+
+def _v6_write_journal(conn: sa.Connection) -> None:
+    """The write-intent journal and gc's claims; the files rows and staged records name enter the journal
+    (file names do not change)."""
+    create_table(conn, schema.written)
+    create_table(conn, schema.gc_claims)
+    _journal_backfill(conn)
+
+
 #: step N (1-based) brings a database from version N-1 to N; append only, never reorder or remove
 STEPS: list[Callable[[sa.Connection], None]] = [
     _v1_active_runs_holder,
@@ -99,6 +142,7 @@ STEPS: list[Callable[[sa.Connection], None]] = [
     _v3_column_ids,
     _v4_table_versions,
     _v5_udf_code,
+    _v6_write_journal,
 ]
 
 #: the schema version this release writes

@@ -421,6 +421,16 @@ class AzureStore(ObjectStore):
         """Whether a blob exists at `uri` (False also when its container does not exist)."""
         return self._read(uri, "checking", lambda blob: blob.exists())
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        def props(blob: BlobClient) -> ObjectInfo | None:
+            try:
+                p = blob.get_blob_properties()
+            except ResourceNotFoundError:
+                return None
+            return ObjectInfo(uri=uri, mtime=epoch_seconds(p.last_modified), size=int(p.size or 0), etag=p.etag)
+
+        return self._read(uri, "checking", props)
+
     def delete(self, uri: str) -> None:
         """Delete the blob at `uri` with its snapshots; a blob that is already gone is not an error."""
         ref = _parse_for_write(uri)

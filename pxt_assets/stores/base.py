@@ -142,6 +142,8 @@ class ObjectInfo:
     mtime: float
     #: size in bytes
     size: int
+    #: the provider's entity tag, where it reports one (`stat`; listings leave it out)
+    etag: str | None = None
 
 
 def check_page_size(page_size: Any) -> None:
@@ -217,6 +219,11 @@ class ObjectStore(ABC):
 
     def delete(self, uri: str) -> None:
         raise StoreError(f"{self.provider} URIs are read-only: cannot delete {uri}", kind="read_only")
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        """The object at `uri` (modification time, size, ETag where the provider has one; one HEAD request),
+        or None if there is none."""
+        raise StoreError(f"{self.provider} URIs cannot be inspected: {uri}", kind="unsupported")
 
     def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         """Objects under the folder `prefix_uri` (recursively), with their modification time and size.

@@ -216,6 +216,13 @@ class GcsStore(ObjectStore):
         bucket, key = parse(uri)
         return _call("cannot check", uri, lambda: self._blob(bucket, key).exists(retry=DEFAULT_RETRY))
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        bucket, key = parse(uri)
+        blob = _call("cannot check", uri, lambda: self.client().bucket(bucket).get_blob(key, retry=DEFAULT_RETRY))
+        if blob is None:
+            return None
+        return ObjectInfo(uri=uri, mtime=epoch_seconds(blob.updated), size=int(blob.size or 0), etag=blob.etag)
+
     def delete(self, uri: str) -> None:
         """Delete the object at `uri`; deleting a missing object is not an error."""
         bucket, key = parse(uri)

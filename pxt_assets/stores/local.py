@@ -94,6 +94,13 @@ class LocalStore(ObjectStore):
     def delete(self, uri: str) -> None:
         path_of(uri).unlink(missing_ok=True)
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        try:
+            st = path_of(uri).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ObjectInfo(uri=uri, mtime=st.st_mtime_ns / 1e9, size=st.st_size, etag=f"{st.st_ino}-{st.st_mtime_ns}")
+
     def list_objects(self, prefix_uri: str, *, page_size: int | None = None) -> Iterator[ObjectInfo]:
         """Files below the folder `prefix_uri` (a path or file:// URL, with or without a trailing slash).
 

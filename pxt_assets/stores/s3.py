@@ -353,6 +353,18 @@ class S3Store(ObjectStore):
             raise
         return True
 
+    def stat(self, uri: str) -> ObjectInfo | None:
+        loc = self.parse(uri)
+        try:
+            head = self._call("cannot check", uri, self.clients_for(loc).data.head_object, Bucket=loc.api_bucket,
+                              Key=loc.key)
+        except StoreError as e:
+            if e.kind == "not_found":
+                return None
+            raise
+        return ObjectInfo(uri=uri, mtime=epoch_seconds(head["LastModified"]), size=int(head.get("ContentLength", 0)),
+                          etag=head.get("ETag"))
+
     def delete(self, uri: str) -> None:
         loc = self.parse(uri)
         self._call("cannot delete", uri, self.clients_for(loc).data.delete_object, Bucket=loc.api_bucket, Key=loc.key)
