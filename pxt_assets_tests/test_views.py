@@ -382,3 +382,19 @@ def test_a_view_has_its_base_tables_columns_and_takes_plain_columns(videos, inst
     docs = pxt.create_table("vid/docs", {"doc": pxt.Document, "text": pxt.String})
     chunks = pxt.create_view("vid/chunks", docs, iterator=document_splitter(document=docs.doc, separators=""))
     assert chunks.columns() == ["doc", "pos", "text"] and chunks.text.col_type == pxt.String
+
+
+def test_create_view_raises_when_its_arguments_cannot_work_on_a_base_row(pxt_home, instance, tmp_path):
+    """As Pixeltable's create_view: an iterator argument that cannot work on a base row (paragraphs of a PDF)
+    raises with its message, and the view is not made, in the catalog or declared in code."""
+    pdf = make_text_pdf(tmp_path / "d.pdf", ["One.", "Two."])
+    pxt.create_dir("inv")
+    for base in (pxt.create_table("inv/docs", {"doc": pxt.Document}), pxt.MediaTable("inv/code_docs",
+                                                                                      {"doc": pxt.Document})):
+        base.insert([{"doc": str(pdf)}], instance=instance)
+        name = f"inv/paragraphs_of_{base.spec.name}"
+        with pytest.raises(pxt.SpecError, match=r"Paragraph splitting is not currently supported for PDF"):
+            pxt.create_view(name, base, iterator=document_splitter(base.doc, "paragraph"), instance=instance)
+        assert name not in pxt.list_tables("inv") and base._views_to_run() == []
+        base.insert([{"doc": str(pdf)}], instance=instance)  # no view rows made, no error
+        assert base.count() == 2

@@ -117,6 +117,14 @@ class MediaView(MediaTable, kind="view"):
             self._run_batch(batch, instance, time.monotonic(), doing="computing view")
         return self.count()
 
+    def _argument_error(self) -> str | None:
+        """The message of a row whose base row the iterator's arguments cannot work on (IteratorArgumentError:
+        `audio_splitter(max_size=1024)` on audio whose packets are larger), if any."""
+        pos = self.pos
+        messages = self.where(pos.errortype == "invalid").select(msg=pos.errormsg).limit(1).collect()
+        found = list(messages["msg"])
+        return found[0].removeprefix("pos: ") if found else None
+
     # -- catalog -------------------------------------------------------------------------------------------
     def _doc(self) -> dict[str, Any]:
         return {**super()._doc(), "view": {"base": self.base_spec.to_dict(), "iterator": self.iterator.to_dict(),
@@ -131,8 +139,9 @@ class MediaView(MediaTable, kind="view"):
     def _made_by(self, name: str) -> str:
         if name in self.base_columns:
             return f"(from {self.base_path!r})"
-        return "(iterator)" if name == "pos" or name in iterator_of(self.iterator).outputs(
-            **{k: v for k, v in iterator_kwargs(self.iterator).items() if k in ("elements", "metadata")}) else "(plain)"
+        made = iterator_of(self.iterator).outputs(
+            **{k: v for k, v in iterator_kwargs(self.iterator).items() if k in ("elements", "metadata")})
+        return "(iterator)" if name == "pos" or name in made else "(plain)"
 
     def __repr__(self) -> str:
         return super().__repr__().replace("MediaTable", "MediaView", 1) + f"\n  (view of {self.base_path!r}: {self.iterator!r})"

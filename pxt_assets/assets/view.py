@@ -193,9 +193,10 @@ class _ViewBatch:
                         message = redact(f"{name} failed on {self.base.display_path} row {base_rid} "
                                          f"({self.input_col} {uri}): {e}")
                         self.context.log.warning(message)
-                        # over a limit (or it crashed its reader) says so; any other failure is the iterator's
+                        # over a limit (or it crashed its reader), or an argument that cannot work on this file,
+                        # says so; any other failure is the iterator's
                         code = error_kind(e)
-                        self._failed_row(message, code if code == "resource_limit" else "iterator_error")
+                        self._failed_row(message, code if code in ("resource_limit", "invalid") else "iterator_error")
             finally:
                 close_frame_cursors()
         for writer in self.writers.values():

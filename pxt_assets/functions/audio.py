@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
+from pxt_assets.functions.registry import ExpressionFunction, IteratorArgumentError, IteratorSpec, register
 from pxt_assets.functions.video import _no_direct_call, container_metadata, duration_of
 from pxt_assets.media import Audio, Float, Json
 
@@ -99,8 +99,8 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
             if max_size is not None and os.path.getsize(path) > max_size:
                 os.unlink(path)
                 if len(packets) == 1:
-                    raise ValueError(f"audio_splitter: `max_size` ({max_size} bytes) is too small to hold a single "
-                                     f"packet of audio file '{audio}'")
+                    raise IteratorArgumentError(f"audio_splitter: `max_size` ({max_size} bytes) is too small to "
+                                                f"hold a single packet of audio file '{audio}'")
                 raise ValueError(f"audio_splitter: a segment of {len(packets)} packets of '{audio}' is over "
                                  f"`max_size` ({max_size} bytes) with its container's overhead")
             last = packets[-1]

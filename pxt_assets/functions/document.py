@@ -11,7 +11,7 @@ import pathlib
 from typing import Any
 
 from pxt_assets.functions.pdfchild import open_pdf, pdf_info
-from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
+from pxt_assets.functions.registry import ExpressionFunction, IteratorArgumentError, IteratorSpec, register
 from pxt_assets.media import Document, Int, Json
 
 log = logging.getLogger(__name__)
@@ -230,8 +230,8 @@ def _markdown_sections(text: str, seps: list[str]) -> list[_Section]:
 
 def _html_sections(text: str, seps: list[str], skip_tags: list[str]) -> tuple[str, list[_Section]]:
     """HTML split as Pixeltable splits it (BeautifulSoup): h1-h6 and p are the separators, text pieces are
-    joined by spaces, `skip_tags` (default <nav>; and scripts, styles, comments) left out; `sourceline` is the line of the last
-    heading or paragraph tag. Returns the <title> ('' without one) and the sections."""
+    joined by spaces, `skip_tags` (default <nav>; and scripts, styles, comments) left out; `sourceline` is the
+    line of the last heading or paragraph tag. Returns the <title> ('' without one) and the sections."""
     import html.parser
 
     acc = _Accumulator(seps)
@@ -339,9 +339,9 @@ def iter_chunks(document: str, separators: Any = "", *, elements: Any = None, li
         title = ""
         if fmt == "pdf":  # read in a reader process, under its memory and time limits (pdfchild)
             if "paragraph" in seps:
-                raise ValueError("document_splitter: Paragraph splitting is not currently supported for PDF "
-                                 "documents. Please contact us at https://github.com/pixeltable/pixeltable/issues "
-                                 "if you need this feature.")
+                raise IteratorArgumentError(
+                    "document_splitter: Paragraph splitting is not currently supported for PDF documents. Please "
+                    "contact us at https://github.com/pixeltable/pixeltable/issues if you need this feature.")
             pdf = stack.enter_context(open_pdf(str(document)))
             images = "image" in wanted or "image_dpi" in wanted
 

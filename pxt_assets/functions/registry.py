@@ -44,6 +44,14 @@ class IteratorSpec:
     outputs: Callable[..., dict[str, ColumnType]]
 
 
+class IteratorArgumentError(ValueError):
+    """An iterator's argument that cannot work on this input (an audio_splitter `max_size` smaller than one
+    packet, paragraphs of a PDF): the view's row for the base row says so (`errortype` 'invalid'), and
+    `create_view` raises it, as Pixeltable's does."""
+
+    kind = "invalid"
+
+
 _FUNCTIONS: dict[str, Function] = {}
 
 

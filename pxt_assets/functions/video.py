@@ -124,7 +124,8 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
 
     - `fps`: frames closest to the times 0, 1/fps, 2/fps, ... (from the stream's start);
     - `num_frames`: that many frames, closest to the midpoints of equal slices of the duration;
-    - `keyframes_only`: only keyframes (FFmpeg is asked to decode only them, skip_frame=NONKEY; a decoder that ignores it, as VP9 does, still yields only frames marked key_frame);
+    - `keyframes_only`: only keyframes (FFmpeg is asked to decode only them, skip_frame=NONKEY; a decoder
+      that ignores it, as VP9's does, still yields only the frames marked key_frame);
     - none: every frame.
     """
     import av

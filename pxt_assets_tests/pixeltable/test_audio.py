@@ -204,14 +204,25 @@ def test_audio_splitter_max_size_overlap(flac):
 
 def test_audio_splitter_max_size_errors(flac):
     """Ported from pixeltable tests/test_audio.py::TestAudio::test_audio_splitter_max_size_errors (the first
-    case): a max_size too small for one packet is found while the view's rows are made. Pixeltable's
-    create_view then aborts; ours keeps the base row as one row in error, whose message is Pixeltable's (the
-    overlap case is left out: ours keeps at most half a segment of overlap instead of failing)."""
+    case; the overlap case is left out: ours keeps at most half a segment of overlap instead of failing). A
+    max_size too small for one packet is found while the view's rows are made: create_view raises, and the
+    view is not created. A base row inserted later is kept as one view row in error (ours: a bad file never
+    stops an insert), with that message."""
     base_t = pxt.create_table("audio_tbl", {"audio": pxt.Audio})
     base_t.insert([{"audio": flac}])
-    tiny = pxt.create_view("audio_segments_tiny", base_t, iterator=audio_splitter(audio=base_t.audio, max_size=1024))
+
+    # max_size too small to hold even a single packet
+    with pytest.raises(Error, match=r"too small to hold a single packet"):
+        _ = pxt.create_view(
+            "audio_segments_tiny", base_t, iterator=audio_splitter(audio=base_t.audio, max_size=1024))
+    assert pxt.list_tables() == ["audio_tbl"]
+
+    empty = pxt.create_table("audio_tbl2", {"audio": pxt.Audio})
+    tiny = pxt.create_view("audio_segments_tiny", empty, iterator=audio_splitter(audio=empty.audio, max_size=1024))
+    empty.insert([{"audio": flac}])
     (message,) = view_errors(tiny, "audio_segment")
     assert "too small to hold a single packet" in message
+    assert tiny.where(tiny.audio_segment.errortype == "invalid").count() == 1
 
 
 def test_create_audio_splitter(flac):

@@ -89,13 +89,16 @@ def test_doc_splitter_errors(documents):
             _ = pxt.create_view(
                 "chunks", t, iterator=document_splitter(document=t.doc, separators=sep, elements=["image"]))
 
-    # paragraphs of a PDF: Pixeltable's insert aborts; ours keeps the base row as one view row in error
+    # paragraphs of a PDF: Pixeltable's insert aborts; ours keeps the base row as one view row in error (a bad
+    # file never stops an insert), with Pixeltable's message; a view created on it raises, as Pixeltable's
     pdf_file = next(f for f in documents if f.endswith(".pdf"))
     t = pxt.create_table("docs2", {"doc": pxt.Document})
     paragraphs = pxt.create_view("paragraphs", t, iterator=document_splitter(t.doc, separators="paragraph"))
     t.insert(doc=pdf_file)
     (message,) = view_errors(paragraphs, "text")
     assert re.search(r"not currently supported.+contact us", message)
+    with pytest.raises(Error, match=r"not currently supported.+contact us"):
+        _ = pxt.create_view("paragraphs2", t, iterator=document_splitter(t.doc, separators="paragraph"))
 
 
 @pytest.mark.parametrize("pdf", [True, False], ids=["pdf_docs", "non_pdf_docs"])
