@@ -1,6 +1,6 @@
 """Pixeltable's tests/functions/test_image.py, ported: the image functions we have (rotate, crop, resize,
-thumbnail, transpose, convert, width, height) on Pixeltable's img_tbl shape (the sample images here). The
-cases left out (the PIL functions we do not have, image get_metadata, typed images, tiles), and why, are in
+thumbnail, transpose, convert, width, height, get_metadata) on Pixeltable's img_tbl shape (the sample images
+here). The cases left out (the PIL functions we do not have, typed images, tiles), and why, are in
 docs/pixeltable/pxtviews.md."""
 
 from __future__ import annotations
@@ -45,3 +45,15 @@ def test_image(img_tbl):
     assert all(f.tobytes() == o.transpose(Transpose.FLIP_LEFT_RIGHT).tobytes() for f, o in zip(flipped, originals))
     assert all(img.mode == "RGBA" for img in column(t.select(c=t.img.convert(mode="RGBA")).collect(), "c"))
     assert all(isinstance(img, PIL.Image.Image) for img in column(t.select(c=t.img.convert("L")).collect(), "c"))
+
+
+def test_get_metadata(img_tbl, tmp_path):
+    """Ported from pixeltable tests/functions/test_image.py::TestImage::test_get_metadata (a generated 1000 x 750
+    JPEG in place of sewing-threads-smaller.jpg; without the typed Json paths)."""
+    t = img_tbl
+    path = tmp_path / "sewing-threads-smaller.jpg"
+    PIL.Image.new("RGB", (1000, 750), (120, 40, 200)).save(path)
+    t.insert(img=str(path), category="sewing-threads", split="")
+    t.add_computed_column(md=t.img.get_metadata())
+    md = column(t.select(t.md).where(t.category == "sewing-threads").collect(), "md")[0]
+    assert md == {"width": 1000, "height": 750, "mode": "RGB", "bits": 8, "format": "JPEG"}
