@@ -158,25 +158,32 @@ def test_seed_001_as_a_notebook(kernel, http_server, request, tmp_path):
 
 def test_seed_000_as_a_notebook(kernel, http_server, tmp_path):
     sample = http_server.url("000000000036.jpg")
-    cells = _cells([
+    cells = _cells([  # the seed's cells (In [...]), as they are but the sample's URL
         "import pixeltable as pxt\nfrom pathlib import Path",
-        "pxt.drop_dir('blob_storage_demo', force=True)\npxt.create_dir('blob_storage_demo')",
-        "base_path = Path.home() / 'Desktop' / 'pixeltable_outputs'\nbase_path.mkdir(parents=True, exist_ok=True)\n"
-        "dest_rotated = str(base_path / 'rotated')\ndest_flipped = str(base_path / 'flipped')\n"
+        "# Clean slate for this demo\npxt.drop_dir('blob_storage_demo', force=True)\npxt.create_dir('blob_storage_demo')",
+        "# Create local destination directories\n# For S3: dest_rotated = \"s3://my-bucket/rotated/\"\n"
+        "# For GCS: dest_rotated = \"gs://my-bucket/rotated/\"\n"
+        "base_path = Path.home() / 'Desktop' / 'pixeltable_outputs'\nbase_path.mkdir(parents=True, exist_ok=True)\n\n"
+        "dest_rotated = str(base_path / 'rotated')\ndest_flipped = str(base_path / 'flipped')\n\n"
+        "# Create directories (only needed for local paths)\n"
         "Path(dest_rotated).mkdir(exist_ok=True)\nPath(dest_flipped).mkdir(exist_ok=True)",
-        "t = pxt.create_table('blob_storage_demo.media', {'source_image': pxt.Image})",
+        "# Create table and insert sample image\n"
+        "t = pxt.create_table('blob_storage_demo.media', {'source_image': pxt.Image})\n"
         f"sample_image = {sample!r}\nt.insert(source_image=sample_image)",
-        Cell("t.select(t.source_image, t.source_image.fileurl).collect()", img=True,
+        Cell("# Let's see where the source_image is stored by default\n"
+             "t.select(t.source_image, t.source_image.fileurl).collect()", img=True,
              urls=["t.select(t.source_image.fileurl).collect()['source_image_fileurl']"]),
-        "t.add_computed_column(rotated=t.source_image.rotate(90), destination=dest_rotated)",
-        "t.add_computed_column(flipped=t.source_image.transpose(0))",
+        "# Column WITH explicit destination\nt.add_computed_column(\n    rotated=t.source_image.rotate(90),\n"
+        "    destination=dest_rotated\n)\n\n# Column WITHOUT destination - uses default (local storage)\n"
+        "t.add_computed_column(\n    flipped=t.source_image.transpose(0)\n)",
         Cell("t.select(t.source_image, t.rotated, t.flipped, t.rotated.fileurl, t.flipped.fileurl).collect()",
              img=True, urls=["t.select(t.rotated.fileurl).collect()['rotated_fileurl']",
                              "t.select(t.flipped.fileurl).collect()['flipped_fileurl']"]),
-        "t.add_computed_column(thumbnail=t.source_image.resize((128, 128)), destination=dest_flipped)",
+        "# Add column with explicit destination (overrides any global default)\nt.add_computed_column(\n"
+        "    thumbnail=t.source_image.resize((128, 128)),\n    destination=dest_flipped  # Reusing our flipped directory\n)",
         Cell("t.select(t.thumbnail, t.thumbnail.fileurl).collect()", img=True,
              urls=["t.select(t.thumbnail.fileurl).collect()['thumbnail_fileurl']"]),
-        Cell("t.select(t.source_image.fileurl, t.rotated.fileurl, t.flipped.fileurl).collect()",
+        Cell("t.select(\n    t.source_image.fileurl,\n    t.rotated.fileurl,\n    t.flipped.fileurl\n).collect()",
              urls=["t.select(t.flipped.fileurl).collect()['flipped_fileurl']"]),
     ])
     for c in cells:
