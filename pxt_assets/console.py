@@ -112,11 +112,28 @@ def bar(total: int, what: str) -> Any:
     the daemon: its progress is in the event log)."""
     if not _BARS.get() or total <= 1:
         return None
-    from tqdm.auto import tqdm
-
+    tqdm, file = _bar_kind()
     delay = float(os.environ.get("PXT_PROGRESS_DELAY_S", BAR_DELAY_S))
-    return tqdm(total=total, desc=what, unit="row", delay=delay, leave=False, file=sys.stderr,
-                dynamic_ncols=True)
+    return tqdm(total=total, desc=what, unit="row", delay=delay, leave=False, file=file, dynamic_ncols=True)
+
+
+def _bar_kind() -> tuple[Any, Any]:
+    """The tqdm class and stream for a bar here: in a Jupyter kernel, the notebook's widget bar when ipywidgets
+    is installed, else the text bar on stdout (tqdm.auto would warn on stderr that ipywidgets is missing, and
+    a text bar on stderr shows as an error block in the notebook); elsewhere the text bar on stderr."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            from tqdm.std import tqdm
+
+            return tqdm, sys.stdout
+        from tqdm.notebook import tqdm
+
+        return tqdm, sys.stderr
+    from tqdm.std import tqdm
+
+    return tqdm, sys.stderr
 
 
 __all__ = ["bar", "progress_bars", "quiet_descendants", "run_config", "verbose"]

@@ -9,7 +9,10 @@ and reports its outcome. The embedded default keeps running batches in process: 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import os
 import time
 from collections.abc import Iterator
@@ -21,6 +24,22 @@ from pxt_assets import console, dagster_compat, fsutil
 
 #: how often a waiting caller looks at the run's status
 _POLL_S = 0.5
+
+
+def execute_in_process(job: dg.JobDefinition, **kwargs: Any) -> dg.ExecuteInProcessResult:
+    """`job.execute_in_process(**kwargs)`, in a thread of its own when this thread runs an event loop (a Jupyter
+    kernel's cell runs inside the kernel's asyncio loop). Dagster gives each run an event loop of its own and,
+    when the run ends, runs `loop.shutdown_asyncgens()` on it; in a thread whose loop is running, that call
+    refuses to start (RuntimeError, which Dagster ignores) and the coroutine it was given is never awaited:
+    a RuntimeWarning on stderr after every insert. In a thread without a loop, Dagster's loop starts and closes
+    cleanly. The run sees this thread's context variables (progress bars, settings)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return job.execute_in_process(**kwargs)
+    context = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pxt-run") as pool:
+        return pool.submit(context.run, job.execute_in_process, **kwargs).result()
 
 
 def is_shared(instance: dg.DagsterInstance) -> bool:

@@ -224,6 +224,15 @@ def home_cloud(s3_env, monkeypatch):
     plane.close()
 
 
+def artifacts_dir() -> pathlib.Path:
+    """Where tests leave what a person may want to look at (UI screenshots, executed notebooks):
+    `$PXT_TEST_ARTIFACTS`, default test-artifacts/ui/ at the repository root."""
+    folder = pathlib.Path(os.environ.get("PXT_TEST_ARTIFACTS")
+                          or pathlib.Path(__file__).resolve().parent.parent / "test-artifacts" / "ui")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def unique_bucket(prefix: str = "bkt") -> str:
     """A fresh, valid bucket/container name (3-63 lowercase letters, digits, dashes)."""
     import uuid

@@ -84,8 +84,9 @@ def test_a_healthy_table_and_its_view_pass(where, tmp_path, images, instance, de
     t, v, _, _ = _tables(where, tmp_path, images, instance)
     declared(t, v)
     code, out = cli(capsys)
-    # 2 rotated images, 2 inputs and the document (each file once)
-    assert code == 0 and out == ["ok: 2 tables, 5 files checked, no problems"]
+    # 2 rotated images, 2 inputs and the document (each file once per table); the view's rows name their
+    # base row's image, rotated image and document too (the base table's columns, as Pixeltable's views have)
+    assert code == 0 and out == ["ok: 2 tables, 8 files checked, no problems"]
     code, out = cli(capsys, "chk/chunks", "--json")
     report = json.loads(out[-1])
     assert code == 0 and report["ok"] and report["tables"] == ["chk/chunks"] and report["problems"] == []

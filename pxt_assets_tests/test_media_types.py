@@ -63,17 +63,18 @@ def test_metadata_functions_in_columns_and_where(pxt_home, instance, media_files
     t.add_computed_column(info=t.video.get_metadata())
     t.add_computed_column(duration=t.video.get_duration())
     t.insert([{"video": str(media_files["video"])}, {"video": str(media_files["long_video"])}], instance=instance)
-    got = t.select(t.duration, t.info.streams[0].width, t.info.streams[0].codec, t.info.format).collect().to_pandas()
+    got = t.select(t.duration, t.info.streams[0].width, t.info.streams[0].codec_context.name, t.info.size).collect().to_pandas()
     assert sorted(round(d, 1) for d in got["duration"]) == [2.0, 4.0]
-    assert set(got.iloc[:, 1]) == {64} and set(got.iloc[:, 2]) == {"h264"} and "mp4" in got.iloc[0, 3]
+    assert set(got.iloc[:, 1]) == {64} and set(got.iloc[:, 2]) == {"h264"} and got.iloc[0, 3] > 0
     assert t.where(t.duration > 3).count() == 1
 
     a = pxt.create_table("m/sounds", {"audio": pxt.Audio})
     a.add_computed_column(duration=a.audio.get_duration())
     a.add_computed_column(info=a.audio.get_metadata())
     a.insert([{"audio": str(media_files["audio"])}], instance=instance)
-    row = a.select(a.duration, a.info.streams[0].sample_rate, a.info.streams[0].channels).collect().to_pandas().iloc[0]
-    assert round(row.iloc[0], 2) == 1.5 and row.iloc[1] == 16000 and row.iloc[2] == 1
+    row = a.select(a.duration, a.info.streams[0].duration_seconds, a.info.streams[0].codec_context.channels
+                   ).collect().to_pandas().iloc[0]
+    assert round(row.iloc[0], 2) == 1.5 and round(row.iloc[1], 2) == 1.5 and row.iloc[2] == 1
 
     d = pxt.create_table("m/docs", {"doc": pxt.Document})
     d.add_computed_column(pages=d.doc.get_page_count())

@@ -30,8 +30,9 @@ def _printed(capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_env, monkeypatch, tmp_path, capsys):
-    # The B2 bucket of the seed, reached through a profile whose endpoint is the local moto server.
+@pytest.fixture
+def b2_bucket(s3_env, monkeypatch, tmp_path) -> str:
+    """The B2 bucket of seed 001, reached through a profile whose endpoint is the local moto server."""
     bucket = unique_bucket("pixeltable")
     s3_env.client().create_bucket(Bucket=bucket)
     aws_config = tmp_path / "aws_config"
@@ -39,6 +40,11 @@ def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_
                           "aws_secret_access_key = s\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config))
     monkeypatch.setenv("PIXELTABLE_B2_PROFILE", "b2")
+    return bucket
+
+
+def test_seed_001_working_with_blob_storage(notebook, pxt_home, http_server, s3_env, b2_bucket, tmp_path, capsys):
+    bucket = b2_bucket
 
     # --- the seed's cells, import changed ---
     from pathlib import Path

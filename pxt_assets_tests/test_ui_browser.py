@@ -30,12 +30,12 @@ import PIL.Image
 import pytest
 
 from pxt_assets.instance import write_config
+from pxt_assets_tests.conftest import artifacts_dir
 from pxt_assets_tests.test_cli_and_ui import (
     COLUMNS,
     COMPUTED,
     DAGSTER,
     INSERT_JOB,
-    REPO,
     SAMPLES,
     SOURCE,
     TABLE_PATH,
@@ -59,12 +59,6 @@ MEDIA_COLUMN = "rotated"
 UI_TIMEOUT_MS = 60_000
 # Tall enough that an asset page's whole metadata table is on screen (the UI scrolls inside the page).
 VIEWPORT = {"width": 1600, "height": 1600}
-
-
-def artifacts_dir() -> pathlib.Path:
-    folder = pathlib.Path(os.environ.get("PXT_TEST_ARTIFACTS") or REPO / "test-artifacts" / "ui")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 class UI:

@@ -88,9 +88,12 @@ def test_a_frame_view_follows_its_base_tables_batches(videos, instance, tmp_path
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     keys, parents = done.stdout.strip().splitlines()[-2:]
+    # the view has its base table's columns too (as Pixeltable's views do), each from the base's column
     assert keys == str(["vid/frames/bright", "vid/frames/frame", "vid/frames/frame_attrs", "vid/frames/level",
-                        "vid/frames/pos", "vid/frames/thumb", "vid/videos/title", "vid/videos/video"])
+                        "vid/frames/pos", "vid/frames/thumb", "vid/frames/title", "vid/frames/video",
+                        "vid/videos/title", "vid/videos/video"])
     assert parents == "['vid/videos/video']"
+    assert graph.get(dg.AssetKey(["vid", "frames", "title"])).parent_keys == {dg.AssetKey(["vid", "videos", "title"])}
 
     # a batch deleted from the base table goes from its views too, files and all
     assert videos.delete(batch=second.batch, instance=instance) == 4
@@ -111,9 +114,9 @@ def test_frame_iterator_options_and_argument_errors(videos, instance):
     assert [a["index"] for a in some.select(some.frame_attrs).collect()["frame_attrs"]] == [5, 15, 25]
     key_attrs = list(keys.select(keys.frame_attrs).collect()["frame_attrs"])
     assert key_attrs and all(a["key_frame"] for a in key_attrs) and [a["index"] for a in key_attrs][:3] == [0, 10, 20]
-    with pytest.raises(ValueError, match="at most one of fps, num_frames, keyframes_only"):
+    with pytest.raises(ValueError, match="At most one of `fps`, `num_frames` or `keyframes_only`"):
         frame_iterator(videos.video, fps=1, keyframes_only=True)
-    with pytest.raises(ValueError, match="fps must be a positive number"):
+    with pytest.raises(ValueError, match="`fps` must be a positive number"):
         frame_iterator(videos.video, fps=0)
     with pytest.raises(pxt.SpecError, match=r"reads a pxt.Video column; 'title' is pxt.String"):
         pxt.create_view("vid/bad", videos, iterator=frame_iterator(videos.title, fps=1))
@@ -208,26 +211,28 @@ def test_document_chunks_pages_headings_and_page_images(pxt_home, instance, tmp_
         docs.doc, "page", elements=["text", "image"], metadata="title,page", image_dpi=36))
     got = pages.where(pages.page != None).select(pages.text, pages.page, pages.title, pages.image).collect()  # noqa: E711
     assert list(got["text"]) == ["Intro page. It has two sentences.", "Results page.", "Appendix."]
-    assert list(got["page"]) == [0, 1, 2] and set(got["title"]) == {"Quarterly report"}
+    assert list(got["page"]) == [0, 1, 2] and set(got["title"]) == {""}  # Pixeltable: a PDF has no title
     assert {img.size for img in got["image"]} == {(306, 396)}  # 612 x 792 pt at 36 dpi
     assert pages.where(pages.text == "Results page.").count() == 1
 
+    # Pixeltable's splitting: a heading opens its section; paragraphs and sentences split at headings too
     sections = pxt.create_view("docs/sections", docs, iterator=document_splitter(
         docs.doc, "heading,sentence", metadata="title,heading,sourceline"))
     rows = sections.select(sections.text, sections.title, sections.heading, sections.sourceline).collect().to_pandas()
-    md_rows = [r for r in rows.to_dict("records") if r["title"] == "Notes"]
-    assert [r["text"] for r in md_rows] == ["Opening words.", "Alpha text.", "More alpha.", "Beta text."]
-    assert md_rows[1]["heading"] == {"1": "Notes", "2": "Part A"} and md_rows[1]["sourceline"] == 7
+    md_rows = [r for r in rows.to_dict("records") if r["heading"] and r["heading"].get("h1") == "Notes"]
+    assert [r["text"] for r in md_rows] == ["Notes", "Opening words.", "Part A", "Alpha text. ", "More alpha.",
+                                            "Part B", "Beta text."]
+    assert md_rows[3]["heading"] == {"h1": "Notes", "h2": "Part A"} and md_rows[3]["sourceline"] == 0
     html_rows = [r for r in rows.to_dict("records") if r["title"] == "Web page"]
-    assert [r["text"] for r in html_rows] == ["First para.", "Second para."]
-    assert html_rows[1]["heading"] == {"1": "Top", "2": "Sub"}
+    assert [r["text"] for r in html_rows] == ["Web page", "Top", "First para.", "Sub", "Second para."]
+    assert html_rows[4]["heading"] == {"h1": "Top", "h2": "Sub"} and html_rows[4]["sourceline"] == 1
 
     limited = pxt.create_view("docs/limited", docs, iterator=document_splitter(
         docs.doc, "char_limit", limit=12, overlap=3))
     assert all(len(t) <= 12 for t in limited.select(limited.text).collect()["text"])
-    with pytest.raises(ValueError, match="unknown separators"):
+    with pytest.raises(ValueError, match="Invalid separator: `chapter`"):
         document_splitter(docs.doc, "chapter")
-    with pytest.raises(ValueError, match="need limit="):
+    with pytest.raises(ValueError, match="'limit' must be specified"):
         document_splitter(docs.doc, "token_limit")
 
 
@@ -334,14 +339,63 @@ def test_document_splitting_details(pxt_home, instance, tmp_path):
     md = tmp_path / "code.md"
     md.write_text("# Guide\n\nFirst para.\n\nSecond para\nspans two lines.\n\n```\n# not a heading\n```\n")
     chunks = list(iter_chunks(str(md), "heading,paragraph", metadata="heading,sourceline"))
-    assert [(c["text"].splitlines()[0], c["sourceline"]) for c in chunks] == [
-        ("First para.", 3), ("Second para", 5), ("```", 8)]
-    assert all(c["heading"] == {"1": "Guide"} for c in chunks)
+    # as Pixeltable (mistune): a heading's text opens a chunk, lines of a paragraph are joined by a space,
+    # code blocks are left out, Markdown has sourceline 0
+    assert [(c["text"], c["sourceline"]) for c in chunks] == [
+        ("Guide", 0), ("First para.", 0), ("Second para spans two lines.", 0)]
+    assert all(c["heading"] == {"h1": "Guide"} for c in chunks)
     html = tmp_path / "p.html"
     html.write_text("<p>Intro text</p><h2>Sub</h2><p>Body.</p>")
     assert [c["text"] for c in iter_chunks(str(html), "paragraph")] == ["Intro text", "Sub", "Body."]
     pdf = make_text_pdf(tmp_path / "d.pdf", ["One. Two.", "Three."])
+    # without 'page', a PDF's pages are one text (Pixeltable joins them with nothing between)
     assert [(c["text"], c["page"]) for c in iter_chunks(str(pdf), "sentence", metadata="page")] == [
-        ("One.", None), ("Two.", None), ("Three.", None)]
+        ("One. ", None), ("Two.Three.", None)]
     assert [(c["text"], c["page"]) for c in iter_chunks(str(pdf), "page,sentence", metadata="page")] == [
-        ("One.", 0), ("Two.", 0), ("Three.", 1)]
+        ("One. ", 0), ("Two.", 0), ("Three.", 1)]
+
+
+def test_a_view_has_its_base_tables_columns_and_takes_plain_columns(videos, instance, tmp_path):
+    """As Pixeltable's views: `frames.video` and the base's other columns (computed ones too) are the view's,
+    selectable, usable in where() and in the view's computed columns; `add_column` adds a plain column (None
+    in every row, made and to be made); keyword iterator arguments; a catalog handle loaded again has it all."""
+    a, b = videos._test_files
+    videos.add_computed_column(duration=videos.video.get_duration())
+    videos.insert([{"video": str(a), "title": "a"}], instance=instance)
+    frames = pxt.create_view("vid/frames", videos, iterator=frame_iterator(video=videos.video, fps=1))
+    assert frames.columns() == ["video", "title", "duration", "pos", "frame", "frame_attrs"]
+    frames.add_column(note=pxt.String)
+    frames.add_computed_column(label=frames.title)  # a view's computed column over a base column
+    frames.add_computed_column(length=frames.video.get_duration())
+    videos.insert([{"video": str(b), "title": "b"}], instance=instance)
+    got = frames.select(frames.video, frames.title, frames.duration, frames.pos, frames.note, frames.label,
+                        frames.length, url=frames.video.fileurl).collect().to_dict("records")
+    assert [(r["title"], r["pos"], r["note"], r["label"]) for r in got] == [
+        ("a", 0, None, "a"), ("a", 1, None, "a"), ("a", 2, None, "a"), ("b", 0, None, "b"), ("b", 1, None, "b")]
+    assert {r["url"] for r in got} == {a.as_uri(), b.as_uri()}
+    assert [round(r["duration"], 1) for r in got] == [3.0] * 3 + [2.0] * 2 == [round(r["length"], 1) for r in got]
+    assert frames.where(frames.title == "b").count() == 2 and frames.where(frames.video == a.as_uri()).count() == 3
+    # the view references the base's files, it does not own them: dropping the view leaves the videos
+    again = pxt.get_table("vid/frames")
+    assert again.columns() == [*frames.columns()] and "note" in again.columns()
+    assert pxt.drop_table("vid/frames", instance=instance) == 0 and a.exists() and b.exists()
+    # a base column named like an iterator column is the iterator's in the view
+    docs = pxt.create_table("vid/docs", {"doc": pxt.Document, "text": pxt.String})
+    chunks = pxt.create_view("vid/chunks", docs, iterator=document_splitter(document=docs.doc, separators=""))
+    assert chunks.columns() == ["doc", "pos", "text"] and chunks.text.col_type == pxt.String
+
+
+def test_create_view_raises_when_its_arguments_cannot_work_on_a_base_row(pxt_home, instance, tmp_path):
+    """As Pixeltable's create_view: an iterator argument that cannot work on a base row (paragraphs of a PDF)
+    raises with its message, and the view is not made, in the catalog or declared in code."""
+    pdf = make_text_pdf(tmp_path / "d.pdf", ["One.", "Two."])
+    pxt.create_dir("inv")
+    for base in (pxt.create_table("inv/docs", {"doc": pxt.Document}), pxt.MediaTable("inv/code_docs",
+                                                                                      {"doc": pxt.Document})):
+        base.insert([{"doc": str(pdf)}], instance=instance)
+        name = f"inv/paragraphs_of_{base.spec.name}"
+        with pytest.raises(pxt.SpecError, match=r"Paragraph splitting is not currently supported for PDF"):
+            pxt.create_view(name, base, iterator=document_splitter(base.doc, "paragraph"), instance=instance)
+        assert name not in pxt.list_tables("inv") and base._views_to_run() == []
+        base.insert([{"doc": str(pdf)}], instance=instance)  # no view rows made, no error
+        assert base.count() == 2

@@ -170,8 +170,24 @@ def create_view(path: str, base: MediaTable, *, iterator, destination: str | Non
 
     view, new = _create(path, parts, store, if_exists, instance, make)
     if new:
-        print(f"Created view {parts[-1]!r} with {view._populate(instance)} rows.")
+        _populated(view, base, instance)
     return view
+
+
+def _populated(view: MediaView, base: MediaTable, instance: dg.DagsterInstance | None) -> None:
+    """Make a new view's rows; if its iterator's arguments cannot work on a base row (Pixeltable's create_view
+    raises then), the view is dropped and that is raised."""
+    rows = view._populate(instance)
+    problem = view._argument_error()
+    if problem is None:
+        print(f"Created view {view.spec.name!r} with {rows} rows.")
+        return
+    base._remove_view(view)
+    if view._persistent:
+        drop_table(view.path, if_not_exists="ignore", instance=instance)
+    else:
+        lifecycle.drop_table(view.path, if_not_exists="ignore", instance=instance)
+    raise SpecError(f"create_view {view.path!r}: {problem}")
 
 
 def _code_view(path: str, base: MediaTable, iterator, destination: str | None, if_exists: str,
@@ -181,7 +197,7 @@ def _code_view(path: str, base: MediaTable, iterator, destination: str | None, i
         lifecycle.drop_table(path, if_not_exists="ignore", instance=instance)
     with checked_at_once():
         view = MediaView(path, base, iterator, destination=destination)
-    print(f"Created view {parse_table_path(path)[-1]!r} with {view._populate(instance)} rows.")
+    _populated(view, base, instance)
     return view
 
 

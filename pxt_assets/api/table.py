@@ -635,8 +635,8 @@ class MediaTable:
                     continue
                 try:
                     with console.progress_bars():
-                        result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
-                                                        raise_on_error=False, run_config=console.run_config())
+                        result = launch.execute_in_process(job, instance=instance, partition_key=batch, tags=tags,
+                                                           raise_on_error=False, run_config=console.run_config())
                 except dg.DagsterUnknownPartitionError:
                     if batch not in self._rowstore().batches(self.spec.slug):
                         done.add(batch)  # deleted meanwhile (by another process): nothing to compute
@@ -707,10 +707,14 @@ class MediaTable:
     def __repr__(self) -> str:
         lines = [f"MediaTable {self.path!r}"]
         for c in self.spec.columns.values():
-            what = f"= {c.expr!r}" if c.expr is not None else ("(iterator)" if hasattr(self, "base_spec") else "(inserted)")
+            what = f"= {c.expr!r}" if c.expr is not None else self._made_by(c.name)
             where = f"  -> {_shown_destination(c)} [{c.destination_source}]" if c.is_media else ""
             lines.append(f"  {c.name}: {c.col_type!r} {what}{where}")
         return redact("\n".join(lines))  # a constant in an expression may be a signed URL
+
+    def _made_by(self, name: str) -> str:
+        """How a column that is not computed gets its values (a view says more)."""
+        return "(inserted)"
 
     # -- Dagster ----------------------------------------------------------------------------------------
     def assets_definitions(self) -> list[dg.AssetsDefinition]:
@@ -902,8 +906,8 @@ class MediaTable:
                     job = job.get_subset(asset_selection={asset_builder.asset_key(self.spec, c.name)
                                                           for c in self.spec.source_columns()})
                 with console.progress_bars():
-                    result = job.execute_in_process(instance=instance, partition_key=batch, tags=tags,
-                                                    raise_on_error=False, run_config=console.run_config())
+                    result = launch.execute_in_process(job, instance=instance, partition_key=batch, tags=tags,
+                                                       raise_on_error=False, run_config=console.run_config())
                 success, run_id = result.success, result.run_id
                 failure = None if success else next((e for e in result.all_events if e.is_step_failure), None)
                 detail = _root_message(failure.event_specific_data.error) if failure else "see the run's logs"

@@ -28,13 +28,21 @@ from pxt_assets.spec import (
     TableSpec,
     check_iterator_call,
     iterator_kwargs,
+    iterator_of,
     parse_table_path,
     view_parts,
 )
 
+#: where a view's copy of a base column has its files: the base table's, referenced
+BASE_COLUMN = "the base table's column (referenced)"
+
 
 class MediaView(MediaTable, kind="view"):
-    """A view: `pxt.create_view('dir/frames', videos, iterator=frame_iterator(videos.video, fps=1))`."""
+    """A view: `pxt.create_view('dir/frames', videos, iterator=frame_iterator(videos.video, fps=1))`.
+
+    Its columns, as Pixeltable's: the base table's (`frames.video`, values of the row's base row), `pos`, the
+    iterator's outputs, plain columns (`frames.add_column(note=pxt.String)`: None until set) and computed
+    columns over any of them."""
 
     def __init__(self, path: str, base: MediaTable, iterator: Call, *, destination: str | None = None,
                  settings: Settings | None = None, automation: bool = True) -> None:
@@ -57,6 +65,14 @@ class MediaView(MediaTable, kind="view"):
         self.iterator_destination = destination
         outputs = it.outputs(**{k: v for k, v in iterator_kwargs(iterator).items()
                                 if k in ("elements", "metadata")})
+        # The base table's columns, as Pixeltable's views have them (`frames.video`): each view row holds its
+        # base row's values, taken when the row is made (a media value references the base's file). A base
+        # column named like an iterator column is the iterator's here.
+        self.base_columns = [n for n in base.spec.columns if n != "pos" and n not in outputs]
+        for name in self.base_columns:
+            column = ColumnSpec(name, base.spec.columns[name].col_type)
+            self._place(column, lambda: destinations.Resolved(None, BASE_COLUMN))
+            self.spec.columns[name] = column
         self.spec.columns["pos"] = ColumnSpec("pos", Int, None, None, None, "iterator position")
         for name, col_type in outputs.items():
             column = ColumnSpec(name, col_type, None, destination if col_type.is_media else None)
@@ -71,11 +87,9 @@ class MediaView(MediaTable, kind="view"):
         return self.base_spec.display_path
 
     def iterator_columns(self) -> list[ColumnSpec]:
-        """`pos` and the iterator's outputs: the view's source step makes them."""
+        """The columns the view's step makes with each row: the base table's (copied from the base row),
+        `pos` and the iterator's outputs, and plain columns added with add_column (None)."""
         return self.spec.source_columns()
-
-    def add_column(self, **kwargs: Any) -> None:
-        raise SpecError(f"view {self.path!r}: its rows come from its iterator; add computed columns instead")
 
     def insert(self, *args: Any, **kwargs: Any) -> Any:
         raise SpecError(f"view {self.path!r} gets its rows from {self.base_path!r}: insert into that table")
@@ -103,14 +117,31 @@ class MediaView(MediaTable, kind="view"):
             self._run_batch(batch, instance, time.monotonic(), doing="computing view")
         return self.count()
 
+    def _argument_error(self) -> str | None:
+        """The message of a row whose base row the iterator's arguments cannot work on (IteratorArgumentError:
+        `audio_splitter(max_size=1024)` on audio whose packets are larger), if any."""
+        pos = self.pos
+        messages = self.where(pos.errortype == "invalid").select(msg=pos.errormsg).limit(1).collect()
+        found = list(messages["msg"])
+        return found[0].removeprefix("pos: ") if found else None
+
     # -- catalog -------------------------------------------------------------------------------------------
     def _doc(self) -> dict[str, Any]:
         return {**super()._doc(), "view": {"base": self.base_spec.to_dict(), "iterator": self.iterator.to_dict(),
-                                           "destination": self.iterator_destination}}
+                                           "destination": self.iterator_destination,
+                                           "base_columns": list(self.base_columns)}}
 
     def _load_parts(self, doc: dict[str, Any]) -> None:
         _, self.base_spec, self.iterator = view_parts(doc)
         self.iterator_destination = doc["view"].get("destination")
+        self.base_columns = list(doc["view"].get("base_columns", []))  # none in a view made before they were
+
+    def _made_by(self, name: str) -> str:
+        if name in self.base_columns:
+            return f"(from {self.base_path!r})"
+        made = iterator_of(self.iterator).outputs(
+            **{k: v for k, v in iterator_kwargs(self.iterator).items() if k in ("elements", "metadata")})
+        return "(iterator)" if name == "pos" or name in made else "(plain)"
 
     def __repr__(self) -> str:
         return super().__repr__().replace("MediaTable", "MediaView", 1) + f"\n  (view of {self.base_path!r}: {self.iterator!r})"

@@ -62,15 +62,16 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
     input_col = view.iterator.args[0].name
     columns = view.iterator_columns()
     computed_cols = spec.computed_columns()
+    copied = [n for n in getattr(view, "base_columns", []) if n in spec.columns and n in base.columns]
     outs = {c.name: column_out(spec, c, pdef, required=False, automation=view.automation)
             for c in [*columns, *computed_cols]}
-    internal = {c.name: {asset_key(base, input_col)} for c in columns}
+    internal = {c.name: {asset_key(base, c.name if c.name in copied else input_col)} for c in columns}
     internal.update({c.name: {asset_key(spec, n) for n in c.expr.columns()} for c in computed_cols})
 
     @dg.multi_asset(
         name=f"{spec.slug}__view",
         outs=outs,
-        deps=[asset_key(base, input_col)],
+        deps=sorted({asset_key(base, n) for n in [input_col, *copied]}, key=lambda k: k.to_user_string()),
         internal_asset_deps=internal,
         partitions_def=pdef,
         can_subset=True,
@@ -128,7 +129,12 @@ class _ViewBatch:
         self.kwargs = iterator_kwargs(self.call)
         self.input_col = self.call.args[0].name
         self.columns = view.iterator_columns()
-        self.outputs = [c for c in self.columns if c.name != "pos"]
+        made = iterator_of(view.iterator).outputs(**{k: v for k, v in self.kwargs.items()
+                                                   if k in ("elements", "metadata")})
+        self.outputs = [c for c in self.columns if c.name in made]  # what the iterator makes
+        base_columns = set(getattr(view, "base_columns", []))
+        self.copied = [c for c in self.columns if c.name in base_columns and c.name not in made]
+        self.plain = [c for c in self.columns if c.name != "pos" and c not in self.outputs and c not in self.copied]
         self.selected = selected
         self.image_format = self.kwargs.get("image_format")  # document page images: the format asked for
         self.store = media_io.rowstore()
@@ -137,8 +143,10 @@ class _ViewBatch:
             raise dg.Failure(f"view {self.spec.display_path!r}: batch {batch!r} of {self.base.display_path!r} is "
                              "not committed yet; it runs once the base table's batch is")
         base_rt = self.store.row_table(self.base.slug)
-        self.got = (self.store.read_columns(base_rt, batch, [self.input_col]).get(self.input_col, {})
-                    if base_rt is not None else {})
+        read = (self.store.read_columns(base_rt, batch, [self.input_col, *(c.name for c in self.copied)])
+                if base_rt is not None else {})
+        self.got = read.get(self.input_col, {})
+        self.base_records = {c.name: read.get(c.name, {}) for c in self.copied}  # a base column dropped: {}
         rt = self.store.for_spec(self.spec)
         self.store.create_batch(self.spec.slug, batch, [], source={"view_of": self.base.display_path})
         media_io.start_run(self.spec, batch, context.run_id)
@@ -172,7 +180,8 @@ class _ViewBatch:
                             for pos, item in enumerate(self.iterator.run(str(path), **self.kwargs)):
                                 rid = row_id(self.batch, self.rows)
                                 self.rows += 1
-                                self.pending.append(pool.submit(self._finish, rid, pos, item, uri, version))
+                                self.pending.append(pool.submit(self._finish, rid, pos, item, uri, version,
+                                                                base_rid))
                                 self._settle(_WRITES_IN_FLIGHT, pool)  # frames in flight stay bounded
                                 if time.monotonic() - progress_at >= PROGRESS_EVERY_S:
                                     progress_at = time.monotonic()
@@ -184,9 +193,10 @@ class _ViewBatch:
                         message = redact(f"{name} failed on {self.base.display_path} row {base_rid} "
                                          f"({self.input_col} {uri}): {e}")
                         self.context.log.warning(message)
-                        # over a limit (or it crashed its reader) says so; any other failure is the iterator's
+                        # over a limit (or it crashed its reader), or an argument that cannot work on this file,
+                        # says so; any other failure is the iterator's
                         code = error_kind(e)
-                        self._failed_row(message, code if code == "resource_limit" else "iterator_error")
+                        self._failed_row(message, code if code in ("resource_limit", "invalid") else "iterator_error")
             finally:
                 close_frame_cursors()
         for writer in self.writers.values():
@@ -194,12 +204,25 @@ class _ViewBatch:
         return self.records
 
     def _make_row(self, rid: str, pos: int, item: dict[str, Any], base_uri: str,
-                  base_version: Any) -> tuple[dict[str, dict[str, Any]], Row, dict[str, Any]]:
+                  base_version: Any, base_rid: str) -> tuple[dict[str, dict[str, Any]], Row, dict[str, Any]]:
         """The row's iterator records, its files written; a Row holding its values (and media in memory);
-        the inputs' versions (the base file's, so a video changed in place recomputes its frames' columns)."""
+        the inputs' versions (the base file's, so a video changed in place recomputes its frames' columns).
+        The base table's columns are the base row's values (and errors); plain columns are None."""
         recs: dict[str, dict[str, Any]] = {"pos": {**new_record(rid, False, None, base_version), "value": pos}}
         row = Row(self.spec, self.reader, rid, {"pos": pos})
         versions = {c.name: base_version for c in self.columns}
+        for col in self.copied:
+            got = self.base_records[col.name].get(base_rid) or {}
+            rec = recs[col.name] = new_record(rid, col.is_media, None, got.get("version", base_version))
+            for key in ("value", "error", "errortype"):
+                rec[key] = None if is_missing(got.get(key)) else got.get(key)
+            versions[col.name] = rec["version"]
+            row.stored[col.name] = rec["value"]
+            if rec["error"] is not None:
+                row.errors[col.name], row.errortypes[col.name] = rec["error"], rec["errortype"] or "upstream_error"
+        for col in self.plain:
+            recs[col.name] = new_record(rid, col.is_media, col.destination, base_version)
+            row.stored[col.name] = None
         for col in self.outputs:
             rec = recs[col.name] = new_record(rid, col.is_media, col.destination, base_version)
             value = item.get(col.name)
@@ -230,10 +253,10 @@ class _ViewBatch:
         return recs, row, versions
 
     def _finish(self, rid: str, pos: int, item: dict[str, Any], base_uri: str,
-                base_version: Any) -> tuple[dict[str, dict[str, Any]], Any]:
+                base_version: Any, base_rid: str) -> tuple[dict[str, dict[str, Any]], Any]:
         """On the pool: the row made, and its computed columns unless they wait for a chunk (then the row is
         returned to be computed with its chunk)."""
-        recs, row, versions = self._make_row(rid, pos, item, base_uri, base_version)
+        recs, row, versions = self._make_row(rid, pos, item, base_uri, base_version, base_rid)
         if self.computer is None:
             return recs, None
         if self.computer.has_deferred:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
+from pxt_assets.functions.registry import ExpressionFunction, IteratorArgumentError, IteratorSpec, register
 from pxt_assets.functions.video import _no_direct_call, container_metadata, duration_of
 from pxt_assets.media import Audio, Float, Json
 
 
 @register("audio.get_metadata", applies_to=Audio, returns=Json)
 def get_metadata(audio: str) -> dict[str, Any]:
-    """The audio file's container and stream metadata (format, duration, codec, sample rate, channels)."""
+    """The audio file's container and stream metadata, with Pixeltable's structure (see video.container_metadata)."""
     return container_metadata(audio)
 
 
@@ -28,22 +28,29 @@ def get_duration(audio: str) -> float | None:
 #: a tail shorter than this (or of a single packet) is merged into the segment before it: FFmpeg cannot always
 #: open a one-packet file (Pixeltable's default min_segment_duration=0 emits such tails)
 MIN_TAIL_S = 0.1
-#: segment length when neither duration nor max_size is given
-DEFAULT_DURATION_S = 30.0
 
 
 def check_splitter_args(duration: Any = None, max_size: Any = None, overlap: Any = 0.0,
                         min_segment_duration: Any = 0.0) -> None:
+    """Pixeltable's checks (pixeltable/functions/audio.py, audio_splitter.validate), with its messages."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     if (duration is None) == (max_size is None):
-        raise ValueError("audio_splitter: give exactly one of duration (seconds) or max_size (bytes)")
-    if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration <= 0):
-        raise ValueError(f"audio_splitter: duration must be a positive number of seconds, got {duration!r}")
-    if max_size is not None and (not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1024):
-        raise ValueError(f"audio_splitter: max_size must be an integer number of bytes >= 1024, got {max_size!r}")
-    if not isinstance(overlap, (int, float)) or overlap < 0 or (duration is not None and overlap >= duration):
-        raise ValueError(f"audio_splitter: overlap must be >= 0 and shorter than duration, got {overlap!r}")
-    if not isinstance(min_segment_duration, (int, float)) or min_segment_duration < 0:
-        raise ValueError(f"audio_splitter: min_segment_duration must be >= 0, got {min_segment_duration!r}")
+        raise ValueError("audio_splitter: Exactly one of `duration` or `max_size` must be specified")
+    if overlap is not None and (not number(overlap) or overlap < 0):
+        raise ValueError("audio_splitter: `overlap` must be non-negative")
+    if min_segment_duration is not None and (not number(min_segment_duration) or min_segment_duration < 0):
+        raise ValueError("audio_splitter: `min_segment_duration` must be non-negative")
+    if duration is not None:
+        if not number(duration) or duration <= 0:
+            raise ValueError("audio_splitter: `duration` must be a positive number")
+        if min_segment_duration is not None and duration < min_segment_duration:
+            raise ValueError("audio_splitter: `duration` must be at least `min_segment_duration`")
+        if overlap is not None and overlap >= duration:
+            raise ValueError("audio_splitter: `overlap` must be strictly less than `duration`")
+    elif not isinstance(max_size, int) or isinstance(max_size, bool) or max_size <= 0:
+        raise ValueError("audio_splitter: `max_size` must be a positive number of bytes")
 
 
 def iter_segments(audio: str, *, duration: float | None = None, max_size: int | None = None,
@@ -60,8 +67,6 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
 
     from pxt_assets import fsutil
 
-    if duration is None and max_size is None:
-        duration = DEFAULT_DURATION_S
     check_splitter_args(duration, max_size, overlap, min_segment_duration)
     suffix = pathlib.Path(str(audio)).suffix or ".mka"
     with av.open(str(audio)) as container:
@@ -71,7 +76,7 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
         def seconds(pts: int) -> float:
             return float(pts * tb)
 
-        def write(packets: list[Any]) -> dict[str, Any]:
+        def write(packets: list[Any], probe: bool = False) -> dict[str, Any]:
             path = str(fsutil.scratch_file(suffix=suffix, prefix="pxt-segment-", folder=folder))
             try:
                 with av.open(path, "w") as out:
@@ -89,6 +94,15 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
             except Exception:
                 os.unlink(path)
                 raise
+            if probe:
+                return {"audio_segment": path}
+            if max_size is not None and os.path.getsize(path) > max_size:
+                os.unlink(path)
+                if len(packets) == 1:
+                    raise IteratorArgumentError(f"audio_splitter: `max_size` ({max_size} bytes) is too small to "
+                                                f"hold a single packet of audio file '{audio}'")
+                raise ValueError(f"audio_splitter: a segment of {len(packets)} packets of '{audio}' is over "
+                                 f"`max_size` ({max_size} bytes) with its container's overhead")
             last = packets[-1]
             return {"segment_start": seconds(packets[0].pts),
                     "segment_end": seconds(last.pts + (last.duration or 0)), "audio_segment": path}
@@ -98,16 +112,21 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
 
         overlap_pts = overlap / float(tb)
         budget = None
+        overhead = 0  # the container's own bytes in a one-packet file (FLAC's header and padding: 8 KB)
         if max_size is not None:
-            # room for the container: a header, and an index entry per packet (MP4's sample tables)
+            # room for the container: its header, and an index entry per packet (MP4's sample tables)
             def budget(n_packets: int) -> int:
-                return max_size - min(1024, max_size // 8) - 16 * n_packets
+                return max_size - overhead - min(1024, max_size // 8) - 16 * n_packets
         segment: list[Any] = []
         held: list[Any] | None = None  # the previous segment, written once we know the next is not a short tail
         size = 0
         for packet in container.demux(stream):
             if packet.size == 0 or packet.pts is None:
                 continue
+            if budget is not None and not overhead:
+                probe = write([packet], probe=True)["audio_segment"]
+                overhead = max(1, os.path.getsize(probe) - packet.size)
+                os.unlink(probe)
             full = bool(segment) and (
                 (budget is not None and size + packet.size > budget(len(segment) + 1))
                 or (duration is not None and seconds(packet.pts - segment[0].pts) >= duration))
@@ -116,7 +135,8 @@ def iter_segments(audio: str, *, duration: float | None = None, max_size: int | 
                     yield write(held)
                 held = segment
                 end = segment[-1].pts + (segment[-1].duration or 0)
-                segment = [p for p in segment if p.pts >= end - overlap_pts] if overlap else []
+                # a packet that ends inside the overlap is in it (an overlap shorter than a packet is one packet)
+                segment = [p for p in segment if p.pts + (p.duration or 0) > end - overlap_pts] if overlap else []
                 if budget is not None:  # the overlap may take at most half a segment: segments must advance
                     while segment and sum(p.size for p in segment) > budget(len(segment)) // 2:
                         segment.pop(0)
@@ -146,8 +166,7 @@ def _segment_outputs(**_: Any) -> dict[str, Any]:
 
 def _check_splitter_call(audio: Any, *, duration: Any = None, max_size: Any = None, overlap: Any = 0.0,
                          min_segment_duration: Any = 0.0) -> None:
-    check_splitter_args(DEFAULT_DURATION_S if duration is None and max_size is None else duration, max_size,
-                        overlap, min_segment_duration)
+    check_splitter_args(duration, max_size, overlap, min_segment_duration)
 
 
 register("audio.audio_splitter", applies_to=None, returns=Json,
@@ -158,8 +177,9 @@ audio_splitter = ExpressionFunction(
     """audio_splitter(audio, *, duration=None, max_size=None, overlap=0.0, min_segment_duration=0.0): segments
     of an audio file, for `pxt.create_view('dir/segments', t, iterator=audio_splitter(t.audio, duration=30.0))`.
     Columns: `pos`, `segment_start`, `segment_end` (seconds), `audio_segment` (a stored Audio file: a stream
-    copy in the source's container). Segments are `duration` seconds (default 30) or at most `max_size` bytes,
-    overlapping by `overlap` seconds. A last segment shorter than `min_segment_duration` is dropped; one too
+    copy in the source's container). Segments are `duration` seconds or at most `max_size` bytes (exactly one
+    of the two, as in Pixeltable; a `max_size` too small for one packet is the row's error), overlapping by
+    `overlap` seconds. A last segment shorter than `min_segment_duration` is dropped; one too
     short to open (a single packet) joins the segment before it.""")
 
 

@@ -11,7 +11,7 @@ import pathlib
 from typing import Any
 
 from pxt_assets.functions.pdfchild import open_pdf, pdf_info
-from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
+from pxt_assets.functions.registry import ExpressionFunction, IteratorArgumentError, IteratorSpec, register
 from pxt_assets.media import Document, Int, Json
 
 log = logging.getLogger(__name__)
@@ -74,30 +74,48 @@ def get_page_count(document: str) -> int:
 
 SEPARATORS = ("heading", "paragraph", "sentence", "token_limit", "char_limit", "page")
 ELEMENTS = ("text", "image")
-METADATA = ("title", "heading", "sourceline", "page", "image_dpi")
+#: Pixeltable's metadata, and ours: `image_dpi` (the dpi a page image was rendered at)
+METADATA = ("title", "heading", "sourceline", "page", "bounding_box", "image_dpi")
 
 
 def _split_list(value: Any, allowed: tuple[str, ...], what: str) -> list[str]:
-    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else list(value or [])) if v.strip()]
-    bad = [v for v in items if v not in allowed]
-    if bad:
-        raise ValueError(f"document_splitter: unknown {what} {bad}; known: {', '.join(allowed)}")
+    """A comma-separated string (or a list) of names, checked as Pixeltable checks them."""
+    items = [v.strip() for v in (value.split(",") if isinstance(value, str) else list(value or []))]
+    items = [v.lower() if isinstance(v, str) else v for v in items if v]
+    for v in items:
+        if v not in allowed:
+            raise ValueError(f"document_splitter: Invalid {what}: `{v}`. Valid {what}s are: {', '.join(allowed)}"
+                             if what != "metadata" else
+                             f"document_splitter: Invalid metadata: `{v}`. Valid metadata are: {', '.join(allowed)}")
     return items
 
 
 def check_splitter_args(separators: Any, elements: Any = None, limit: Any = None, overlap: Any = None,
                         metadata: Any = "", image_dpi: Any = 300, image_format: Any = "png") -> None:
-    seps = _split_list(separators, SEPARATORS, "separators")
-    if not seps:
-        raise ValueError("document_splitter: give at least one separator, e.g. 'page' or 'paragraph'")
-    elems = _split_list(elements if elements is not None else ["text"], ELEMENTS, "elements")
+    """Pixeltable's checks (pixeltable/functions/document.py, document_splitter.validate), with its messages."""
+    if elements is not None and not list(elements if not isinstance(elements, str) else elements.split(",")):
+        raise ValueError("document_splitter: elements cannot be empty")
+    elems = _split_list(elements if elements is not None else ["text"], ELEMENTS, "element")
     if not elems:
         raise ValueError("document_splitter: elements cannot be empty")
     _split_list(metadata, METADATA, "metadata")
-    if ("char_limit" in seps or "token_limit" in seps) and (not isinstance(limit, int) or limit < 1):
-        raise ValueError("document_splitter: char_limit and token_limit need limit= (an integer >= 1)")
-    if overlap is not None and (not isinstance(overlap, int) or overlap < 0 or (limit and overlap >= limit)):
-        raise ValueError(f"document_splitter: overlap must be an integer >= 0 and below limit, got {overlap!r}")
+    seps = _split_list(separators if separators is not None else "", SEPARATORS, "separator")
+    if "image" in elems and seps != ["page"]:
+        raise ValueError("document_splitter: Image elements are only supported for the 'page' separator on PDF "
+                         "documents")
+    if limit is not None or overlap is not None:
+        if "token_limit" not in seps and "char_limit" not in seps:
+            raise ValueError("document_splitter: limit/overlap requires the 'token_limit' or 'char_limit' separator")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+            raise ValueError("document_splitter: 'limit' must be a positive integer")
+        if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0):
+            raise ValueError("document_splitter: 'overlap' must be a non-negative integer")
+    if "token_limit" in seps or "char_limit" in seps:
+        if "token_limit" in seps and "char_limit" in seps:
+            raise ValueError("document_splitter: Cannot specify both 'token_limit' and 'char_limit' separators")
+        if limit is None:
+            raise ValueError("document_splitter: 'limit' must be specified with 'token_limit' and 'char_limit' "
+                             "separators")
     if not isinstance(image_dpi, (int, float)) or not 1 <= image_dpi <= 1200:
         raise ValueError(f"document_splitter: image_dpi must be between 1 and 1200, got {image_dpi!r}")
     if str(image_format).lower() not in ("png", "jpeg", "jpg", "webp"):
@@ -109,8 +127,8 @@ def splitter_outputs(elements: Any = None, metadata: Any = "") -> dict[str, Any]
     from pxt_assets.media import Float, Image, Int, Json, String
 
     types = {"text": String, "image": Image, "title": String, "heading": Json, "sourceline": Int, "page": Int,
-             "image_dpi": Float}
-    names = _split_list(elements if elements is not None else ["text"], ELEMENTS, "elements")
+             "bounding_box": Json, "image_dpi": Float}
+    names = _split_list(elements if elements is not None else ["text"], ELEMENTS, "element")
     names += _split_list(metadata, METADATA, "metadata")
     return {n: types[n] for n in names}
 
@@ -126,203 +144,235 @@ class _Section:
         return _Section(text, self.page, self.heading, self.sourceline)
 
 
-def _paragraphs(section: _Section) -> list[_Section]:
-    """The section's paragraphs (split at blank lines), each with its own first line."""
+class _Accumulator:
+    """Pixeltable's section building for HTML and Markdown: text pieces accumulate (each stripped), and a
+    section (the pieces joined by a space) is emitted at a heading when splitting by heading, paragraph or
+    sentence, and at a paragraph when splitting by paragraph or sentence. A heading's own text opens the
+    section after it. `heading` is the open headings ({'h1': ..., 'h2': ...})."""
+
+    def __init__(self, seps: list[str]) -> None:
+        self.on_paragraph = "paragraph" in seps or "sentence" in seps
+        self.on_heading = "heading" in seps or self.on_paragraph
+        self.pieces: list[str] = []
+        self.headings: dict[str, str] = {}
+        self.sourceline = 0
+        self.out: list[_Section] = []
+
+    def add(self, text: str) -> None:
+        text = text.strip()
+        if text:
+            self.pieces.append(text)
+
+    def emit(self) -> None:
+        if self.pieces:
+            self.out.append(_Section(" ".join(self.pieces), None, dict(self.headings), self.sourceline))
+            self.pieces = []
+
+    def heading(self, level: int, text: str, line: int = 0) -> None:
+        if self.on_heading:
+            self.emit()
+        self.sourceline = line
+        self.headings = {k: v for k, v in self.headings.items() if k <= f"h{level}"}
+        self.headings[f"h{level}"] = text.strip()
+
+    def paragraph(self, line: int = 0) -> None:
+        if self.on_paragraph:
+            self.emit()
+        self.sourceline = line
+
+
+def _markdown_inline(text: str) -> str:
+    """A Markdown line's text without its inline markup (emphasis, code spans' backticks, links' targets)."""
     import re
 
-    out, start = [], 0
-    for m in [*re.finditer(r"\n\s*\n", section.text), None]:
-        end = m.start() if m is not None else len(section.text)
-        text = section.text[start:end]
-        if text.strip():
-            part = section.derive(text.strip())
-            if section.sourceline is not None:
-                lead = len(text) - len(text.lstrip())
-                part.sourceline = section.sourceline + section.text[:start + lead].count("\n")
-            out.append(part)
-        if m is not None:
-            start = m.end()
-    return out
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1", r"\2", text)
+    return text
 
 
-def _sentences(section: _Section) -> list[_Section]:
+def _markdown_sections(text: str, seps: list[str]) -> list[_Section]:
+    """Markdown split as Pixeltable splits its Markdown AST (mistune): ATX headings and paragraphs are the
+    separators, a paragraph's lines are joined by spaces, code blocks are left out; `sourceline` is 0."""
     import re
 
-    return [section.derive(s.strip()) for s in re.split(r"(?<=[.!?])\s+", section.text) if s.strip()]
-
-
-def _limited(section: _Section, limit: int, overlap: int, tokens: bool) -> list[_Section]:
-    """Chunks of at most `limit` characters (or words, for token_limit: no tokenizer is downloaded),
-    consecutive chunks sharing `overlap` of them; character chunks end at whitespace where they can."""
-    if tokens:
-        words = section.text.split()
-        step = max(1, limit - overlap)
-        return [section.derive(" ".join(words[i:i + limit])) for i in range(0, len(words), step)
-                if words[i:i + limit] and (i == 0 or i + overlap < len(words))]
-    text, out, start = section.text, [], 0
-    while start < len(text):
-        end = min(len(text), start + limit)
-        if end < len(text):
-            cut = text.rfind(" ", start + 1, end)
-            if cut > start + limit // 2:
-                end = cut
-        chunk = text[start:end].strip()
-        if chunk:
-            out.append(section.derive(chunk))
-        if end >= len(text):
-            break
-        start = max(end - overlap, start + 1)
-    return out
-
-
-def _markdown_sections(text: str, by_heading: bool) -> tuple[str | None, list[_Section]]:
-    import re
-
-    title, headings, out, lines, first = None, {}, [], [], 1
-
-    def flush() -> None:
-        body = "\n".join(lines).strip()
-        if body:
-            out.append(_Section(body, None, dict(headings) or None, first))
-
-    fenced = False
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced  # a code block: its '#' lines are code, not headings
-        m = None if fenced else re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+    acc = _Accumulator(seps)
+    fenced, in_paragraph = False, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fenced, in_paragraph = not fenced, False
+            continue
+        if fenced:
+            continue
+        m = re.match(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
         if m:
-            level, name = len(m.group(1)), m.group(2)
-            title = title or (name if level == 1 else None)
-            if by_heading:
-                flush()
-                lines, first = [], n
-            headings = {k: v for k, v in headings.items() if int(k) < level}
-            headings[str(level)] = name
-            if by_heading:
-                continue
-        if line.strip() and not any(x.strip() for x in lines):
-            first = n  # a section's first line of content
-        lines.append(line)
-    flush()
-    return title, out
+            acc.heading(len(m.group(1)), _markdown_inline(m.group(2)))
+            acc.add(_markdown_inline(m.group(2)))
+            in_paragraph = False
+            continue
+        if not stripped:
+            in_paragraph = False
+            continue
+        item = re.match(r"^\s*(?:[-*+]|\d+[.)]|>)\s+(.*)$", line)
+        if item:  # a list item or a quote: text, but not a paragraph (mistune's block_text)
+            acc.add(_markdown_inline(item.group(1)))
+            in_paragraph = True
+            continue
+        if line.startswith("    ") and not in_paragraph:
+            continue  # an indented code block
+        if not in_paragraph:
+            acc.paragraph()
+            in_paragraph = True
+        acc.add(_markdown_inline(stripped))
+    acc.emit()
+    return acc.out
 
 
-def _html_sections(text: str, by_heading: bool) -> tuple[str | None, list[_Section]]:
+def _html_sections(text: str, seps: list[str], skip_tags: list[str]) -> tuple[str, list[_Section]]:
+    """HTML split as Pixeltable splits it (BeautifulSoup): h1-h6 and p are the separators, text pieces are
+    joined by spaces, `skip_tags` (default <nav>; and scripts, styles, comments) left out; `sourceline` is the
+    line of the last heading or paragraph tag. Returns the <title> ('' without one) and the sections."""
     import html.parser
 
-    blocks = {"p", "div", "li", "section", "article", "br", "tr", "pre", "blockquote", "ul", "ol", "table"}
+    acc = _Accumulator(seps)
+    skipped = {"script", "style", *skip_tags}
 
     class Parser(html.parser.HTMLParser):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__(convert_charrefs=True)
             self.title: str | None = None
-            self.in_title = self.skip = False
-            self.heading_level: int | None = None
-            self.headings: dict[str, str] = {}
-            self.sections: list[_Section] = []
-            self.buf: list[str] = []
-            self.line = 1
-
-        def flush(self) -> None:
-            body = "".join(self.buf).strip()
-            if body:
-                self.sections.append(_Section(body, None, dict(self.headings) or None, self.line))
-            self.buf = []
-            self.line = self.getpos()[0]
+            self.in_title = False
+            self.skip = 0
+            self.heading: tuple[int, int, list[str]] | None = None  # level, line, its text
 
         def handle_starttag(self, tag: str, attrs: Any) -> None:
-            if tag in ("script", "style"):
-                self.skip = True
+            if tag in skipped:
+                self.skip += 1
+            elif self.skip:
+                return
             elif tag == "title":
                 self.in_title = True
-            elif len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
-                if by_heading:
-                    self.flush()
-                self.heading_level, self.heading_text = int(tag[1]), []
-            elif tag in blocks:
-                self.buf.append("\n\n")
+            elif len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
+                self.heading = (int(tag[1]), self.getpos()[0], [])
+                if acc.on_heading:
+                    acc.emit()
+            elif tag == "p":
+                acc.paragraph(self.getpos()[0])
 
         def handle_endtag(self, tag: str) -> None:
-            if tag in ("script", "style"):
-                self.skip = False
+            if tag in skipped:
+                self.skip = max(0, self.skip - 1)
             elif tag == "title":
                 self.in_title = False
-            elif self.heading_level is not None and len(tag) == 2 and tag[0] == "h":
-                name = "".join(self.heading_text).strip()
-                level = self.heading_level
-                self.headings = {k: v for k, v in self.headings.items() if int(k) < level}
-                self.headings[str(level)] = name
-                self.title = self.title or (name if level == 1 else None)
-                self.heading_level = None
-                if not by_heading:
-                    self.buf.append("\n\n" + name + "\n\n")
-            elif tag in blocks:
-                self.buf.append("\n\n")
+            elif self.heading is not None and tag == f"h{self.heading[0]}":
+                level, line, parts = self.heading
+                self.heading = None
+                acc.heading(level, " ".join(p.strip() for p in parts if p.strip()), line)
+                for p in parts:
+                    acc.add(p)
 
         def handle_data(self, data: str) -> None:
             if self.skip:
                 return
             if self.in_title:
-                self.title = data.strip() or self.title
-            elif self.heading_level is not None:
-                self.heading_text.append(data)
+                self.title = ((self.title or "") + data)
+            if self.heading is not None:
+                self.heading[2].append(data)
             else:
-                self.buf.append(data)
+                acc.add(data)
 
     parser = Parser()
     parser.feed(text)
     parser.close()
-    parser.flush()
-    return parser.title, parser.sections
+    acc.emit()
+    return (parser.title or "").strip(), acc.out
 
 
-def iter_chunks(document: str, separators: Any, *, elements: Any = None, limit: int | None = None,
-                overlap: int | None = None, metadata: Any = "", image_dpi: int = 300,
-                image_format: str = "png") -> Any:
-    """Yield the chunks of a document as dicts of the columns `splitter_outputs` names. PDFs are read page by
-    page with pypdfium2 (a page's image rendered at `image_dpi` when 'image' is an element); Markdown, HTML and
-    text are split at headings, paragraphs, sentences and limits as asked."""
+def _sentences(section: _Section) -> list[_Section]:
+    """The section's sentences, each with the whitespace after it (as spaCy's sentences have it); a regular
+    expression stands in for spaCy's model: a sentence ends at ., ! or ? followed by whitespace."""
+    import re
+
+    parts = re.split(r"(?<=[.!?])(\s+)", section.text)
+    out = []
+    for i in range(0, len(parts), 2):
+        text = parts[i] + (parts[i + 1] if i + 1 < len(parts) else "")
+        if text.strip():
+            out.append(section.derive(text))
+    return out
+
+
+def _char_chunks(section: _Section, limit: int, overlap: int) -> list[_Section]:
+    """Pixeltable's char_limit: `limit` characters at a time, the next starting `limit - overlap` later."""
+    text, out, start = section.text, [], 0
+    while start < len(text):
+        out.append(section.derive(text[start:start + limit]))
+        start += max(1, limit - overlap)
+    return out
+
+
+def _token_chunks(section: _Section, limit: int, overlap: int) -> list[_Section]:
+    """token_limit with words as tokens (no tokenizer is downloaded): `limit` words at a time, the next
+    starting `overlap` words before this one ended (Pixeltable's stepping)."""
+    words, out, start = section.text.split(), [], 0
+    while start < len(words):
+        end = min(start + limit, len(words))
+        out.append(section.derive(" ".join(words[start:end])))
+        start = max(start + 1, end - overlap)
+    return out
+
+
+def iter_chunks(document: str, separators: Any = "", *, elements: Any = None, limit: int | None = None,
+                overlap: int | None = None, metadata: Any = "", skip_tags: Any = None,
+                spacy_model: str = "en_core_web_sm", tiktoken_encoding: str | None = "cl100k_base",
+                tiktoken_target_model: str | None = None, image_dpi: int = 300, image_format: str = "png") -> Any:
+    """Yield the chunks of a document as dicts of the columns `splitter_outputs` names, split as Pixeltable's
+    document_splitter splits them: Markdown and HTML at headings and paragraphs (a text file is one section),
+    PDFs by page (pypdfium2; without 'page', the whole text is one section; 'paragraph' is refused for PDFs);
+    then sentences, then token or character limits."""
     check_splitter_args(separators, elements, limit, overlap, metadata, image_dpi, image_format)
-    seps = _split_list(separators, SEPARATORS, "separators")
+    seps = _split_list(separators if separators is not None else "", SEPARATORS, "separator")
     wanted = splitter_outputs(elements, metadata)
     fmt = document_format(document)
     with contextlib.ExitStack() as stack:
         pdf = None
-        title: str | None = None
+        title = ""
         if fmt == "pdf":  # read in a reader process, under its memory and time limits (pdfchild)
+            if "paragraph" in seps:
+                raise IteratorArgumentError(
+                    "document_splitter: Paragraph splitting is not currently supported for PDF documents. Please "
+                    "contact us at https://github.com/pixeltable/pixeltable/issues if you need this feature.")
             pdf = stack.enter_context(open_pdf(str(document)))
-            title = pdf.metadata.get("Title") or None
+            images = "image" in wanted or "image_dpi" in wanted
 
             def pages() -> Any:
                 for i in range(pdf.pages):
-                    yield _Section(pdf.text(i).replace("\r\n", "\n").replace("\r", "\n"), i)
+                    text = pdf.text(i)
+                    if text or images:  # a page without text is left out (Pixeltable), unless its image is asked
+                        yield _Section(text, i)
 
             if "page" in seps:
                 sections: Any = pages()
             else:
-                sections = [_Section("\n\n".join(s.text for s in pages()), None)]  # not split by page: no page
+                sections = [_Section("".join(s.text for s in pages()))]  # not split by page: no page
         else:
             text = pathlib.Path(document).read_text(encoding="utf-8")
             if fmt == "markdown":
-                title, sections = _markdown_sections(text, "heading" in seps)
+                sections = _markdown_sections(text, seps)
             elif fmt == "html":
-                title, sections = _html_sections(text, "heading" in seps)
-            else:
-                sections = [_Section(text, None, None, 1)]
+                title, sections = _html_sections(text, seps, ["nav"] if skip_tags is None else list(skip_tags))
+            else:  # a text file is one section, as in Pixeltable
+                sections = [_Section(text)]
         rendered: dict[int, tuple[Any, float]] = {}
         for section in sections:
             parts = [section]
-            if "paragraph" in seps:
-                parts = [p for s in parts for p in _paragraphs(s)]
             if "sentence" in seps:
                 parts = [p for s in parts for p in _sentences(s)]
             if "token_limit" in seps:
-                parts = [p for s in parts for p in _limited(s, limit, overlap or 0, tokens=True)]
+                parts = [p for s in parts for p in _token_chunks(s, limit, overlap or 0)]
             if "char_limit" in seps:
-                parts = [p for s in parts for p in _limited(s, limit, overlap or 0, tokens=False)]
+                parts = [p for s in parts for p in _char_chunks(s, limit, overlap or 0)]
             for part in parts:
-                if not part.text.strip() and "image" not in wanted:
-                    continue
                 chunk: dict[str, Any] = {}
                 image, dpi = None, None
                 if pdf is not None and part.page is not None and "page" in seps and (
@@ -331,20 +381,11 @@ def iter_chunks(document: str, separators: Any, *, elements: Any = None, limit: 
                         rendered.clear()  # one page's image at a time
                         rendered[part.page] = _render(pdf, part.page, image_dpi)
                     image, dpi = rendered[part.page]
-                if "text" in wanted:
-                    chunk["text"] = part.text
-                if "image" in wanted:
-                    chunk["image"] = image
-                if "title" in wanted:
-                    chunk["title"] = title
-                if "heading" in wanted:
-                    chunk["heading"] = part.heading
-                if "sourceline" in wanted:
-                    chunk["sourceline"] = part.sourceline
-                if "page" in wanted:
-                    chunk["page"] = part.page
-                if "image_dpi" in wanted:
-                    chunk["image_dpi"] = dpi
+                values = {"text": part.text, "image": image, "title": title, "heading": part.heading,
+                          "sourceline": part.sourceline, "page": part.page, "bounding_box": None,
+                          "image_dpi": dpi}
+                for name in wanted:
+                    chunk[name] = values[name]
                 yield chunk
 
 
@@ -358,11 +399,10 @@ def _render(pdf: Any, page: int, dpi: float) -> tuple[Any, float]:
     return image, used
 
 
-def _check_splitter_call(document: Any, separators: Any = None, *, elements: Any = None, limit: Any = None,
-                         overlap: Any = None, metadata: Any = "", image_dpi: Any = 300,
-                         image_format: Any = "png") -> None:
-    if separators is None:
-        raise ValueError("document_splitter: give separators, e.g. 'page', 'heading' or 'paragraph'")
+def _check_splitter_call(document: Any, separators: Any, *, elements: Any = None, limit: Any = None,
+                         overlap: Any = None, metadata: Any = "", skip_tags: Any = None,
+                         spacy_model: Any = "en_core_web_sm", tiktoken_encoding: Any = "cl100k_base",
+                         tiktoken_target_model: Any = None, image_dpi: Any = 300, image_format: Any = "png") -> None:
     check_splitter_args(separators, elements, limit, overlap, metadata, image_dpi, image_format)
 
 
@@ -377,14 +417,20 @@ register("document.document_splitter", applies_to=None, returns=Json,
 
 document_splitter = ExpressionFunction(
     "document.document_splitter", _check_splitter_call,
-    """document_splitter(document, separators, *, elements=['text'], limit=None, overlap=None, metadata='',
-    image_dpi=300, image_format='png'): chunks of a document, for
+    """document_splitter(document, separators, *, elements=None, limit=None, overlap=None, metadata='',
+    skip_tags=None, spacy_model='en_core_web_sm', tiktoken_encoding='cl100k_base', tiktoken_target_model=None,
+    image_dpi=300, image_format='png'): chunks of a document, as Pixeltable's, for
     `pxt.create_view('dir/chunks', docs, iterator=document_splitter(docs.doc, 'page', elements=['text', 'image']))`.
-    `separators` (comma-separated): page, heading, paragraph, sentence, char_limit, token_limit (`limit`
-    characters or words, consecutive chunks sharing `overlap`). Columns: `pos`, `text`, `image` (a stored page
-    image at `image_dpi`, PDFs, or at the largest dpi under max_image_pixels), and the `metadata` asked: title,
-    heading, sourceline, page, image_dpi (the dpi a page image was rendered at). PDFs through pypdfium2, in a
-    reader process under memory and time limits; Markdown, HTML and plain text.""")
+    `separators` (comma-separated, '' for none): heading, paragraph, sentence, token_limit, char_limit, page.
+    Markdown and HTML are split at headings (and paragraphs, for 'paragraph' and 'sentence'), a text file is
+    one section, a PDF one section per page ('page') or one in all; then sentences, then `limit` tokens or
+    characters, consecutive chunks sharing `overlap`. Columns: `pos`, `text`, `image` (PDF pages, 'page'
+    alone: a stored page image at `image_dpi`, or at the largest dpi under max_image_pixels), and the
+    `metadata` asked: title (HTML's <title>, else ''), heading ({'h1': ..., 'h2': ...}), sourceline, page,
+    bounding_box (None, as in Pixeltable), and ours: image_dpi (the dpi a page image was rendered at).
+    Differences: sentences are found by a regular expression (no spaCy model), tokens are words (no
+    tiktoken); `spacy_model` and the tiktoken arguments are accepted and not used. PDFs through pypdfium2, in
+    a reader process under memory and time limits.""")
 
 
 __all__ = ["get_metadata", "get_page_count", "check_document", "document_splitter"]

@@ -7,11 +7,12 @@ columns of one row share one decoded image.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import PIL.Image
 
 from pxt_assets.functions.registry import register
-from pxt_assets.media import Image, Int, String, to_rgb
+from pxt_assets.media import Image, Int, Json, String, to_rgb
 
 
 def _size(size: Sequence[int]) -> tuple[int, int]:
@@ -78,3 +79,11 @@ def height(img: PIL.Image.Image) -> int:
 @register("image.mode", applies_to=Image, returns=String, is_property=True)
 def mode(img: PIL.Image.Image) -> str:
     return img.mode
+
+
+@register("image.get_metadata", applies_to=Image, returns=Json)
+def get_metadata(img: PIL.Image.Image) -> dict[str, Any]:
+    """The image's width, height, mode, bits per sample and file format, as Pixeltable's `get_metadata()`
+    (`bits` None, and `format` None for an image turned by its EXIF orientation, as PIL gives them)."""
+    return {"width": img.width, "height": img.height, "mode": img.mode, "bits": getattr(img, "bits", None),
+            "format": img.format}

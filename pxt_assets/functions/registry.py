@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,14 @@ class IteratorSpec:
     input_type: ColumnType
     run: Callable[..., Any]
     outputs: Callable[..., dict[str, ColumnType]]
+
+
+class IteratorArgumentError(ValueError):
+    """An iterator's argument that cannot work on this input (an audio_splitter `max_size` smaller than one
+    packet, paragraphs of a PDF): the view's row for the base row says so (`errortype` 'invalid'), and
+    `create_view` raises it, as Pixeltable's does."""
+
+    kind = "invalid"
 
 
 _FUNCTIONS: dict[str, Function] = {}
@@ -88,6 +97,20 @@ class ExpressionFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.check is not None:
             self.check(*args, **kwargs)
+            # Arguments given by keyword (`audio_splitter(audio=t.audio, duration=5.0)`, as Pixeltable's
+            # documentation writes them) become the call's positional ones where the function takes them so: one
+            # call has one form, whichever way it was written.
+            params = list(inspect.signature(self.check).parameters.values())
+            positional = [q.name for q in params if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+            if kwargs and any(name in kwargs for name in positional[len(args):]):
+                bound = inspect.signature(self.check).bind(*args, **kwargs)
+                taken = []
+                for n in positional:
+                    if n not in bound.arguments:
+                        break  # a later one stays a keyword
+                    taken.append(n)
+                args = tuple(bound.arguments[n] for n in taken)
+                kwargs = {k: v for k, v in kwargs.items() if k not in taken}
         if _CALL_FACTORY is None:  # pxt_assets/__init__ imports spec, which installs it: not reached in use
             raise RuntimeError("pxt_assets.spec is not loaded: import pxt_assets first")
         return _CALL_FACTORY(self.name, args, kwargs)

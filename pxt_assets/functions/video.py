@@ -6,7 +6,6 @@ fetched through the file cache when remote), as Pixeltable's do.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Any
 
 from pxt_assets.functions.registry import ExpressionFunction, IteratorSpec, register
@@ -14,37 +13,42 @@ from pxt_assets.limits import check_pixels
 from pxt_assets.media import Float, Json, Video
 
 
-def _number(value: Any) -> Any:
-    return float(value) if isinstance(value, Fraction) else value
-
-
 def _stream_info(stream: Any) -> dict[str, Any]:
+    """A stream's metadata as Pixeltable's `StreamMetadata` (pixeltable/functions/util.py): streams other than
+    audio and video have only their type."""
+    if stream.type not in ("audio", "video"):
+        return {"type": stream.type}
     ctx = stream.codec_context
+    codec: dict[str, Any] = {"name": ctx.name, "codec_tag": ctx.codec_tag.encode("unicode-escape").decode("utf-8"),
+                             "profile": ctx.profile}
     info: dict[str, Any] = {
-        "type": stream.type, "index": stream.index, "codec": ctx.name if ctx is not None else None,
-        "time_base": str(stream.time_base) if stream.time_base is not None else None,
+        "type": stream.type, "duration": stream.duration,
+        "time_base": float(stream.time_base) if stream.time_base is not None else None,
         "duration_seconds": (float(stream.duration * stream.time_base)
                              if stream.duration is not None and stream.time_base is not None else None),
-        "frames": stream.frames, "metadata": dict(stream.metadata),
+        "frames": stream.frames, "metadata": dict(stream.metadata), "codec_context": codec,
     }
-    if stream.type == "video":
-        info.update(width=ctx.width, height=ctx.height, pix_fmt=ctx.pix_fmt,
-                    average_rate=_number(stream.average_rate), guessed_rate=_number(stream.guessed_rate))
-    elif stream.type == "audio":
-        info.update(sample_rate=ctx.sample_rate, channels=ctx.channels, layout=ctx.layout.name,
-                    format=ctx.format.name if ctx.format is not None else None)
+    if stream.type == "audio":
+        codec["channels"] = int(ctx.channels) if ctx.channels is not None else None
+    else:
+        codec["pix_fmt"] = getattr(ctx, "pix_fmt", None)
+        info.update(width=stream.width, height=stream.height,
+                    **{k: float(getattr(stream, k)) if getattr(stream, k) is not None else None
+                       for k in ("average_rate", "base_rate", "guessed_rate")})
     return info
 
 
 def container_metadata(path: str) -> dict[str, Any]:
-    """What PyAV reads from a media file's container: format, size, bit rate, duration, tags, streams."""
+    """A media file's metadata as Pixeltable's `get_metadata()` gives it (its `ContainerMetadata`): bit_exact,
+    bit_rate, size, the container's tags, and each stream's type, duration, time base, frames, tags, codec
+    context (name, codec_tag, profile, and channels or pix_fmt), and a video's size and rates."""
     import av
 
     with av.open(str(path)) as container:
         return {
-            "format": container.format.name, "size": container.size, "bit_rate": container.bit_rate,
-            "duration_seconds": container.duration / 1_000_000 if container.duration is not None else None,
-            "metadata": dict(container.metadata), "streams": [_stream_info(s) for s in container.streams],
+            "bit_exact": getattr(container, "bit_exact", False), "bit_rate": container.bit_rate,
+            "size": container.size, "metadata": dict(container.metadata),
+            "streams": [_stream_info(s) for s in container.streams],
         }
 
 
@@ -76,16 +80,19 @@ def check_frame_size(stream: Any, path: str) -> None:
 
 
 def duration_of(path: str, kind: str) -> float | None:
-    meta = container_metadata(path)
-    for s in meta["streams"]:
-        if s["type"] == kind and s["duration_seconds"] is not None:
-            return s["duration_seconds"]
-    return meta["duration_seconds"]
+    """The first `kind` stream's duration in seconds, else the container's."""
+    import av
+
+    with av.open(str(path)) as container:
+        for s in container.streams:
+            if s.type == kind and s.duration is not None and s.time_base is not None:
+                return float(s.duration * s.time_base)
+        return container.duration / 1_000_000 if container.duration is not None else None
 
 
 @register("video.get_metadata", applies_to=Video, returns=Json)
 def get_metadata(video: str) -> dict[str, Any]:
-    """The video's container and stream metadata (format, size, duration, codecs, width, height, rates)."""
+    """The video's container and stream metadata, with Pixeltable's structure (see container_metadata)."""
     return container_metadata(video)
 
 
@@ -101,15 +108,13 @@ def get_duration(video: str) -> float | None:
 
 
 def check_frame_args(fps: Any = None, num_frames: Any = None, keyframes_only: Any = False) -> None:
-    given = [name for name, v in (("fps", fps), ("num_frames", num_frames)) if v is not None]
-    if keyframes_only:
-        given.append("keyframes_only")
-    if len(given) > 1:
-        raise ValueError(f"frame_iterator: give at most one of fps, num_frames, keyframes_only (got {', '.join(given)})")
+    """Pixeltable's checks (frame_iterator.validate), with its messages."""
+    if int(fps is not None) + int(num_frames is not None) + int(bool(keyframes_only)) > 1:
+        raise ValueError("frame_iterator: At most one of `fps`, `num_frames` or `keyframes_only` may be specified")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
-        raise ValueError(f"frame_iterator: fps must be a positive number, got {fps!r}")
+        raise ValueError(f"frame_iterator: `fps` must be a positive number, got {fps!r}")
     if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
-        raise ValueError(f"frame_iterator: num_frames must be an integer >= 1, got {num_frames!r}")
+        raise ValueError(f"frame_iterator: `num_frames` must be an integer >= 1, got {num_frames!r}")
 
 
 def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None = None,
@@ -119,7 +124,8 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
 
     - `fps`: frames closest to the times 0, 1/fps, 2/fps, ... (from the stream's start);
     - `num_frames`: that many frames, closest to the midpoints of equal slices of the duration;
-    - `keyframes_only`: only keyframes, and only they are decoded (FFmpeg's skip_frame=NONKEY);
+    - `keyframes_only`: only keyframes (FFmpeg is asked to decode only them, skip_frame=NONKEY; a decoder
+      that ignores it, as VP9's does, still yields only the frames marked key_frame);
     - none: every frame.
     """
     import av
@@ -145,6 +151,8 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
             step, first = 1.0 / fps, start
         rate = float(stream.average_rate or stream.guessed_rate or 0)
         frames = container.decode(stream)
+        if keyframes_only:  # skip_frame is a hint some decoders ignore (VP9 in WebM): each frame says what it is
+            frames = (f for f in frames if f.key_frame)
         current = next(frames, None)
         pos = index = 0
         while current is not None:
