@@ -72,7 +72,7 @@ def worker(seed: int, ops: int, inputs: pathlib.Path, dest: str) -> None:
             if op == "insert":
                 rows = [{"img": str(rng.choice(images)), "n": _value(rng, "n", k), "j": _value(rng, "j", k),
                          "s": _value(rng, "s", k)} for _ in range(rng.randint(1, 3))]
-                t.insert(rows)
+                t.insert(rows, on_error="ignore")  # bad values are kept as bad rows, as a sensor keeps them
             elif op == "resume":
                 t.resume()
             elif op == "partial":
@@ -87,7 +87,7 @@ def worker(seed: int, ops: int, inputs: pathlib.Path, dest: str) -> None:
                 if batches:
                     t.delete(batch=rng.choice(batches))
             elif op == "add_column":
-                t.add_computed_column(**{f"h{seed % 10000}_{k}": t.img.height})
+                t.add_computed_column(**{f"h{seed % 10000}_{k}": t.img.height}, on_error="ignore")
             elif op == "drop_column":
                 added = [c for c in t.spec.columns if c.startswith("h")]
                 if added:

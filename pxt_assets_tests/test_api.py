@@ -106,7 +106,7 @@ def test_bad_expressions_fail_with_clear_messages(table, pxt_home):
         table.source_image.sharpen(2)
     with pytest.raises(AttributeError, match="not a media expression"):
         table.width.fileurl  # noqa: B018
-    with pytest.raises(AttributeError, match="no column 'nope'"):
+    with pytest.raises(AttributeError, match="Unknown column 'nope'"):
         table.nope  # noqa: B018
     with pytest.raises(pxt.SpecError, match="already has a column 'rotated'"):
         table.add_computed_column(rotated=table.source_image.rotate(10))

@@ -196,7 +196,7 @@ def test_update_reruns_only_what_the_new_values_change(catalog, tmp_path):
     assert status.updated_cols == ["t.img", "t.h"]
     got = t.order_by(t.label).select(t.label, t.h, t.img.fileurl).collect()
     assert list(got["h"]) == [20, 60, 20]
-    assert path_of(got.iloc[1, 2]) == big and t.batches() == [status.batch]
+    assert path_of(got[1, 2]) == big and t.batches() == [status.batch]
     # every row, no filter
     assert t.update({"label": "z"}).num_rows == 3 and t.where(t.label == "z").count() == 3
     with pytest.raises(pxt.Error, match="expected non-None"):

@@ -50,8 +50,8 @@ def test_dest_local_copy(p, tmp_path, pxt_home) -> None:  # noqa: F811
 
     r_dest = t.select(t.img.fileurl, t.img_rot1.fileurl, t.img_rot2.fileurl).collect()
     # Copying a local file to the LocalStore is not allowed: img_rot1 is the inserted file itself
-    assert [path_of(u) for u in r_dest.iloc[:, 1]] == [img, img]
+    assert [path_of(u) for u in r_dest.to_pandas().iloc[:, 1]] == [img, img]
     assert files_under(pxt_home / 'media') == []
     # Ensure that local file is copied to a specified destination
     assert len(files_under(dest1)) == len(r)
-    assert all(path_of(u).is_relative_to(dest1) for u in r_dest.iloc[:, 2])
+    assert all(path_of(u).is_relative_to(dest1) for u in r_dest.to_pandas().iloc[:, 2])
