@@ -369,7 +369,7 @@ def test_a_view_has_its_base_tables_columns_and_takes_plain_columns(videos, inst
     frames.add_computed_column(length=frames.video.get_duration())
     videos.insert([{"video": str(b), "title": "b"}], instance=instance)
     got = frames.select(frames.video, frames.title, frames.duration, frames.pos, frames.note, frames.label,
-                        frames.length, url=frames.video.fileurl).collect().to_dict("records")
+                        frames.length, url=frames.video.fileurl).collect().to_pandas().to_dict("records")
     assert [(r["title"], r["pos"], r["note"], r["label"]) for r in got] == [
         ("a", 0, None, "a"), ("a", 1, None, "a"), ("a", 2, None, "a"), ("b", 0, None, "b"), ("b", 1, None, "b")]
     assert {r["url"] for r in got} == {a.as_uri(), b.as_uri()}

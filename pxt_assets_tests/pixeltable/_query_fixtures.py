@@ -9,8 +9,8 @@ import pytest
 
 import pxt_assets as pxt
 
-#: what Pixeltable raises (`pxt.Error`); ours: SpecError (a ValueError) and ColumnTypeError (also a TypeError)
-Error = (pxt.SpecError, TypeError)
+#: what Pixeltable raises: `pxt.Error` (our SpecError, ColumnTypeError and UDFDefinitionError are RequestErrors)
+Error = pxt.Error
 
 
 def create_test_tbl(name: str = "test_tbl") -> Any:

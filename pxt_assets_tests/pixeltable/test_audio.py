@@ -1,7 +1,7 @@
 """Pixeltable's tests/test_audio.py, ported: audio get_metadata() and audio_splitter views (duration, overlap,
 min_segment_duration, max_size, the argument checks). Pixeltable's FLAC files are megabytes; these are
 generated with PyAV (60 s of noise: it does not compress, so sizes are realistic). The cases left out, and
-why, are in docs/pixeltable/pxtviews.md."""
+why, are in docs/pixeltable.md."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 argument checks). Pixeltable's small documents are kept in pxt_assets_tests/data/pixeltable/ (pxtbrief.txt,
 pxtfaq.txt, simple.md, simple1.html, simple2.html); its PDFs are megabytes, so a PDF is generated. Sentences
 are found by a regular expression here, not spaCy, and tokens are words, not tiktoken's: the cases whose
-assertions depend on those are left out (docs/pixeltable/pxtviews.md)."""
+assertions depend on those are left out (docs/pixeltable.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Pixeltable's tests/test_exprs.py, ported: the cases in scope (expressions, predicates, arithmetic,
 comparisons, JSON paths and projections, call-time checks). The cases left out, and why, are listed in
-docs/pixeltable/pxtquery.md."""
+docs/pixeltable.md."""
 
 from __future__ import annotations
 

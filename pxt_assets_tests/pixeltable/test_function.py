@@ -1,6 +1,6 @@
 """Pixeltable's tests/test_function.py, ported: the cases in scope (calling UDFs with positional, keyword and
 default arguments, bad calls raising where written, invalid UDFs raising where defined). The cases left out,
-and why, are listed in docs/pixeltable/pxtquery.md."""
+and why, are listed in docs/pixeltable.md."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Pixeltable's tests/functions/test_image.py, ported: the image functions we have (rotate, crop, resize,
 thumbnail, transpose, convert, width, height, get_metadata) on Pixeltable's img_tbl shape (the sample images
 here). The cases left out (the PIL functions we do not have, typed images, tiles), and why, are in
-docs/pixeltable/pxtviews.md."""
+docs/pixeltable.md."""
 
 from __future__ import annotations
 

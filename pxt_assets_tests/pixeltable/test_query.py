@@ -1,5 +1,5 @@
 """Pixeltable's tests/test_query.py, ported: the cases in scope (results, select lists, where, order_by, limit
-and offset, head and tail, show, count). The cases left out, and why, are listed in docs/pixeltable/pxtquery.md."""
+and offset, head and tail, show, count). The cases left out, and why, are listed in docs/pixeltable.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Pixeltable's tests/test_table.py (v0.7.2), the cases about type forms and nullability, UpdateStatus,
 on_error, Pixeltable's exceptions and error codes, and drop_table / if_exists: their assertions kept, with the
-types and data sources we have (docs/pixeltable/pxtapi.md lists what was left out, and why)."""
+types and data sources we have (docs/pixeltable.md lists what was left out, and why)."""
 
 from __future__ import annotations
 

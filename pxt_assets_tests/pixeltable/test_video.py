@@ -1,7 +1,7 @@
 """Pixeltable's tests/test_video.py, ported: frame_iterator views (fps, num_frames, keyframes_only, frame_attrs,
 computed columns over frames, the base table's columns in the view) and video get_metadata(). Pixeltable's
 test videos are megabytes; these are generated with PyAV (H.264 in MP4, VP8 and VP9 in WebM), so counts that
-depend on the file are this file's. The cases left out, and why, are in docs/pixeltable/pxtviews.md."""
+depend on the file are this file's. The cases left out, and why, are in docs/pixeltable.md."""
 
 from __future__ import annotations
 
