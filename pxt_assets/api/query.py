@@ -17,9 +17,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pxt_assets import rowstore
 from pxt_assets.assets import renewal
@@ -28,6 +26,9 @@ from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.media import Bool, ColumnType, String, release_pins, to_rgb
 from pxt_assets.redaction import redact
 from pxt_assets.rowstore import query as sql
+
+if TYPE_CHECKING:
+    import pandas as pd
 from pxt_assets.spec import (
     BoolOp,
     ColumnRef,
@@ -119,6 +120,8 @@ class ResultSet:
 
     def to_pandas(self) -> pd.DataFrame:
         """The result as a pandas DataFrame, one column per selected expression."""
+        import pandas as pd  # here, not at import: pandas is a fifth of loading the code location
+
         if not self._len:
             return pd.DataFrame({name: pd.Series([], dtype=object) for name in self._col_names})
         frame = pd.DataFrame({name: self._columns[name] for name in self._col_names}, columns=self._col_names)
