@@ -165,7 +165,7 @@ def test_two_create_tables_with_if_exists_error_racing_one_wins_and_one_is_told_
                 pxt.create_table(path, {"img": pxt.Image, f"only{me}": pxt.Int})
                 return f"won {me}"
             except pxt.SpecError as e:
-                assert str(e).startswith(f"table {path!r} already exists")  # then Pixeltable's "is an existing table"
+                assert str(e) == f"table {path!r} already exists: {path!r} is an existing table"  # Pixeltable's words
                 return "lost"
 
         results = sorted(_race(2, create))
