@@ -8,6 +8,7 @@ import argparse
 import concurrent.futures
 import io
 import json
+import os
 import time
 
 import boto3
@@ -46,13 +47,14 @@ def main() -> None:
                                                 "Key": f"baseline/thumbnail/{i}.jpg"}, ExpiresIn=3600)
             return {"width": img.width, "height": img.height, "url": url}
 
-    started, cpu0 = time.perf_counter(), cpu_seconds()
+    started, cpu0, times0 = time.perf_counter(), cpu_seconds(), os.times()
     with concurrent.futures.ThreadPoolExecutor(args.threads) as pool:
         rows = list(pool.map(row, range(args.n)))
-    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu0
+    seconds, cpu, times1 = time.perf_counter() - started, cpu_seconds() - cpu0, os.times()
     assert len(rows) == args.n and all(r["width"] == 1024 for r in rows)
     print(json.dumps({
         "rows_per_s": args.n / seconds, "seconds": seconds, "cpu_s": cpu,
+        "user_s": times1.user - times0.user, "sys_s": times1.system - times0.system,
         "gets_per_source": counter.get("GET", SRC_BUCKET) / args.n,
         "puts_per_output": counter.get("PUT", OUT_BUCKET) / (3 * args.n),
         "peak_rss_mb": peak_rss_mb(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import pxt_assets as pxt
@@ -58,9 +59,9 @@ def main() -> None:
 
     table = build("main")
     gets0, puts0 = counter.get("GET", SRC_BUCKET), counter.get("PUT", OUT_BUCKET)
-    cpu0 = cpu_seconds()
+    cpu0, times0 = cpu_seconds(), os.times()
     seconds = timed_insert(table, rows("src", args.n), instance)
-    cpu = cpu_seconds() - cpu0
+    cpu, times1 = cpu_seconds() - cpu0, os.times()
     gets = counter.get("GET", SRC_BUCKET) - gets0
     puts = counter.get("PUT", OUT_BUCKET) - puts0
     rss = peak_rss_mb()
@@ -77,6 +78,7 @@ def main() -> None:
 
     print(json.dumps({
         "rows_per_s": args.n / seconds, "seconds": seconds, "cpu_s": cpu,
+        "user_s": times1.user - times0.user, "sys_s": times1.system - times0.system,
         "gets_per_source": gets / args.n, "puts_per_output": puts / (3 * args.n), "peak_rss_mb": rss,
         "batch10_on_n_s": batch10_on_n, "batch10_on_empty_s": batch10_on_empty, "presign_per_s": presign_per_s,
     }))

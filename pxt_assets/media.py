@@ -298,7 +298,7 @@ class MediaReader:
                 return local.read_bytes()
             except (FileNotFoundError, IsADirectoryError):
                 raise stores.StoreError(f"file not found: {local}", kind="not_found") from None
-        return self.cache.fetch_bytes(uri, lambda: store.read_bytes(uri), suffix=suffix_of(uri))
+        return self.cache.fetch_bytes(uri, lambda: store.read_bytes(uri), suffix=suffix_of(uri), later=True)
 
     def localpath(self, uri: str, *, must_exist: bool = False) -> str:
         """The path of a local copy of `uri`, as `.localpath` reports and as functions of video, audio and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -656,4 +657,32 @@ def test_process_killed_mid_fetch_blocks_nothing_and_its_temp_file_is_removed(
     assert cache.get(url, fetcher(url)).read_bytes() == payload(url, 100)  # the URL's lock died with it
     assert time.monotonic() - started < 2
     assert fetcher.calls == [url]
+    assert_consistent(cache)
+
+
+def test_fetch_bytes_later_serves_the_bytes_at_once_and_publishes_them_in_the_background(tmp_path: pathlib.Path) -> None:
+    """A batch's row threads (`later=True`): the download is handed to the filler thread; meanwhile this
+    process's readers get the same bytes without a second fetch, and after `wait_for_puts` the file is in the
+    index, not counted as a write-through."""
+    cache = FileCache(tmp_path, 100_000)
+    urls = [f"s3://b/src/{i}.jpg" for i in range(40)]
+    calls: list[str] = []
+
+    def fetcher(url: str):
+        def fetch() -> bytes:
+            calls.append(url)
+            return payload(url, 500)
+        return fetch
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda u: cache.fetch_bytes(u, fetcher(u), suffix=".jpg", later=True), urls * 2))
+    assert got == [payload(u, 500) for u in urls * 2]
+    assert sorted(calls) == sorted(urls)  # each fetched once, whether served from memory or from the index
+    cache.wait_for_puts()
+    assert not cache._pending
+    for u in urls:
+        assert cache.contains(u) and cache.path_for(u, ".jpg").read_bytes() == payload(u, 500)
+    assert cache.stats.bytes_added == 0 and cache.stats.bytes_downloaded == 40 * 500
+    assert cache.fetch_bytes(urls[0], fetcher(urls[0]), later=True) == payload(urls[0], 500)
+    assert len(calls) == 40
     assert_consistent(cache)

@@ -11,9 +11,7 @@ import hashlib
 import io
 import logging
 import pathlib
-import queue
 import re
-import threading
 
 import PIL.Image
 
@@ -101,7 +99,7 @@ class ColumnWriter:
         fault_point("after_upload")
         if self.store.remote and self.cache is not None:
             # Write-through (see _upload_and_cache); the filler writes the bytes to the cache.
-            _CacheFiller.for_cache(self.cache).put(uri, data, move=False)
+            self.cache.put_later(uri, data, suffix=suffix_of(uri))
         return uri
 
     def copy_file(self, row_id: str, src: pathlib.Path, ext: str) -> str:
@@ -142,7 +140,7 @@ class ColumnWriter:
     def _upload_and_cache(self, local: pathlib.Path, uri: str, *, owned_tmp: bool) -> None:
         # Write-through: the bytes just uploaded become the cached copy, so reading the column later
         # never downloads what this process already had. The cache's index is updated by one filler thread
-        # (see _CacheFiller); flush() waits for it before a step records its rows.
+        # (see FileCache.put_later); flush() waits for it before a step records its rows.
         try:
             self.store.upload(local, uri, content_type=stores.content_type_for(uri))
         except BaseException:
@@ -154,7 +152,7 @@ class ColumnWriter:
                 local.unlink(missing_ok=True)
             return
         if owned_tmp:
-            _CacheFiller.for_cache(self.cache).put(uri, local, move=True)
+            self.cache.put_later(uri, local, suffix=suffix_of(uri), move=True)
         else:
             # a user's file: copy it now, while it still holds the bytes just uploaded
             self.cache.put(uri, local, suffix=suffix_of(uri), move=False)
@@ -164,7 +162,7 @@ class ColumnWriter:
         if self.journal is not None:
             self.journal.flush_writes()
         if self.cache is not None:
-            _CacheFiller.for_cache(self.cache).flush()
+            self.cache.wait_for_puts()
 
 
 def destination_of(uri: str) -> str | None:
@@ -197,58 +195,6 @@ def prune_written(uri: str, destination: str) -> None:
     prune = getattr(store, "prune", None)
     if prune is not None:
         prune(uri)
-
-
-class _CacheFiller:
-    """Fills the file cache from one thread per cache. Row threads hand over files (or bytes) they have
-    just uploaded and go on; the filler adds whatever has queued up in one index transaction. With every row
-    thread taking the cache's write lock itself, they queued behind each other (about a fifth of a batch's
-    time, measured with py-spy). The queue is bounded, so memory and temp space stay bounded too."""
-
-    _fillers: dict[int, "_CacheFiller"] = {}
-    _guard = threading.Lock()
-    _BATCH = 32
-
-    def __init__(self, cache: FileCache) -> None:
-        self.cache = cache
-        self.queue: queue.Queue = queue.Queue(maxsize=64)
-        self.thread = threading.Thread(target=self._run, name="pxt-cache-filler", daemon=True)
-        self.thread.start()
-
-    @classmethod
-    def for_cache(cls, cache: FileCache) -> "_CacheFiller":
-        with cls._guard:
-            filler = cls._fillers.get(id(cache))
-            if filler is None or filler.cache is not cache or not filler.thread.is_alive():
-                filler = cls._fillers[id(cache)] = cls(cache)
-        return filler
-
-    def put(self, uri: str, src: pathlib.Path | bytes, *, move: bool) -> None:
-        self.queue.put((uri, src, move))
-
-    def flush(self) -> None:
-        self.queue.join()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.queue.get()]
-            while len(batch) < self._BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                for move in (False, True):
-                    items = [(uri, src, suffix_of(uri)) for uri, src, m in batch if m is move]
-                    if items:
-                        self.cache.put_many(items, move=move)
-            except Exception as e:  # noqa: BLE001 - the cache is a copy: a failed fill is logged, not fatal
-                log.warning("could not add %d files to the file cache: %s", len(batch), e)
-            finally:
-                for uri, src, move in batch:
-                    if move:
-                        pathlib.Path(src).unlink(missing_ok=True)
-                    self.queue.task_done()
 
 
 def _file_digest(path: pathlib.Path) -> str:
