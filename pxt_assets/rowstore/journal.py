@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from pxt_assets.procid import holder_gone, process_identity
 from pxt_assets.rowstore import schema
 from pxt_assets.rowstore.batches import ACTIVE_RUN_TTL_S
-from pxt_assets.rowstore.engine import Database, upsert
+from pxt_assets.rowstore.engine import Database, upsert, upsert_many
 from pxt_assets.rowstore.rows import dumps
 
 #: (uri, slug, batch, column, destination) of a file about to be written
@@ -129,11 +129,15 @@ class Journal(Database):
         w = schema.written
         now = time.time()
         with self._write() as conn:
-            for uri, slug, batch, column, destination in dict.fromkeys(intents):
-                upsert(conn, w, {"uri": uri}, {"slug": slug, "batch": batch, "column": column,
-                                               "destination": destination, "written_at": now, "done_at": None})
-            for uri, when in completions:  # not if it was recorded again since (another write of it is on)
-                conn.execute(w.update().where((w.c.uri == uri) & (w.c.written_at <= when)).values(done_at=when))
+            upsert_many(conn, w, ["uri"], [
+                {"uri": uri, "slug": slug, "batch": batch, "column": column, "destination": destination,
+                 "written_at": now, "done_at": None}
+                for uri, slug, batch, column, destination in dict.fromkeys(intents)])
+            if completions:  # not if it was recorded again since (another write of it is on)
+                conn.execute(w.update().where((w.c.uri == sa.bindparam("b_uri"))
+                                              & (w.c.written_at <= sa.bindparam("b_when")))
+                             .values(done_at=sa.bindparam("b_when")),
+                             [{"b_uri": uri, "b_when": when} for uri, when in completions])
 
     def journal_entries(self, prefix: str, cutoff: float | None = None) -> list[Written]:
         """Journal entries whose key starts with `prefix`, recorded at or before `cutoff` (None: any)."""
