@@ -32,13 +32,13 @@ def _child(module: str, n: int, env: dict[str, str]) -> dict:
 
 
 def _server_with_sources(n: int, images: list[bytes]) -> tuple[subprocess.Popen, str]:
-    """A fresh moto server holding the same N sources (plus 10 extra for the 10-row batches)."""
+    """A fresh moto server holding the same N sources (plus 30 extra: 10 for the 10-row batches, 20 for the 20-row one)."""
     moto, endpoint = start_moto()
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
                       aws_secret_access_key="bench", config=Config(max_pool_connections=16))
     s3.create_bucket(Bucket=SRC_BUCKET)
     s3.create_bucket(Bucket=OUT_BUCKET)
-    keys = [f"src/{i:06d}.jpg" for i in range(n)] + [f"extra/{i:06d}.jpg" for i in range(10)]
+    keys = [f"src/{i:06d}.jpg" for i in range(n)] + [f"extra/{i:06d}.jpg" for i in range(30)]
 
     def upload(i: int) -> None:
         s3.put_object(Bucket=SRC_BUCKET, Key=keys[i], Body=images[i], ContentType="image/jpeg")
@@ -123,7 +123,7 @@ def main() -> None:
                              "noisy, and pairs interleave the two sides in time")
     args = parser.parse_args()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        images = list(pool.map(synthetic_jpeg, [*range(args.n), *(10**6 + i for i in range(10))]))
+        images = list(pool.map(synthetic_jpeg, [*range(args.n), *(10**6 + i for i in range(30))]))
     pairs = []
     for r in range(args.repeat):
         if args.repeat > 1:
@@ -146,6 +146,7 @@ def main() -> None:
         "cpu_s_per_row": round(med(1, "cpu_s") / args.n, 4),
         "baseline_cpu_s_per_row": round(med(0, "cpu_s") / args.n, 4),
         "batch10_on_n_s": round(med(1, "batch10_on_n_s"), 3),
+        "batch20_on_n_s": round(med(1, "batch20_on_n_s"), 3),
         "batch10_on_empty_s": round(med(1, "batch10_on_empty_s"), 3),
         "presign_per_s": round(med(1, "presign_per_s")),
         "pairs": len(pairs),

@@ -266,7 +266,8 @@ class FileCache:
         if filler is not None and filler.thread.is_alive():
             filler.flush()
 
-    def _add(self, items: list[tuple[str, pathlib.Path | bytes, str]], *, move: bool) -> tuple[list[pathlib.Path], list[int]]:
+    def _add(self, items: list[tuple[str, pathlib.Path | bytes, str]], *,
+             move: bool) -> tuple[list[pathlib.Path], list[int]]:
         """Stage files in tmp/ and publish them in one transaction; returns their paths and sizes."""
         staged: list[tuple[str, str, str, pathlib.Path, int, pathlib.Path | bytes, bool]] = []
         paths: list[pathlib.Path] = []
@@ -679,8 +680,8 @@ class _Filler:
                 for move in (False, True):
                     queued = [item for item in batch if item[3] is move]
                     if queued:
-                        _, sizes = self.cache._add([(uri, src, suffix) for uri, src, suffix, _, _ in queued], move=move)
-                        # only uploads are write-through; a download added to the cache is not counted as one
+                        _, sizes = self.cache._add([item[:3] for item in queued], move=move)
+                        # only uploads are write-through; a download added to the cache is not one
                         self.cache._count(bytes_added=sum(size for size, item in zip(sizes, queued) if item[4]))
             except Exception as e:  # noqa: BLE001 - the cache is a copy: a failed fill is logged, not fatal
                 _logger.warning("could not add %d files to the file cache: %s", len(batch), e)
