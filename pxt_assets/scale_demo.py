@@ -190,7 +190,11 @@ class Services:
             stop()
 
 
-def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> dict:
+def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then=None) -> dict:
+    """The demo (module docstring) in `root`; returns its result. `then(demo)`, if given, is called once every
+    row is checked and before anything stops, with a dict of what runs (`store`, `s3`, `bucket`, `pg`, `env`:
+    the processes' shared environment, `instance`, `services`, `wait_for`: waits until a number of rows
+    committed); what it returns is added to the result (bench/scaleout.py)."""
     import logging
 
     from pxt_assets.localservers import MotoS3, Postgres, free_port
@@ -288,19 +292,25 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         from pxt_assets import rowstore
 
         store = rowstore.RowStore(rows_db)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            services.check_alive()
-            committed = store.batches(TABLE_SLUG, rowstore.COMMITTED)
-            rt = store.row_table(TABLE_SLUG)
-            done = store.count(rt) if rt is not None and committed else 0
-            pending = store.batches(TABLE_SLUG, rowstore.PENDING)
-            if done >= images and not pending:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{done}/{images} rows after {timeout_s:.0f} s; daemon log:\n"
-                                   f"{services.log('daemon')}\nworker1:\n{services.log('worker1')}")
-            time.sleep(1)
+
+        def wait_for(rows: int, timeout_s: float = timeout_s, poll_s: float = 1) -> list[str]:
+            """Waits until `rows` rows are committed and no batch is pending; returns the committed batches."""
+            deadline = time.monotonic() + timeout_s
+            while True:
+                services.check_alive()
+                committed = store.batches(TABLE_SLUG, rowstore.COMMITTED)
+                rt = store.row_table(TABLE_SLUG)
+                done = store.count(rt) if rt is not None and committed else 0
+                pending = store.batches(TABLE_SLUG, rowstore.PENDING)
+                if done >= rows and not pending:
+                    return committed
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{done}/{rows} rows after {timeout_s:.0f} s; daemon log:\n"
+                                       f"{services.log('daemon')}\nworker1:\n{services.log('worker1')}")
+                time.sleep(poll_s)
+
+        committed = wait_for(images)
+        rt = store.row_table(TABLE_SLUG)
 
         # every row complete, every file in the bucket
         values = {}
@@ -342,10 +352,12 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         # no local path reached the database: the rows, the catalog, Dagster's runs and event logs
         local_paths = local_paths_in_database(store, instance, roots=[root, PACKAGE_ROOT, tempfile.gettempdir()])
         probes = {name: probe_result(services.log(name, tail=None)) for name in (*workers, "daemon")} if prefix else {}
+        extra = {} if then is None else then({"store": store, "s3": s3, "bucket": bucket, "pg": pg, "env": base,
+                                              "instance": instance, "services": services, "wait_for": wait_for})
         return {"rows": len(values), "errors": errors, "batches": len(committed), "steps_by_worker": steps_by_worker,
                 "max_concurrent_steps": _most_at_once(spans), "max_concurrent_batches": _most_at_once(run_spans),
                 "shared_disk": bool(local_paths), "seconds": round(time.monotonic() - started, 1),
-                "local_paths": local_paths[:10], "isolation": isolation, "isolation_probe": probes}
+                "local_paths": local_paths[:10], "isolation": isolation, "isolation_probe": probes, **extra}
     finally:
         services.stop()
 
