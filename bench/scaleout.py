@@ -14,7 +14,11 @@ batches of `--batch-rows` rows, then, with everything still up:
 The last line is one JSON object:
 
     {"rows", "errors", "rows_per_s", "inprocess_rows_per_s", "ratio", "fixed_cost_s", "batches", "batch_rows",
-     "batch_s_p50", "fixed_cost_samples", "phases_s", "seconds", "steps_by_worker", "inprocess_seconds"}
+     "batch_s_p50", "fixed_cost_samples", "phases_s", "seconds", "steps_by_worker", "inprocess_seconds",
+     "executor"}
+
+`--executor steps` measures the other way the demo can run batches (pxt_assets/scale_demo.py, EXECUTORS): the
+daemon starts a process per run and each step is a Celery task of its own.
 
 - `rows_per_s`: rows over the time from the first batch being recorded to the last commit (the workers'
   throughput; the sensor finding the images is not counted);
@@ -138,6 +142,8 @@ def _inprocess_child(batch_rows: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pxt_assets import scale_demo
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--inprocess-child"]:
         _inprocess_child(int(argv[1]))
@@ -149,9 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fixed-samples", type=int, default=3, help="1-row batches timed for fixed_cost_s")
     parser.add_argument("--no-inprocess", action="store_true", help="skip the in-process side (ratio: null)")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--executor", choices=scale_demo.EXECUTORS, default="runs",
+                        help="runs: a batch's run is one Celery task, its steps in that process (the default); "
+                             "steps: the daemon starts a process per run, and each step is a Celery task")
     args = parser.parse_args(argv)
-
-    from pxt_assets import scale_demo
 
     def then(demo: dict) -> dict:
         store, slug = demo["store"], scale_demo.TABLE_SLUG
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     root = pathlib.Path(tempfile.mkdtemp(prefix="pxt-bench-scaleout-"))
     os.chmod(root, 0o755)
     try:
-        result = scale_demo.run(args.images, args.batch_rows, args.timeout, root, then=then)
+        result = scale_demo.run(args.images, args.batch_rows, args.timeout, root, then=then, executor=args.executor)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     inprocess, in_rows_per_s = result["inprocess"], result["in_rows_per_s"]
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": result["seconds"],
         "steps_by_worker": result["steps_by_worker"],
         "inprocess_seconds": inprocess["seconds"] if inprocess else None,
+        "executor": args.executor,
     }))
 
 

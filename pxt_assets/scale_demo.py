@@ -190,8 +190,28 @@ class Services:
             stop()
 
 
-def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then=None) -> dict:
-    """The demo (module docstring) in `root`; returns its result. `then(demo)`, if given, is called once every
+#: how the workers take batches (`run(executor=...)`, docs/scale.md "Executor"): "runs" (the default), each
+#: batch's run is a Celery task (dagster-celery's CeleryRunLauncher) whose steps run in that task's process; "steps",
+#: the daemon starts each run in a process of its own and the Celery executor sends each step to a worker
+EXECUTORS = ("runs", "steps")
+
+
+def instance_yaml(dagster_db: str, executor: str, broker: str, backend: str) -> str:
+    """The dagster.yaml every process of the demo has: the shared PostgreSQL storage and, for the "runs" executor,
+    runs launched as Celery tasks, taken from the queue every second (QueuedRunCoordinator's default is 5 s)."""
+    text = f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n"
+    if executor == "runs":
+        text += ("run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+                 "  config:\n    dequeue_interval_seconds: 1\n"
+                 "run_launcher:\n  module: dagster_celery.launcher\n  class: CeleryRunLauncher\n"
+                 f"  config:\n    default_queue: dagster\n    broker: {broker}\n    backend: {backend}\n")
+    return text
+
+
+def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then=None,
+        executor: str = "runs") -> dict:
+    """The demo (module docstring) in `root`, the workers taking batches as `executor` says (EXECUTORS); returns
+    its result. `then(demo)`, if given, is called once every
     row is checked and before anything stops, with a dict of what runs (`store`, `s3`, `bucket`, `pg`, `env`:
     the processes' shared environment, `instance`, `services`, `wait_for`: waits until a number of rows
     committed); what it returns is added to the result (bench/scaleout.py)."""
@@ -228,7 +248,9 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then
             "PXT_DEMO_WATCH": f"s3://{bucket}/incoming/",
             "PXT_DEMO_WATCH_INTERVAL": "2",
             "PXT_DEMO_WATCH_BATCH_ROWS": str(batch_rows),
-            "PXT_CELERY_BROKER": broker, "PXT_CELERY_BACKEND": backend,
+            # "runs": each run's steps in its Celery task's process; "steps": each step a Celery task of its own
+            **({"PXT_EXECUTOR": "in_process"} if executor == "runs" else
+               {"PXT_CELERY_BROKER": broker, "PXT_CELERY_BACKEND": backend}),
             "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
             "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p),
@@ -241,8 +263,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then
             home, dagster_home = root / name / "pxt_home", root / name / "dagster_home"
             home.mkdir(parents=True)
             dagster_home.mkdir(parents=True)
-            fsutil.atomic_write(dagster_home / "dagster.yaml",
-                                f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n")
+            fsutil.atomic_write(dagster_home / "dagster.yaml", instance_yaml(dagster_db, executor, broker, backend))
             return {**base, "PIXELTABLE_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "PXT_WORKER_NAME": name,
                     "HOME": str(root / name)}
 
@@ -278,7 +299,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then
 
         workers = ["worker1", "worker2"]
         for name in workers:
-            spawn(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+            spawn(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "pxt_assets.celery_app",
                          "-y", str(root / "celery.yaml"), "-n", f"{name}@127.0.0.1", "--",
                          "--concurrency", "2"], process_env(name), root / "celery.yaml")
         fsutil.atomic_write(root / "workspace.yaml", json.dumps({"load_from": [{"python_module": {  # as the repo's
@@ -450,11 +471,11 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
-def main(images: int = 24, batch_rows: int | None = None, timeout_s: float = 600) -> dict:
+def main(images: int = 24, batch_rows: int | None = None, timeout_s: float = 600, executor: str = "runs") -> dict:
     """Run the demo in a temporary folder (removed after); returns the result `run` returns."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="pxt-scale-demo-"))
     os.chmod(root, 0o755)
     try:
-        return run(images, batch_rows or max(1, images // 6), timeout_s, root)
+        return run(images, batch_rows or max(1, images // 6), timeout_s, root, executor=executor)
     finally:
         shutil.rmtree(root, ignore_errors=True)
