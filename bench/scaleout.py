@@ -25,7 +25,9 @@ daemon starts a process per run and each step is a Celery task of its own.
 - `inprocess_rows_per_s`: rows over the in-process inserts' time; `ratio`: the first over the second;
 - `phases_s`: where a 1-row batch's seconds go, medians over the fixed-cost samples, from Dagster's event log:
   `submit` (batch recorded -> run created), `dequeue` (run created -> the run coordinator hands it to the
-  launcher), `launch` (run created -> RUN_START: the run worker's process and its code location load), then
+  launcher), `launch` (run created -> RUN_START: the run worker's process and its code location load; with the
+  "runs" executor, `launch.pickup`: the run's Celery task forwarded -> a worker runs it, and `launch.load`: the
+  worker loads the job's definitions and plans the run), then
   per step `hop` (submitted to Celery -> the step's first event on the worker: the task's pick up, the code
   location's load there, the plan), `step` (STEP_START -> STEP_SUCCESS) and `poll` (STEP_SUCCESS
   -> the run worker seeing it: the next step's submission, or RUN_SUCCESS), and `commit` (RUN_SUCCESS ->
@@ -68,23 +70,27 @@ def _phases(instance, store, slug: str, batches: list[str]) -> dict[str, float]:
             continue
         run_created = record.create_timestamp.timestamp()
         first: dict[tuple[str, str | None], float] = {}
+        every: list[tuple[float, str, str | None]] = []
         for entry in instance.all_logs(record.dagster_run.run_id):
             event = entry.dagster_event
             if event is None:
                 continue
             kind = event.event_type_value
             if event.event_type == dg.DagsterEventType.ENGINE_EVENT:
-                message = entry.user_message or ""
+                message = event.message or entry.user_message or ""
                 kind = ("submitted" if message.startswith("Submitting celery task")
-                        else "executing" if "in celery worker" in message else None)
+                        else "executing" if "in celery worker" in message
+                        else "forwarded" if message.startswith("Celery task has been forwarded")
+                        else "process" if message.startswith("Started process for run") else None)
                 if kind is None:
-                    continue
+                    kind = "engine: " + message[:40]
             if entry.step_key and kind not in ("submitted", "executing", "ASSET_MATERIALIZATION_PLANNED"):
                 first.setdefault(("executing", entry.step_key), entry.timestamp)  # its first event on the worker
             first.setdefault((kind, entry.step_key), entry.timestamp)
+            every.append((entry.timestamp, kind, entry.step_key))
         if batch == batches[-1]:  # the last one's timeline, on stdout
             print("timeline of batch", batch, "(s after it was recorded): run created", round(run_created - created, 2),
-                  *(f"| {k} {s or ''} {t - created:.2f}" for (k, s), t in sorted(first.items(), key=lambda x: x[1])),
+                  *(f"| {k} {(s or '').split('__')[-1]} {t - created:.2f}" for t, k, s in sorted(every)),
                   f"| committed {committed - created:.2f}", flush=True)
         run_start = first.get((dg.DagsterEventType.RUN_START.value, None))
         run_end = first.get((dg.DagsterEventType.RUN_SUCCESS.value, None))
@@ -92,6 +98,9 @@ def _phases(instance, store, slug: str, batches: list[str]) -> dict[str, float]:
             if (dg.DagsterEventType.RUN_STARTING.value, None) in first else None)
         add("submit", run_created - created)
         add("launch", run_start - run_created if run_start else None)
+        forwarded, process = first.get(("forwarded", None)), first.get(("process", None))
+        add("launch.pickup", process - forwarded if process and forwarded else None)
+        add("launch.load", run_start - process if run_start and process else None)
         steps = sorted({k for _, k in first if k}, key=lambda k: first[("executing", k)])
         submits = [first.get(("submitted", k)) for k in steps]
         for i, step in enumerate(steps):
