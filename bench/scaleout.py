@@ -80,7 +80,7 @@ def _phases(instance, store, slug: str, batches: list[str]) -> dict[str, float]:
                 message = event.message or entry.user_message or ""
                 kind = ("submitted" if message.startswith("Submitting celery task")
                         else "executing" if "in celery worker" in message
-                        else "forwarded" if message.startswith("Celery task has been forwarded")
+                        else "forwarded" if "Celery task has been forwarded" in message
                         else "process" if message.startswith("Started process for run") else None)
                 if kind is None:
                     kind = "engine: " + message[:40]

@@ -198,11 +198,11 @@ EXECUTORS = ("runs", "steps")
 
 def instance_yaml(dagster_db: str, executor: str, broker: str, backend: str) -> str:
     """The dagster.yaml every process of the demo has: the shared PostgreSQL storage and, for the "runs" executor,
-    runs launched as Celery tasks, taken from the queue every second (QueuedRunCoordinator's default is 5 s)."""
+    runs launched as Celery tasks as soon as they are submitted (DefaultRunCoordinator: Celery's queue is the
+    queue; the daemon's QueuedRunCoordinator would first hold each run for up to its dequeue interval, 5 s)."""
     text = f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n"
     if executor == "runs":
-        text += ("run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
-                 "  config:\n    dequeue_interval_seconds: 1\n"
+        text += ("run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
                  "run_launcher:\n  module: dagster_celery.launcher\n  class: CeleryRunLauncher\n"
                  f"  config:\n    default_queue: dagster\n    broker: {broker}\n    backend: {backend}\n")
     return text
