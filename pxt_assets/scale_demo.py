@@ -6,7 +6,9 @@ server (the shared bucket), the Dagster daemon, and two Celery workers, each pro
 PIXELTABLE_HOME, DAGSTER_HOME and HOME; each worker and the daemon in a mount namespace of its own where the host
 allows (`unshare --mount`, as root or in a user namespace: private /tmp, demo folder and homes, the checkout
 read-only; isolated()). Puts N generated images into the demo table's watched prefix; the sensor makes batches of a
-few rows, the daemon launches their runs, and the workers run the steps. Waits until every row is materialized,
+few rows and the daemon submits their runs; the workers run them (`executor="runs"`, the default: each run is a
+Celery task that runs all its steps; `"steps"`: the daemon starts a process per run, and each step is a Celery
+task; EXECUTORS). Waits until every row is materialized,
 checks every row's files exist in the bucket, scans both databases for local paths (local_paths_in_database), stops
 everything it started, and prints one JSON object as its last line: {"rows", "errors", "batches",
 "steps_by_worker", "max_concurrent_steps", "max_concurrent_batches", "shared_disk" (whether the scan found a local
