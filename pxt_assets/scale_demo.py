@@ -237,7 +237,8 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then
         moto = MotoS3()
         services.stoppers.append(moto.stop)
         s3 = moto.client()
-        bucket = f"scale-demo-{os.getpid()}"
+        # a bucket of this run's own: moto's servers in one process share their buckets (a second demo there)
+        bucket = f"scale-demo-{os.getpid()}-{os.urandom(4).hex()}"
         s3.create_bucket(Bucket=bucket)
         broker = f"redis://127.0.0.1:{redis_port}/0"
         backend = f"redis://127.0.0.1:{redis_port}/1"
