@@ -1,4 +1,5 @@
 """`python -m bench scale --rows N --batch B [--db URL]`: see bench/scale.py. `python -m bench udf`: bench/udf.py.
+`python -m bench scaleout --images N --batch-rows B`: the distributed path's rows/s and fixed cost (bench/scaleout.py).
 `python -m bench watch [--objects N]`: what a sensor tick costs on a prefix of N taken objects (bench/watch.py).
 `python -m bench first-use [--homes N]`: P processes' first inserts into each of N new homes at once (bench/first_use.py).
 
@@ -110,6 +111,11 @@ def main() -> None:
         from bench import first_use
 
         first_use.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["scaleout"]:  # python -m bench scaleout --images N --batch-rows B
+        from bench import scaleout
+
+        scaleout.main(sys.argv[2:])
         return
     if sys.argv[1:2] == ["scale"]:  # python -m bench scale --rows N --batch B [--db URL]
         from bench import scale

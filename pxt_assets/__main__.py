@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--images", type=int, default=24)
     scale.add_argument("--batch-rows", type=int, default=None, help="rows per batch (default: images / 6)")
     scale.add_argument("--timeout", type=float, default=600, metavar="SECONDS")
+    scale.add_argument("--executor", choices=("runs", "steps"), default="runs",
+                       help="runs: each batch's run is one Celery task, its steps in that process (default); steps: "
+                            "the daemon starts a process per run and each step is a Celery task (docs/scale.md)")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from pxt_assets import scale_demo
 
-        print(json.dumps(scale_demo.main(args.images, args.batch_rows, args.timeout)))
+        print(json.dumps(scale_demo.main(args.images, args.batch_rows, args.timeout, args.executor)))
         return 0
     if args.command == "gc":
         from pxt_assets import lifecycle, stores

@@ -26,8 +26,17 @@ def _component_tree():
 
 
 def _executor() -> dg.ExecutorDefinition | None:
-    """Celery workers when PXT_CELERY_BROKER is set (the [distributed] extra): the tables' steps run on
-    whichever worker takes them (`dagster-celery worker start -A dagster_celery.app -y celery.yaml`)."""
+    """The tables' jobs' executor:
+
+    - PXT_EXECUTOR=in_process: every step of a run in the run's process. For runs that are themselves Celery
+      tasks (dagster-celery's CeleryRunLauncher in dagster.yaml): a batch is one task on one worker, whose
+      process has the code location imported already (`-A pxt_assets.celery_app`), with no process started
+      per run or per step (docs/scale.md, "Executor");
+    - else Celery workers when PXT_CELERY_BROKER is set (the [distributed] extra): each step of a run is a
+      task of its own, run on whichever worker takes it (`dagster-celery worker start -A pxt_assets.celery_app
+      -y celery.yaml`), and the run's process (started by the daemon's run launcher) waits for them."""
+    if os.environ.get("PXT_EXECUTOR") == "in_process":
+        return dg.in_process_executor
     broker = os.environ.get("PXT_CELERY_BROKER")
     if not broker:
         return None

@@ -6,7 +6,9 @@ server (the shared bucket), the Dagster daemon, and two Celery workers, each pro
 PIXELTABLE_HOME, DAGSTER_HOME and HOME; each worker and the daemon in a mount namespace of its own where the host
 allows (`unshare --mount`, as root or in a user namespace: private /tmp, demo folder and homes, the checkout
 read-only; isolated()). Puts N generated images into the demo table's watched prefix; the sensor makes batches of a
-few rows, the daemon launches their runs, and the workers run the steps. Waits until every row is materialized,
+few rows and the daemon submits their runs; the workers run them (`executor="runs"`, the default: each run is a
+Celery task that runs all its steps; `"steps"`: the daemon starts a process per run, and each step is a Celery
+task; EXECUTORS). Waits until every row is materialized,
 checks every row's files exist in the bucket, scans both databases for local paths (local_paths_in_database), stops
 everything it started, and prints one JSON object as its last line: {"rows", "errors", "batches",
 "steps_by_worker", "max_concurrent_steps", "max_concurrent_batches", "shared_disk" (whether the scan found a local
@@ -190,7 +192,31 @@ class Services:
             stop()
 
 
-def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> dict:
+#: how the workers take batches (`run(executor=...)`, docs/scale.md "Executor"): "runs" (the default), each
+#: batch's run is a Celery task (dagster-celery's CeleryRunLauncher) whose steps run in that task's process; "steps",
+#: the daemon starts each run in a process of its own and the Celery executor sends each step to a worker
+EXECUTORS = ("runs", "steps")
+
+
+def instance_yaml(dagster_db: str, executor: str, broker: str, backend: str) -> str:
+    """The dagster.yaml every process of the demo has: the shared PostgreSQL storage and, for the "runs" executor,
+    runs launched as Celery tasks as soon as they are submitted (DefaultRunCoordinator: Celery's queue is the
+    queue; the daemon's QueuedRunCoordinator would first hold each run for up to its dequeue interval, 5 s)."""
+    text = f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n"
+    if executor == "runs":
+        text += ("run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+                 "run_launcher:\n  module: dagster_celery.launcher\n  class: CeleryRunLauncher\n"
+                 f"  config:\n    default_queue: dagster\n    broker: {broker}\n    backend: {backend}\n")
+    return text
+
+
+def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path, then=None,
+        executor: str = "runs") -> dict:
+    """The demo (module docstring) in `root`, the workers taking batches as `executor` says (EXECUTORS); returns
+    its result. `then(demo)`, if given, is called once every
+    row is checked and before anything stops, with a dict of what runs (`store`, `s3`, `bucket`, `pg`, `env`:
+    the processes' shared environment, `instance`, `services`, `wait_for`: waits until a number of rows
+    committed); what it returns is added to the result (bench/scaleout.py)."""
     import logging
 
     from pxt_assets.localservers import MotoS3, Postgres, free_port
@@ -211,7 +237,8 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         moto = MotoS3()
         services.stoppers.append(moto.stop)
         s3 = moto.client()
-        bucket = f"scale-demo-{os.getpid()}"
+        # a bucket of this run's own: moto's servers in one process share their buckets (a second demo there)
+        bucket = f"scale-demo-{os.getpid()}-{os.urandom(4).hex()}"
         s3.create_bucket(Bucket=bucket)
         broker = f"redis://127.0.0.1:{redis_port}/0"
         backend = f"redis://127.0.0.1:{redis_port}/1"
@@ -224,7 +251,9 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
             "PXT_DEMO_WATCH": f"s3://{bucket}/incoming/",
             "PXT_DEMO_WATCH_INTERVAL": "2",
             "PXT_DEMO_WATCH_BATCH_ROWS": str(batch_rows),
-            "PXT_CELERY_BROKER": broker, "PXT_CELERY_BACKEND": backend,
+            # "runs": each run's steps in its Celery task's process; "steps": each step a Celery task of its own
+            **({"PXT_EXECUTOR": "in_process"} if executor == "runs" else
+               {"PXT_CELERY_BROKER": broker, "PXT_CELERY_BACKEND": backend}),
             "AWS_ENDPOINT_URL": moto.endpoint, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
             "PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p),
@@ -237,8 +266,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
             home, dagster_home = root / name / "pxt_home", root / name / "dagster_home"
             home.mkdir(parents=True)
             dagster_home.mkdir(parents=True)
-            fsutil.atomic_write(dagster_home / "dagster.yaml",
-                                f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n")
+            fsutil.atomic_write(dagster_home / "dagster.yaml", instance_yaml(dagster_db, executor, broker, backend))
             return {**base, "PIXELTABLE_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "PXT_WORKER_NAME": name,
                     "HOME": str(root / name)}
 
@@ -274,7 +302,7 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
 
         workers = ["worker1", "worker2"]
         for name in workers:
-            spawn(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+            spawn(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "pxt_assets.celery_app",
                          "-y", str(root / "celery.yaml"), "-n", f"{name}@127.0.0.1", "--",
                          "--concurrency", "2"], process_env(name), root / "celery.yaml")
         fsutil.atomic_write(root / "workspace.yaml", json.dumps({"load_from": [{"python_module": {  # as the repo's
@@ -288,19 +316,25 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         from pxt_assets import rowstore
 
         store = rowstore.RowStore(rows_db)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            services.check_alive()
-            committed = store.batches(TABLE_SLUG, rowstore.COMMITTED)
-            rt = store.row_table(TABLE_SLUG)
-            done = store.count(rt) if rt is not None and committed else 0
-            pending = store.batches(TABLE_SLUG, rowstore.PENDING)
-            if done >= images and not pending:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{done}/{images} rows after {timeout_s:.0f} s; daemon log:\n"
-                                   f"{services.log('daemon')}\nworker1:\n{services.log('worker1')}")
-            time.sleep(1)
+
+        def wait_for(rows: int, timeout_s: float = timeout_s, poll_s: float = 1) -> list[str]:
+            """Waits until `rows` rows are committed and no batch is pending; returns the committed batches."""
+            deadline = time.monotonic() + timeout_s
+            while True:
+                services.check_alive()
+                committed = store.batches(TABLE_SLUG, rowstore.COMMITTED)
+                rt = store.row_table(TABLE_SLUG)
+                done = store.count(rt) if rt is not None and committed else 0
+                pending = store.batches(TABLE_SLUG, rowstore.PENDING)
+                if done >= rows and not pending:
+                    return committed
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{done}/{rows} rows after {timeout_s:.0f} s; daemon log:\n"
+                                       f"{services.log('daemon')}\nworker1:\n{services.log('worker1')}")
+                time.sleep(poll_s)
+
+        committed = wait_for(images)
+        rt = store.row_table(TABLE_SLUG)
 
         # every row complete, every file in the bucket
         values = {}
@@ -342,10 +376,12 @@ def run(images: int, batch_rows: int, timeout_s: float, root: pathlib.Path) -> d
         # no local path reached the database: the rows, the catalog, Dagster's runs and event logs
         local_paths = local_paths_in_database(store, instance, roots=[root, PACKAGE_ROOT, tempfile.gettempdir()])
         probes = {name: probe_result(services.log(name, tail=None)) for name in (*workers, "daemon")} if prefix else {}
+        extra = {} if then is None else then({"store": store, "s3": s3, "bucket": bucket, "pg": pg, "env": base,
+                                              "instance": instance, "services": services, "wait_for": wait_for})
         return {"rows": len(values), "errors": errors, "batches": len(committed), "steps_by_worker": steps_by_worker,
                 "max_concurrent_steps": _most_at_once(spans), "max_concurrent_batches": _most_at_once(run_spans),
                 "shared_disk": bool(local_paths), "seconds": round(time.monotonic() - started, 1),
-                "local_paths": local_paths[:10], "isolation": isolation, "isolation_probe": probes}
+                "local_paths": local_paths[:10], "isolation": isolation, "isolation_probe": probes, **extra}
     finally:
         services.stop()
 
@@ -438,11 +474,11 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
-def main(images: int = 24, batch_rows: int | None = None, timeout_s: float = 600) -> dict:
+def main(images: int = 24, batch_rows: int | None = None, timeout_s: float = 600, executor: str = "runs") -> dict:
     """Run the demo in a temporary folder (removed after); returns the result `run` returns."""
     root = pathlib.Path(tempfile.mkdtemp(prefix="pxt-scale-demo-"))
     os.chmod(root, 0o755)
     try:
-        return run(images, batch_rows or max(1, images // 6), timeout_s, root)
+        return run(images, batch_rows or max(1, images // 6), timeout_s, root, executor=executor)
     finally:
         shutil.rmtree(root, ignore_errors=True)

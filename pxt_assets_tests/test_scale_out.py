@@ -39,6 +39,22 @@ def test_two_celery_workers_with_no_shared_disk_process_the_watched_bucket(tmp_p
         assert result["isolation_probe"] == {"worker1": clean, "worker2": clean, "daemon": clean}, result
 
 
+def test_the_celery_executor_still_runs_each_step_as_a_task_of_its_own(tmp_path):
+    """`--executor steps`: the daemon starts a process per run and the Celery executor sends each step to a worker
+    (the demo's default runs each batch's run as one Celery task instead)."""
+    from pxt_assets import localservers, scale_demo
+
+    if shutil.which("redis-server") is None or localservers.postgres_bin_dir() is None:
+        pytest.skip("redis-server or PostgreSQL is not installed (./dev test installs both from Debian)")
+    root = tmp_path / "demo"
+    root.mkdir()
+    root.chmod(0o755)
+    result = scale_demo.run(images=4, batch_rows=2, timeout_s=420, root=root, executor="steps")
+    assert result["rows"] == 4 and result["errors"] == 0 and result["batches"] == 2
+    assert sum(result["steps_by_worker"].values()) >= 4, result  # a source and a computed step per batch
+    assert result["shared_disk"] is False, result
+
+
 def test_the_package_never_imports_the_tests():
     """The scale demo and its servers are in the package: an installed pxt_assets has no pxt_assets_tests."""
     import ast

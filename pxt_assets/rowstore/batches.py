@@ -128,6 +128,14 @@ class Batches(Database):
         return BatchInfo(r.batch, status, r.num_rows, r.num_errors, json.loads(r.source) if r.source else None,
                          reason, r.run_id)
 
+    def batch_times(self, slug: str) -> list[tuple[str, int | None, float, float | None]]:
+        """(batch, rows, created_at, committed_at) of each batch of a table, oldest first (committed_at None
+        until it commits): how long batches take from being recorded to their commit (bench scaleout)."""
+        b = schema.batches
+        q = sa.select(b.c.batch, b.c.num_rows, b.c.created_at, b.c.committed_at).where(b.c.slug == slug)
+        with self._read() as conn:
+            return [tuple(r) for r in conn.execute(q.order_by(b.c.created_at, b.c.batch))]
+
     def batches(self, slug: str, status: str | None = None) -> list[str]:
         """Batch keys of a table (all, or those with `status`), oldest first."""
         b = schema.batches
