@@ -99,7 +99,33 @@ def build() -> tuple[dg.Definitions, list[Any]]:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build()[0]
+    key = _reconstruction_key()
+    if key is None:
+        return build()[0]
+    if key not in _REBUILT:
+        _REBUILT.clear()
+        _REBUILT[key] = build()[0]
+    return _REBUILT[key]
+
+
+# The Definitions last built in this process while Dagster reconstructs the location (a run worker, a step
+# process), by what they were built from: Dagster calls defs() again for every job subset it reconstructs (six
+# times in a run worker, twice in a step process), and each build is 0.1 s or more of CPU.
+_REBUILT: dict[Any, dg.Definitions] = {}
+
+
+def _reconstruction_key() -> Any:
+    """What the location's Definitions are built from, when Dagster is reconstructing them (else None): the
+    environment, the settings, the catalog's tables (path, version, identity) and the defs folder loader. A
+    change to any of them builds the Definitions again, as a new process would."""
+    from pxt_assets import dagster_compat
+
+    if not dagster_compat.reconstructing():
+        return None
+    from pxt_assets.api.catalog import catalog_versions
+    from pxt_assets.config import current_settings
+
+    return _component_tree, tuple(sorted(os.environ.items())), current_settings(), catalog_versions()
 
 
 def load_tables() -> list[Any]:

@@ -87,6 +87,15 @@ def test_the_names_launch_py_uses_to_submit_a_run():
     assert callable(c.DefaultRunCoordinator.submit_run)
 
 
+def test_the_load_context_definitions_py_reads():
+    from pxt_assets import dagster_compat as c
+
+    assert {"INITIALIZATION", "RECONSTRUCTION"} <= set(c.DefinitionsLoadType.__members__)
+    assert callable(c.DefinitionsLoadContext.is_set) and callable(c.DefinitionsLoadContext.get)
+    assert c.DefinitionsLoadContext(load_type=c.DefinitionsLoadType.RECONSTRUCTION).load_type \
+        == c.DefinitionsLoadType.RECONSTRUCTION
+
+
 def test_the_names_dagster_reserves_for_outputs():
     from pxt_assets import dagster_compat as c
 
