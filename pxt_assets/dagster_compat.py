@@ -53,7 +53,7 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562: the names above, imported
 
 # -- Whether Dagster is rebuilding the code location in a run's or a step's process (pxt_assets/definitions.py) --
 # Why: Dagster calls the location's `defs()` again for each job subset it reconstructs in one process (six
-# times in a run worker, twice in each step process); pxt_assets.definitions builds it once per process there.
+# times in a run worker, twice in each step process); pxt_assets.definitions builds it once there.
 # Only Dagster's load context says that a call is such a reconstruction rather than a code server's load.
 from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext, DefinitionsLoadType
 

@@ -99,28 +99,33 @@ def build() -> tuple[dg.Definitions, list[Any]]:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    key = _reconstruction_key()
-    if key is None:
-        return build()[0]
-    if key not in _REBUILT:
-        _REBUILT.clear()
-        _REBUILT[key] = build()[0]
-    return _REBUILT[key]
+    from pxt_assets import dagster_compat
+
+    key = _load_key()
+    if key is not None and dagster_compat.reconstructing() and key in _BUILT:
+        return _BUILT[key]
+    built = build()[0]
+    if key is not None:
+        _BUILT.clear()
+        _BUILT[key] = built
+    return built
 
 
-# The Definitions last built in this process while Dagster reconstructs the location (a run worker, a step
-# process), by what they were built from: Dagster calls defs() again for every job subset it reconstructs (six
-# times in a run worker, twice in a step process), and each build is 0.1 s or more of CPU.
-_REBUILT: dict[Any, dg.Definitions] = {}
+# The Definitions last built in this process during one of Dagster's loads, by what they were built from.
+# Dagster calls defs() again for every job subset it reconstructs (six times in a run worker, twice in a step
+# process, once more after a code server's own load), and each build is 0.1 s or more of CPU (18 ms more per
+# table); a reconstruction takes them from here. A load that is not a reconstruction (a code server's start or
+# reload, a script's defs()) always builds.
+_BUILT: dict[Any, dg.Definitions] = {}
 
 
-def _reconstruction_key() -> Any:
-    """What the location's Definitions are built from, when Dagster is reconstructing them (else None): the
+def _load_key() -> Any:
+    """What the location's Definitions are built from, during one of Dagster's loads (else None): the
     environment, the settings, the catalog's tables (path, version, identity) and the defs folder loader. A
     change to any of them builds the Definitions again, as a new process would."""
     from pxt_assets import dagster_compat
 
-    if not dagster_compat.reconstructing():
+    if not dagster_compat.DefinitionsLoadContext.is_set():
         return None
     from pxt_assets.api.catalog import catalog_versions
     from pxt_assets.config import current_settings

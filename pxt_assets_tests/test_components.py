@@ -411,20 +411,23 @@ def test_a_run_worker_or_step_process_builds_the_location_once_until_the_catalog
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     import pxt_assets.definitions as location
-    from pxt_assets.dagster_compat import DefinitionsLoadContext
+    from pxt_assets.dagster_compat import DefinitionsLoadContext, DefinitionsLoadType
 
     monkeypatch.setattr(DefinitionsLoadContext, "_instance", None)  # whatever set it before (and after) this test
-    monkeypatch.setattr(location, "_REBUILT", {})
-    assert location.defs() is not location.defs()  # not reconstructing: each call builds
+    monkeypatch.setattr(location, "_BUILT", {})
+    assert location.defs() is not location.defs()  # not in a Dagster load: each call builds
     calls = []
     build = location.build
     monkeypatch.setattr(location, "build", lambda: calls.append(1) or build())
+    DefinitionsLoadContext.set(DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION))
+    loaded = location.defs()  # a code server's load (or reload) builds
+    assert location.defs() is not loaded and len(calls) == 2
     repo = ReconstructableRepository.for_module("pxt_assets.definitions", "defs", working_directory=os.getcwd())
     first, again = repo.get_definition(), repo.get_definition()  # as a step process's plan, then its execution
-    assert first is again and len(calls) == 1
+    assert first is again and len(calls) == 2  # the reconstructions take what the load built
     assert "blob_storage_demo/media/rotated" in {k.to_user_string() for k in first.asset_graph.get_all_asset_keys()}
     pxt.create_dir("cat")
     pxt.create_table("cat/t", {"img": pxt.Image})
     after = repo.get_definition()
-    assert after is not first and len(calls) == 2
+    assert after is not first and len(calls) == 3
     assert "cat/t/img" in {k.to_user_string() for k in after.asset_graph.get_all_asset_keys()}
