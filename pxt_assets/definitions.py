@@ -113,7 +113,7 @@ def defs() -> dg.Definitions:
 
 # The Definitions last built in this process during one of Dagster's loads, by what they were built from.
 # Dagster calls defs() again for every job subset it reconstructs (six times in a run worker, twice in a step
-# process, once more after a code server's own load), and each build is 0.1 s or more of CPU (18 ms more per
+# process, once more after a code server's own load), and each build is 0.1 s or more of CPU (about 7 ms more per
 # table); a reconstruction takes them from here. A load that is not a reconstruction (a code server's start or
 # reload, a script's defs()) always builds.
 _BUILT: dict[Any, dg.Definitions] = {}
