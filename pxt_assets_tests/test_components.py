@@ -402,3 +402,32 @@ def test_mappings_are_values_unless_they_are_calls_and_argument_names_cannot_be_
     with pytest.warns(UserWarning, match="'destination' cannot name a column"):
         defs = build_defs_for_component(bad)
     assert "column 'destination'" in defs.resolve_asset_graph().get(dg.AssetKey(["yaml", "tools", "w"])).description
+
+
+def test_a_run_worker_or_step_process_builds_the_location_once_until_the_catalog_changes(pxt_home, monkeypatch):
+    """Dagster rebuilds a location for every job subset it reconstructs in a run's or a step's process: there
+    pxt_assets.definitions builds it once, and again only when what it is built from changed (here: a catalog
+    table created). A code server's load (or a script's defs()) always builds anew."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    import pxt_assets.definitions as location
+    from pxt_assets.dagster_compat import DefinitionsLoadContext, DefinitionsLoadType
+
+    monkeypatch.setattr(DefinitionsLoadContext, "_instance", None)  # whatever set it before (and after) this test
+    monkeypatch.setattr(location, "_BUILT", {})
+    assert location.defs() is not location.defs()  # not in a Dagster load: each call builds
+    calls = []
+    build = location.build
+    monkeypatch.setattr(location, "build", lambda: calls.append(1) or build())
+    DefinitionsLoadContext.set(DefinitionsLoadContext(load_type=DefinitionsLoadType.INITIALIZATION))
+    loaded = location.defs()  # a code server's load (or reload) builds
+    assert location.defs() is not loaded and len(calls) == 2
+    repo = ReconstructableRepository.for_module("pxt_assets.definitions", "defs", working_directory=os.getcwd())
+    first, again = repo.get_definition(), repo.get_definition()  # as a step process's plan, then its execution
+    assert first is again and len(calls) == 2  # the reconstructions take what the load built
+    assert "blob_storage_demo/media/rotated" in {k.to_user_string() for k in first.asset_graph.get_all_asset_keys()}
+    pxt.create_dir("cat")
+    pxt.create_table("cat/t", {"img": pxt.Image})
+    after = repo.get_definition()
+    assert after is not first and len(calls) == 3
+    assert "cat/t/img" in {k.to_user_string() for k in after.asset_graph.get_all_asset_keys()}

@@ -87,6 +87,15 @@ def test_the_names_launch_py_uses_to_submit_a_run():
     assert callable(c.DefaultRunCoordinator.submit_run)
 
 
+def test_the_load_context_definitions_py_reads():
+    from pxt_assets import dagster_compat as c
+
+    assert {"INITIALIZATION", "RECONSTRUCTION"} <= set(c.DefinitionsLoadType.__members__)
+    assert callable(c.DefinitionsLoadContext.is_set) and callable(c.DefinitionsLoadContext.get)
+    assert c.DefinitionsLoadContext(load_type=c.DefinitionsLoadType.RECONSTRUCTION).load_type \
+        == c.DefinitionsLoadType.RECONSTRUCTION
+
+
 def test_the_names_dagster_reserves_for_outputs():
     from pxt_assets import dagster_compat as c
 
@@ -139,3 +148,20 @@ def test_dagster_definitions_validate_passes(tmp_path, args):
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
     assert "All code locations passed validation" in out, out[-4000:]
+
+
+def test_the_snapshot_a_code_server_makes_imports_no_component_library(tmp_path):
+    """What every code server (the daemon's, the UI's at each reload) makes of the location: the repository
+    snapshot. With a component tree attached to the Definitions, Dagster imports every installed component
+    package (dagster_aws, _gcp, _azure...) to name the tree's types: seconds of each load."""
+    code = ("import sys\n"
+            "from pxt_assets.definitions import defs\n"
+            "from dagster._core.remote_representation.external_data import RepositorySnap\n"
+            "snap = RepositorySnap.from_def(defs().get_repository_def())\n"
+            "assert any(n.asset_key.path[-1] == 'rotated' for n in snap.asset_nodes), snap.asset_nodes\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('dagster_aws', 'dagster_gcp', 'dagster_azure')))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(tmp_path / "home"), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -272,6 +272,11 @@ def drop_dir(path: str, *, force: bool = False, if_not_exists: str = "error",
     store.remove_dir(_joined(parts))
 
 
+def catalog_versions() -> tuple[tuple[str, int, str | None], ...]:
+    """(path, version, identity) of every catalog table: what changes when one is created, altered or dropped."""
+    return tuple((e.path, e.version, e.table_id) for e in _store().table_entries())
+
+
 def catalog_tables() -> tuple[list[MediaTable], list[tuple[str, list[str], str]]]:
     """Every catalog table, and (path, column names if known, error) for those that could not be read: one
     bad entry must not take the others (or the whole code location) down."""
