@@ -3,12 +3,13 @@ many columns read it), or in chunks for batched and async UDFs; kept unchanged r
 
 # No `from __future__ import annotations`: Dagster reads the step functions' context annotations.
 
+import collections
 import concurrent.futures
 import hashlib
 import json
 import pathlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -17,13 +18,14 @@ import PIL.Image
 from pxt_assets import stores
 from pxt_assets.assets import renewal
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
-from pxt_assets.assets.run import Progress, batch_step, commit, map_rows, on_worker, row_pool
+from pxt_assets.assets.run import WORKERS, Progress, batch_step, commit, map_rows, on_worker, row_pool
 from pxt_assets.evaluate import (
     Row,
     RowError,
     as_json,
     close_frame_cursors,
     deferred_calls,
+    frame_reference_of,
     is_missing,
     make_calls,
     want_frames,
@@ -222,13 +224,22 @@ class Computer:
         return frames
 
 
+#: frames of a view decoded in one pass, for its rows: (the frame column, a function yielding each frame's
+#: stored reference and its image, in the order the view's iterator makes them, for the videos given)
+FrameStream = tuple[str, Callable[[set[str]], Iterator[tuple[str, PIL.Image.Image]]]]
+
+
 def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager,
-                  log) -> dict[str, list[dict[str, Any]]]:
+                  log, stream: FrameStream | None = None) -> dict[str, list[dict[str, Any]]]:
     """Compute `selected` columns for every row of `batch`; returns each column's records.
 
     Columns the selection reads but does not compute (sources, or computed columns outside a subset) are
     read from storage. Each row's files are written through the media IO manager's column writers (see
     Computer for re-runs, and for batched and async UDFs).
+
+    `stream` (a view whose frames are not written, its columns computed for the first time): rows are
+    computed as their frames come out of one decoding pass, as when the view's rows are made; rows it does
+    not give a frame (a video changed since) read theirs from the video as before.
     """
     selected_names = {c.name for c in selected}
     needed: set[str] = set()
@@ -260,9 +271,13 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
 
     progress = Progress(log, f"{spec.display_path} computed columns", len(row_ids))
     try:
+        streamed: dict[int, dict[str, dict[str, Any]]] = {}
+        if stream is not None and stream[0] in by_col and not computer.has_deferred:
+            streamed = _compute_streamed(stream, by_col[stream[0]], row_ids, load, computer, progress)
+        rest = [i for i in range(len(row_ids)) if i not in streamed]
         for name in stored_cols:  # frames that were not written: their videos are read once, in order
             if spec.columns.get(name) is not None and spec.columns[name].col_type.name == "Image":
-                want_frames(computer.reader, (rec.get("value") for rec in by_col[name].values()))
+                want_frames(computer.reader, (by_col[name][row_ids[i]].get("value") for i in rest))
         if computer.has_deferred:
             size = computer.chunk_size
             results = []
@@ -273,10 +288,65 @@ def compute_batch(spec: TableSpec, selected: list[ColumnSpec], batch: str, media
                     for _ in indexes:
                         progress.step()
         else:
-            results = map_rows(lambda i: computer.process(*load(i)), len(row_ids), progress)
+            computed = map_rows(lambda k: computer.process(*load(rest[k])), len(rest), progress)
+            results = [streamed[i] if i in streamed else None for i in range(len(row_ids))]
+            for i, out in zip(rest, computed):
+                results[i] = out
     finally:
         close_frame_cursors()
     return computer.finish(results, log)
+
+
+def _compute_streamed(stream: FrameStream, frame_records: dict[str, dict[str, Any]], row_ids: list[str],
+                      load: Callable[[int], tuple[Row, dict[str, Any]]], computer: Computer,
+                      progress: Progress) -> dict[int, dict[str, dict[str, Any]]]:
+    """Rows computed as their frames are decoded (see compute_batch): row index -> its records. Only rows
+    with no previous value in any selected column (a re-run keeps unchanged rows without decoding); at most
+    WORKERS rows, each holding its frame, are in flight while the next frames are decoded."""
+    column, frames = stream
+
+    def computed_before(rid: str) -> bool:  # a value that may be kept (see Computer.unchanged)
+        for col in computer.selected:
+            old = (computer.previous.get(col.name) or {}).get(rid)
+            if old is not None and not is_missing(old.get("version")) and is_missing(old.get("error")):
+                return True
+        return False
+
+    waiting: dict[str, list[int]] = {}  # a frame's stored reference -> the rows showing it
+    for i, rid in enumerate(row_ids):
+        rec = frame_records.get(rid) or {}
+        if isinstance(rec.get("value"), str) and is_missing(rec.get("error")) and not computed_before(rid):
+            waiting.setdefault(rec["value"], []).append(i)
+    done: dict[int, dict[str, dict[str, Any]]] = {}
+    if not waiting:
+        return done
+
+    def process(i: int, image: PIL.Image.Image) -> dict[str, dict[str, Any]]:
+        row, versions = load(i)
+        row.objects[column] = image
+        return computer.process(row, versions)
+
+    pending: collections.deque = collections.deque()
+
+    def settle(keep: int) -> None:
+        while len(pending) > keep:
+            i, future = pending.popleft()
+            done[i] = future.result()
+            progress.step()
+
+    with row_pool() as pool:
+        made = frames({ref[0] for ref in map(frame_reference_of, waiting) if ref is not None})
+        try:
+            for ref, image in made:
+                for k, i in enumerate(waiting.pop(ref, ())):  # a video in two base rows: a copy each
+                    pending.append((i, pool.submit(process, i, image if k == 0 else image.copy())))
+                settle(WORKERS)  # frames in flight stay bounded
+                if not waiting:
+                    break
+        finally:
+            made.close()
+            settle(0)
+    return done
 
 
 def _chunk_rows(calls: list[Any]) -> int:

@@ -15,7 +15,7 @@ import PIL.Image
 
 from pxt_assets import memory, stores
 from pxt_assets.assets import renewal
-from pxt_assets.assets.computed import Computer, compute_batch
+from pxt_assets.assets.computed import Computer, FrameStream, compute_batch
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
 from pxt_assets.assets.run import PROGRESS_EVERY_S, batch_step, commit, long_lived_objects_frozen, on_worker
 from pxt_assets.evaluate import Row, as_json, close_frame_cursors, error_kind, is_missing
@@ -25,6 +25,8 @@ from pxt_assets.media import suffix_of
 from pxt_assets.redaction import redact, scrubbing
 from pxt_assets.spec import ColumnSpec, iterator_kwargs, iterator_of
 
+#: the iterator whose frames may be references into their video (not written)
+FRAME_ITERATOR = "video.frame_iterator"
 #: files an iterator step writes concurrently (frames being encoded and uploaded): bounds memory too
 _WRITES_IN_FLIGHT = 8
 
@@ -87,7 +89,8 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         selected = [c for c in computed_cols if c.name in chosen]
         if not any(c.name in chosen for c in columns):  # computed columns alone: from the stored rows
             media_io.start_run(spec, batch, context.run_id)
-            frames = compute_batch(spec, selected, batch, media_io, context.log)
+            frames = compute_batch(spec, selected, batch, media_io, context.log,
+                                   stream=_frame_stream(view, selected, batch, media_io))
             for col in selected:
                 yield dg.Output(frames[col.name], output_name=col.name,
                                 metadata=renewal.output_metadata(col, frames[col.name]))
@@ -114,6 +117,45 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         commit(context, media_io, spec, batch)
 
     return view_step
+
+
+def _frame_stream(view, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager) -> FrameStream | None:
+    """For columns computed on a frame_iterator view's existing rows whose frames were not written (a column
+    added after the view was made): the batch's videos decoded again in one pass by the view's iterator, as
+    when the rows were made, each frame with its stored reference (compute_batch computes each row as its
+    frame comes, instead of seeking its frame in the video). None when nothing reads such frames."""
+    if view.iterator.fn != FRAME_ITERATOR:
+        return None
+    made = iterator_of(view.iterator).outputs()
+    frame_cols = [n for n, t in made.items() if t.is_media and n in view.spec.columns
+                  and not view.spec.columns[n].destination]
+    if not frame_cols or not any(frame_cols[0] in c.expr.columns() for c in selected):
+        return None
+    base, input_col = view.base_spec, view.iterator.args[0].name
+
+    def frames(videos: set[str]) -> Iterator[tuple[str, PIL.Image.Image]]:
+        store = media_io.rowstore()
+        base_rt = store.row_table(base.slug)
+        got = store.read_columns(base_rt, batch, [input_col]).get(input_col, {}) if base_rt is not None else {}
+        reader, it, kwargs = media_io.reader(), iterator_of(view.iterator), iterator_kwargs(view.iterator)
+        seen = set()
+        for base_rid in sorted(got, key=lambda r: int(r.rsplit("-", 1)[-1])):  # the order rows were made in
+            rec = got[base_rid]
+            uri = None if is_missing(rec.get("value")) else rec["value"]
+            if uri is None or not is_missing(rec.get("error")) or uri in seen or uri not in videos:
+                continue
+            seen.add(uri)
+            try:
+                version = _file_version(uri, rec.get("version"))
+                with reader.open(uri) as path:
+                    for item in it.run(str(path), **kwargs):
+                        attrs = item.get("frame_attrs") or {}
+                        yield (frame_reference(uri, attrs.get("time", 0.0), attrs.get("pts"), version),
+                               item[frame_cols[0]])
+            except Exception:  # noqa: BLE001 - its rows read their frames from the video, and say why if they fail
+                continue
+
+    return frame_cols[0], frames
 
 
 class _ViewBatch:
@@ -155,6 +197,11 @@ class _ViewBatch:
         self.writers = {c.name: media_io.writer_for(self.spec, c) for c in self.outputs
                         if c.is_media and c.destination}
         self.reader = media_io.reader()
+        # frames neither written nor read by a column here (create_view without a destination): the rows need
+        # only their attributes, so the video is decoded without pixels (see iter_frames)
+        self.run_kwargs = dict(self.kwargs)
+        if self.call.fn == FRAME_ITERATOR and self.computer is None and not self.writers:
+            self.run_kwargs["pixels"] = False
         self.records: list[dict[str, dict[str, Any]]] = []  # per row: column -> record (iterator's, computed)
         self.rows = self.failed = 0
         self.base_rows = len(self.got)
@@ -177,7 +224,7 @@ class _ViewBatch:
                     try:
                         version = _file_version(uri, rec.get("version"))
                         with self.reader.open(uri) as path:
-                            for pos, item in enumerate(self.iterator.run(str(path), **self.kwargs)):
+                            for pos, item in enumerate(self.iterator.run(str(path), **self.run_kwargs)):
                                 rid = row_id(self.batch, self.rows)
                                 self.rows += 1
                                 self.pending.append(pool.submit(self._finish, rid, pos, item, uri, version,
@@ -227,7 +274,7 @@ class _ViewBatch:
             rec = recs[col.name] = new_record(rid, col.is_media, col.destination, base_version)
             value = item.get(col.name)
             try:
-                if value is None:
+                if value is None and not (col.is_media and "frame_attrs" in item and col.name not in self.writers):
                     pass
                 elif col.is_media and col.name in self.writers:
                     if isinstance(value, PIL.Image.Image):
@@ -240,10 +287,11 @@ class _ViewBatch:
                         finally:
                             tmp.unlink(missing_ok=True)
                     rec["owned"] = True
-                elif col.is_media:  # a frame not written: a reference into the video
+                elif col.is_media:  # a frame not written: a reference into the video (decoded or not)
                     attrs = item.get("frame_attrs") or {}
                     rec["value"] = frame_reference(base_uri, attrs.get("time", 0.0), attrs.get("pts"), base_version)
-                    row.objects[col.name] = value
+                    if value is not None:
+                        row.objects[col.name] = value
                 else:
                     rec["value"] = as_json(value) if col.col_type.name == "Json" else value
             except Exception as e:  # noqa: BLE001 - the row's error
