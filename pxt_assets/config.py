@@ -463,7 +463,7 @@ def _env_values() -> tuple[str | bytes | None, ...]:
     data = getattr(os.environ, '_data', None)
     if isinstance(data, dict) and os.name == 'posix':
         # os.environ.get() raises and catches KeyError for every unset name: storage calls this per operation.
-        return tuple(data.get(name) for name in _ENV_NAMES_BYTES)
+        return tuple(map(data.get, _ENV_NAMES_BYTES))  # no generator frame: half the cost
     return tuple(os.environ.get(name) for name in _ENV_NAMES)
 
 

@@ -53,10 +53,16 @@ def upsert_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
     (one compiled statement, not one per row: a step's group commit of file intents writes hundreds)."""
     if not rows:
         return
-    stmt = _insert(conn, table)
-    stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                      set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
+    shape = (conn.dialect.name, table.name, tuple(keys), tuple(rows[0]))
+    stmt = _UPSERTS.get(shape)
+    if stmt is None:  # built once per shape: building and cache-keying a construct costs more than running it
+        stmt = _insert(conn, table)
+        stmt = _UPSERTS[shape] = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in rows[0] if c not in keys})
     conn.execute(stmt, rows)
+
+
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 def insert_new(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> bool:
@@ -130,11 +136,26 @@ class Database:
         return f"RowStore({redact(self.url)})"
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
+    def _write(self, durable: bool = True) -> Iterator[sa.Connection]:
+        """A write transaction. `durable=False`: its commit returns without waiting for the log to reach the
+        disk (SQLite: synchronous=NORMAL for it; PostgreSQL: synchronous_commit off). It is as atomic and as
+        visible to other connections at once; only an OS crash or power cut can lose it, and then only until
+        the next durable commit, which syncs the log up to and past it. For records whose loss costs nothing
+        but a leak (the write-intent journal: a file it does not name is never collected)."""
         with self.engine.connect() as conn:
             conn.execution_options(pxt_write=True)
-            with conn.begin():
-                yield conn
+            raw = None
+            if not durable and self.is_sqlite:
+                raw = conn.connection.dbapi_connection  # outside any transaction (a PRAGMA's place)
+                raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with conn.begin():
+                    if not durable and not self.is_sqlite:
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    yield conn
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA synchronous=FULL")  # as every other transaction expects
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:

@@ -128,16 +128,13 @@ class Journal(Database):
             return
         w = schema.written
         now = time.time()
-        with self._write() as conn:
+        with self._write(durable=False) as conn:  # a lost intent only leaks its file (see _write)
             upsert_many(conn, w, ["uri"], [
                 {"uri": uri, "slug": slug, "batch": batch, "column": column, "destination": destination,
                  "written_at": now, "done_at": None}
                 for uri, slug, batch, column, destination in dict.fromkeys(intents)])
             if completions:  # not if it was recorded again since (another write of it is on)
-                conn.execute(w.update().where((w.c.uri == sa.bindparam("b_uri"))
-                                              & (w.c.written_at <= sa.bindparam("b_when")))
-                             .values(done_at=sa.bindparam("b_when")),
-                             [{"b_uri": uri, "b_when": when} for uri, when in completions])
+                conn.execute(_MARK_DONE, [{"b_uri": uri, "b_when": when} for uri, when in completions])
 
     def journal_entries(self, prefix: str, cutoff: float | None = None) -> list[Written]:
         """Journal entries whose key starts with `prefix`, recorded at or before `cutoff` (None: any)."""
@@ -191,3 +188,10 @@ class Journal(Database):
         c = schema.gc_claims
         with self._write() as conn:
             conn.execute(c.delete().where((c.c.slug == slug) & (c.c.batch == batch)))
+
+
+#: a completed write's time, unless its key was recorded again since (built once: see upsert_many)
+_MARK_DONE = (schema.written.update()
+              .where((schema.written.c.uri == sa.bindparam("b_uri"))
+                     & (schema.written.c.written_at <= sa.bindparam("b_when")))
+              .values(done_at=sa.bindparam("b_when")))
