@@ -69,6 +69,10 @@ from dagster._core.definitions.utils import DISALLOWED_NAMES
 # QueuedRunCoordinator but neither DefaultRunCoordinator nor SqliteRunStorage (below).
 from dagster._core.run_coordinator import DefaultRunCoordinator
 
+#: where dagster.yaml names DefaultRunCoordinator (Dagster's documented `run_coordinator: module:` value; the
+#: scale demo's instance launches runs at submit: pxt_assets/scale_demo.py)
+DEFAULT_RUN_COORDINATOR_MODULE = DefaultRunCoordinator.__module__.rpartition(".")[0]
+
 # -- The embedded instance's SQLite storage (pxt_assets/instance.py) ----------------------------------------
 # Why: the public `storage: sqlite:` config has no setting for SQLite's pragmas or connection pooling, and
 # there is no public storage class to extend. pxt_assets.instance subclasses Dagster's own SQLite storages

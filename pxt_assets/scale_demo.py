@@ -202,9 +202,11 @@ def instance_yaml(dagster_db: str, executor: str, broker: str, backend: str) -> 
     """The dagster.yaml every process of the demo has: the shared PostgreSQL storage and, for the "runs" executor,
     runs launched as Celery tasks as soon as they are submitted (DefaultRunCoordinator: Celery's queue is the
     queue; the daemon's QueuedRunCoordinator would first hold each run for up to its dequeue interval, 5 s)."""
+    from pxt_assets.dagster_compat import DEFAULT_RUN_COORDINATOR_MODULE
+
     text = f"storage:\n  postgres:\n    postgres_url: {dagster_db}\ntelemetry:\n  enabled: false\n"
     if executor == "runs":
-        text += ("run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        text += (f"run_coordinator:\n  module: {DEFAULT_RUN_COORDINATOR_MODULE}\n  class: DefaultRunCoordinator\n"
                  "run_launcher:\n  module: dagster_celery.launcher\n  class: CeleryRunLauncher\n"
                  f"  config:\n    default_queue: dagster\n    broker: {broker}\n    backend: {backend}\n")
     return text
