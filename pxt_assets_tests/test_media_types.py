@@ -53,8 +53,8 @@ def test_media_that_does_not_open_is_the_rows_error_and_the_batch_goes_on(pxt_ho
                       instance=instance)
     assert result.num_errors == 2
     msgs = [m for m in d.select(d.doc.errormsg).collect().to_pandas().iloc[:, 0] if m]
-    assert any(m.startswith("doc: not a readable PDF: ") and "broken.pdf" in m for m in msgs)
-    assert any(m.startswith("doc: not a readable document: ") and "blob.bin" in m for m in msgs)
+    assert any(m.startswith("doc: not a readable PDF: ") and "broken.pdf" in m for m in msgs), msgs
+    assert any(m.startswith("doc: not a readable document: ") and "blob.bin" in m for m in msgs), msgs
 
 
 def test_metadata_functions_in_columns_and_where(pxt_home, instance, media_files):
