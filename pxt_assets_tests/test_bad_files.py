@@ -7,6 +7,7 @@ and the column, this process survives and nothing is left for resume(). Every fi
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -160,6 +161,29 @@ def test_a_pdf_request_over_the_time_limit_is_a_row_error(pxt_home, tmp_path, mo
         pdfchild.pdf_info(str(pdf))
     monkeypatch.setenv("PIXELTABLE_PDF_TIMEOUT_S", "60")
     assert pdfchild.pdf_info(str(pdf))["pages"] == 1  # a new reader replaced the one stopped
+
+
+def test_a_pdf_is_read_in_a_process_holding_more_than_1024_descriptors(tmp_path):
+    """A long-lived process (a notebook, the test suite) may hold more than 1,024 open files: the reader's
+    pipe then gets a descriptor select() refuses ("filedescriptor out of range"); it is polled instead."""
+    import resource
+
+    from pxt_assets.functions import pdfchild
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    pdf = make_text_pdf(tmp_path / "doc.pdf", ["text"])
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        pdfchild._POOL.close()  # a new reader, its pipes numbered past the 1,100 held here
+        assert pdfchild.pdf_info(str(pdf))["pages"] == 1
+    finally:
+        for fd in held:
+            os.close(fd)
+        pdfchild._POOL.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_decoded_bytes_share_one_budget_and_an_image_larger_than_it_runs_alone():

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import json
 import os
+import math
 import pathlib
 import select
 import signal
@@ -85,7 +86,10 @@ class _Child:
                 self.kill()
                 raise ResourceLimitError(f"reading PDF {what} took longer than the time limit of "
                                          f"{current_settings().pdf_timeout_s:g} s (the pdf_timeout_s setting)")
-            ready, _, _ = select.select([fd], [], [], wait)
+            # poll, not select: select() refuses descriptors past 1023, which a long-lived process reaches
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+            ready = poller.poll(None if wait is None else math.ceil(wait * 1000))
             if not ready:
                 continue
             read = os.readv(fd, [view[got:]])
