@@ -15,8 +15,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import math
+import os
 import pathlib
 import select
 import signal
