@@ -252,13 +252,16 @@ class FileCache:
         """`put` done by this cache's filler thread: the caller (a row thread that has just uploaded a file)
         goes on at once, and the filler publishes whatever has queued up in one index transaction. A moved
         file is the filler's to delete. `wait_for_puts()` returns once everything queued so far is in."""
-        self._filler_for().put(url, src, suffix, move=move, written=True)
+        self._hand_to_filler(url, src, suffix, move=move, written=True)
 
-    def _filler_for(self) -> _Filler:
+    def _hand_to_filler(self, url: str, src: pathlib.Path | bytes, suffix: str, *, move: bool,
+                        written: bool) -> None:
+        """Queue a file for the filler thread, starting one if there is none (first use, after a fork, or
+        after the last one went idle). Under the guard, so that an idle filler never exits with work queued."""
         with self._filler_guard:
-            if self._filler is None or not self._filler.thread.is_alive():  # first use, or after a fork
+            if self._filler is None or not self._filler.thread.is_alive():
                 self._filler = _Filler(self)
-            return self._filler
+            self._filler.put(url, src, suffix, move=move, written=written)
 
     def wait_for_puts(self) -> None:
         """Wait until every file handed to `put_later` (and every `fetch_bytes(later=True)`) is published."""
@@ -348,7 +351,7 @@ class FileCache:
                     data = fetch()
                     if later:
                         self._pending[key] = data
-                        self._filler_for().put(url, data, suffix, move=False, written=False)
+                        self._hand_to_filler(url, data, suffix, move=False, written=False)
                     else:
                         self._add([(url, data, suffix)], move=False)
                     self._count(bytes_downloaded=len(data))
@@ -654,9 +657,12 @@ class _Filler:
     """Fills the file cache from one thread per cache. Row threads hand over files (or bytes) they have
     just uploaded and go on; the filler adds whatever has queued up in one index transaction. With every row
     thread taking the cache's write lock itself, they queued behind each other (about a fifth of a batch's
-    time, measured with py-spy). The queue is bounded, so memory and temp space stay bounded too."""
+    time, measured with py-spy). The queue is bounded, so memory and temp space stay bounded too. A filler
+    idle for `IDLE_S` seconds exits, so that it does not keep an unused cache (and its connections) alive for
+    the life of the process; the next hand-over starts another."""
 
     _BATCH = 32
+    IDLE_S = 5.0
 
     def __init__(self, cache: FileCache) -> None:
         self.cache = cache
@@ -671,9 +677,29 @@ class _Filler:
     def flush(self) -> None:
         self.queue.join()
 
+    def _idle(self) -> bool:
+        """True once nothing was queued for IDLE_S seconds and this filler has let go of its cache."""
+        guard = self.cache._filler_guard  # hand-overs queue under the guard: none can slip in after the check
+        if not guard.acquire(blocking=False):  # (one may be holding it, waiting for room in this queue)
+            return False
+        try:
+            if not self.queue.empty():
+                return False
+            if self.cache._filler is self:
+                self.cache._filler = None
+            return True
+        finally:
+            guard.release()
+
     def _run(self) -> None:
         while True:
-            batch = [self.queue.get()]
+            try:
+                first = self.queue.get(timeout=self.IDLE_S)
+            except queue.Empty:
+                if self._idle():
+                    return
+                continue
+            batch = [first]
             while len(batch) < self._BATCH:
                 try:
                     batch.append(self.queue.get_nowait())

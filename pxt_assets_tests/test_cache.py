@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import hashlib
 import json
 import os
@@ -13,13 +14,13 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
 import pxt_assets.cache as cache_module
 from pxt_assets.cache import CacheStats, FileCache, cache_key
 from pxt_assets_tests.conftest import BARE_PACKAGE, PACKAGE_DIR
-
 
 
 def payload(url: str, size: int) -> bytes:
@@ -685,4 +686,55 @@ def test_fetch_bytes_later_serves_the_bytes_at_once_and_publishes_them_in_the_ba
     assert cache.stats.bytes_added == 0 and cache.stats.bytes_downloaded == 40 * 500
     assert cache.fetch_bytes(urls[0], fetcher(urls[0]), later=True) == payload(urls[0], 500)
     assert len(calls) == 40
+    assert_consistent(cache)
+
+
+def test_an_idle_filler_exits_and_lets_its_cache_go_and_the_next_hand_over_starts_another(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filler thread held its cache (and the cache's SQLite connections) for the life of the process: a
+    long-lived process that opened many caches ran out of file descriptors. Idle, it exits; a file handed
+    over afterwards starts a new one and is published like the first."""
+    monkeypatch.setattr(cache_module._Filler, "IDLE_S", 0.2)
+    cache = FileCache(tmp_path / "a", 100_000)
+    cache.put_later("s3://b/one.jpg", payload("s3://b/one.jpg", 300), suffix=".jpg")
+    first = cache._filler
+    assert first is not None
+    cache.wait_for_puts()
+    first.thread.join(10)
+    assert not first.thread.is_alive() and cache._filler is None
+    cache.put_later("s3://b/two.jpg", payload("s3://b/two.jpg", 300), suffix=".jpg")
+    cache.wait_for_puts()
+    assert cache._filler is not first
+    for u in ("s3://b/one.jpg", "s3://b/two.jpg"):
+        assert cache.path_for(u, ".jpg").read_bytes() == payload(u, 300)
+    assert_consistent(cache)
+
+    other = FileCache(tmp_path / "b", 100_000)
+    other.put_later("s3://b/three.jpg", payload("s3://b/three.jpg", 300), suffix=".jpg")
+    other.wait_for_puts()
+    filler, ref = other._filler, weakref.ref(other)
+    del other
+    filler.thread.join(10)
+    del filler
+    gc.collect()
+    assert ref() is None  # nothing keeps an unused cache alive once its filler has gone
+
+
+def test_hand_overs_racing_the_filler_going_idle_are_all_published(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads hand files over in bursts spaced about the idle time apart, so fillers exit while others are
+    being handed files: every file ends up published (none queued to a filler that had already gone)."""
+    monkeypatch.setattr(cache_module._Filler, "IDLE_S", 0.01)
+    cache = FileCache(tmp_path, 1_000_000)
+    urls = [f"s3://b/race/{i}.jpg" for i in range(400)]
+
+    def hand(i: int) -> None:
+        if i % 7 == 0:
+            time.sleep(0.012)
+        cache.put_later(urls[i], payload(urls[i], 64), suffix=".jpg")
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(hand, range(len(urls))))
+    cache.wait_for_puts()  # a filler goes only once its queue is empty: the current one has the rest
+    assert [u for u in urls if not cache.contains(u)] == []
     assert_consistent(cache)
