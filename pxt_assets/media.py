@@ -125,10 +125,21 @@ def type_named(name: str) -> ColumnType:
 
 def suffix_of(uri: str) -> str:
     """The file extension of a URI's path (query string ignored), e.g. '.jpg', or ''."""
-    import urllib.parse
+    if "://" in uri:
+        scheme, _, rest = uri.partition("://")
+        if "?" in uri or "#" in uri or ";" in uri or not (scheme.isalnum() and scheme.isascii()
+                                                          and scheme[0].isalpha()):
+            import urllib.parse
 
-    path = urllib.parse.urlparse(uri).path if "://" in uri else uri
-    suffix = pathlib.PurePosixPath(path).suffix
+            path = urllib.parse.urlparse(uri).path
+        else:  # (called several times a row: no URL parse for the plain names we write)
+            slash = rest.find("/")
+            path = rest[slash:] if slash >= 0 else ""
+    else:
+        path = uri
+    name = next((part for part in reversed(path.split("/")) if part not in ("", ".")), "")
+    dot = name.rfind(".")
+    suffix = name[dot:] if 0 < dot < len(name) - 1 else ""
     return suffix.lower() if 1 < len(suffix) <= 6 else ""
 
 

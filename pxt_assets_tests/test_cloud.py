@@ -13,9 +13,9 @@ import pytest
 
 import pxt_assets as pxt
 from pxt_assets import stores
+from pxt_assets.config import load_settings
 from pxt_assets.functions import net
 from pxt_assets.media import shared_cache, suffix_of
-from pxt_assets.config import load_settings
 from pxt_assets_tests.places import SERVER_FIXTURE, Place
 
 
@@ -234,3 +234,24 @@ def test_s3_profile_chooses_the_credentials_and_endpoint(pxt_home, s3_env, tmp_p
     # looked up once, not the profile's eu-west-3: S3 refuses a URL signed for another region
     assert "profile-key%2F" in url and "%2Fus-east-1%2Fs3%2Faws4_request" in url
     assert len(bucket.objects("p/")) == 1
+
+
+def test_suffix_of_is_the_url_paths_suffix_for_any_string():
+    """suffix_of skips the URL parse for plain names; on 200,000 random strings it says what the parse and
+    PurePosixPath say (query strings, fragments, '.' segments, trailing slashes, odd schemes)."""
+    import random
+    import urllib.parse
+
+    def reference(uri: str) -> str:
+        path = urllib.parse.urlparse(uri).path if "://" in uri else uri
+        suffix = pathlib.PurePosixPath(path).suffix
+        return suffix.lower() if 1 < len(suffix) <= 6 else ""
+
+    rng = random.Random(2026)
+    cases = ["s3://b/x.JPG", "s3://my.bucket", "s3://b/dir/", "s3://b/a.jpg/.", "https://h/a.webp?x=1.png",
+             "file:///tmp/a.tar.gz", "s3://b/.hidden", "a.", "%.://x.y"]
+    for _ in range(200_000):
+        cases.append(rng.choice(["", "s3://", "http://h", "file://", "gs://b/", "é://"])
+                     + "".join(rng.choice("ab.Z/:?#;_-. %1é") for _ in range(rng.randint(0, 14))))
+    assert [c for c in cases if suffix_of(c) != reference(c)] == []
+    assert suffix_of("s3://b/x.JPG") == ".jpg" and suffix_of("s3://my.bucket") == ""

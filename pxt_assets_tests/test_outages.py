@@ -8,6 +8,7 @@ Azurite or a web server; the proxy times and counts the outage itself, tests wai
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -187,6 +188,39 @@ def test_backoff_is_jittered_exponential_capped_and_at_least_retry_after():
     assert len({round(w, 6) for w in waits}) > 500  # random, not a fixed schedule
     assert all(retry.backoff_s(n, retry_after=3.0) >= 3.0 for n in range(12))
     assert retry.backoff_s(0, retry_after=1e9) == retry.MAX_RETRY_AFTER_S
+
+
+def test_the_first_attempt_counts_once_and_retries_follow_it_within_the_budget():
+    """call() makes the first attempt before building its retry loop: a failing first attempt is attempt 1 of
+    the loop (not made twice), retries follow with backoff, and the final error counts every attempt."""
+    calls: list[int] = []
+    slept: list[float] = []
+
+    def flaky(fails: int, kind: str = "unreachable"):
+        def fn() -> str:
+            calls.append(1)
+            if len(calls) <= fails:
+                raise stores.StoreError(f"attempt {len(calls)} failed", kind=kind)
+            return "ok"
+        return fn
+
+    assert retry.call(flaky(0), budget_s=60, sleep=slept.append) == "ok" and len(calls) == 1 and slept == []
+    calls.clear()
+    assert retry.call(flaky(2), budget_s=60, sleep=slept.append) == "ok" and len(calls) == 3 and len(slept) == 2
+    calls.clear()
+    slept.clear()
+    with pytest.raises(stores.StoreError, match="attempt 1 failed") as e:
+        retry.call(flaky(5, "not_found"), budget_s=60, sleep=slept.append)  # permanent: at once
+    assert len(calls) == 1 and slept == [] and "tried" not in str(e.value)
+    calls.clear()
+    with pytest.raises(stores.StoreError, match=r"attempt 1 failed \(tried once; the retry budget is retry_budget_s = 0 s\)"):
+        retry.call(flaky(5), budget_s=0, sleep=slept.append)
+    assert len(calls) == 1 and slept == []
+    calls.clear()
+    with pytest.raises(stores.StoreError, match=r"attempt (\d+) failed \(tried \1 times over") as e:
+        retry.call(flaky(100), budget_s=1.0, sleep=lambda s: (slept.append(s), time.sleep(s)))
+    # jittered waits: how many fit is random, but each attempt after the first follows one wait, within budget
+    assert len(calls) >= 2 and len(calls) == len(slept) + 1 and sum(slept) < 1.0 and e.value.kind == "unreachable"
 
 
 def test_error_codes_are_a_str_enum_with_a_retryable_flag():
