@@ -141,7 +141,6 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
     - none: every frame.
     """
     import av
-    import PIL.Image
 
     check_frame_args(fps, num_frames, keyframes_only)
     pixels = pixels and decode
