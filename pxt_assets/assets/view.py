@@ -95,10 +95,11 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
             if view.iterator.fn == FRAME_ITERATOR and batch in store.pending_values(spec.slug):
                 if any(FRAME_ATTRS in c.expr.columns() for c in selected):  # they read the attributes: first
                     fill_frame_attrs(view, store, media_io.reader(), batch)
-                else:  # the attributes of the frames this pass decodes (the rest decoded after, if any)
+                else:  # the attributes of the frames a pass for these columns decodes (the rest decoded after)
                     pending = {}
-            frames = compute_batch(spec, selected, batch, media_io, context.log,
-                                   stream=_frame_stream(view, selected, batch, media_io, pending))
+            stream = _frame_stream(view, selected, batch, media_io, pending)
+            pending = pending if stream is not None else None  # no pass: they wait for one (or a query)
+            frames = compute_batch(spec, selected, batch, media_io, context.log, stream=stream)
             if pending is not None:
                 fill_frame_attrs(view, store, media_io.reader(), batch, found=pending)
             for col in selected:
