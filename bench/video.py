@@ -11,9 +11,9 @@ bucket on a local moto server. Each side runs in a process of its own (peak RSS 
   rows and thumbnails in one pass.
 
 Modes: fps=1 (the headline), every frame, keyframes_only; and fps=1 / every frame with the view and its
-column defined after the insert (`view_after`: rows made by create_view, which decodes the video without
-pixels; thumbnails by the column's backfill, which decodes it again in one pass, each row computed as its
-frame comes, as the insert does for a view defined first). The last line is one JSON object:
+column defined after the insert (`view_after`: rows made by create_view from the video's packets, nothing
+decoded; thumbnails by the column's backfill, which decodes the video once, each row computed as its frame
+comes, as the insert does for a view defined first, and fills the frames' decoder-only attributes). The last line is one JSON object:
 {"frames", "seconds", "baseline_seconds", "ratio", "peak_rss_mb", "baseline_peak_rss_mb"} for fps=1 (ratio =
 baseline time / ours), plus one such object per other mode.
 """

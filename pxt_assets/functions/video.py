@@ -147,7 +147,10 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         check_frame_size(stream, video)
-        demuxed = None if decode else _frames_from_packets(container, stream)
+        demuxed = None
+        if not decode:  # read in a container of its own: decoding, if it comes to that, starts at the start
+            with av.open(str(video)) as probe:
+                demuxed = _frames_from_packets(probe, probe.streams.video[0])
         if demuxed is not None:
             yield from _select(video, demuxed, stream, fps, num_frames, keyframes_only, False)
             return
@@ -184,13 +187,18 @@ def _frames_from_packets(container: Any, stream: Any) -> list[_Packet] | None:
         return None
     if not any(name in _CONTAINERS for name in (container.format.name or "").split(",")):
         return None
+    import av
+
     frames: list[_Packet] = []
-    for packet in container.demux(stream):
-        if packet.size == 0:  # the demuxer's last, empty packet
-            continue
-        if packet.pts is None or packet.is_discard or (not frames and not packet.is_keyframe):
-            return None
-        frames.append(_Packet(packet.pts, packet.duration, bool(packet.is_keyframe)))
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's last, empty packet
+                continue
+            if packet.pts is None or packet.is_discard or (not frames and not packet.is_keyframe):
+                return None
+            frames.append(_Packet(packet.pts, packet.duration, bool(packet.is_keyframe)))
+    except av.error.FFmpegError:  # a damaged file: decoded as before (the frames before the damage, or an error)
+        return None
     frames.sort(key=lambda f: f.pts)
     if not frames or any(a.pts == b.pts for a, b in zip(frames, frames[1:])):
         return None
