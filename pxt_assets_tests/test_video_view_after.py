@@ -146,3 +146,37 @@ def test_a_column_reading_frame_attrs_added_later_reads_the_decoders_values(pxt_
     assert store.pending_values(other.spec.slug) == {}  # the column's decoding pass filled them
     got = other.select(other.frame_attrs).order_by(other.pos).collect()["frame_attrs"]
     assert list(got) == expected
+
+
+def test_another_process_sees_the_rows_and_fills_the_attributes(pxt_home, instance, tmp_path):
+    """Right after create_view, another process counts the rows (nothing decoded) and, reading frame_attrs,
+    gets the decoder's values (it fills them); this process then reads them filled."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from pxt_assets import rowstore
+
+    path = make_video(tmp_path / "a.mp4", seconds=3.0, fps=10, gop=10)
+    videos = pxt.create_table("videos", {"video": pxt.Video})
+    videos.insert([{"video": str(path)}], instance=instance)
+    frames = pxt.create_view("frames", videos, iterator=frame_iterator(videos.video, fps=2))
+    store = rowstore.for_settings(frames.settings)
+    assert store.pending_values(frames.spec.slug)
+    code = ("import json, pxt_assets as pxt; f = pxt.get_table('frames'); n = f.count(); "
+            "from pxt_assets import rowstore; s = rowstore.for_settings(f.settings); "
+            "pending = bool(s.pending_values(f.spec.slug)); "
+            "a = list(f.select(f.frame_attrs).order_by(f.pos).collect()['frame_attrs']); "
+            "print(json.dumps([n, pending, a]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PXT_", "DAGSTER_"))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    n, pending_there, attrs = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = _decoded_attrs(path, {"fps": 2})
+    assert n == len(expected) == 6 and pending_there  # counted before anything was decoded
+    assert attrs == expected
+    assert store.pending_values(frames.spec.slug) == {}
+    assert list(frames.select(frames.frame_attrs).order_by(frames.pos).collect()["frame_attrs"]) == expected
