@@ -186,8 +186,8 @@ def fill_frame_attrs(view, store, reader, batch: str, found: dict[str, dict[str,
     pass): with the attributes of `found` (reference -> frame_attrs, from a pass that decoded the frames for a
     column), else by decoding the videos without pixels, as the rows were made before. The values are the
     decoder's, as if the rows had been made by decoding. A row whose video changed in place since (its
-    reference matches no frame now) keeps what its packets gave. The batch is then complete; whether it was
-    pending."""
+    reference matches no frame now) keeps what its packets gave. The batch is then complete; whether rows were
+    filled."""
     rt = store.row_table(view.spec.slug)
     column = store.pending_values(view.spec.slug).get(batch) if rt is not None else None
     if column is None:
@@ -198,6 +198,8 @@ def fill_frame_attrs(view, store, reader, batch: str, found: dict[str, dict[str,
     todo = {rid: refs[rid]["value"] for rid, rec in attrs.items()
             if isinstance(rec.get("value"), dict) and rec["value"].get("pict_type") is None
             and isinstance((refs.get(rid) or {}).get("value"), str)}
+    if not todo:  # rows complete (a re-run about to commit new ones keeps the mark until they are filled)
+        return False
     found = dict(found or {})
     videos = {ref[0] for r in todo.values() if r not in found and (ref := frame_reference_of(r)) is not None}
     if videos:
