@@ -11,11 +11,12 @@ bucket on a local moto server. Each side runs in a process of its own (peak RSS 
   rows and thumbnails in one pass.
 
 Modes: fps=1 (the headline), every frame, keyframes_only; and fps=1 / every frame with the view and its
-column defined after the insert (`view_after`: rows made by create_view, which decodes the video without
-pixels; thumbnails by the column's backfill, which decodes it again in one pass, each row computed as its
-frame comes, as the insert does for a view defined first). The last line is one JSON object:
+column defined after the insert (`view_after`: rows made by create_view from the video's packets, nothing
+decoded; thumbnails by the column's backfill, which decodes the video once, each row computed as its frame
+comes, as the insert does for a view defined first, and fills the frames' decoder-only attributes). The last line is one JSON object:
 {"frames", "seconds", "baseline_seconds", "ratio", "peak_rss_mb", "baseline_peak_rss_mb"} for fps=1 (ratio =
-baseline time / ours), plus one such object per other mode.
+baseline time / ours), plus one such object per other mode (these also have `cpu_s` / `baseline_cpu_s`: each
+side's process CPU seconds, imports included, in the per-mode lines printed as they finish).
 """
 
 from __future__ import annotations
@@ -129,10 +130,17 @@ def run_pxt(mode: str, view_after: bool) -> dict:
 
 
 def _child(args: list[str], env: dict[str, str]) -> dict:
+    """Run one side in a process of its own: its JSON, with `cpu_s` (the process's user + system CPU seconds,
+    startup and imports included: on a shared machine, a figure less noisy than the wall time)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "-m", "bench.video", *args], env=env, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"bench video {args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "cpu_s": cpu}
 
 
 def main(argv: list[str]) -> None:
@@ -177,7 +185,8 @@ def main(argv: list[str]) -> None:
                 "frames": ours["frames"], "seconds": round(ours["seconds"], 2),
                 "baseline_seconds": round(base["seconds"], 2), "ratio": round(base["seconds"] / ours["seconds"], 3),
                 "peak_rss_mb": round(ours["peak_rss_mb"], 1), "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1),
-                "baseline_frames": base["frames"],
+                "baseline_frames": base["frames"], "cpu_s": round(ours["cpu_s"], 2),
+                "baseline_cpu_s": round(base["cpu_s"], 2),
             }
             print(f"{name}: {json.dumps(results[name])}", flush=True)
     finally:

@@ -400,9 +400,21 @@ class Query:
         rt = self.table._row_table()  # a catalog table: as the catalog has it now
         return rowstore.for_settings(self.table.settings), rt
 
-    def _reading(self, read):
+    def _columns_read(self, *, rows: bool = True) -> set[str] | None:
+        """The stored columns the query reads (None: every one); `rows=False`: only to choose rows (count)."""
+        if rows and self._items is None:
+            return None
+        exprs = [e for _, e in self._items or ()] if rows else []
+        exprs += ([self._where] if self._where is not None else []) + [e for e, _ in self._order]
+        return set().union(*(e.columns() for e in exprs))
+
+    def _reading(self, read, columns: set[str] | None = None):
         """`read(store, rt)`; if another process dropped the table (or a column) while it ran, once more with
-        the table as it is now (a catalog table dropped or created again: an error saying so)."""
+        the table as it is now (a catalog table dropped or created again: an error saying so). Values of
+        `columns` (None: all) that wait for a view's decoding pass are filled first (MediaView._complete)."""
+        complete = getattr(self.table, "_complete", None)
+        if complete is not None:
+            complete(columns)
         store, rt = self._store()
         try:
             with store.reading(rt):
@@ -424,7 +436,7 @@ class Query:
             finally:
                 close_frame_cursors()  # a filter that read frames (re-extracted from their videos)
 
-        return self._reading(read)
+        return self._reading(read, self._columns_read(rows=False))
 
     def _is_position(self, e: Expr) -> bool:
         """An ordering by a view's iterator media (a frame, a segment: `frames.order_by(frames.frame)`) orders
@@ -515,7 +527,7 @@ class Query:
             return items, self._run(store, rt, items, tail)
 
         try:
-            items, (rows, direct, raw_cols, computed, row_of) = self._reading(read)
+            items, (rows, direct, raw_cols, computed, row_of) = self._reading(read, self._columns_read())
         except BaseException:
             close_frame_cursors()
             raise

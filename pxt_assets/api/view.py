@@ -117,6 +117,25 @@ class MediaView(MediaTable, kind="view"):
             self._run_batch(batch, instance, time.monotonic(), doing="computing view")
         return self.count()
 
+    def _complete(self, columns: set[str] | None) -> None:
+        """Before a query reads `columns` (None: all): a frame view's rows made from their videos' packets
+        (create_view decodes nothing when the container says which frames there are) have the frame attributes
+        only the decoder knows filled now, by one decoding pass without pixels, unless a column's pass filled
+        them already (assets/view.py fill_frame_attrs). Any process reading them does it; the values are the
+        decoder's, the same as when create_view decoded the videos."""
+        from pxt_assets.assets.view import FRAME_ATTRS, FRAME_ITERATOR, fill_frame_attrs
+
+        if self.iterator.fn != FRAME_ITERATOR or (columns is not None and FRAME_ATTRS not in columns):
+            return
+        store = self._rowstore()
+        todo = store.pending_values(self.spec.slug)
+        if todo:
+            from pxt_assets.io_managers import MediaIOManager
+
+            reader = MediaIOManager().reader()
+            for batch in todo:
+                fill_frame_attrs(self, store, reader, batch)
+
     def _argument_error(self) -> str | None:
         """The message of a row whose base row the iterator's arguments cannot work on (IteratorArgumentError:
         `audio_splitter(max_size=1024)` on audio whose packets are larger), if any."""

@@ -18,7 +18,7 @@ from pxt_assets.assets import renewal
 from pxt_assets.assets.computed import Computer, FrameStream, compute_batch
 from pxt_assets.assets.names import MEDIA_IO, asset_key, column_out
 from pxt_assets.assets.run import PROGRESS_EVERY_S, batch_step, commit, long_lived_objects_frozen, on_worker
-from pxt_assets.evaluate import Row, as_json, close_frame_cursors, error_kind, is_missing
+from pxt_assets.evaluate import Row, as_json, close_frame_cursors, error_kind, frame_reference_of, is_missing
 from pxt_assets.io_managers import MediaIOManager
 from pxt_assets.io_managers.rows import new_record, row_id
 from pxt_assets.media import suffix_of
@@ -29,6 +29,8 @@ from pxt_assets.spec import ColumnSpec, iterator_kwargs, iterator_of
 FRAME_ITERATOR = "video.frame_iterator"
 #: files an iterator step writes concurrently (frames being encoded and uploaded): bounds memory too
 _WRITES_IN_FLIGHT = 8
+#: a frame view's column of frame attributes: some only the decoder knows (see fill_frame_attrs)
+FRAME_ATTRS = "frame_attrs"
 
 
 def frame_reference(video_uri: str, time_s: float, pts: int | None, version: Any = None) -> str:
@@ -89,8 +91,17 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
         selected = [c for c in computed_cols if c.name in chosen]
         if not any(c.name in chosen for c in columns):  # computed columns alone: from the stored rows
             media_io.start_run(spec, batch, context.run_id)
-            frames = compute_batch(spec, selected, batch, media_io, context.log,
-                                   stream=_frame_stream(view, selected, batch, media_io))
+            store, pending = media_io.rowstore(), None
+            if view.iterator.fn == FRAME_ITERATOR and batch in store.pending_values(spec.slug):
+                if any(FRAME_ATTRS in c.expr.columns() for c in selected):  # they read the attributes: first
+                    fill_frame_attrs(view, store, media_io.reader(), batch)
+                else:  # the attributes of the frames a pass for these columns decodes (the rest decoded after)
+                    pending = {}
+            stream = _frame_stream(view, selected, batch, media_io, pending)
+            pending = pending if stream is not None else None  # no pass: they wait for one (or a query)
+            frames = compute_batch(spec, selected, batch, media_io, context.log, stream=stream)
+            if pending is not None:
+                fill_frame_attrs(view, store, media_io.reader(), batch, found=pending)
             for col in selected:
                 yield dg.Output(frames[col.name], output_name=col.name,
                                 metadata=renewal.output_metadata(col, frames[col.name]))
@@ -119,11 +130,13 @@ def build_view_asset(view, pdef: dg.PartitionsDefinition) -> dg.AssetsDefinition
     return view_step
 
 
-def _frame_stream(view, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager) -> FrameStream | None:
+def _frame_stream(view, selected: list[ColumnSpec], batch: str, media_io: MediaIOManager,
+                  attrs: dict[str, dict[str, Any]] | None = None) -> FrameStream | None:
     """For columns computed on a frame_iterator view's existing rows whose frames were not written (a column
     added after the view was made): the batch's videos decoded again in one pass by the view's iterator, as
     when the rows were made, each frame with its stored reference (compute_batch computes each row as its
-    frame comes, instead of seeking its frame in the video). None when nothing reads such frames."""
+    frame comes, instead of seeking its frame in the video). None when nothing reads such frames. `attrs`:
+    filled with each decoded frame's reference -> its frame_attrs."""
     if view.iterator.fn != FRAME_ITERATOR:
         return None
     made = iterator_of(view.iterator).outputs()
@@ -131,31 +144,70 @@ def _frame_stream(view, selected: list[ColumnSpec], batch: str, media_io: MediaI
                   and not view.spec.columns[n].destination]
     if not frame_cols or not any(frame_cols[0] in c.expr.columns() for c in selected):
         return None
-    base, input_col = view.base_spec, view.iterator.args[0].name
 
     def frames(videos: set[str]) -> Iterator[tuple[str, PIL.Image.Image]]:
-        store = media_io.rowstore()
-        base_rt = store.row_table(base.slug)
-        got = store.read_columns(base_rt, batch, [input_col]).get(input_col, {}) if base_rt is not None else {}
-        reader, it, kwargs = media_io.reader(), iterator_of(view.iterator), iterator_kwargs(view.iterator)
-        seen = set()
-        for base_rid in sorted(got, key=lambda r: int(r.rsplit("-", 1)[-1])):  # the order rows were made in
-            rec = got[base_rid]
-            uri = None if is_missing(rec.get("value")) else rec["value"]
-            if uri is None or not is_missing(rec.get("error")) or uri in seen or uri not in videos:
-                continue
-            seen.add(uri)
-            try:
-                version = _file_version(uri, rec.get("version"))
-                with reader.open(uri) as path:
-                    for item in it.run(str(path), **kwargs):
-                        attrs = item.get("frame_attrs") or {}
-                        yield (frame_reference(uri, attrs.get("time", 0.0), attrs.get("pts"), version),
-                               item[frame_cols[0]])
-            except Exception:  # noqa: BLE001 - its rows read their frames from the video, and say why if they fail
-                continue
+        for ref, item in _view_frames(view, batch, media_io.rowstore(), media_io.reader(), videos):
+            if attrs is not None and isinstance(item.get(FRAME_ATTRS), dict):
+                attrs[ref] = item[FRAME_ATTRS]
+            yield ref, item[frame_cols[0]]
 
     return frame_cols[0], frames
+
+
+def _view_frames(view, batch: str, store, reader, videos: set[str], **run_kwargs: Any
+                 ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The items the view's iterator makes from the batch's videos (those in `videos`), decoded again in the
+    order the rows were made, each with the reference its row stores (frame_reference). A video that fails
+    now gives nothing (its rows read their frames from the video, and say why if they fail)."""
+    base, input_col = view.base_spec, view.iterator.args[0].name
+    base_rt = store.row_table(base.slug)
+    got = store.read_columns(base_rt, batch, [input_col]).get(input_col, {}) if base_rt is not None else {}
+    it, kwargs = iterator_of(view.iterator), {**iterator_kwargs(view.iterator), **run_kwargs}
+    seen = set()
+    for base_rid in sorted(got, key=lambda r: int(r.rsplit("-", 1)[-1])):  # the order rows were made in
+        rec = got[base_rid]
+        uri = None if is_missing(rec.get("value")) else rec["value"]
+        if uri is None or not is_missing(rec.get("error")) or uri in seen or uri not in videos:
+            continue
+        seen.add(uri)
+        try:
+            version = _file_version(uri, rec.get("version"))
+            with reader.open(uri) as path:
+                for item in it.run(str(path), **kwargs):
+                    attrs = item.get(FRAME_ATTRS) or {}
+                    yield frame_reference(uri, attrs.get("time", 0.0), attrs.get("pts"), version), item
+        except Exception:  # noqa: BLE001 - its rows read their frames from the video, and say why if they fail
+            continue
+
+
+def fill_frame_attrs(view, store, reader, batch: str, found: dict[str, dict[str, Any]] | None = None) -> bool:
+    """Complete the frame_attrs of a frame view's committed batch whose rows were made from the videos' packets
+    (iter_frames(decode=False): `dts`, `pict_type`, `is_corrupt` and `interlaced_frame` wait for a decoding
+    pass): with the attributes of `found` (reference -> frame_attrs, from a pass that decoded the frames for a
+    column), else by decoding the videos without pixels, as the rows were made before. The values are the
+    decoder's, as if the rows had been made by decoding. A row whose video changed in place since (its
+    reference matches no frame now) keeps what its packets gave. The batch is then complete; whether rows were
+    filled."""
+    rt = store.row_table(view.spec.slug)
+    column = store.pending_values(view.spec.slug).get(batch) if rt is not None else None
+    if column is None:
+        return False
+    frame_col = next((n for n, t in iterator_of(view.iterator).outputs().items() if t.is_media), None)
+    got = store.read_columns(rt, batch, [frame_col, column]) if frame_col in rt.column_types else {}
+    refs, attrs = got.get(frame_col, {}), got.get(column, {})
+    todo = {rid: refs[rid]["value"] for rid, rec in attrs.items()
+            if isinstance(rec.get("value"), dict) and rec["value"].get("pict_type") is None
+            and isinstance((refs.get(rid) or {}).get("value"), str)}
+    if not todo:  # rows complete (a re-run about to commit new ones keeps the mark until they are filled)
+        return False
+    found = dict(found or {})
+    videos = {ref[0] for r in todo.values() if r not in found and (ref := frame_reference_of(r)) is not None}
+    if videos:
+        for ref, item in _view_frames(view, batch, store, reader, videos, pixels=False):
+            if isinstance(item.get(FRAME_ATTRS), dict):
+                found[ref] = item[FRAME_ATTRS]
+    records = [{**attrs[rid], "value": as_json(found[ref])} for rid, ref in todo.items() if ref in found]
+    return store.fill_pending(rt, batch, column, records, complete=True)
 
 
 class _ViewBatch:
@@ -200,8 +252,11 @@ class _ViewBatch:
         # frames neither written nor read by a column here (create_view without a destination): the rows need
         # only their attributes, so the video is decoded without pixels (see iter_frames)
         self.run_kwargs = dict(self.kwargs)
+        # and, where the container's packets say which frames there are, without decoding at all: the
+        # attributes only the decoder knows are filled by the view's next decoding pass (fill_frame_attrs)
         if self.call.fn == FRAME_ITERATOR and self.computer is None and not self.writers:
-            self.run_kwargs["pixels"] = False
+            self.run_kwargs.update(pixels=False, decode=False)
+        self.attrs_pending = False
         self.records: list[dict[str, dict[str, Any]]] = []  # per row: column -> record (iterator's, computed)
         self.rows = self.failed = 0
         self.base_rows = len(self.got)
@@ -225,6 +280,7 @@ class _ViewBatch:
                         version = _file_version(uri, rec.get("version"))
                         with self.reader.open(uri) as path:
                             for pos, item in enumerate(self.iterator.run(str(path), **self.run_kwargs)):
+                                self.attrs_pending = self.attrs_pending or bool(item.get("attrs_pending"))
                                 rid = row_id(self.batch, self.rows)
                                 self.rows += 1
                                 self.pending.append(pool.submit(self._finish, rid, pos, item, uri, version,
@@ -248,6 +304,8 @@ class _ViewBatch:
                 close_frame_cursors()
         for writer in self.writers.values():
             writer.flush()
+        if self.call.fn == FRAME_ITERATOR:  # (a re-run's rows may be complete now)
+            self.store.mark_pending(self.spec.slug, self.batch, FRAME_ATTRS if self.attrs_pending else None)
         return self.records
 
     def _make_row(self, rid: str, pos: int, item: dict[str, Any], base_uri: str,

@@ -118,13 +118,21 @@ def check_frame_args(fps: Any = None, num_frames: Any = None, keyframes_only: An
 
 
 def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None = None,
-                keyframes_only: bool = False, pixels: bool = True) -> Any:
+                keyframes_only: bool = False, pixels: bool = True, decode: bool = True) -> Any:
     """Yield {'frame': PIL image, 'frame_attrs': {...}} for the selected frames of `video`, one decoded frame
     at a time (nothing holds more than the current and the next frame).
 
     `pixels=False` (a view's rows whose frames are neither written nor read: create_view of a view without a
     destination): 'frame' is None and the decoder skips its deblocking filter, which changes pixels only;
     the frames chosen and their attributes are the same (about 20% less decoding on H.264).
+
+    `decode=False` (implies pixels=False; a view's rows made by create_view): where the container's packets
+    say which frames there are (H.264 / HEVC in MP4, MOV or Matroska, every packet timed, none discarded, the
+    first a keyframe: one packet per frame, see _frames_from_packets), nothing is decoded: the frames are the
+    packets in presentation order, the same frames chosen with the same `index`, `pts`, `time` and
+    `key_frame`; the attributes only the decoder knows (`dts`, `pict_type`, `is_corrupt`,
+    `interlaced_frame`) are None and the item has 'attrs_pending': True (they are filled by the view's next
+    decoding pass; assets/view.py). Other videos are decoded as with pixels=False.
 
     - `fps`: frames closest to the times 0, 1/fps, 2/fps, ... (from the stream's start);
     - `num_frames`: that many frames, closest to the midpoints of equal slices of the duration;
@@ -133,50 +141,113 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
     - none: every frame.
     """
     import av
-    import PIL.Image
 
     check_frame_args(fps, num_frames, keyframes_only)
+    pixels = pixels and decode
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         check_frame_size(stream, video)
+        demuxed = None
+        if not decode:  # read in a container of its own: decoding, if it comes to that, starts at the start
+            with av.open(str(video)) as probe:
+                demuxed = _frames_from_packets(probe, probe.streams.video[0])
+        if demuxed is not None:
+            yield from _select(video, demuxed, stream, fps, num_frames, keyframes_only, False)
+            return
         stream.thread_type = "AUTO"
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
         if not pixels:
             stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
-        tb = stream.time_base
-        start = float((stream.start_time or 0) * tb)
-        step = first = None
-        if num_frames is not None:
-            duration = duration_of(video, "video")
-            if duration is None:
-                raise ValueError(f"frame_iterator: the duration of {video} is unknown, so num_frames cannot be used")
-            step = duration / num_frames
-            first = start + step / 2
-        elif fps is not None:
-            step, first = 1.0 / fps, start
-        rate = float(stream.average_rate or stream.guessed_rate or 0)
-        frames = container.decode(stream)
-        if keyframes_only:  # skip_frame is a hint some decoders ignore (VP9 in WebM): each frame says what it is
-            frames = (f for f in frames if f.key_frame)
-        current = next(frames, None)
-        pos = index = 0
-        while current is not None:
-            following = next(frames, None)
-            t = float(current.pts * tb) if current.pts is not None else start + index / (rate or 1)
-            emit = True
-            if step is not None:
-                if num_frames is not None and pos >= num_frames:
-                    break
-                target = first + pos * step
-                if following is not None and following.pts is not None:
-                    t_next = float(following.pts * tb)
-                    emit = not (t_next - target < target - t)  # the next frame is closer to the target
-                else:
-                    end = t + (float(current.duration * tb) if current.duration else (1 / rate if rate else 0))
-                    emit = target < end - 1e-6
-            if emit:
-                frame_index = round((t - start) * rate) if keyframes_only and rate else index
+        yield from _select(video, container.decode(stream), stream, fps, num_frames, keyframes_only, pixels)
+
+
+class _Packet:
+    """A frame as its packet gives it (see _frames_from_packets): what the selection reads of a frame."""
+
+    __slots__ = ("pts", "duration", "key_frame")
+
+    def __init__(self, pts: int, duration: int | None, key_frame: bool) -> None:
+        self.pts, self.duration, self.key_frame = pts, duration, key_frame
+
+
+#: codecs whose packets in MP4 / MOV / Matroska are one frame each (an access unit: a frame, or a field pair)
+_ONE_FRAME_PER_PACKET = {"h264", "hevc"}
+_CONTAINERS = ("mov", "mp4", "matroska")
+
+
+def _frames_from_packets(container: Any, stream: Any) -> list[_Packet] | None:
+    """The video's frames in presentation order from its packets alone (no decoding), when packets and frames
+    are one to one: H.264 / HEVC in MP4, MOV or Matroska, every packet with a timestamp, none marked to be
+    discarded (an edit list's leading frames, which the decoder drops), the first in decoding order a keyframe
+    (a decoder drops frames before the first keyframe), no two at the same time. Else None (decode instead).
+    The frames' pts, durations and keyframe flags are then the decoder's (asserted on H.264 in MP4 and
+    Matroska in pxt_assets_tests/test_video_view_after.py)."""
+    if stream.codec_context.name not in _ONE_FRAME_PER_PACKET:
+        return None
+    if not any(name in _CONTAINERS for name in (container.format.name or "").split(",")):
+        return None
+    import av
+
+    frames: list[_Packet] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's last, empty packet
+                continue
+            if packet.pts is None or packet.is_discard or (not frames and not packet.is_keyframe):
+                return None
+            frames.append(_Packet(packet.pts, packet.duration, bool(packet.is_keyframe)))
+    except av.error.FFmpegError:  # a damaged file: decoded as before (the frames before the damage, or an error)
+        return None
+    frames.sort(key=lambda f: f.pts)
+    if not frames or any(a.pts == b.pts for a, b in zip(frames, frames[1:])):
+        return None
+    return frames
+
+
+def _select(video: str, frames: Any, stream: Any, fps: float | None, num_frames: int | None,
+            keyframes_only: bool, pixels: bool) -> Any:
+    """iter_frames' choice of frames among `frames` (decoded frames, or _Packet's), in presentation order."""
+    import PIL.Image
+
+    tb = stream.time_base
+    start = float((stream.start_time or 0) * tb)
+    step = first = None
+    if num_frames is not None:
+        duration = duration_of(video, "video")
+        if duration is None:
+            raise ValueError(f"frame_iterator: the duration of {video} is unknown, so num_frames cannot be used")
+        step = duration / num_frames
+        first = start + step / 2
+    elif fps is not None:
+        step, first = 1.0 / fps, start
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    frames = iter(frames)
+    if keyframes_only:  # skip_frame is a hint some decoders ignore (VP9 in WebM): each frame says what it is
+        frames = (f for f in frames if f.key_frame)
+    current = next(frames, None)
+    pos = index = 0
+    while current is not None:
+        following = next(frames, None)
+        t = float(current.pts * tb) if current.pts is not None else start + index / (rate or 1)
+        emit = True
+        if step is not None:
+            if num_frames is not None and pos >= num_frames:
+                break
+            target = first + pos * step
+            if following is not None and following.pts is not None:
+                t_next = float(following.pts * tb)
+                emit = not (t_next - target < target - t)  # the next frame is closer to the target
+            else:
+                end = t + (float(current.duration * tb) if current.duration else (1 / rate if rate else 0))
+                emit = target < end - 1e-6
+        if emit:
+            frame_index = round((t - start) * rate) if keyframes_only and rate else index
+            if isinstance(current, _Packet):
+                yield {"frame": None, "attrs_pending": True, "frame_attrs": {
+                    "index": frame_index, "pts": current.pts, "dts": None, "time": t, "is_corrupt": None,
+                    "key_frame": current.key_frame, "pict_type": None, "interlaced_frame": None}}
+            else:
                 check_pixels(current.width, current.height, f"frame {index} of video {video}")  # a size change
                 # to_ndarray + fromarray: faster than to_image()
                 image = PIL.Image.fromarray(current.to_ndarray(format="rgb24")) if pixels else None
@@ -185,14 +256,15 @@ def iter_frames(video: str, *, fps: float | None = None, num_frames: int | None 
                     "frame_attrs": {
                         "index": frame_index, "pts": current.pts, "dts": current.dts, "time": t,
                         "is_corrupt": bool(current.is_corrupt), "key_frame": bool(current.key_frame),
-                        "pict_type": int(current.pict_type), "interlaced_frame": bool(current.interlaced_frame),
+                        "pict_type": int(current.pict_type),
+                        "interlaced_frame": bool(current.interlaced_frame),
                     },
                 }
-                pos += 1
-            elif step is not None and num_frames is None and following is None:
-                break
-            index += 1
-            current = following
+            pos += 1
+        elif step is not None and num_frames is None and following is None:
+            break
+        index += 1
+        current = following
 
 
 def _frame_outputs(**_: Any) -> dict[str, Any]:

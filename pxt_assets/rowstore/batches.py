@@ -93,6 +93,10 @@ def insert_batch(conn: sa.Connection, slug: str, batch: str, manifest: list[dict
     return True
 
 
+#: the key of a batch's source naming a column whose values wait to be filled (Batches.mark_pending)
+PENDING_COLUMN = "pending_values"
+
+
 class Batches(Database):
     # -- batches -------------------------------------------------------------------------------------------
     def create_batch(self, slug: str, batch: str, rows: list[dict[str, Any]], source: Any = None) -> bool:
@@ -348,6 +352,57 @@ class Batches(Database):
                 a.c.started_at < time.time() - ACTIVE_RUN_TTL_S))))
             fault_point("mid_commit")  # tests: killed with every statement made and none committed
         return CommitResult(int(num_rows or 0), int(num_errors or 0), replaced)
+
+    # -- a view's values that wait for a decoding pass (assets/view.py: frame_attrs of rows made unread) ---------
+    def mark_pending(self, slug: str, batch: str, column: str | None) -> None:
+        """Record on a batch (in its source) that its rows' `column` values are incomplete until filled (None:
+        that they are complete)."""
+        b = schema.batches
+        with self._write() as conn:
+            row = conn.execute(sa.select(b.c.source).where((b.c.slug == slug) & (b.c.batch == batch))).first()
+            if row is None:
+                return
+            source = json.loads(row[0]) if row[0] else {}
+            if column is None and PENDING_COLUMN not in source:
+                return
+            if column is None:
+                source.pop(PENDING_COLUMN)
+            else:
+                source[PENDING_COLUMN] = column
+            conn.execute(b.update().where((b.c.slug == slug) & (b.c.batch == batch)).values(source=dumps(source)))
+
+    def pending_values(self, slug: str) -> dict[str, str]:
+        """Committed batches of a table whose rows have a column to fill (mark_pending): batch -> column."""
+        b = schema.batches
+        q = sa.select(b.c.batch, b.c.source).where(
+            (b.c.slug == slug) & (b.c.status == COMMITTED) & b.c.source.like(f'%"{PENDING_COLUMN}"%'))
+        out = {}
+        with self._read() as conn:
+            for batch, source in conn.execute(q.order_by(b.c.created_at, b.c.batch)):
+                column = json.loads(source).get(PENDING_COLUMN) if source else None
+                if isinstance(column, str):
+                    out[batch] = column
+        return out
+
+    def fill_pending(self, rt: RowTable, batch: str, column: str, records: list[dict[str, Any]], *,
+                     complete: bool) -> bool:
+        """Update `column` of these rows of a committed batch in place (the values it was waiting for), and when
+        `complete`, clear the batch's mark, in one transaction. False if the batch is no longer committed (or
+        was deleted)."""
+        b = schema.batches
+        with self._write() as conn:
+            row = conn.execute(sa.select(b.c.status, b.c.source).where((b.c.slug == rt.slug) & (b.c.batch == batch))
+                               .with_for_update()).first()
+            if row is None or row.status != COMMITTED:
+                return False
+            if column in rt.column_types:
+                records = values.fitted(column, rt.column_types[column], records)
+            self._update_column(conn, rt, batch, column, records)
+            source = json.loads(row.source) if row.source else {}
+            if complete and source.pop(PENDING_COLUMN, None) is not None:
+                conn.execute(b.update().where((b.c.slug == rt.slug) & (b.c.batch == batch))
+                             .values(source=dumps(source)))
+        return True
 
     @staticmethod
     def _update_column(conn: sa.Connection, rt: RowTable, batch: str, column: str,
