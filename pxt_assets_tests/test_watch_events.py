@@ -7,7 +7,6 @@ import collections
 import concurrent.futures
 import datetime
 import json
-import subprocess
 import sys
 import time
 
@@ -302,8 +301,8 @@ defs = t.definitions()
 
 def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_rows_each_once(
         pxt_home, s3_env, tmp_path):
-    """Dagster's sensor daemon code (in this process) ticks while 1,000 objects are put by 8 threads; its runs
-    are launched in this process (SyncInMemoryRunLauncher). No listing at all."""
+    """Dagster's sensor daemon code (in this process, its instance queueing runs) ticks while 1,000 objects are
+    put by 8 threads; after each tick, the runs it created are executed here. No listing at all."""
     import logging
 
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -313,42 +312,50 @@ def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_row
     from dagster._daemon.sensor import execute_sensor_iteration
     from dagster._time import get_current_datetime
 
+    from pxt_assets import rowstore
+    from pxt_assets.assets import batch_job_name
+    from pxt_assets.config import current_settings
+
     s = Setup(s3_env, path="events/unused")
     sqs.setup_notifications(s.prefix, s.queue, "pxt-test")
     defs_file = tmp_path / "daemon_defs.py"
-    defs_file.write_text(f"PREFIX = {s.prefix!r}\nQUEUE = {s.queue!r}\n" + DAEMON_DEFS)
+    source = f"PREFIX = {s.prefix!r}\nQUEUE = {s.queue!r}\n" + DAEMON_DEFS
+    defs_file.write_text(source)
+    declared: dict = {}
+    exec(compile(source, str(defs_file), "exec"), declared)  # the same table, to run its batches here
+    t = declared["t"]
+    job = t.definitions().resolve_job_def(batch_job_name(t.spec))
     origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(defs_file), attribute="defs"),
                                          location_name="events_daemon")
     (tmp_path / "dagster_home").mkdir()
-    sync = {"run_launcher": {"module": "dagster._core.launcher.sync_in_memory_run_launcher",
-                             "class": "SyncInMemoryRunLauncher"}}
+    queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
     n = 1000
-    with dg.instance_for_test(overrides=sync, temp_dir=str(tmp_path / "dagster_home")) as instance, \
+    store = rowstore.for_settings(current_settings())
+    with dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path / "dagster_home")) as instance, \
             create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace, \
             concurrent.futures.ThreadPoolExecutor(8) as pool:
-        from pxt_assets import rowstore
-        from pxt_assets.config import current_settings
-
         start = get_current_datetime()
         puts = [pool.submit(s.put, f"{i:04d}.jpg", b"x") for i in range(n)]
-        store = rowstore.for_settings(current_settings())
-        minute = 0
-        while True:
-            minute += 1
+        executed: set[str] = set()
+        for minute in range(1, 200):
             with freeze_time(start + datetime.timedelta(minutes=minute)):
                 list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
-            committed = store.batches("events__daemon", "committed")
-            if all(p.done() for p in puts) and sum(len(store.manifest("events__daemon", b)) for b in committed) >= n \
-                    and s.waiting() == 0:
+            for r in instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "events__daemon_sensor"})):
+                key = r.tags["dagster/partition"]
+                if key not in executed:
+                    executed.add(key)
+                    assert job.execute_in_process(instance=instance, partition_key=key).success
+            if all(p.done() for p in puts) and s.waiting() == 0 and not store.batches("events__daemon", "created"):
                 break
-            assert minute < 200, f"{len(committed)} batches committed after {minute} ticks"
         for p in puts:
             p.result()
         state = _state(instance, "events__daemon_sensor")
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
         assert not [tk for tk in ticks if tk.status.value == "FAILURE"], [str(tk.error) for tk in ticks]
-        runs = instance.get_runs()
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        by_sensor = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "events__daemon_sensor"}))
+        assert sorted(r.tags["dagster/partition"] for r in by_sensor) == sorted(executed)  # one run a batch
+    committed = store.batches("events__daemon", "committed")
+    assert sorted(committed) == sorted(executed) == sorted(store.batches("events__daemon"))
     rt = store.row_table("events__daemon")
     uris = [r["value"] for b in committed for r in store.read_columns(rt, b, ["img"])["img"].values()]
     assert len(uris) == len(set(uris)) == n
