@@ -1,5 +1,5 @@
 """`python -m bench watch [--objects N] [--new K] [--s3-objects M]`: what one sensor tick costs on a prefix
-that already holds N taken objects.
+that already holds N taken objects. (`--events`: listing vs bucket notifications, bench/watch_events.py.)
 
 Local folder: N files, their modification times spread over the last 30 days (an old, busy prefix). One
 tick takes them all (N/1000 batches of 1,000). Then, through the table's sensor (built as Dagster builds
@@ -185,15 +185,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench watch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=100_000)
-    parser.add_argument("--new", type=int, default=10)
+    parser.add_argument("--new", type=int, default=None, help="default: 10 (--events: 1000)")
     parser.add_argument("--s3-objects", type=int, default=None, help="default: --objects; 0 skips S3")
+    parser.add_argument("--events", action="store_true",
+                        help="instead: listing vs bucket notifications (SQS), PUT -> committed row latency and "
+                             "requests per 1,000 new objects (bench/watch_events.py)")
+    parser.add_argument("--rate", type=float, default=50.0, help="--events: new objects put per second")
     args = parser.parse_args(argv)
+    if args.new is None:
+        args.new = 1000 if args.events else 10
     if args.objects < 1 or args.new < 2:
         parser.error("--objects must be >= 1 and --new >= 2")
     home = pathlib.Path(tempfile.mkdtemp(prefix="pxt-bench-watch-"))
     os.environ["PIXELTABLE_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     os.environ.pop("PIXELTABLE_DB_URL", None)
+    if args.events:
+        from bench import watch_events
+
+        print(json.dumps(watch_events.main(args.objects, args.new, args.rate)))
+        return
     import logging
 
     logging.getLogger("dagster").setLevel(logging.WARNING)

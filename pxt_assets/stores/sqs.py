@@ -115,20 +115,22 @@ class Queue:
 
     def receive(self, *, max_messages: int, wait_s: float, then_wait_s: float = 1.0,
                 budget_s: float = 20.0) -> list[Message]:
-        """Up to `max_messages` messages: the first request waits up to `wait_s` for one (long polling), the
-        next ones up to `then_wait_s`; done at the first empty answer or after `budget_s`. Each message is
-        then invisible to other receivers for the queue's visibility timeout."""
+        """Up to `max_messages` messages: the first request waits up to `wait_s` for one (long polling); while
+        answers are full (10 messages: more are waiting), the next ones, up to `then_wait_s` each, until
+        `budget_s` has passed. A request answers as soon as it has a message, so a trickle of arrivals ends the
+        receiving at once rather than holding the tick one request per message. Each message is then
+        invisible to other receivers for the queue's visibility timeout."""
         out: dict[str, Message] = {}
         started, wait = time.monotonic(), wait_s
         while len(out) < max_messages and time.monotonic() - started < budget_s:
-            got = self._call("cannot receive from", self.client.receive_message,
-                             MaxNumberOfMessages=min(_MAX_PER_REQUEST, max_messages - len(out)),
+            asked = min(_MAX_PER_REQUEST, max_messages - len(out))
+            got = self._call("cannot receive from", self.client.receive_message, MaxNumberOfMessages=asked,
                              WaitTimeSeconds=int(max(0, min(20, wait))))
             messages = got.get("Messages") or []
-            if not messages:
-                break
             for m in messages:  # received again within the tick (its visibility ran out): the newer receipt
                 out[m["MessageId"]] = Message(m["MessageId"], m["ReceiptHandle"], m.get("Body") or "")
+            if len(messages) < asked:
+                break
             wait = then_wait_s
         return list(out.values())
 
