@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import statistics
 import threading
 import time
@@ -105,29 +104,17 @@ def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Co
 def run(n: int, k: int, rate: float) -> dict:
     import boto3
     import dagster as dg
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-    from moto.server import ThreadedMotoServer
 
     import pxt_assets as pxt
+    from bench.watch import moto_bucket
     from pxt_assets import stores, watch
     from pxt_assets.stores import sqs
     from pxt_assets.stores.s3 import parse
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
-        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                          AWS_DEFAULT_REGION="us-east-1")
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.create_bucket(Bucket=PREFIX_BUCKET)
+    started = time.perf_counter()
+    with moto_bucket(PREFIX_BUCKET, n) as (endpoint, s3, _):
         queue = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1").create_queue(
             QueueName="bench-events", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-        started = time.perf_counter()
-        for i in range(n):
-            backend.put_object(PREFIX_BUCKET, f"incoming/{i:07d}.jpg", b"x")
         prefix = f"s3://{PREFIX_BUCKET}/incoming/"
         print(f"{n} objects in {prefix} on moto ({time.perf_counter() - started:.0f} s)", flush=True)
 
@@ -160,8 +147,6 @@ def run(n: int, k: int, rate: float) -> dict:
         out["events"] = _phase(events, put, [f"evented-{i:05d}.jpg" for i in range(k)], rate, calls)
         print(f"events: {json.dumps(out['events'])}", flush=True)
         return out
-    finally:
-        server.stop()
 
 
 def main(n: int, k: int, rate: float) -> dict:

@@ -29,6 +29,11 @@ last tick's proposal, and the cursor. The proposal becomes the cursor once every
 the Dagster instance.
 
 Batch keys are derived from their objects, so the same objects always make the same batch.
+
+A watch with a queue (`queue=`: an SQS queue receiving the bucket's s3:ObjectCreated:* notifications) does
+not list: `event_tick` receives messages, takes the objects they name that were not taken, plans and records
+them as above, and only then deletes the messages (see the comment above `event_tick` for why that is
+exactly once). `reconcile_every` adds a listing tick now and then, with the same taken record.
 """
 
 from __future__ import annotations
