@@ -381,18 +381,10 @@ RECEIVE_BUDGET_S = 20.0  # how long a tick keeps receiving while messages come (
 def _received(queue: Any, watch: WatchSpec, limit: int) -> tuple[list[Any], dict[str, list[ObjectInfo]]]:
     """The messages of one tick, and the objects under the prefix (with a wanted suffix) each one names."""
     from pxt_assets.stores import sqs
-    from pxt_assets.stores.base import folder_prefix
-    from pxt_assets.stores.s3 import parse
 
-    loc = parse(watch.prefix)
-    under, wants = folder_prefix(loc.key), _wants(watch)
+    wants = _wants(watch)
     messages = queue.receive(max_messages=limit, wait_s=RECEIVE_WAIT_S, budget_s=RECEIVE_BUDGET_S)
-    named: dict[str, list[ObjectInfo]] = {}
-    for m in messages:
-        objects = [ObjectInfo(loc.uri(e.key), e.time, e.size, e.etag) for e in sqs.object_events(m.body)
-                   if e.bucket == loc.api_bucket and e.key.startswith(under) and not e.key.endswith("/")]
-        named[m.id] = [o for o in objects if wants(o.uri)]
-    return messages, named
+    return messages, {m.id: [o for o in sqs.objects_under(m.body, watch.prefix) if wants(o.uri)] for m in messages}
 
 
 def event_tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,

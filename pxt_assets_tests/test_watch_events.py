@@ -21,7 +21,7 @@ from pxt_assets.stores.s3 import parse
 from pxt_assets.watch import WatchCursor
 from pxt_assets_tests.conftest import SAMPLES, unique_bucket
 from pxt_assets_tests.test_faults import child_env, output_of, run
-from pxt_assets_tests.test_watch import _run, _state, _tick
+from pxt_assets_tests.test_watch import _manifest_uris, _run, _state, _tick
 
 SUBPROCESS_TIMEOUT_S = 300
 
@@ -45,6 +45,27 @@ def test_records_give_url_decoded_keys_and_test_events_and_other_types_give_none
     # S3 -> SNS -> SQS: the event is the notification's Message
     wrapped = json.dumps({"Type": "Notification", "Message": json.dumps({"Records": [_record("in/s.jpg")]})})
     assert [e.key for e in sqs.object_events(wrapped)] == ["in/s.jpg"]
+
+
+def test_objects_under_a_prefix_are_named_as_its_listing_names_them():
+    body = json.dumps({"Records": [_record("in/a.jpg", bucket="bkt"), _record("in", bucket="bkt"),
+                                   _record("inx/b.jpg", bucket="bkt"), _record("in/sub/", bucket="bkt"),
+                                   _record("in/c.jpg", bucket="other")]})
+    assert [(o.uri, o.size, o.etag) for o in sqs.objects_under(body, "s3://bkt/in")] == [("s3://bkt/in/a.jpg", 7, "abc")]
+
+
+def test_a_denied_queue_is_named_redacted_and_not_retried():
+    from botocore.exceptions import ClientError
+
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/q?X-Amz-Signature=abcdef"
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "not yours"},
+                          "ResponseMetadata": {"HTTPStatusCode": 403}}, "ReceiveMessage")
+    error = sqs._queue_error("cannot receive from", url, denied)
+    assert error.kind == "access_denied" and not error.retryable
+    assert "queue https://sqs.us-east-1.amazonaws.com/123456789012/q" in str(error) and "abcdef" not in str(error)
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"},
+                             "ResponseMetadata": {"HTTPStatusCode": 400}}, "ReceiveMessage")
+    assert sqs._queue_error("cannot receive from", url, throttled).retryable  # ridden out within the budget
 
 
 def test_a_queue_needs_an_s3_prefix_and_a_sensor(pxt_home):
@@ -265,6 +286,27 @@ def test_a_missing_queue_fails_the_tick_naming_it(pxt_home, s3_env, instance):
     t.watch(s.prefix, queue=missing)
     with pytest.raises(pxt.Error, match=r"cannot receive from queue .*/no-such-queue: the queue does not exist"):
         _tick(t, instance)
+
+
+def test_a_queue_outage_is_ridden_out_within_the_retry_budget(pxt_home, s3_env, instance):
+    """The queue reached through a real proxy (a queue URL's host is its endpoint off AWS) that answers 503
+    to every request for 3 s (timed by the proxy): the tick waits it out and takes the object."""
+    from pxt_assets_tests.faultproxy import FaultProxy, Outage
+
+    s = Setup(s3_env)
+    sqs.setup_notifications(s.prefix, s.queue, "pxt-test")
+    a = s.put("a.jpg")
+    proxy = FaultProxy("127.0.0.1", s3_env.port)
+    try:
+        t = pxt.MediaTable("events/outage", {"img": pxt.Image})
+        t.watch(s.prefix, queue=s.queue.replace(s3_env.endpoint, proxy.endpoint))
+        proxy.start(Outage(status=503, seconds=3))
+        result = _tick(t, instance)
+        assert proxy.failed and proxy.forwarded  # it failed, then got through
+        assert [int(r.tags["pxt/rows"]) for r in result.run_requests] == [1]
+        assert [u for b in t.batches() for u in _manifest_uris(t, b)] == [a] and s.waiting() == 0
+    finally:
+        proxy.close()
 
 
 def test_a_yaml_table_takes_queue_beside_its_prefix(pxt_home, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
     queue_for(queue_url, prefix_uri).receive(...)   # long-polled messages, at most 10 a request
     queue_for(queue_url, prefix_uri).delete(messages)
     object_events(body)                             # the S3 event records a message's body holds
+    objects_under(body, prefix_uri)                 # ... as the objects a listing of the prefix would show
     setup_notifications(prefix_uri, queue_url, id)  # the bucket's notification and the queue's policy
 
 The SQS client is made from the S3 store's session for the watched prefix (the same credentials: an
@@ -31,7 +32,7 @@ from botocore.config import Config
 
 from pxt_assets.redaction import redact
 from pxt_assets.stores import retry
-from pxt_assets.stores.base import StoreError
+from pxt_assets.stores.base import ObjectInfo, StoreError, folder_prefix
 
 _AWS_HOST = re.compile(r"^(?:sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?|([a-z0-9-]+)\.queue\.amazonaws\.com)$")
 _MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
@@ -85,6 +86,17 @@ def object_events(body: str) -> list[ObjectEvent]:
         except (KeyError, TypeError, ValueError, AttributeError):
             continue  # a record that is not an S3 object event
     return out
+
+
+def objects_under(body: str, prefix_uri: str) -> list[ObjectInfo]:
+    """The objects created under the folder `prefix_uri` (an s3:// prefix) that a message names, as the
+    listing of that prefix shows them: URIs in its form, `mtime` the event's time."""
+    from pxt_assets.stores.s3 import parse
+
+    loc = parse(prefix_uri)
+    under = folder_prefix(loc.key)
+    return [ObjectInfo(loc.uri(e.key), e.time, e.size, e.etag) for e in object_events(body)
+            if e.bucket == loc.api_bucket and e.key.startswith(under) and not e.key.endswith("/")]
 
 
 def _endpoint_and_region(url: str) -> tuple[str | None, str | None]:
@@ -214,7 +226,6 @@ def setup_notifications(prefix_uri: str, queue_url: str, config_id: str) -> dict
     `config_id`, replaced if there; the bucket's other configurations are kept). S3 then sends the queue an
     `s3:TestEvent`, which watches ignore."""
     from pxt_assets import stores
-    from pxt_assets.stores.base import folder_prefix
     from pxt_assets.stores.s3 import parse
 
     loc = parse(prefix_uri)
