@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead: listing vs bucket notifications (SQS), PUT -> committed row latency and "
                              "requests per 1,000 new objects (bench/watch_events.py)")
     parser.add_argument("--rate", type=float, default=50.0, help="--events: new objects put per second")
+    parser.add_argument("--interval", type=float, default=10.0,
+                        help="--events: the paced events side's seconds between ticks")
     args = parser.parse_args(argv)
     if args.new is None:
         args.new = 1000 if args.events else 10
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.events:
         from bench import watch_events
 
-        print(json.dumps(watch_events.main(args.objects, args.new, args.rate)))
+        print(json.dumps(watch_events.main(args.objects, args.new, args.rate, args.interval)))
         return
     import logging
 

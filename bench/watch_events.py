@@ -14,11 +14,13 @@ Each phase: a thread puts K new objects at R a second (timestamps taken when eac
 table's sensor ticks back to back (as the daemon would with a minimum interval shorter than a tick) and each
 batch it asks for is run at once in this process (the batch job, `execute_in_process`); an object's latency
 ends when its batch's run has committed. The listing side is its best case: a daemon with
-`minimum_interval_seconds=30` adds up to 30 s. The S3 and SQS calls of the watch's clients are counted by
+`minimum_interval_seconds=30` adds up to 30 s. The events side runs twice: back to back, then paced as a
+sensor with `minimum_interval_seconds=--interval` (default 10) ticks, each tick taking what accumulated. The S3 and SQS calls of the watch's clients are counted by
 operation (botocore events): ListObjectsV2 per tick, ReceiveMessage and DeleteMessageBatch.
 
-The last line is one JSON object: {"objects", "new", "rate_per_s", "listing": {...}, "events": {...}}, each
-side {"p50_s", "p95_s", "max_s", "ticks", "calls": {operation: count}, "requests_per_1000_new"}.
+The last line is one JSON object: {"objects", "new", "rate_per_s", "listing": {...}, "events": {...},
+"events_paced": {...}}, each side {"interval_s", "p50_s", "p95_s", "max_s", "ticks", "calls": {operation: count},
+"requests_per_1000_new"}.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class Side:
         return done
 
 
-def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Counter) -> dict:
+def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Counter,
+           interval: float = 0.0) -> dict:
     put_at: dict[str, float] = {}
 
     def produce() -> None:
@@ -91,17 +94,19 @@ def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Co
     producer.start()
     committed: dict[str, float] = {}
     while len(committed) < len(names):
+        started = time.monotonic()
         committed.update(side.tick())
+        time.sleep(max(0.0, started + interval - time.monotonic()))  # a sensor's minimum interval
         print(f"  tick {side.ticks - ticks_before}: {len(committed)}/{len(names)} committed", flush=True)
     producer.join()
     latency = [committed[u] - put_at[u] for u in put_at]
     watch_calls = {k: v for k, v in calls.items() if k in ("ListObjectsV2", "ReceiveMessage", "DeleteMessageBatch")}
-    return {"p50_s": round(statistics.median(latency), 2), "p95_s": round(_percentile(latency, 0.95), 2),
+    return {"interval_s": interval, "p50_s": round(statistics.median(latency), 2), "p95_s": round(_percentile(latency, 0.95), 2),
             "max_s": round(max(latency), 2), "ticks": side.ticks - ticks_before, "calls": dict(calls),
             "requests_per_1000_new": round(sum(watch_calls.values()) * 1000 / len(names), 1)}
 
 
-def run(n: int, k: int, rate: float) -> dict:
+def run(n: int, k: int, rate: float, interval: float) -> dict:
     import boto3
     import dagster as dg
 
@@ -146,12 +151,14 @@ def run(n: int, k: int, rate: float) -> dict:
         events.tick()  # the configuration's s3:TestEvent
         out["events"] = _phase(events, put, [f"evented-{i:05d}.jpg" for i in range(k)], rate, calls)
         print(f"events: {json.dumps(out['events'])}", flush=True)
+        out["events_paced"] = _phase(events, put, [f"paced-{i:05d}.jpg" for i in range(k)], rate, calls, interval)
+        print(f"events_paced: {json.dumps(out['events_paced'])}", flush=True)
         return out
 
 
-def main(n: int, k: int, rate: float) -> dict:
+def main(n: int, k: int, rate: float, interval: float) -> dict:
     import logging
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return run(n, k, rate)
+    return run(n, k, rate, interval)
