@@ -100,8 +100,8 @@ class Setup:
         self.table.add_computed_column(width=self.table.img.width)
         self.table.watch(self.prefix, queue=self.queue, **watch_kw)
         self.calls: collections.Counter[str] = collections.Counter()
-        stores.store_for(self.prefix).clients_for(parse(self.prefix)).data.meta.events.register(
-            "before-call.s3", lambda model, **_: self.calls.update([model.name]))
+        self.data = stores.store_for(self.prefix).clients_for(parse(self.prefix)).data  # what lists the prefix
+        self.data.meta.events.register("before-call.s3", lambda model, **_: self.calls.update([model.name]))
         sqs.queue_for(self.queue, self.prefix).client.meta.events.register(
             "before-call.sqs", lambda model, **_: self.calls.update([model.name]))
 
@@ -162,6 +162,7 @@ def test_watch_setup_configures_the_bucket_and_the_queue_and_objects_put_become_
     quiet = _tick(t, instance, cursor=second.cursor)
     assert quiet.run_requests == [] and t.count() == 4 and later in set(t.select(t.img.fileurl).collect()["img_fileurl"])
     assert s.calls["ListObjectsV2"] == 0 and s.calls["ReceiveMessage"] >= 3 and s.calls["DeleteMessageBatch"] >= 2
+    assert s.calls["GetObject"] >= 4  # the counted client is the one the pipeline uses (it read the images)
 
 
 def test_a_message_delivered_twice_or_late_adds_nothing_twice(pxt_home, s3_env, instance):
@@ -402,4 +403,6 @@ def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_row
     uris = [r["value"] for b in committed for r in store.read_columns(rt, b, ["img"])["img"].values()]
     assert len(uris) == len(set(uris)) == n
     assert sorted(uris) == sorted(f"{s.prefix}{i:04d}.jpg" for i in range(n))
-    assert s.calls["ListObjectsV2"] == 0
+    # the client that would list is the one counted (the store keeps one per endpoint), and it never listed
+    assert stores.store_for(s.prefix).clients_for(parse(s.prefix)).data is s.data
+    assert s.calls["ListObjectsV2"] == 0 and s.calls["ReceiveMessage"] > 0
