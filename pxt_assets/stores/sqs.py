@@ -16,6 +16,8 @@ queue or a denied permission is raised at once as a StoreError that names the qu
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import datetime as dt
 import json
 import os
@@ -39,6 +41,7 @@ _MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotEx
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "AuthorizationError", "InvalidClientTokenId",
                      "UnrecognizedClientException", "InvalidSecurity", "KMS.AccessDeniedException"})
 _MAX_PER_REQUEST = 10  # SQS's own limit, for ReceiveMessage and DeleteMessageBatch alike
+DELETE_CONCURRENCY = 8  # within botocore's pool of 10 connections per client
 
 
 @dataclass(frozen=True)
@@ -147,15 +150,20 @@ class Queue:
         return list(out.values())
 
     def delete(self, messages: Sequence[Message]) -> int:
-        """Delete the messages (10 a request); the number SQS refused (they come back and find their objects
-        taken)."""
-        refused = 0
-        for i in range(0, len(messages), _MAX_PER_REQUEST):
-            chunk = messages[i:i + _MAX_PER_REQUEST]
+        """Delete the messages (10 a request, up to DELETE_CONCURRENCY requests at once: a tick's runs are
+        launched only after it); the number SQS refused (they come back and find their objects taken)."""
+        def one(chunk: Sequence[Message]) -> int:
             got = self._call("cannot delete messages from", self.client.delete_message_batch, Entries=[
                 {"Id": str(n), "ReceiptHandle": m.receipt} for n, m in enumerate(chunk)])
-            refused += len(got.get("Failed") or [])
-        return refused
+            return len(got.get("Failed") or [])
+
+        chunks = [messages[i:i + _MAX_PER_REQUEST] for i in range(0, len(messages), _MAX_PER_REQUEST)]
+        if len(chunks) <= 1:
+            return sum(one(c) for c in chunks)
+        with concurrent.futures.ThreadPoolExecutor(min(DELETE_CONCURRENCY, len(chunks)),
+                                                   thread_name_prefix="pxt-sqs-delete") as pool:
+            context = contextvars.copy_context()  # the retry budget's cap, if any, in each thread
+            return sum(pool.map(lambda c: context.copy().run(one, c), chunks))
 
     def arn(self) -> str:
         got = self._call("cannot read", self.client.get_queue_attributes, AttributeNames=["QueueArn"])
