@@ -19,8 +19,9 @@ sensor with `minimum_interval_seconds=--interval` (default 10) ticks, each tick 
 operation (botocore events): ListObjectsV2 per tick, ReceiveMessage and DeleteMessageBatch.
 
 The last line is one JSON object: {"objects", "new", "rate_per_s", "listing": {...}, "events": {...},
-"events_paced": {...}}, each side {"interval_s", "p50_s", "p95_s", "max_s", "ticks", "calls": {operation: count},
-"requests_per_1000_new"}.
+"events_paced": {...}}, each side {"interval_s", "p50_s", "p95_s", "max_s", "ticks", "sensor_s" (in the sensor
+function: listing or receiving, recording, deleting), "run_s" (in the batch runs), "put_s" (from the first PUT
+to the last: the producer shares this process), "calls": {operation: count}, "requests_per_1000_new"}.
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ class Side:
         self.job = self.defs.resolve_job_def(batch_job_name(table.spec))
         self.cursor: str | None = None
         self.ticks = 0
+        self.sensor_s = self.run_s = 0.0  # seconds in the sensor function (receiving, recording, deleting), in runs
 
     def tick(self, run: bool = True) -> dict[str, float]:
         """One tick; with `run`, each batch run at once. The commit time of each object taken."""
         import dagster as dg
 
+        started = time.perf_counter()
         with dg.build_sensor_context(cursor=self.cursor, definitions=self.defs, instance=self.instance) as ctx:
             result = self.sensor(ctx)
+        self.sensor_s += time.perf_counter() - started
         self.cursor = result.cursor
         self.ticks += 1
         done: dict[str, float] = {}
@@ -69,7 +73,9 @@ class Side:
         for req in result.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         for rr in result.run_requests:
+            started = time.perf_counter()
             assert self.job.execute_in_process(instance=self.instance, partition_key=rr.partition_key).success
+            self.run_s += time.perf_counter() - started
             at = time.time()
             for r in store.manifest(self.table.spec.slug, rr.partition_key):
                 done[r["img"]] = at
@@ -89,7 +95,7 @@ def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Co
             put_at[put(name)] = time.time()
 
     calls.clear()
-    ticks_before = side.ticks
+    ticks_before, sensor_before, run_before = side.ticks, side.sensor_s, side.run_s
     producer = threading.Thread(target=produce, name="bench-producer")
     producer.start()
     committed: dict[str, float] = {}
@@ -102,7 +108,9 @@ def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Co
     latency = [committed[u] - put_at[u] for u in put_at]
     watch_calls = {k: v for k, v in calls.items() if k in ("ListObjectsV2", "ReceiveMessage", "DeleteMessageBatch")}
     return {"interval_s": interval, "p50_s": round(statistics.median(latency), 2), "p95_s": round(_percentile(latency, 0.95), 2),
-            "max_s": round(max(latency), 2), "ticks": side.ticks - ticks_before, "calls": dict(calls),
+            "max_s": round(max(latency), 2), "ticks": side.ticks - ticks_before,
+            "sensor_s": round(side.sensor_s - sensor_before, 1), "run_s": round(side.run_s - run_before, 1),
+            "put_s": round(max(put_at.values()) - min(put_at.values()), 1), "calls": dict(calls),
             "requests_per_1000_new": round(sum(watch_calls.values()) * 1000 / len(names), 1)}
 
 
