@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import sys
@@ -342,10 +343,10 @@ defs = t.definitions()
 """
 
 
-def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_rows_each_once(
-        pxt_home, s3_env, tmp_path):
-    """Dagster's sensor daemon code (in this process, its instance queueing runs) ticks while 1,000 objects are
-    put by 8 threads; after each tick, the runs it created are executed here. No listing at all."""
+@contextlib.contextmanager
+def _daemon(tmp_path, prefix: str, queue: str):
+    """Dagster's sensor daemon code in this process, on a code location declaring `events/daemon` watching
+    `prefix` with `queue` (its instance queues the runs): yields (instance, tick(), the table's batch job)."""
     import logging
 
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -355,14 +356,10 @@ def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_row
     from dagster._daemon.sensor import execute_sensor_iteration
     from dagster._time import get_current_datetime
 
-    from pxt_assets import rowstore
     from pxt_assets.assets import batch_job_name
-    from pxt_assets.config import current_settings
 
-    s = Setup(s3_env, path="events/unused")
-    sqs.setup_notifications(s.prefix, s.queue, "pxt-test")
     defs_file = tmp_path / "daemon_defs.py"
-    source = f"PREFIX = {s.prefix!r}\nQUEUE = {s.queue!r}\n" + DAEMON_DEFS
+    source = f"PREFIX = {prefix!r}\nQUEUE = {queue!r}\n" + DAEMON_DEFS
     defs_file.write_text(source)
     declared: dict = {}
     exec(compile(source, str(defs_file), "exec"), declared)  # the same table, to run its batches here
@@ -372,17 +369,51 @@ def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_row
                                          location_name="events_daemon")
     (tmp_path / "dagster_home").mkdir()
     queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
+    with dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path / "dagster_home")) as instance, \
+            create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
+        start, minutes = get_current_datetime(), [0]
+
+        def tick() -> None:  # each tick a minute after the last on Dagster's clock (past the minimum interval)
+            minutes[0] += 1
+            with freeze_time(start + datetime.timedelta(minutes=minutes[0])):
+                list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
+
+        yield instance, tick, job
+
+
+def _ticks(instance) -> list:
+    state = _state(instance, "events__daemon_sensor")
+    return instance.get_ticks(state.instigator_origin_id, state.selector_id)
+
+
+def test_a_missing_queue_fails_the_daemons_tick_with_an_error_naming_it(pxt_home, s3_env, tmp_path):
+    """What the UI shows on the sensor's ticks: a failed tick, its error naming the queue."""
+    s = Setup(s3_env, path="events/unused")
+    missing = s.queue.rsplit("/", 1)[0] + "/no-such-queue"
+    with _daemon(tmp_path, s.prefix, missing) as (instance, tick, _):
+        tick()
+        (failed,) = _ticks(instance)
+    assert failed.status.value == "FAILURE"
+    assert f"cannot receive from queue {missing}: the queue does not exist" in str(failed.error)
+
+
+def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_rows_each_once(
+        pxt_home, s3_env, tmp_path):
+    """Dagster's sensor daemon code (in this process, its instance queueing runs) ticks while 1,000 objects are
+    put by 8 threads; after each tick, the runs it created are executed here. No listing at all."""
+    from pxt_assets import rowstore
+    from pxt_assets.config import current_settings
+
+    s = Setup(s3_env, path="events/unused")
+    sqs.setup_notifications(s.prefix, s.queue, "pxt-test")
     n = 1000
     store = rowstore.for_settings(current_settings())
-    with dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path / "dagster_home")) as instance, \
-            create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace, \
+    with _daemon(tmp_path, s.prefix, s.queue) as (instance, tick, job), \
             concurrent.futures.ThreadPoolExecutor(8) as pool:
-        start = get_current_datetime()
         puts = [pool.submit(s.put, f"{i:04d}.jpg", b"x") for i in range(n)]
         executed: set[str] = set()
-        for minute in range(1, 200):
-            with freeze_time(start + datetime.timedelta(minutes=minute)):
-                list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
+        for _ in range(200):
+            tick()
             for r in instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "events__daemon_sensor"})):
                 key = r.tags["dagster/partition"]
                 if key not in executed:
@@ -392,8 +423,7 @@ def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_row
                 break
         for p in puts:
             p.result()
-        state = _state(instance, "events__daemon_sensor")
-        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        ticks = _ticks(instance)
         assert not [tk for tk in ticks if tk.status.value == "FAILURE"], [str(tk.error) for tk in ticks]
         by_sensor = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "events__daemon_sensor"}))
         assert sorted(r.tags["dagster/partition"] for r in by_sensor) == sorted(executed)  # one run a batch
