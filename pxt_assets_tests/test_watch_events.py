@@ -22,7 +22,7 @@ from pxt_assets.stores.s3 import parse
 from pxt_assets.watch import WatchCursor
 from pxt_assets_tests.conftest import SAMPLES, unique_bucket
 from pxt_assets_tests.test_faults import child_env, output_of, run
-from pxt_assets_tests.test_watch import _manifest_uris, _run, _state, _tick
+from pxt_assets_tests.test_watch import _manifest_uris, _run, _state, _tick, daemon
 
 SUBPROCESS_TIMEOUT_S = 300
 
@@ -345,40 +345,16 @@ defs = t.definitions()
 
 @contextlib.contextmanager
 def _daemon(tmp_path, prefix: str, queue: str):
-    """Dagster's sensor daemon code in this process, on a code location declaring `events/daemon` watching
-    `prefix` with `queue` (its instance queues the runs): yields (instance, tick(), the table's batch job)."""
-    import logging
-
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-    from dagster._daemon.sensor import execute_sensor_iteration
-    from dagster._time import get_current_datetime
-
+    """Dagster's sensor daemon code on a code location declaring `events/daemon` watching `prefix` with
+    `queue`: yields (instance, tick(), the table's batch job, to run its batches here)."""
     from pxt_assets.assets import batch_job_name
 
-    defs_file = tmp_path / "daemon_defs.py"
     source = f"PREFIX = {prefix!r}\nQUEUE = {queue!r}\n" + DAEMON_DEFS
-    defs_file.write_text(source)
     declared: dict = {}
-    exec(compile(source, str(defs_file), "exec"), declared)  # the same table, to run its batches here
+    exec(compile(source, "daemon_defs", "exec"), declared)  # the same table, in this module
     t = declared["t"]
-    job = t.definitions().resolve_job_def(batch_job_name(t.spec))
-    origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(defs_file), attribute="defs"),
-                                         location_name="events_daemon")
-    (tmp_path / "dagster_home").mkdir()
-    queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
-    with dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path / "dagster_home")) as instance, \
-            create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
-        start, minutes = get_current_datetime(), [0]
-
-        def tick() -> None:  # each tick a minute after the last on Dagster's clock (past the minimum interval)
-            minutes[0] += 1
-            with freeze_time(start + datetime.timedelta(minutes=minutes[0])):
-                list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
-
-        yield instance, tick, job
+    with daemon(tmp_path, source) as (instance, tick):
+        yield instance, tick, t.definitions().resolve_job_def(batch_job_name(t.spec))
 
 
 def _ticks(instance) -> list:
