@@ -392,7 +392,8 @@ def event_tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
                now: float | None = None) -> tuple[list[PlannedBatch], WatchCursor, Callable[[], int]]:
     """A tick of a watch with a queue (see above): the batches to request (earlier ticks' whose runs were
     never requested, then new ones, recorded), the cursor, and `done()`, which deletes the messages whose
-    objects are all taken now; call it once the batches are recorded (it returns how many SQS refused)."""
+    objects are all taken now and makes the others visible again; call it once the batches are recorded (it
+    returns how many deletions SQS refused)."""
     from pxt_assets.stores import sqs
 
     rows = _rows()
@@ -419,10 +420,17 @@ def event_tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
     fresh = [o for uri, o in first.items() if names[uri] not in known]
     events, _ = plan(fresh, WatchCursor(), watch)
     taken = known | {name_of(u) for b in events for u in b.uris}
-    # a message naming an object left for a later tick (more than `limit`) is kept: it comes back
-    finished = [m for m in messages if all(name_of(o.uri) in taken for o in named[m.id])]
+    finished, left = [], []  # a message naming an object left for a later tick (past `limit`) is kept
+    for m in messages:
+        (finished if all(name_of(o.uri) in taken for o in named[m.id]) else left).append(m)
     out, after = _recorded(rows, spec, watch, cursor, again, seq, listed + events, after)
-    return out, after, lambda: queue.delete(finished) if finished else 0
+
+    def done() -> int:
+        if left:
+            queue.release(left)  # for the next tick, not after the visibility timeout
+        return queue.delete(finished) if finished else 0
+
+    return out, after, done
 
 
 def sensor_name(spec: TableSpec) -> str:

@@ -190,6 +190,20 @@ def test_a_message_delivered_twice_or_late_adds_nothing_twice(pxt_home, s3_env, 
     assert third.run_requests == [] and third.cursor == second.cursor
 
 
+def test_a_message_naming_more_objects_than_a_tick_takes_comes_back_for_the_next_tick(pxt_home, s3_env, instance):
+    s = Setup(s3_env, path="events/small", max_batch_rows=2, max_batches_per_tick=1)  # 2 objects a tick
+    uris = [s.put(f"{i}.jpg") for i in range(3)]
+    s.sqs.purge_queue(QueueUrl=s.queue)
+    records = [_record(f"in/{i}.jpg", bucket=s.bucket, when=f"2026-01-02T03:04:0{i}Z") for i in range(3)]
+    s.sqs.send_message(QueueUrl=s.queue, MessageBody=json.dumps({"Records": records}))  # one message, 3 objects
+    first = _tick(s.table, instance)
+    assert [int(r.tags["pxt/rows"]) for r in first.run_requests] == [2] and sorted(s.taken()) == uris[:2]
+    assert s.visible() == 1  # released at once, not after the 30 s visibility timeout
+    second = _tick(s.table, instance, cursor=first.cursor)
+    assert [int(r.tags["pxt/rows"]) for r in second.run_requests] == [1] and sorted(s.taken()) == uris
+    assert s.waiting() == 0
+
+
 CHILD_TICK = """
 import sys
 import boto3

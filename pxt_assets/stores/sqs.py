@@ -165,6 +165,13 @@ class Queue:
             context = contextvars.copy_context()  # the retry budget's cap, if any, in each thread
             return sum(pool.map(lambda c: context.copy().run(one, c), chunks))
 
+    def release(self, messages: Sequence[Message]) -> None:
+        """Make the messages visible again at once (a tick that leaves them for the next one)."""
+        for i in range(0, len(messages), _MAX_PER_REQUEST):
+            self._call("cannot release messages of", self.client.change_message_visibility_batch, Entries=[
+                {"Id": str(n), "ReceiptHandle": m.receipt, "VisibilityTimeout": 0}
+                for n, m in enumerate(messages[i:i + _MAX_PER_REQUEST])])
+
     def arn(self) -> str:
         got = self._call("cannot read", self.client.get_queue_attributes, AttributeNames=["QueueArn"])
         return got["Attributes"]["QueueArn"]
