@@ -15,8 +15,9 @@ table's sensor ticks back to back (as the daemon would with a minimum interval s
 batch it asks for is run at once in this process (the batch job, `execute_in_process`); an object's latency
 ends when its batch's run has committed. The listing side is its best case: a daemon with
 `minimum_interval_seconds=30` adds up to 30 s. The events side runs twice: back to back, then paced as a
-sensor with `minimum_interval_seconds=--interval` (default 10) ticks, each tick taking what accumulated. The S3 and SQS calls of the watch's clients are counted by
-operation (botocore events): ListObjectsV2 per tick, ReceiveMessage and DeleteMessageBatch.
+sensor with `minimum_interval_seconds=--interval` (default 10) ticks, each tick taking what accumulated. The
+S3 and SQS calls of the watch's clients are counted by operation (botocore events): ListObjectsV2 per tick,
+ReceiveMessage and DeleteMessageBatch.
 
 The last line is one JSON object: {"objects", "new", "rate_per_s", "listing": {...}, "events": {...},
 "events_paced": {...}}, each side {"interval_s", "p50_s", "p95_s", "max_s", "ticks", "sensor_s" (in the sensor
@@ -107,7 +108,8 @@ def _phase(side: Side, put, names: list[str], rate: float, calls: collections.Co
     producer.join()
     latency = [committed[u] - put_at[u] for u in put_at]
     watch_calls = {k: v for k, v in calls.items() if k in ("ListObjectsV2", "ReceiveMessage", "DeleteMessageBatch")}
-    return {"interval_s": interval, "p50_s": round(statistics.median(latency), 2), "p95_s": round(_percentile(latency, 0.95), 2),
+    return {"interval_s": interval, "p50_s": round(statistics.median(latency), 2),
+            "p95_s": round(_percentile(latency, 0.95), 2),
             "max_s": round(max(latency), 2), "ticks": side.ticks - ticks_before,
             "sensor_s": round(side.sensor_s - sensor_before, 1), "run_s": round(side.run_s - run_before, 1),
             "put_s": round(max(put_at.values()) - min(put_at.values()), 1), "calls": dict(calls),

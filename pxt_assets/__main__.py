@@ -90,7 +90,8 @@ def _watch_setup(args: argparse.Namespace) -> int:
         try:
             table = get_table(args.table)
         except Exception as e:  # noqa: BLE001 - named below
-            raise SystemExit(f"watch-setup: no table {args.table!r} in {args.module} nor in the catalog ({e})") from None
+            raise SystemExit(f"watch-setup: no table {args.table!r} in {args.module} nor in the catalog "
+                             f"({e})") from None
     watch = table._watch
     if watch is None or not watch.queue:
         raise SystemExit(f"watch-setup: table {args.table!r} has no watch with queue= (t.watch(prefix, queue=URL))")

@@ -203,7 +203,8 @@ def _queue_error(what: str, url: str, e: BaseException) -> StoreError:
                               kind="not_found")
         if codes & _DENIED or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
             return StoreError(f"{what} queue {shown}: permission denied ({error.get('Message') or error.get('Code')})"
-                              "; the watch needs sqs:ReceiveMessage and sqs:DeleteMessage on it", kind="access_denied")
+                              "; the watch needs sqs:ReceiveMessage, sqs:DeleteMessage and "
+                              "sqs:ChangeMessageVisibility on it", kind="access_denied")
     return _store_error(what, f"queue {shown}", e) or StoreError(f"{what} queue {shown}: {e}")
 
 
