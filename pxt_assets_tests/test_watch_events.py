@@ -206,6 +206,27 @@ def test_a_message_naming_more_objects_than_a_tick_takes_comes_back_for_the_next
     assert s.waiting() == 0
 
 
+def test_a_listing_watch_switched_to_a_queue_and_back_takes_nothing_twice(pxt_home, s3_env, instance):
+    """The sensor keeps its name and its cursor, and both modes share the record of what the watch took."""
+    s = Setup(s3_env, path="events/switch")
+    t = s.table
+    t.watch(s.prefix)  # listing first
+    a = s.put("a.jpg")
+    listed = _tick(t, instance)
+    assert s.taken() == [a] and s.calls["ListObjectsV2"] == 1
+    t.watch(s.prefix, queue=s.queue)
+    sqs.setup_notifications(s.prefix, s.queue, "pxt-test")
+    s.put("a.jpg")  # written again in place: an ObjectCreated event for an object already taken
+    b = s.put("b.jpg")
+    s.calls.clear()
+    evented = _tick(t, instance, cursor=listed.cursor)
+    assert [int(r.tags["pxt/rows"]) for r in evented.run_requests] == [1] and sorted(s.taken()) == [a, b]
+    assert s.calls["ListObjectsV2"] == 0 and s.waiting() == 0
+    t.watch(s.prefix)  # and back to listing, with the cursor the event ticks kept
+    back = _tick(t, instance, cursor=evented.cursor)
+    assert back.run_requests == [] and sorted(s.taken()) == [a, b]
+
+
 CHILD_TICK = """
 import sys
 import boto3
