@@ -356,8 +356,8 @@ def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
 
 # -- event mode: the bucket's notifications through an SQS queue --------------------------------------------
 #
-# A tick long-polls the queue (RECEIVE_WAIT_S for the first answer, then while messages keep coming, at most
-# the tick's limit of objects and RECEIVE_BUDGET_S), takes the objects the messages name that the watch has
+# A tick long-polls the queue (RECEIVE_WAIT_S for the first answer, then again while answers are full, at most
+# the tick's limit of messages and RECEIVE_BUDGET_S), takes the objects the messages name that the watch has
 # not taken (the same pxt_watch_taken record as listing: one query per 1,000 names), plans them with `plan`,
 # records the batches and their names in one transaction, and only then deletes the messages. So:
 #
