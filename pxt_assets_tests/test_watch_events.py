@@ -21,6 +21,7 @@ from pxt_assets.stores import sqs
 from pxt_assets.stores.s3 import parse
 from pxt_assets.watch import WatchCursor
 from pxt_assets_tests.conftest import SAMPLES, unique_bucket
+from pxt_assets_tests.test_cli_and_ui import pxt_env  # noqa: F401 - a fixture
 from pxt_assets_tests.test_faults import child_env, output_of, run
 from pxt_assets_tests.test_watch import _manifest_uris, _run, _state, _tick, daemon
 
@@ -449,3 +450,54 @@ def test_a_thousand_objects_arriving_while_the_daemon_runs_become_a_thousand_row
     # the client that would list is the one counted (the store keeps one per endpoint), and it never listed
     assert stores.store_for(s.prefix).clients_for(parse(s.prefix)).data is s.data
     assert s.calls["ListObjectsV2"] == 0 and s.calls["ReceiveMessage"] > 0
+
+
+def test_with_dagster_dev_an_object_put_becomes_a_row_from_its_notification_with_no_listing(
+        pxt_env, s3_server):  # noqa: F811
+    """The demo table with PXT_DEMO_WATCH_QUEUE, `python -m pxt_assets watch-setup` run as a user would, and
+    `dagster dev` running: an image put in the bucket becomes a row, and moto's server (which sees every
+    process's requests) is never asked for a listing of the bucket."""
+    import logging
+
+    from pxt_assets_tests.test_cli_and_ui import output_of as cli_output
+    from pxt_assets_tests.test_cli_and_ui import start_dagster_dev, stop
+    from pxt_assets_tests.test_e2e_watch import ROW_TIMEOUT_S
+
+    bucket = unique_bucket("events-e2e")
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket=bucket)
+    queue = boto3.client("sqs", endpoint_url=s3_server.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                         aws_secret_access_key="testing").create_queue(QueueName=bucket)["QueueUrl"]
+    pxt_env.env.update(AWS_ENDPOINT_URL=s3_server.endpoint, AWS_ACCESS_KEY_ID="testing",
+                       AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                       PXT_DEMO_WATCH=f"s3://{bucket}/incoming/", PXT_DEMO_WATCH_QUEUE=queue,
+                       PXT_DEMO_WATCH_INTERVAL="5")
+    served: list[str] = []
+
+    class Requests(logging.Handler):  # moto's server logs each request it serves (werkzeug)
+        def emit(self, record: logging.LogRecord) -> None:
+            if f"/{bucket}" in record.getMessage():
+                served.append(record.getMessage())
+
+    handler = Requests()
+    logging.getLogger("werkzeug").addHandler(handler)
+    try:
+        setup = pxt_env.cli("watch-setup", "blob_storage_demo/media")
+        assert setup.returncode == 0, cli_output(setup)
+        proc, _, log = start_dagster_dev(pxt_env)
+        try:
+            s3.put_object(Bucket=bucket, Key="incoming/cat.jpg", Body=SAMPLES[0].read_bytes(), ContentType="image/jpeg")
+            deadline = time.monotonic() + ROW_TIMEOUT_S
+            while not pxt_env.batches("committed"):
+                assert proc.poll() is None, log.read_text()[-5000:]
+                assert time.monotonic() < deadline, f"no row after {ROW_TIMEOUT_S} s:\n{log.read_text()[-5000:]}"
+                time.sleep(2)
+            (batch,) = pxt_env.batches()
+            assert list(pxt_env.column("source_image", batch)["value"]) == [f"s3://{bucket}/incoming/cat.jpg"]
+            assert list(pxt_env.column("width", batch)["value"]) == [481]
+        finally:
+            stop(proc)
+    finally:
+        logging.getLogger("werkzeug").removeHandler(handler)
+    assert any(f"PUT /{bucket}/incoming/cat.jpg" in line for line in served)  # the log sees the bucket's requests
+    assert [line for line in served if "list-type=2" in line] == []
