@@ -461,7 +461,7 @@ def test_with_dagster_dev_an_object_put_becomes_a_row_from_its_notification_with
 
     from pxt_assets_tests.test_cli_and_ui import output_of as cli_output
     from pxt_assets_tests.test_cli_and_ui import start_dagster_dev, stop
-    from pxt_assets_tests.test_e2e_watch import ROW_TIMEOUT_S
+    from pxt_assets_tests.test_e2e_watch import put_cat_and_wait_for_its_row
 
     bucket = unique_bucket("events-e2e")
     s3 = s3_server.client()
@@ -486,13 +486,7 @@ def test_with_dagster_dev_an_object_put_becomes_a_row_from_its_notification_with
         assert setup.returncode == 0, cli_output(setup)
         proc, _, log = start_dagster_dev(pxt_env)
         try:
-            s3.put_object(Bucket=bucket, Key="incoming/cat.jpg", Body=SAMPLES[0].read_bytes(), ContentType="image/jpeg")
-            deadline = time.monotonic() + ROW_TIMEOUT_S
-            while not pxt_env.batches("committed"):
-                assert proc.poll() is None, log.read_text()[-5000:]
-                assert time.monotonic() < deadline, f"no row after {ROW_TIMEOUT_S} s:\n{log.read_text()[-5000:]}"
-                time.sleep(2)
-            (batch,) = pxt_env.batches()
+            batch = put_cat_and_wait_for_its_row(pxt_env, proc, log, s3, bucket)
             assert list(pxt_env.column("source_image", batch)["value"]) == [f"s3://{bucket}/incoming/cat.jpg"]
             assert list(pxt_env.column("width", batch)["value"]) == [481]
         finally:
