@@ -1,5 +1,5 @@
 """`python -m bench watch [--objects N] [--new K] [--s3-objects M]`: what one sensor tick costs on a prefix
-that already holds N taken objects.
+that already holds N taken objects. (`--events`: listing vs bucket notifications, bench/watch_events.py.)
 
 Local folder: N files, their modification times spread over the last 30 days (an old, busy prefix). One
 tick takes them all (N/1000 batches of 1,000). Then, through the table's sensor (built as Dagster builds
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -35,6 +36,8 @@ import pathlib
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
+from typing import Any
 
 
 def _table(name: str, prefix: str):
@@ -134,14 +137,14 @@ def local(home: pathlib.Path, n: int, k: int) -> dict:
     return out
 
 
-def s3(home: pathlib.Path, n: int, k: int) -> dict:
+@contextlib.contextmanager
+def moto_bucket(bucket: str, n: int) -> Iterator[tuple[str, Any, Any]]:
+    """moto's server in this process (AWS_ENDPOINT_URL pointing at it), a bucket holding N objects
+    `incoming/0000000.jpg`... put straight into moto's store: (endpoint, an S3 client, moto's S3 backend)."""
     import boto3
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
     from moto.server import ThreadedMotoServer
-
-    from pxt_assets import stores
-    from pxt_assets.stores.s3 import parse
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -150,10 +153,20 @@ def s3(home: pathlib.Path, n: int, k: int) -> dict:
         os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                           AWS_DEFAULT_REGION="us-east-1")
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="bench-watch")
+        client.create_bucket(Bucket=bucket)
         backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
         for i in range(n):
-            backend.put_object("bench-watch", f"incoming/{i:07d}.jpg", b"x")
+            backend.put_object(bucket, f"incoming/{i:07d}.jpg", b"x")
+        yield endpoint, client, backend
+    finally:
+        server.stop()
+
+
+def s3(home: pathlib.Path, n: int, k: int) -> dict:
+    from pxt_assets import stores
+    from pxt_assets.stores.s3 import parse
+
+    with moto_bucket("bench-watch", n) as (_, client, backend):
         prefix = "s3://bench-watch/incoming/"
         calls: collections.Counter[str] = collections.Counter()
         stores.store_for(prefix).clients_for(parse(prefix)).data.meta.events.register(
@@ -177,23 +190,34 @@ def s3(home: pathlib.Path, n: int, k: int) -> dict:
         print(f"late: {json.dumps(out['late'])}", flush=True)
         assert out["new"]["rows"] == k and out["late"]["rows"] == k, out
         return out
-    finally:
-        server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench watch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=100_000)
-    parser.add_argument("--new", type=int, default=10)
+    parser.add_argument("--new", type=int, default=None, help="default: 10 (--events: 1000)")
     parser.add_argument("--s3-objects", type=int, default=None, help="default: --objects; 0 skips S3")
+    parser.add_argument("--events", action="store_true",
+                        help="instead: listing vs bucket notifications (SQS), PUT -> committed row latency and "
+                             "requests per 1,000 new objects (bench/watch_events.py)")
+    parser.add_argument("--rate", type=float, default=50.0, help="--events: new objects put per second")
+    parser.add_argument("--interval", type=float, default=10.0,
+                        help="--events: the paced events side's seconds between ticks")
     args = parser.parse_args(argv)
+    if args.new is None:
+        args.new = 1000 if args.events else 10
     if args.objects < 1 or args.new < 2:
         parser.error("--objects must be >= 1 and --new >= 2")
     home = pathlib.Path(tempfile.mkdtemp(prefix="pxt-bench-watch-"))
     os.environ["PIXELTABLE_HOME"] = str(home)
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     os.environ.pop("PIXELTABLE_DB_URL", None)
+    if args.events:
+        from bench import watch_events
+
+        print(json.dumps(watch_events.main(args.objects, args.new, args.rate, args.interval)))
+        return
     import logging
 
     logging.getLogger("dagster").setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Command line: `python -m pxt_assets demo | insert | show | resume | gc | check | scale-demo`.
+"""Command line: `python -m pxt_assets demo | insert | show | resume | gc | check | watch-setup | scale-demo`.
 
     python -m pxt_assets demo                               # the seed walkthrough on the embedded default
     python -m pxt_assets insert blob_storage_demo/media a.jpg https://host/b.jpg
@@ -6,6 +6,7 @@
     python -m pxt_assets resume blob_storage_demo/media [BATCH]   # re-run batches that failed or were killed
     python -m pxt_assets gc s3://bucket/prefix/ [--delete] [--min-age SECONDS] [--reconcile]  # files we wrote that no row names
     python -m pxt_assets check [TABLE] [--json]             # the tables' invariants: missing files, drift
+    python -m pxt_assets watch-setup blob_storage_demo/media      # bucket notifications -> the watch's SQS queue
     python -m pxt_assets scale-demo [--images N]    # the demo table on PostgreSQL, Redis, moto, two Celery workers
 """
 
@@ -71,6 +72,38 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _watch_setup(args: argparse.Namespace) -> int:
+    import json
+
+    from pxt_assets import stores
+    from pxt_assets.redaction import redact
+    from pxt_assets.stores import sqs
+
+    try:
+        key = parse_table_path(args.table)
+    except ValueError as e:  # SpecError
+        raise SystemExit(f"watch-setup: {e}") from None
+    table = _tables(args.module).get(key)
+    if table is None:  # a catalog table (pxt.create_table, watch recorded with it)
+        from pxt_assets.api.catalog import get_table
+
+        try:
+            table = get_table(args.table)
+        except Exception as e:  # noqa: BLE001 - named below
+            raise SystemExit(f"watch-setup: no table {args.table!r} in {args.module} nor in the catalog "
+                             f"({e})") from None
+    watch = table._watch
+    if watch is None or not watch.queue:
+        raise SystemExit(f"watch-setup: table {args.table!r} has no watch with queue= (t.watch(prefix, queue=URL))")
+    try:
+        done = sqs.setup_notifications(watch.prefix, watch.queue, f"pxt-{table.spec.slug}"[:64])
+    except stores.StoreError as e:
+        print(f"watch-setup: {redact(str(e))}", file=sys.stderr)
+        return 1
+    print(json.dumps({"table": table.path, "queue": redact(watch.queue), **done}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pxt_assets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--no-files", action="store_true", help="skip the existence check of files")
     chk.add_argument("--concurrency", type=int, default=16, metavar="N",
                      help="existence checks in flight at once (default: 16)")
+    setup = sub.add_parser(
+        "watch-setup", help="send the bucket's new-object notifications to the SQS queue of TABLE's watch",
+        description="For a watch declared with queue= (an s3:// prefix and an SQS queue URL), and a user who "
+                    "owns both: add to the queue's policy a statement letting S3 send it the bucket's events, and "
+                    "add to the bucket's notifications one sending s3:ObjectCreated:* events of keys under the "
+                    "prefix to the queue (both named pxt-<table>; the bucket's and the queue's others are kept). "
+                    "Run it again after changing the prefix or the queue: it replaces its own configuration.")
+    setup.add_argument("table")
     scale = sub.add_parser(
         "scale-demo", help="the demo table scaled out on 127.0.0.1 (docs/scale.md); prints one JSON line",
         description="Start a throwaway PostgreSQL cluster, Redis, a moto S3 server, the Dagster daemon and two "
@@ -183,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args)
+    if args.command == "watch-setup":
+        return _watch_setup(args)
     table = _table(args.module, args.table)
     if args.command == "resume":
         results = table.resume(args.batch)

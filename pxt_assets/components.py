@@ -17,7 +17,7 @@
       views:
         - path: blob_storage_demo/frames
           iterator: {function: video.frame_iterator, args: [{column: video}], kwargs: {fps: 1}}
-      watch: {prefix: "s3://bucket/incoming/", interval_seconds: 30}
+      watch: {prefix: "s3://bucket/incoming/", interval_seconds: 30}   # queue: <SQS queue URL> for events
 
 An argument is a YAML value, a column (`{column: name}`, with `property: fileurl` for one of its properties)
 or another call (`{function: ..., args: [...], kwargs: {...}}`); lists and mappings may hold either.
@@ -80,6 +80,10 @@ class WatchModel(dg.Model, dg.Resolvable):
     column: str | None = None
     cron_schedule: str | None = None
     suffixes: list[str] | None = None
+    #: an SQS queue URL receiving the bucket's s3:ObjectCreated:* events: no listing (an empty one: none)
+    queue: str | None = None
+    #: with a queue: list the prefix this often (seconds) for objects whose notification was lost
+    reconcile_every: float | None = None
 
 
 class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
@@ -143,10 +147,12 @@ class MediaTableComponent(dg.Component, dg.Model, dg.Resolvable):
         self._add_columns(table, self.columns or {})
         if self.watch is not None and self.watch.prefix.strip():
             w = self.watch
+            queue = (w.queue or "").strip() or None  # an unset `{{ env('QUEUE', '') }}`: listing
             table.watch(w.prefix.strip(), minimum_interval_seconds=w.interval_seconds,
                         max_batch_rows=w.max_batch_rows, max_batches_per_tick=w.max_batches_per_tick,
                         column=w.column, cron_schedule=w.cron_schedule,
-                        suffixes=tuple(w.suffixes) if w.suffixes else None)
+                        suffixes=tuple(w.suffixes) if w.suffixes else None,
+                        queue=queue, reconcile_every=w.reconcile_every if queue else None)
         return table
 
     def build_view(self, table: Any, v: ViewModel) -> Any:

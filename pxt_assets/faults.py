@@ -13,6 +13,7 @@ Points (see pxt_assets_tests/test_faults.py):
 - `mid_upload`: a local file written to its temporary name, not yet renamed into place;
 - `before_commit`, `mid_commit` (inside the SQL transaction, rows written, not committed), `after_commit`;
 - `gc_before_delete`: gc holding a batch's claim, its candidates checked again, none deleted yet.
+- `watch_before_delete`: a watch with a queue, its tick's batches recorded, its messages not deleted yet.
 """
 
 from __future__ import annotations

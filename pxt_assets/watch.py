@@ -29,6 +29,11 @@ last tick's proposal, and the cursor. The proposal becomes the cursor once every
 the Dagster instance.
 
 Batch keys are derived from their objects, so the same objects always make the same batch.
+
+A watch with a queue (`queue=`: an SQS queue receiving the bucket's s3:ObjectCreated:* notifications) does
+not list: `event_tick` receives messages, takes the objects they name that were not taken, plans and records
+them as above, and only then deletes the messages (see the comment above `event_tick` for why that is
+exactly once). `reconcile_every` adds a listing tick now and then, with the same taken record.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import heapq
 import itertools
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,6 +54,7 @@ import dagster as dg
 
 from pxt_assets import rowstore, stores
 from pxt_assets.config import current_settings
+from pxt_assets.faults import fault_point
 from pxt_assets.redaction import redact, scrubbing
 from pxt_assets.spec import TableSpec
 from pxt_assets.stores.base import ObjectInfo
@@ -75,6 +82,8 @@ class WatchSpec:
     lookback_seconds: float = 300.0
     cron_schedule: str | None = None
     suffixes: tuple[str, ...] | None = None
+    queue: str | None = None  # an SQS queue URL receiving the bucket's s3:ObjectCreated:* events
+    reconcile_every: float | None = None  # with a queue: list the prefix this often (seconds), or never
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -96,10 +105,14 @@ class WatchCursor:
     count: int = 0  # how many objects taken below `at`
     total: int = 0  # the sum of their names (as 128-bit numbers), modulo 2**128
     seq: int = 0  # the number of the tick that made this cursor
+    reconciled: float | None = None  # with a queue: when the prefix was last listed (epoch seconds)
 
     def to_json(self) -> str:
-        return json.dumps({"v": 2, "seq": self.seq, "newest": _num(self.newest), "at": _num(self.at),
-                           "count": self.count, "sum": f"{self.total:x}", "seen": self.seen})
+        doc = {"v": 2, "seq": self.seq, "newest": _num(self.newest), "at": _num(self.at),
+               "count": self.count, "sum": f"{self.total:x}", "seen": self.seen}
+        if self.reconciled is not None:
+            doc["reconciled"] = self.reconciled
+        return json.dumps(doc)
 
     @classmethod
     def from_json(cls, text: str | None) -> WatchCursor:
@@ -110,8 +123,9 @@ class WatchCursor:
         doc = json.loads(text)
         if doc.get("v") != 2:
             return cls(newest=_unnum(doc.get("newest")))
+        reconciled = doc.get("reconciled")
         return cls(_unnum(doc["newest"]), dict(doc["seen"]), _unnum(doc["at"]), int(doc["count"]),
-                   int(doc["sum"], 16), int(doc["seq"]))
+                   int(doc["sum"], 16), int(doc["seq"]), None if reconciled is None else float(reconciled))
 
 
 @dataclass(frozen=True)
@@ -143,12 +157,10 @@ def plan(listing: Listing, cursor: WatchCursor, watch: WatchSpec, known: Known |
     asks about every listed name, as after a mismatch (a reset cursor)."""
     relist = listing if callable(listing) else (lambda: iter(listing))
     ask = known or (lambda names: set())
-    suffixes = tuple(s.lower() for s in watch.suffixes) if watch.suffixes else None
+    wants = _wants(watch)
 
     def wanted() -> Iterable[ObjectInfo]:
-        for o in relist():
-            if suffixes is None or o.uri.lower().split("?")[0].endswith(suffixes):
-                yield o
+        return (o for o in relist() if wants(o.uri))
 
     limit = watch.max_batch_rows * watch.max_batches_per_tick
     count, total, top = 0, 0, float("-inf")
@@ -188,6 +200,12 @@ def plan(listing: Listing, cursor: WatchCursor, watch: WatchSpec, known: Known |
                                  ((m, "", name) for name, m in listed_seen.items()))
         taken, after = _reconcile(listed, listed_seen, cursor, ask, min(at, _floor(chosen, limit)), limit)
     return _batches(taken, watch), after
+
+
+def _wants(watch: WatchSpec) -> Callable[[str], bool]:
+    """Whether a watch takes the object at a URI, by its name's suffix."""
+    suffixes = tuple(s.lower() for s in watch.suffixes) if watch.suffixes else None
+    return lambda uri: suffixes is None or uri.lower().split("?")[0].endswith(suffixes)
 
 
 def _floor(chosen: list[_Candidate], limit: int) -> float:
@@ -293,12 +311,9 @@ def _unrequested(rows: rowstore.RowStore, spec: TableSpec, watch: WatchSpec, aft
     return batches, max(seq for _, seq, _ in pending)
 
 
-def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
-         instance: Callable[[], dg.DagsterInstance | None] = lambda: None) -> tuple[list[PlannedBatch], WatchCursor]:
-    """List the watched prefix and plan batches: those of earlier ticks whose runs were never requested
-    (their cursors were not kept), then new ones, recorded in the database with the names they take (before
-    any partition exists, so whichever worker runs a batch finds what to insert)."""
-    rows = _rows()  # batches only: the row table is made sure of by the runs that fill it
+def _listed(rows: rowstore.RowStore, spec: TableSpec, watch: WatchSpec,
+            cursor: WatchCursor) -> tuple[list[PlannedBatch], WatchCursor]:
+    """List the watched prefix and plan batches of the objects not taken yet (nothing recorded)."""
     slug, watch_key = spec.slug, name_of(watch.prefix)
     reconcile = False
     if cursor.seq == 0:  # a first tick, a reset cursor, or one from the previous release
@@ -308,18 +323,114 @@ def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
             made = rows.batches_from(slug, {"watch": watch.prefix})
             reconcile = rows.record_watch_taken(slug, watch_key, 0, [
                 (name_of(r[watch.column]), key) for key, manifest in made for r in manifest if r.get(watch.column)]) > 0
-    again, seq = _unrequested(rows, spec, watch, cursor.seq, instance)
     store = stores.store_for(watch.prefix)
-    batches, after = plan(lambda: store.list_objects(watch.prefix), cursor, watch,
-                          lambda names: rows.watch_taken(slug, watch_key, names), reconcile=reconcile)
+    return plan(lambda: store.list_objects(watch.prefix), cursor, watch,
+                lambda names: rows.watch_taken(slug, watch_key, names), reconcile=reconcile)
+
+
+def _recorded(rows: rowstore.RowStore, spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
+              again: list[PlannedBatch], seq: int, batches: list[PlannedBatch],
+              after: WatchCursor) -> tuple[list[PlannedBatch], WatchCursor]:
+    """Record a tick's new batches with the names they take, numbered after the cursor (and after any lost
+    tick whose batches are requested `again`); the batches to request and the cursor to keep."""
     if not batches and seq == cursor.seq:
         return [], after
     seq = max(seq, cursor.seq + 1)
     if batches:
-        rows.record_watch_batches(slug, watch_key, seq, [
+        rows.record_watch_batches(spec.slug, name_of(watch.prefix), seq, [
             (b.key, [{watch.column: u} for u in b.uris], {"watch": watch.prefix}, [name_of(u) for u in b.uris])
             for b in batches])
     return again + batches, dataclasses.replace(after, seq=seq)
+
+
+def tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
+         instance: Callable[[], dg.DagsterInstance | None] = lambda: None) -> tuple[list[PlannedBatch], WatchCursor]:
+    """List the watched prefix and plan batches: those of earlier ticks whose runs were never requested
+    (their cursors were not kept), then new ones, recorded in the database with the names they take (before
+    any partition exists, so whichever worker runs a batch finds what to insert)."""
+    rows = _rows()  # batches only: the row table is made sure of by the runs that fill it
+    again, seq = _unrequested(rows, spec, watch, cursor.seq, instance)
+    batches, after = _listed(rows, spec, watch, cursor)
+    return _recorded(rows, spec, watch, cursor, again, seq, batches, after)
+
+
+# -- event mode: the bucket's notifications through an SQS queue --------------------------------------------
+#
+# A tick long-polls the queue (RECEIVE_WAIT_S for the first answer, then again while answers are full, at most
+# the tick's limit of messages and RECEIVE_BUDGET_S), takes the objects the messages name that the watch has
+# not taken (the same pxt_watch_taken record as listing: one query per 1,000 names), plans them with `plan`,
+# records the batches and their names in one transaction, and only then deletes the messages. So:
+#
+# - a message delivered twice, late, or again after a tick that recorded its objects and died before deleting
+#   it finds its objects taken: it is deleted and adds nothing;
+# - a tick that dies before recording deletes nothing: its messages come back after the queue's visibility
+#   timeout;
+# - messages are deleted inside the sensor function, before Dagster records the run requests it returns.
+#   That is safe for the same reason a listing tick's batches are: they are recorded with the tick's number
+#   (`seq`), and if Dagster does not keep that tick's cursor, the next tick requests their runs again
+#   (`_unrequested`). The event mode's cursor carries `seq` for that, and `reconciled`.
+#
+# With `reconcile_every`, a tick that finds the last listing that long ago (or none) also lists the prefix as a
+# listing watch does, with the listing fields of the same cursor: objects whose notification was lost are
+# taken; those taken from events are found taken, never taken again.
+
+RECEIVE_WAIT_S = 5.0  # long polling: how long the first request of a tick waits for a message
+RECEIVE_BUDGET_S = 20.0  # how long a tick keeps receiving while messages come (Dagster stops a tick at 60 s)
+
+
+def _received(queue: Any, watch: WatchSpec, limit: int) -> tuple[list[Any], dict[str, list[ObjectInfo]]]:
+    """The messages of one tick, and the objects under the prefix (with a wanted suffix) each one names."""
+    from pxt_assets.stores import sqs
+
+    wants = _wants(watch)
+    messages = queue.receive(max_messages=limit, wait_s=RECEIVE_WAIT_S, budget_s=RECEIVE_BUDGET_S)
+    return messages, {m.id: [o for o in sqs.objects_under(m.body, watch.prefix) if wants(o.uri)] for m in messages}
+
+
+def event_tick(spec: TableSpec, watch: WatchSpec, cursor: WatchCursor,
+               instance: Callable[[], dg.DagsterInstance | None] = lambda: None, *,
+               now: float | None = None) -> tuple[list[PlannedBatch], WatchCursor, Callable[[], int]]:
+    """A tick of a watch with a queue (see above): the batches to request (earlier ticks' whose runs were
+    never requested, then new ones, recorded), the cursor, and `done()`, which deletes the messages whose
+    objects are all taken now and makes the others visible again; call it once the batches are recorded (it
+    returns how many deletions SQS refused)."""
+    from pxt_assets.stores import sqs
+
+    rows = _rows()
+    slug, watch_key = spec.slug, name_of(watch.prefix)
+    now = time.time() if now is None else now
+    again, seq = _unrequested(rows, spec, watch, cursor.seq, instance)
+    listed: list[PlannedBatch] = []
+    after = cursor
+    if watch.reconcile_every is not None and (cursor.reconciled is None
+                                              or now - cursor.reconciled >= watch.reconcile_every):
+        listed, after = _listed(rows, spec, watch, cursor)
+        after = dataclasses.replace(after, reconciled=now)
+    queue = sqs.queue_for(watch.queue, watch.prefix)
+    limit = watch.max_batch_rows * watch.max_batches_per_tick
+    messages, named = _received(queue, watch, limit)
+    first: dict[str, ObjectInfo] = {}  # by URI, its earliest event (a message delivered twice counts once)
+    for objects in named.values():
+        for o in objects:
+            if o.uri not in first or o.mtime < first[o.uri].mtime:
+                first[o.uri] = o
+    in_listing = {name_of(u) for b in listed for u in b.uris}
+    names = {uri: name_of(uri) for uri in first}
+    known = rows.watch_taken(slug, watch_key, list(names.values())) | in_listing
+    fresh = [o for uri, o in first.items() if names[uri] not in known]
+    events, _ = plan(fresh, WatchCursor(), watch)
+    taken = known | {name_of(u) for b in events for u in b.uris}
+    finished, left = [], []  # a message naming an object left for a later tick (past `limit`) is kept
+    for m in messages:
+        (finished if all(name_of(o.uri) in taken for o in named[m.id]) else left).append(m)
+    out, after = _recorded(rows, spec, watch, cursor, again, seq, listed + events, after)
+
+    def done() -> int:
+        if left:
+            queue.release(left)  # for the next tick, not after the visibility timeout
+        return queue.delete(finished) if finished else 0
+
+    return out, after, done
 
 
 def sensor_name(spec: TableSpec) -> str:
@@ -352,21 +463,36 @@ def build_sensor(spec: TableSpec, watch: WatchSpec, job_name: str,
         job_name=job_name,
         minimum_interval_seconds=watch.minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=redact(f"New objects under {watch.prefix} become batches of {spec.display_path}.{watch.column}"),
+        description=redact(f"New objects under {watch.prefix} become batches of {spec.display_path}.{watch.column}"
+                           + (f", from the bucket's notifications in {watch.queue}" if watch.queue else "")),
     )
     @scrubbing  # a failed tick's error, as Dagster stores it, carries no credential
     def watch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         # Dagster keeps the returned cursor only once it has recorded the run requests returned with it.
-        batches, cursor = tick(spec, watch, WatchCursor.from_json(context.cursor), _instance_of(context))
+        previous = WatchCursor.from_json(context.cursor)
+        if watch.queue is None:
+            batches, cursor = tick(spec, watch, previous, _instance_of(context))
+            done: Callable[[], int] = lambda: 0  # noqa: E731
+        else:
+            batches, cursor, done = event_tick(spec, watch, previous, _instance_of(context))
         if not batches:
-            return dg.SensorResult(skip_reason=redact(f"no new objects under {watch.prefix}"), cursor=cursor.to_json())
-        rows = sum(len(b.uris) for b in batches)
-        context.log.info(f"{spec.display_path}: {rows} objects under {watch.prefix} -> {len(batches)} batches")
-        return dg.SensorResult(
-            run_requests=[_run_request(spec, watch, b) for b in batches],
-            dynamic_partitions_requests=[pdef.build_add_request([b.key for b in batches])],
-            cursor=cursor.to_json(),
-        )
+            result = dg.SensorResult(skip_reason=redact(f"no new objects under {watch.prefix}"),
+                                     cursor=cursor.to_json())
+        else:
+            rows = sum(len(b.uris) for b in batches)
+            context.log.info(f"{spec.display_path}: {rows} objects under {watch.prefix} -> {len(batches)} batches")
+            result = dg.SensorResult(
+                run_requests=[_run_request(spec, watch, b) for b in batches],
+                dynamic_partitions_requests=[pdef.build_add_request([b.key for b in batches])],
+                cursor=cursor.to_json(),
+            )
+        # The batches are recorded: the messages may go (see event_tick; a lost tick's runs are asked again).
+        fault_point("watch_before_delete")
+        refused = done()
+        if refused:
+            context.log.warning(f"{refused} messages of {redact(str(watch.queue))} were not deleted: they come "
+                                "back and find their objects taken")
+        return result
 
     return watch_sensor
 

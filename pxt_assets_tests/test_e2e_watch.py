@@ -15,6 +15,19 @@ from pxt_assets_tests.test_cli_and_ui import pxt_env, start_dagster_dev, stop  #
 ROW_TIMEOUT_S = 300  # sensor interval + run launch by the daemon (seconds each) on a loaded 2-core machine
 
 
+def put_cat_and_wait_for_its_row(pxt_env, proc, log, s3, bucket: str) -> str:  # noqa: F811
+    """Put an image at incoming/cat.jpg with `dagster dev` (proc, logging to `log`) running; the batch that
+    takes it, once committed (within ROW_TIMEOUT_S)."""
+    s3.put_object(Bucket=bucket, Key="incoming/cat.jpg", Body=SAMPLES[0].read_bytes(), ContentType="image/jpeg")
+    deadline = time.monotonic() + ROW_TIMEOUT_S
+    while not pxt_env.batches("committed"):
+        assert proc.poll() is None, log.read_text()[-5000:]
+        assert time.monotonic() < deadline, f"no row after {ROW_TIMEOUT_S} s:\n{log.read_text()[-5000:]}"
+        time.sleep(2)
+    (batch,) = pxt_env.batches()
+    return batch
+
+
 def test_object_put_in_a_watched_bucket_becomes_a_row_without_clicking(pxt_env, s3_server):  # noqa: F811
     bucket = unique_bucket()
     s3 = s3_server.client()
@@ -26,13 +39,7 @@ def test_object_put_in_a_watched_bucket_becomes_a_row_without_clicking(pxt_env, 
     )
     proc, _, log = start_dagster_dev(pxt_env)
     try:
-        s3.put_object(Bucket=bucket, Key="incoming/cat.jpg", Body=SAMPLES[0].read_bytes(), ContentType="image/jpeg")
-        deadline = time.monotonic() + ROW_TIMEOUT_S
-        while not pxt_env.batches("committed"):
-            assert proc.poll() is None, log.read_text()[-5000:]
-            assert time.monotonic() < deadline, f"no row after {ROW_TIMEOUT_S} s:\n{log.read_text()[-5000:]}"
-            time.sleep(2)
-        (batch,) = pxt_env.batches()
+        batch = put_cat_and_wait_for_its_row(pxt_env, proc, log, s3, bucket)
         source = pxt_env.column("source_image", batch)
         assert list(source["value"]) == [f"s3://{bucket}/incoming/cat.jpg"]
         width = pxt_env.column("width", batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
@@ -331,11 +332,12 @@ defs = t.definitions()
 """
 
 
-def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt_home, tmp_path):
-    """Through Dagster's own sensor daemon code, in this process: the first tick lists and plans, then fails
-    before Dagster records its run requests, so Dagster keeps no cursor. More objects land. The next tick
-    requests the first tick's batches again (same keys) beside a new one: every object in exactly one
-    batch, every batch with a run."""
+@contextlib.contextmanager
+def daemon(tmp_path, source: str):
+    """Dagster's own sensor daemon code, in this process, on a code location made of `source` (a module
+    defining `defs`), its instance queueing runs: yields (instance, tick). `tick(fail=, sensor=)` is one
+    iteration of the daemon, a minute after the last on Dagster's clock (past any minimum interval); `fail`
+    makes Dagster fail `sensor`'s tick after the sensor returned, before it records the run requests."""
     import logging
 
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -345,29 +347,38 @@ def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt
     from dagster._daemon.sensor import execute_sensor_iteration
     from dagster._time import get_current_datetime
 
-    folder = tmp_path / "incoming"
-    folder.mkdir()
     defs_file = tmp_path / "daemon_defs.py"
-    defs_file.write_text(f"FOLDER = {str(folder)!r}\n" + DAEMON_DEFS)
+    defs_file.write_text(source)
     origin = InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=str(defs_file), attribute="defs"),
-                                         location_name="watch_daemon")
+                                         location_name="daemon_defs")
     (tmp_path / "dagster_home").mkdir()
     queued = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
     with dg.instance_for_test(overrides=queued, temp_dir=str(tmp_path / "dagster_home")) as instance, \
             create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as workspace:
-        sensor = "watch__daemon_sensor"
-        start = get_current_datetime()
+        start, minutes = get_current_datetime(), [0]
 
-        def daemon_tick(minutes: int, fail: Exception | None = None) -> None:
-            # each tick a minute apart on Dagster's clock (past the sensor's minimum interval)
+        def tick(fail: Exception | None = None, sensor: str | None = None) -> None:
+            # "AUTOMATION_EVALUATIONS_ADDED": after the sensor returned, before Dagster records its run requests
             flags = {sensor: {"AUTOMATION_EVALUATIONS_ADDED": fail}} if fail else None
-            with freeze_time(start + datetime.timedelta(minutes=minutes)):
+            minutes[0] += 1
+            with freeze_time(start + datetime.timedelta(minutes=minutes[0])):
                 list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None, debug_crash_flags=flags))
 
+        yield instance, tick
+
+
+def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt_home, tmp_path):
+    """Through Dagster's own sensor daemon code, in this process: the first tick lists and plans, then fails
+    before Dagster records its run requests, so Dagster keeps no cursor. More objects land. The next tick
+    requests the first tick's batches again (same keys) beside a new one: every object in exactly one
+    batch, every batch with a run."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    with daemon(tmp_path, f"FOLDER = {str(folder)!r}\n" + DAEMON_DEFS) as (instance, daemon_tick):
+        sensor = "watch__daemon_sensor"
         for p in SAMPLES:
             (folder / p.name).write_bytes(p.read_bytes())
-        # "AUTOMATION_EVALUATIONS_ADDED" is after the sensor returned, before Dagster records its run requests
-        daemon_tick(1, fail=RuntimeError("run requests refused"))
+        daemon_tick(fail=RuntimeError("run requests refused"), sensor=sensor)
         state = _state(instance, sensor)
         (failed,) = instance.get_ticks(state.instigator_origin_id, state.selector_id)
         assert failed.status.value == "FAILURE" and "run requests refused" in str(failed.error)
@@ -377,7 +388,7 @@ def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt
         assert len(first) == 2  # 3 images, 2 per batch: planned and recorded, but no run
 
         (folder / "late.jpg").write_bytes(SAMPLES[0].read_bytes())
-        daemon_tick(2)
+        daemon_tick()
         runs = instance.get_runs()
         assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(t.batches())
         assert set(first) <= set(t.batches()) and len(t.batches()) == 3
@@ -385,7 +396,7 @@ def test_a_tick_whose_run_requests_dagster_did_not_record_is_requested_again(pxt
         assert sorted(every) == sorted(p.as_uri() for p in [*(folder / s.name for s in SAMPLES), folder / "late.jpg"])
         assert _state(instance, sensor).instigator_data.cursor is not None
 
-        daemon_tick(3)
+        daemon_tick()
         assert len(instance.get_runs()) == 3 and len(t.batches()) == 3
 
 

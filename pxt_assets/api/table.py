@@ -347,7 +347,8 @@ class MediaTable:
 
     def watch(self, prefix: str, *, minimum_interval_seconds: int = 30, max_batch_rows: int = 1000,
               max_batches_per_tick: int = 10, column: str | None = None, cron_schedule: str | None = None,
-              suffixes: tuple[str, ...] | None = None, lookback_seconds: float = 300.0) -> None:
+              suffixes: tuple[str, ...] | None = None, lookback_seconds: float = 300.0,
+              queue: str | None = None, reconcile_every: float | None = None) -> None:
         """Watch `prefix` (s3://, gs://, Azure, R2/B2/Tigris, or a local folder) for new objects.
 
         `pxt.definitions(t)` then contains a sensor `<dir>__<name>_sensor` (running by default): each tick
@@ -355,6 +356,12 @@ class MediaTable:
         (default: the first media column) and materialized. With `cron_schedule`, a schedule
         `<dir>__<name>_schedule` does the same on a fixed cadence instead. `suffixes` limits the objects
         taken (default for Image columns: common image extensions).
+
+        `queue` (an SQS queue URL, for an `s3://` prefix): new objects come from the bucket's
+        `s3:ObjectCreated:*` notifications delivered to that queue instead of listing the prefix
+        (`python -m pxt_assets watch-setup TABLE` configures the bucket and the queue); the same sensor, each
+        object taken once. `reconcile_every` (seconds) then also lists the prefix that often, for objects
+        whose notification was lost (docs/sensors.md).
         """
         self._sync()
         media_cols = [c for c in self.spec.source_columns() if c.is_media]
@@ -367,10 +374,12 @@ class MediaTable:
         if provider == "http":
             raise SpecError(f"watch: {prefix!r} cannot be listed; watch a bucket prefix or a local folder")
         prefix = stores.normalize_uri(prefix)
+        _check_queue(prefix, queue, reconcile_every, cron_schedule)
         if suffixes is None and self.spec.columns[name].col_type.name == "Image":
             suffixes = IMAGE_SUFFIXES
         watch = WatchSpec(prefix, name, minimum_interval_seconds, max_batch_rows, max_batches_per_tick,
-                          lookback_seconds, cron_schedule, tuple(suffixes) if suffixes else None)
+                          lookback_seconds, cron_schedule, tuple(suffixes) if suffixes else None, queue,
+                          None if reconcile_every is None else float(reconcile_every))
         if self._persistent:
             def change(spec: TableSpec, doc: dict[str, Any]) -> dict[str, Any]:
                 col = spec.columns.get(name)
@@ -1209,3 +1218,21 @@ def _root_message(error: Any) -> str:
 
 
 
+
+
+def _check_queue(prefix: str, queue: str | None, reconcile_every: float | None, cron_schedule: str | None) -> None:
+    """A watch's notification queue: an SQS queue URL, for an s3:// prefix, with a sensor (not a schedule)."""
+    if queue is None:
+        if reconcile_every is not None:
+            raise SpecError("watch: reconcile_every= goes with queue= (a watch without a queue lists every tick)")
+        return
+    if not isinstance(queue, str) or not queue.startswith(("https://", "http://")):
+        raise SpecError(f"watch: queue= takes an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/"
+                        f"<name>), got {redact(repr(queue))}")
+    if not prefix.startswith("s3://"):
+        raise SpecError(f"watch: queue= is for s3:// prefixes (Amazon S3 bucket notifications), got {redact(prefix)}; "
+                        "R2, B2 and Tigris deliver events through their own services: watch them by listing")
+    if cron_schedule is not None:
+        raise SpecError("watch: queue= makes a sensor; leave out cron_schedule=")
+    if reconcile_every is not None and not reconcile_every > 0:
+        raise SpecError(f"watch: reconcile_every= is a number of seconds > 0, got {reconcile_every!r}")

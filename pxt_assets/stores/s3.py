@@ -409,6 +409,23 @@ class S3Store(ObjectStore):
         except StoreError as e:
             raise bucket_error(e, loc.bucket) from None
 
+    def add_queue_notification(self, prefix_uri: str, queue_arn: str, config_id: str) -> None:
+        """The bucket sends `s3:ObjectCreated:*` events of keys under the prefix to the SQS queue `queue_arn`:
+        a queue configuration named `config_id` (replaced if there), the bucket's others kept."""
+        loc = self.parse(prefix_uri)
+        client = self.clients_for(loc).data
+        conf = self._call("cannot read the notifications of", prefix_uri,
+                          client.get_bucket_notification_configuration, Bucket=loc.api_bucket)
+        conf = {k: v for k, v in conf.items() if k != "ResponseMetadata"}
+        ours = {"Id": config_id, "QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}
+        if folder_prefix(loc.key):
+            ours["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": folder_prefix(loc.key)}]}}
+        conf["QueueConfigurations"] = [c for c in conf.get("QueueConfigurations", []) if c.get("Id") != config_id]
+        conf["QueueConfigurations"].append(ours)
+        self._call("cannot configure the notifications of", prefix_uri,
+                   client.put_bucket_notification_configuration, Bucket=loc.api_bucket,
+                   NotificationConfiguration=conf)
+
     def canonical(self, uri: str) -> str:
         loc = parse(uri)
         return f"s3:{loc.flavor}:{loc.endpoint or ''}:{loc.bucket}/{loc.key}"
