@@ -359,7 +359,9 @@ class Batches(Database):
         that they are complete)."""
         b = schema.batches
         with self._write() as conn:
-            row = conn.execute(sa.select(b.c.source).where((b.c.slug == slug) & (b.c.batch == batch))).first()
+            # read for update: the source is rewritten whole, and fill_pending may be clearing it meanwhile
+            row = conn.execute(sa.select(b.c.source).where((b.c.slug == slug) & (b.c.batch == batch))
+                               .with_for_update()).first()
             if row is None:
                 return
             source = json.loads(row[0]) if row[0] else {}
