@@ -480,7 +480,16 @@ def test_with_dagster_dev_an_object_put_becomes_a_row_from_its_notification_with
                 served.append(record.getMessage())
 
     handler = Requests()
-    logging.getLogger("werkzeug").addHandler(handler)
+    from werkzeug import _internal as werkzeug_internal
+
+    # the logger werkzeug logs to (it keeps the one it first got)
+    werkzeug = werkzeug_internal._logger or logging.getLogger("werkzeug")
+    # (another test's logging setup may have disabled the logger or raised its level: the count needs it)
+    was = werkzeug.disabled, werkzeug.level, logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    werkzeug.disabled = False
+    werkzeug.setLevel(logging.INFO)
+    werkzeug.addHandler(handler)
     try:
         setup = pxt_env.cli("watch-setup", "blob_storage_demo/media")
         assert setup.returncode == 0, cli_output(setup)
@@ -492,6 +501,9 @@ def test_with_dagster_dev_an_object_put_becomes_a_row_from_its_notification_with
         finally:
             stop(proc)
     finally:
-        logging.getLogger("werkzeug").removeHandler(handler)
+        werkzeug.removeHandler(handler)
+        werkzeug.disabled = was[0]
+        werkzeug.setLevel(was[1])
+        logging.disable(was[2])
     assert any(f"PUT /{bucket}/incoming/cat.jpg" in line for line in served)  # the log sees the bucket's requests
     assert [line for line in served if "list-type=2" in line] == []
